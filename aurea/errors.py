@@ -1,0 +1,220 @@
+"""The AureaError tree: every failure Aurea reports is one of these (imports nothing from aurea).
+
+::
+
+    AureaError
+    ├── InvalidRequest            bad field(s); carries field violations
+    ├── Unauthenticated           missing or wrong API key
+    ├── PermissionDenied          key lacks a scope
+    │   └── ModelDenied           model is on the deny list / not on the allow list
+    ├── NotFound
+    │   └── UnknownModel
+    ├── FailedPrecondition        the system is not in a state that allows the call
+    ├── Unimplemented             an RPC a later capability provides
+    ├── ResourceExhausted
+    │   ├── RateLimited           Aurea's own limiter (retry_after_s)
+    │   └── BudgetExceeded        a job's budget (spent_nanos, budget_nanos)
+    ├── Unavailable               (retry_after_s)
+    │   ├── Overloaded            a full mailbox / concurrency cap
+    │   ├── CircuitOpen
+    │   ├── ProvidersUnavailable  every candidate failed or was skipped
+    │   ├── ShuttingDown
+    │   └── ActorCrashed          an actor crashed handling the call and was restarted; retry
+    ├── DeadlineExceeded          the caller's deadline
+    └── ProviderError             an upstream provider failed (provider, status, retryable)
+        ├── ProviderAuthError         401/403 upstream; never retried
+        ├── ProviderRateLimited       429 upstream (retry_after_s)
+        ├── ProviderOverloaded        503/529 upstream
+        ├── ProviderServerError       other 5xx upstream
+        ├── ProviderTimeout           connect / first byte / idle timeout
+        ├── ProviderConnectionError   could not connect, or the connection dropped before a reply
+        ├── StreamBroken              the stream ended without its terminal event
+        └── UpstreamRejected          4xx the request itself caused; never retried
+            ├── ContextLengthExceeded
+            └── ContentFiltered
+
+Vendor exceptions are mapped to the most specific class here at one boundary (``raise X from exc``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One bad field: its path in the request (``messages[2].role``) and what is wrong with it."""
+
+    field: str
+    description: str
+
+
+class AureaError(Exception):
+    """Root of every error Aurea raises on purpose."""
+
+    reason: str = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(AureaError):
+    reason = "INVALID_REQUEST"
+
+    def __init__(self, message: str, violations: Sequence[FieldViolation] = ()) -> None:
+        super().__init__(message)
+        self.violations = tuple(violations)
+
+    @classmethod
+    def field(cls, field: str, description: str) -> InvalidRequest:
+        return cls(f"{field}: {description}", [FieldViolation(field, description)])
+
+
+class Unauthenticated(AureaError):
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(AureaError):
+    reason = "PERMISSION_DENIED"
+
+
+class ModelDenied(PermissionDenied):
+    reason = "MODEL_DENIED"
+
+
+class NotFound(AureaError):
+    reason = "NOT_FOUND"
+
+
+class UnknownModel(NotFound):
+    reason = "MODEL_NOT_FOUND"
+
+    def __init__(self, message: str, field: str = "model") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class FailedPrecondition(AureaError):
+    reason = "FAILED_PRECONDITION"
+
+
+class Unimplemented(AureaError):
+    reason = "NOT_IMPLEMENTED"
+
+
+class ResourceExhausted(AureaError):
+    reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(ResourceExhausted):
+    reason = "RATE_LIMITED"
+
+
+class BudgetExceeded(ResourceExhausted):
+    reason = "BUDGET_EXCEEDED"
+
+    def __init__(self, message: str, *, job_id: str, spent_nanos: int, budget_nanos: int) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.spent_nanos = spent_nanos
+        self.budget_nanos = budget_nanos
+
+
+class Unavailable(AureaError):
+    reason = "UNAVAILABLE"
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Overloaded(Unavailable):
+    reason = "OVERLOADED"
+
+
+class CircuitOpen(Unavailable):
+    reason = "CIRCUIT_OPEN"
+
+
+class ProvidersUnavailable(Unavailable):
+    reason = "PROVIDERS_UNAVAILABLE"
+
+
+class ShuttingDown(Unavailable):
+    reason = "SHUTTING_DOWN"
+
+
+class ActorCrashed(Unavailable):
+    reason = "ACTOR_RESTARTED"
+
+
+class DeadlineExceeded(AureaError):
+    reason = "DEADLINE_EXCEEDED"
+
+
+class ProviderError(AureaError):
+    """An upstream provider failed. ``retryable`` says whether another attempt may succeed."""
+
+    reason = "UPSTREAM_ERROR"
+    retryable: bool = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class ProviderAuthError(ProviderError):
+    reason = "UPSTREAM_AUTH_FAILED"
+    retryable = False
+
+
+class ProviderRateLimited(ProviderError):
+    reason = "UPSTREAM_RATE_LIMITED"
+
+
+class ProviderOverloaded(ProviderError):
+    reason = "UPSTREAM_OVERLOADED"
+
+
+class ProviderServerError(ProviderError):
+    reason = "UPSTREAM_SERVER_ERROR"
+
+
+class ProviderTimeout(ProviderError):
+    reason = "UPSTREAM_TIMEOUT"
+
+
+class ProviderConnectionError(ProviderError):
+    reason = "UPSTREAM_UNREACHABLE"
+
+
+class StreamBroken(ProviderError):
+    reason = "UPSTREAM_STREAM_BROKEN"
+
+
+class UpstreamRejected(ProviderError):
+    reason = "UPSTREAM_REJECTED"
+    retryable = False
+
+
+class ContextLengthExceeded(UpstreamRejected):
+    reason = "CONTEXT_LENGTH_EXCEEDED"
+
+
+class ContentFiltered(UpstreamRejected):
+    reason = "CONTENT_FILTERED"

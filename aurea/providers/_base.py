@@ -1,0 +1,160 @@
+"""The Provider protocol and the normalized domain types every adapter speaks.
+
+An adapter turns one ``ProviderRequest`` into an async stream of ``ProviderEvent`` s
+(text deltas, usage reports, one terminal ``Finish``) and maps its vendor's failures onto
+``aurea.errors.ProviderError`` subclasses. Adapters know nothing of gRPC or actors.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class Role(enum.StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+class FinishReason(enum.StrEnum):
+    """Why a generation ended. Anything but STOP/LENGTH/CONTENT_FILTER/TOOL_CALLS is abnormal."""
+
+    STOP = "stop"  # natural end or a stop sequence
+    LENGTH = "length"  # max_tokens reached
+    CONTENT_FILTER = "content_filter"  # the provider withheld or cut the output
+    TOOL_CALLS = "tool_calls"
+    CANCELLED = "cancelled"  # the caller went away
+    BUDGET_EXCEEDED = "budget_exceeded"  # Aurea cut the stream at the job's budget
+    ERROR = "error"  # the upstream failed after output began
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage:
+    """Token counts, normalized across providers.
+
+    ``input_tokens`` counts every prompt token *including* cached ones (OpenAI's convention;
+    adapters for providers that report cached tokens separately, like Anthropic, add them in).
+    ``output_tokens`` includes ``reasoning_tokens``. ``estimated`` is True when Aurea counted
+    instead of the provider reporting.
+    """
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderRequest:
+    """One chat generation, already routed: ``model`` is the provider's own model id."""
+
+    model: str
+    messages: tuple[ChatMessage, ...]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """Cumulative usage so far (a later report replaces an earlier one)."""
+
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The terminal event of a successful stream. ``raw_reason`` is the vendor's own word."""
+
+    reason: FinishReason
+    raw_reason: str = ""
+
+
+ProviderEvent = TextDelta | UsageReport | Finish
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Completion:
+    """A whole (unary) generation."""
+
+    text: str
+    finish: Finish
+    usage: Usage | None  # None when the provider did not report it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmbedRequest:
+    model: str
+    inputs: tuple[str, ...]
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Embeddings:
+    vectors: tuple[tuple[float, ...], ...]
+    usage: Usage | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timeouts:
+    """Seconds. ``first_byte_s`` bounds the wait for response headers / the first chunk;
+    ``idle_s`` bounds the gap between two chunks of a stream; ``total_s`` the whole call."""
+
+    connect_s: float = 10.0
+    first_byte_s: float = 60.0
+    idle_s: float = 30.0
+    total_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderSpec:
+    """A configured provider block (from ``[providers.NAME]`` in config)."""
+
+    name: str
+    kind: str  # simulated | openai | anthropic | gemini | http | lambda | runpod | local
+    base_url: str = ""
+    api_key_env: str = ""  # the *name* of the env var holding the key; never the key itself
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    max_concurrency: int = 64
+    options: Mapping[str, Any] = field(default_factory=dict)  # kind-specific settings
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """What every adapter implements. Instances own their HTTP session; ``aclose`` frees it."""
+
+    name: str
+
+    def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+        """Yield deltas and usage reports, then exactly one ``Finish``; raise ProviderError on failure.
+
+        Closing the iterator (``aclose``) or cancelling the consuming task must abort the upstream
+        request at once.
+        """
+        ...
+
+    async def complete(self, request: ProviderRequest) -> Completion: ...
+
+    async def embed(self, request: EmbedRequest) -> Embeddings: ...
+
+    async def list_models(self) -> list[str]: ...
+
+    async def aclose(self) -> None: ...
