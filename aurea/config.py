@@ -249,8 +249,13 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             raise ConfigError("--config", f"file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
-    over, plain_keys = _env_overrides(env)
-    raw = _merge(raw, over)
+    return build_settings(raw, env)
+
+
+def build_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from a TOML-shaped mapping (as the file would give) and ``env``."""
+    over, plain_keys = _env_overrides({} if env is None else env)
+    raw = _merge(dict(raw), over)
     unknown = set(raw) - {*_SECTIONS, "auth", "providers", "models"}
     if unknown:
         raise ConfigError(sorted(unknown)[0], "unknown section")

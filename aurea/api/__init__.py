@@ -1,0 +1,1 @@
+"""The edge: servicers, proto <-> domain conversion, the error table and interceptors."""

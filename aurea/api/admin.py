@@ -1,0 +1,150 @@
+"""AdminService: server info, actor metrics, providers and their stats."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Callable, Mapping
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from aurea.actors.provider import GetStats, ProviderMsg, ProviderStats
+from aurea.config import Settings
+from aurea.errors import InvalidRequest, NotFound
+from aurea.runtime import ActorRef, ActorSystem
+from aurea.v1 import admin_pb2 as pb
+from aurea.v1 import admin_pb2_grpc
+
+
+def _ts(unix_s: float) -> timestamp_pb2.Timestamp:
+    t = timestamp_pb2.Timestamp()
+    t.FromNanoseconds(int(unix_s * 1e9))
+    return t
+
+
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        system: ActorSystem,
+        providers: Mapping[str, ActorRef[ProviderMsg]],
+        version: str,
+        features: list[str],
+        draining: Callable[[], bool],
+    ) -> None:
+        self._settings = settings
+        self._system = system
+        self._providers = providers
+        self._version = version
+        self._features = sorted(features)
+        self._draining = draining
+        self._started_wall = time.time()
+        self._started = time.monotonic()
+        self._timeout = settings.runtime.ask_timeout_s
+
+    async def GetInfo(  # noqa: N802
+        self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetInfoResponse:
+        return pb.GetInfoResponse(
+            name="aurea",
+            version=self._version,
+            status=pb.SERVING_STATUS_DRAINING if self._draining() else pb.SERVING_STATUS_SERVING,
+            uptime_ms=int((time.monotonic() - self._started) * 1e3),
+            features=self._features,
+            provider_count=len(self._settings.providers),
+            model_count=len(self._settings.models),
+            start_time=_ts(self._started_wall),
+        )
+
+    async def GetSystemMetrics(  # noqa: N802
+        self, request: pb.GetSystemMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetSystemMetricsResponse:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_s = ru.ru_utime + ru.ru_stime
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return pb.GetSystemMetricsResponse(
+            cpu_percent=100.0 * cpu_s / elapsed,
+            cpu_time_ms=int(cpu_s * 1e3),
+            memory_rss_bytes=rss,
+            actors=[
+                pb.ActorMetrics(
+                    name=s.name,
+                    mailbox_depth=s.depth,
+                    mailbox_capacity=s.capacity,
+                    restarts=s.restarts,
+                    processed=s.processed,
+                    avg_handling_ms=s.handling_seconds_total * 1e3 / s.processed
+                    if s.processed
+                    else 0.0,
+                )
+                for s in self._system.stats()
+            ],
+        )
+
+    def _models_of(self, provider: str) -> list[str]:
+        return sorted(m.name for m in self._settings.models.values() if m.provider == provider)
+
+    async def _stats(self, name: str) -> ProviderStats:
+        stats: ProviderStats = await self._providers[name].ask(GetStats(), timeout_s=self._timeout)
+        return stats
+
+    async def ListProviders(  # noqa: N802
+        self, request: pb.ListProvidersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListProvidersResponse:
+        if not 0 <= request.page_size <= 1000:
+            raise InvalidRequest.field("page_size", "must be between 0 and 1000")
+        names = sorted(self._settings.providers)
+        start = 0
+        if request.page_token:
+            if request.page_token not in names:
+                raise InvalidRequest.field("page_token", "is not a token this RPC returned")
+            start = names.index(request.page_token)
+        size = request.page_size or 100
+        page = names[start : start + size]
+        out = []
+        for name in page:
+            spec = self._settings.providers[name]
+            st = await self._stats(name)
+            out.append(pb.Provider(
+                name=name,
+                kind=spec.kind,
+                base_url=spec.base_url,
+                healthy=st.failures == 0 or st.successes > 0,
+                circuit_state=pb.CIRCUIT_STATE_CLOSED,
+                models=self._models_of(name),
+                api_key_configured=bool(spec.api_key_env and os.environ.get(spec.api_key_env)),
+            ))
+        nxt = names[start + size] if start + size < len(names) else ""
+        return pb.ListProvidersResponse(providers=out, next_page_token=nxt)
+
+    async def GetProviderStats(  # noqa: N802
+        self, request: pb.GetProviderStatsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetProviderStatsResponse:
+        if request.provider and request.provider not in self._providers:
+            raise NotFound(f"provider {request.provider!r} is not configured; known: "
+                           f"{', '.join(sorted(self._providers))}")
+        names = [request.provider] if request.provider else sorted(self._providers)
+        out = []
+        for name in names:
+            s = await self._stats(name)
+            done = s.successes + s.failures
+            msg = pb.ProviderStats(
+                provider=name,
+                requests=s.requests,
+                successes=s.successes,
+                failures=s.failures,
+                success_rate=s.successes / done if done else 0.0,
+                input_tokens=s.input_tokens,
+                output_tokens=s.output_tokens,
+                cost_nanos=s.cost_nanos,
+                avg_latency_ms=s.total_latency_s * 1e3 / done if done else 0.0,
+            )
+            if s.last_request_unix_s is not None:
+                msg.last_request_time.CopyFrom(_ts(s.last_request_unix_s))
+            out.append(msg)
+        return pb.GetProviderStatsResponse(providers=out)

@@ -1,0 +1,154 @@
+"""Protobuf <-> domain conversion for inference, with request validation.
+
+Validation collects every bad field at once, so a caller fixes a request in one round trip.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from aurea.actors.router import Policy
+from aurea.errors import FieldViolation, InvalidRequest
+from aurea.pipeline import EmbedCall, Final, GenerateCall
+from aurea.providers._base import ChatMessage, FinishReason, Role, Usage
+from aurea.v1 import inference_pb2 as pb
+
+MAX_MESSAGES = 1000
+MAX_TOKENS = 1_000_000
+MAX_STOP = 4
+MAX_FALLBACKS = 8
+MAX_LABELS = 32
+MAX_JOB_ID = 128
+MAX_EMBED_INPUTS = 2048
+
+_ROLES = {pb.ROLE_SYSTEM: Role.SYSTEM, pb.ROLE_USER: Role.USER, pb.ROLE_ASSISTANT: Role.ASSISTANT}
+_POLICIES = {
+    pb.ROUTING_POLICY_COST: Policy.COST,
+    pb.ROUTING_POLICY_QUALITY: Policy.QUALITY,
+    pb.ROUTING_POLICY_LATENCY: Policy.LATENCY,
+    pb.ROUTING_POLICY_BALANCED: Policy.BALANCED,
+}
+FINISH = {
+    FinishReason.STOP: pb.FINISH_REASON_STOP,
+    FinishReason.LENGTH: pb.FINISH_REASON_LENGTH,
+    FinishReason.CONTENT_FILTER: pb.FINISH_REASON_CONTENT_FILTER,
+    FinishReason.TOOL_CALLS: pb.FINISH_REASON_TOOL_CALLS,
+    FinishReason.BUDGET_EXCEEDED: pb.FINISH_REASON_BUDGET_EXCEEDED,
+    FinishReason.ERROR: pb.FINISH_REASON_ERROR,
+    FinishReason.CANCELLED: pb.FINISH_REASON_ERROR,
+}
+
+
+def _check(bad: list[FieldViolation], ok: bool, field: str, description: str) -> None:
+    if not ok:
+        bad.append(FieldViolation(field, description))
+
+
+def _raise(bad: list[FieldViolation]) -> None:
+    if bad:
+        summary = "; ".join(f"{v.field}: {v.description}" for v in bad)
+        raise InvalidRequest(f"invalid request: {summary}", bad)
+
+
+def generate_call(req: Any, request_id: str) -> GenerateCall:
+    """Validate a GenerateRequest or GenerateStreamRequest (they share field names)."""
+    bad: list[FieldViolation] = []
+    messages: list[ChatMessage] = []
+    if req.prompt and req.messages:
+        bad.append(FieldViolation("prompt", "give either prompt or messages, not both"))
+    elif req.messages:
+        _check(bad, len(req.messages) <= MAX_MESSAGES, "messages",
+               f"at most {MAX_MESSAGES} messages are allowed")
+        for i, m in enumerate(req.messages):
+            role = _ROLES.get(m.role)
+            _check(bad, role is not None, f"messages[{i}].role",
+                   "must be ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT")
+            _check(bad, bool(m.content), f"messages[{i}].content", "must not be empty")
+            if role is not None:
+                messages.append(ChatMessage(role, m.content))
+        _check(bad, any(m.role is not Role.SYSTEM for m in messages) or bool(bad),
+               "messages", "needs at least one user or assistant message")
+    else:
+        _check(bad, bool(req.prompt), "prompt", "must not be empty (or give messages instead)")
+        messages.append(ChatMessage(Role.USER, req.prompt))
+    _check(bad, 0 <= req.max_tokens <= MAX_TOKENS, "max_tokens",
+           f"must be between 1 and {MAX_TOKENS}, or 0 for the model's default")
+    temperature = req.temperature if req.HasField("temperature") else None
+    if temperature is not None:
+        _check(bad, math.isfinite(temperature) and 0.0 <= temperature <= 2.0, "temperature",
+               "must be between 0 and 2")
+    top_p = req.top_p if req.HasField("top_p") else None
+    if top_p is not None:
+        _check(bad, math.isfinite(top_p) and 0.0 < top_p <= 1.0, "top_p",
+               "must be greater than 0 and at most 1")
+    _check(bad, len(req.stop) <= MAX_STOP, "stop", f"at most {MAX_STOP} stop sequences")
+    for i, s in enumerate(req.stop):
+        _check(bad, bool(s), f"stop[{i}]", "must not be empty")
+    _check(bad, len(req.job_id) <= MAX_JOB_ID, "job_id", f"at most {MAX_JOB_ID} characters")
+    policy = None
+    if req.routing_policy:
+        policy = _POLICIES.get(req.routing_policy)
+        _check(bad, policy is not None, "routing_policy", "is not a known RoutingPolicy value")
+    _check(bad, len(req.fallback_models) <= MAX_FALLBACKS, "fallback_models",
+           f"at most {MAX_FALLBACKS} fallback models")
+    for i, f in enumerate(req.fallback_models):
+        _check(bad, bool(f), f"fallback_models[{i}]", "must not be empty")
+    _check(bad, len(req.labels) <= MAX_LABELS, "labels", f"at most {MAX_LABELS} labels")
+    interval = 16
+    if hasattr(req, "usage_interval_deltas"):
+        _check(bad, 0 <= req.usage_interval_deltas <= 10_000, "usage_interval_deltas",
+               "must be between 0 and 10000")
+        interval = req.usage_interval_deltas or 16
+    _raise(bad)
+    return GenerateCall(
+        request_id=request_id,
+        messages=tuple(messages),
+        model=req.model,
+        max_tokens=req.max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        stop=tuple(req.stop),
+        seed=req.seed if req.HasField("seed") else None,
+        job_id=req.job_id,
+        policy=policy,
+        fallbacks=tuple(req.fallback_models),
+        cache_bypass=req.cache_bypass,
+        labels=dict(req.labels),
+        usage_interval=interval,
+    )
+
+
+def embed_call(req: pb.EmbedRequest, request_id: str) -> EmbedCall:
+    bad: list[FieldViolation] = []
+    _check(bad, 1 <= len(req.inputs) <= MAX_EMBED_INPUTS, "inputs",
+           f"must hold 1 to {MAX_EMBED_INPUTS} texts")
+    for i, text in enumerate(req.inputs):
+        _check(bad, bool(text), f"inputs[{i}]", "must not be empty")
+    _check(bad, len(req.job_id) <= MAX_JOB_ID, "job_id", f"at most {MAX_JOB_ID} characters")
+    _raise(bad)
+    return EmbedCall(request_id=request_id, inputs=tuple(req.inputs), model=req.model,
+                     job_id=req.job_id)
+
+
+def usage_pb(u: Usage) -> pb.Usage:
+    return pb.Usage(
+        input_tokens=u.input_tokens,
+        cached_input_tokens=u.cached_input_tokens,
+        output_tokens=u.output_tokens,
+        reasoning_tokens=u.reasoning_tokens,
+        source=pb.USAGE_SOURCE_ESTIMATED if u.estimated else pb.USAGE_SOURCE_PROVIDER_REPORTED,
+    )
+
+
+def final_pb(f: Final) -> pb.StreamFinal:
+    return pb.StreamFinal(
+        finish_reason=FINISH[f.finish_reason],
+        usage=usage_pb(f.usage),
+        cost_nanos=f.cost_nanos,
+        latency_ms=f.latency_s * 1e3,
+        time_to_first_token_ms=f.ttft_s * 1e3,
+        model=f.model,
+        provider=f.provider,
+        attempts=f.attempts,
+    )

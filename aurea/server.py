@@ -1,0 +1,211 @@
+"""The composition root: builds the actor system, providers and the gRPC server, and runs the
+server's lifecycle (start, drain on SIGTERM, stop). The only module that imports everything."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import signal
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from aurea.actors.provider import ProviderActor, ProviderMsg
+from aurea.actors.router import Router, RouterMsg
+from aurea.api.admin import AdminServicer
+from aurea.api.inference import InferenceServicer
+from aurea.api.interceptors import AureaInterceptor, CallTracker
+from aurea.api.unimplemented import fill_unimplemented
+from aurea.config import Settings
+from aurea.pipeline import Inference
+from aurea.providers._base import Provider
+from aurea.providers.registry import build_provider
+from aurea.runtime import ActorRef, ActorSystem, RestartPolicy
+from aurea.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    inference_pb2,
+    inference_pb2_grpc,
+    infrastructure_pb2,
+    infrastructure_pb2_grpc,
+    ledger_pb2,
+    ledger_pb2_grpc,
+    router_pb2,
+    router_pb2_grpc,
+    task_pb2,
+    task_pb2_grpc,
+)
+
+log = structlog.get_logger("aurea.server")
+
+try:
+    VERSION = metadata.version("aurea")
+except metadata.PackageNotFoundError:  # running from a source tree
+    VERSION = "0.0.0+src"
+
+# (module with DESCRIPTOR, generated Servicer base, add_..._to_server)
+_SERVICES: tuple[tuple[Any, Any, Any, str], ...] = (
+    (inference_pb2, inference_pb2_grpc.InferenceServiceServicer,
+     inference_pb2_grpc.add_InferenceServiceServicer_to_server, "InferenceService"),
+    (router_pb2, router_pb2_grpc.RouterServiceServicer,
+     router_pb2_grpc.add_RouterServiceServicer_to_server, "RouterService"),
+    (ledger_pb2, ledger_pb2_grpc.LedgerServiceServicer,
+     ledger_pb2_grpc.add_LedgerServiceServicer_to_server, "LedgerService"),
+    (task_pb2, task_pb2_grpc.TaskServiceServicer,
+     task_pb2_grpc.add_TaskServiceServicer_to_server, "TaskService"),
+    (infrastructure_pb2, infrastructure_pb2_grpc.InfrastructureServiceServicer,
+     infrastructure_pb2_grpc.add_InfrastructureServiceServicer_to_server,
+     "InfrastructureService"),
+    (admin_pb2, admin_pb2_grpc.AdminServiceServicer,
+     admin_pb2_grpc.add_AdminServiceServicer_to_server, "AdminService"),
+)
+SERVICE_NAMES = tuple(f"aurea.v1.{name}" for *_, name in _SERVICES)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class AureaServer:
+    """One Aurea server. ``async with AureaServer(settings) as s:`` serves on ``s.port``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.system = ActorSystem(
+            policy=RestartPolicy(), on_restart=lambda name, exc: None
+        )
+        self.tracker = CallTracker()
+        self.providers: dict[str, Provider] = {}
+        self.provider_refs: dict[str, ActorRef[ProviderMsg]] = {}
+        self.router: ActorRef[RouterMsg] | None = None
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._stopped = asyncio.Event()
+        self._stopping = False
+
+    @property
+    def draining(self) -> bool:
+        return self.tracker.draining
+
+    def _build_actors(self) -> Inference:
+        s = self.settings
+        cap = s.runtime.mailbox_capacity
+        self.router = self.system.spawn(
+            "router", lambda: Router(models=s.models, settings=s.routing), capacity=cap
+        )
+        for name, spec in s.providers.items():
+            provider = build_provider(spec)
+            self.providers[name] = provider
+
+            def factory(p: Provider = provider, k: str = spec.kind,
+                        n: int = spec.max_concurrency) -> ProviderActor:
+                return ProviderActor(provider=p, kind=k, max_concurrency=n)
+
+            self.provider_refs[name] = self.system.spawn(f"provider:{name}", factory, capacity=cap)
+        return Inference(router=self.router, providers=self.provider_refs, retry=s.retry,
+                         ask_timeout_s=s.runtime.ask_timeout_s)
+
+    def _features(self) -> list[str]:
+        kinds = {spec.kind for spec in self.settings.providers.values()}
+        return sorted({"simulated"} & kinds | ({"local_model"} if "local" in kinds else set()))
+
+    async def start(self) -> int:
+        """Start actors and the gRPC server; returns the bound port. Idempotent."""
+        if self._server is not None:
+            return self.port
+        s = self.settings
+        host = s.server.host
+        if not s.api_keys and not _is_loopback(host):
+            log.warning("open_mode_loopback_only", configured_host=host, bound_host="127.0.0.1",
+                        hint="configure API keys (auth.keys or AUREA_API_KEYS) to listen on "
+                        "other interfaces")
+            host = "127.0.0.1"
+        elif not s.api_keys:
+            log.warning("open_mode", host=host,
+                        hint="no API keys configured: every caller on this host has full access")
+        inference = self._build_actors()
+        await self.system.start()
+        server = grpc.aio.server(
+            interceptors=[AureaInterceptor(keys=s.api_keys, tracker=self.tracker)],
+            options=[("grpc.so_reuseport", 1 if s.server.reuse_port else 0)],
+        )
+        servicers: Mapping[str, Any] = {
+            "InferenceService": InferenceServicer(inference),
+            "AdminService": AdminServicer(
+                settings=s, system=self.system, providers=self.provider_refs,
+                version=VERSION, features=self._features(), draining=lambda: self.draining,
+            ),
+        }
+        for module, base, add, name in _SERVICES:
+            servicer = servicers.get(name) or base()
+            add(fill_unimplemented(servicer, base, module.DESCRIPTOR.services_by_name[name]),
+                server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        address = f"[{host}]:{s.server.port}" if ":" in host else f"{host}:{s.server.port}"
+        self.port = server.add_insecure_port(address)
+        await server.start()
+        self._server = server
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("server_started", host=host, port=self.port, version=VERSION,
+                 providers=sorted(s.providers), models=len(s.models))
+        return self.port
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain: refuse new calls (health NOT_SERVING), let in-flight calls finish within the
+        grace period, cancel the rest, then stop actors in reverse order. Idempotent."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        grace = self.settings.server.grace_s if grace_s is None else grace_s
+        self.tracker.draining = True
+        await self.health.enter_graceful_shutdown()
+        log.info("server_draining", in_flight=self.tracker.in_flight, grace_s=grace)
+        if self.tracker.in_flight:
+            try:
+                await asyncio.wait_for(self.tracker.wait_idle(), timeout=grace)
+            except TimeoutError:
+                log.warning("drain_timeout", in_flight=self.tracker.in_flight)
+        if self._server is not None:
+            await self._server.stop(0.5)
+        await self.system.stop(grace_s=2.0)
+        log.info("server_stopped")
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> AureaServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop(grace_s=0)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT, then drain and return (exit code 0)."""
+    server = AureaServer(settings)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(
+            sig, lambda s=sig: (log.info("signal_received", signal=s.name),
+                                asyncio.ensure_future(server.stop()))
+        )
+    await server.wait_stopped()
