@@ -62,9 +62,12 @@ def _generate(args: argparse.Namespace) -> int:
             if not args.stream:
                 r = stub.Generate(pb.GenerateRequest(**fields), metadata=md, timeout=args.timeout)
                 print(r.text)
-                print(f"[{r.model} via {r.provider}: {r.usage.input_tokens} in, "
-                      f"{r.usage.output_tokens} out, ${r.cost_nanos / 1e9:.9f}, "
-                      f"{r.latency_ms:.0f} ms]", file=sys.stderr)
+                print(
+                    f"[{r.model} via {r.provider}: {r.usage.input_tokens} in, "
+                    f"{r.usage.output_tokens} out, ${r.cost_nanos / 1e9:.9f}, "
+                    f"{r.latency_ms:.0f} ms]",
+                    file=sys.stderr,
+                )
                 return 0
             req = pb.GenerateStreamRequest(**fields)
             for ev in stub.GenerateStream(req, metadata=md, timeout=args.timeout):
@@ -73,15 +76,21 @@ def _generate(args: argparse.Namespace) -> int:
                     sys.stdout.write(ev.delta.text)
                     sys.stdout.flush()
                 elif kind == "fallback":
-                    print(f"\n[fallback {ev.fallback.from_model} -> {ev.fallback.to_model}: "
-                          f"{ev.fallback.cause}]", file=sys.stderr)
+                    print(
+                        f"\n[fallback {ev.fallback.from_model} -> {ev.fallback.to_model}: "
+                        f"{ev.fallback.cause}]",
+                        file=sys.stderr,
+                    )
                 elif kind == "final":
                     f = ev.final
                     print()
-                    print(f"[{f.model} via {f.provider}: {f.usage.input_tokens} in, "
-                          f"{f.usage.output_tokens} out, ${f.cost_nanos / 1e9:.9f}, "
-                          f"first token {f.time_to_first_token_ms:.0f} ms, "
-                          f"total {f.latency_ms:.0f} ms]", file=sys.stderr)
+                    print(
+                        f"[{f.model} via {f.provider}: {f.usage.input_tokens} in, "
+                        f"{f.usage.output_tokens} out, ${f.cost_nanos / 1e9:.9f}, "
+                        f"first token {f.time_to_first_token_ms:.0f} ms, "
+                        f"total {f.latency_ms:.0f} ms]",
+                        file=sys.stderr,
+                    )
         except grpc.RpcError as exc:
             return _rpc_error(exc)
     return 0
@@ -93,7 +102,9 @@ def _health(args: argparse.Namespace) -> int:
     with grpc.insecure_channel(args.target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            r = stub.Check(health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
+            r = stub.Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
         except grpc.RpcError as exc:
             return _rpc_error(exc)
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)

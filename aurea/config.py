@@ -154,17 +154,19 @@ class _Reader:
         self.unused.discard(k)
         return self.table.get(k, default)
 
-    def int(self, k: str, default: int, lo: int, hi: int) -> int:
+    def get_int(self, k: str, default: int, lo: int, hi: int) -> int:
         v = self._get(k, default)
         try:
-            iv = int(v) if not isinstance(v, bool) and str(v).strip().lstrip("-").isdigit() else None
+            iv = (
+                int(v) if not isinstance(v, bool) and str(v).strip().lstrip("-").isdigit() else None
+            )
         except ValueError:
             iv = None
         if iv is None or not lo <= iv <= hi:
             raise ConfigError(self._key(k), f"{v!r} is not an integer in [{lo}, {hi}]")
         return iv
 
-    def float(self, k: str, default: float, lo: float, hi: float) -> float:
+    def get_float(self, k: str, default: float, lo: float, hi: float) -> float:
         v = self._get(k, default)
         try:
             fv = float(v)
@@ -174,7 +176,7 @@ class _Reader:
             raise ConfigError(self._key(k), f"{v!r} is not a number in [{lo}, {hi}]")
         return fv
 
-    def bool(self, k: str, default: bool) -> bool:
+    def get_bool(self, k: str, default: bool) -> bool:
         v = self._get(k, default)
         if isinstance(v, bool):
             return v
@@ -185,14 +187,14 @@ class _Reader:
             return False
         raise ConfigError(self._key(k), f"{v!r} is not a boolean (true/false)")
 
-    def str(self, k: str, default: str, choices: tuple[str, ...] = ()) -> str:
+    def get_str(self, k: str, default: str, choices: tuple[str, ...] = ()) -> str:
         v = self._get(k, default)
         s = str(v).strip()
         if choices and s.lower() not in choices:
             raise ConfigError(self._key(k), f"{v!r} is not one of {', '.join(choices)}")
         return s.lower() if choices else s
 
-    def strs(self, k: str) -> tuple[str, ...]:
+    def get_strs(self, k: str) -> tuple[str, ...]:
         v = self._get(k, ())
         if isinstance(v, str):
             return tuple(s.strip() for s in v.split(",") if s.strip())
@@ -262,30 +264,30 @@ def build_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None)
 
     r = _Reader(raw.get("server", {}), "server")
     server = ServerSettings(
-        host=r.str("host", "127.0.0.1"),
-        port=r.int("port", 50051, 0, 65535),
-        grace_s=r.float("grace_s", 10.0, 0.0, 3600.0),
-        reuse_port=r.bool("reuse_port", False),
+        host=r.get_str("host", "127.0.0.1"),
+        port=r.get_int("port", 50051, 0, 65535),
+        grace_s=r.get_float("grace_s", 10.0, 0.0, 3600.0),
+        reuse_port=r.get_bool("reuse_port", False),
     )
     r.done()
     r = _Reader(raw.get("log", {}), "log")
     log = LogSettings(
-        level=r.str("level", "info", LOG_LEVELS),
-        format=r.str("format", "auto", LOG_FORMATS),
-        redact_pii=r.bool("redact_pii", False),
+        level=r.get_str("level", "info", LOG_LEVELS),
+        format=r.get_str("format", "auto", LOG_FORMATS),
+        redact_pii=r.get_bool("redact_pii", False),
     )
     r.done()
     r = _Reader(raw.get("retry", {}), "retry")
     retry = RetrySettings(
-        max_retries=r.int("max_retries", 2, 0, 10),
-        backoff_base_s=r.float("backoff_base_s", 0.1, 0.0, 60.0),
-        backoff_max_s=r.float("backoff_max_s", 2.0, 0.0, 600.0),
+        max_retries=r.get_int("max_retries", 2, 0, 10),
+        backoff_base_s=r.get_float("backoff_base_s", 0.1, 0.0, 60.0),
+        backoff_max_s=r.get_float("backoff_max_s", 2.0, 0.0, 600.0),
     )
     r.done()
     r = _Reader(raw.get("runtime", {}), "runtime")
     runtime = RuntimeSettings(
-        mailbox_capacity=r.int("mailbox_capacity", 1024, 1, 1_000_000),
-        ask_timeout_s=r.float("ask_timeout_s", 5.0, 0.001, 600.0),
+        mailbox_capacity=r.get_int("mailbox_capacity", 1024, 1, 1_000_000),
+        ask_timeout_s=r.get_float("ask_timeout_s", 5.0, 0.001, 600.0),
     )
     r.done()
 
@@ -294,11 +296,11 @@ def build_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None)
 
     r = _Reader(raw.get("routing", {}), "routing")
     routing = RoutingSettings(
-        policy=r.str("policy", "balanced", POLICIES),
-        default_model=r.str("default_model", "sim-small"),
-        default_embedding_model=r.str("default_embedding_model", "sim-embed"),
-        allowed_models=r.strs("allowed_models"),
-        denied_models=r.strs("denied_models"),
+        policy=r.get_str("policy", "balanced", POLICIES),
+        default_model=r.get_str("default_model", "sim-small"),
+        default_embedding_model=r.get_str("default_embedding_model", "sim-embed"),
+        allowed_models=r.get_strs("allowed_models"),
+        denied_models=r.get_strs("denied_models"),
     )
     r.done()
     for key, name in (
@@ -336,8 +338,10 @@ def _api_keys(auth: Mapping[str, Any], plain: list[str]) -> tuple[ApiKey, ...]:
     for i, item in enumerate(plain):
         scope, sep, key = item.strip().partition(":")
         if not sep or scope not in SCOPES or len(key) < 8:
-            raise ConfigError("AUREA_API_KEYS", "expected scope:key,... with scope user or admin "
-                              "and keys of at least 8 characters")
+            raise ConfigError(
+                "AUREA_API_KEYS",
+                "expected scope:key,... with scope user or admin and keys of at least 8 characters",
+            )
         scopes = frozenset(SCOPES) if scope == "admin" else frozenset({"user"})
         keys.append(ApiKey(name=f"env{i}", sha256=hash_key(key), scopes=scopes))
     return tuple(keys)
@@ -354,49 +358,53 @@ def _providers(table: Mapping[str, Any]) -> dict[str, ProviderSpec]:
             raise ConfigError(f"providers.{name}.options", "must be a table")
         out[name] = ProviderSpec(
             name=name,
-            kind=r.str("kind", "", PROVIDER_KINDS),
-            base_url=r.str("base_url", ""),
-            api_key_env=r.str("api_key_env", ""),
+            kind=r.get_str("kind", "", PROVIDER_KINDS),
+            base_url=r.get_str("base_url", ""),
+            api_key_env=r.get_str("api_key_env", ""),
             timeouts=Timeouts(
-                connect_s=r.float("connect_timeout_s", 10.0, 0.001, 600.0),
-                first_byte_s=r.float("first_byte_timeout_s", 60.0, 0.001, 3600.0),
-                idle_s=r.float("idle_timeout_s", 30.0, 0.001, 3600.0),
-                total_s=r.float("total_timeout_s", 600.0, 0.001, 86400.0),
+                connect_s=r.get_float("connect_timeout_s", 10.0, 0.001, 600.0),
+                first_byte_s=r.get_float("first_byte_timeout_s", 60.0, 0.001, 3600.0),
+                idle_s=r.get_float("idle_timeout_s", 30.0, 0.001, 3600.0),
+                total_s=r.get_float("total_timeout_s", 600.0, 0.001, 86400.0),
             ),
-            max_concurrency=r.int("max_concurrency", 64, 1, 100_000),
+            max_concurrency=r.get_int("max_concurrency", 64, 1, 100_000),
             options=options,
         )
         r.done()
     return out
 
 
-def _models(table: Mapping[str, Any], providers: Mapping[str, ProviderSpec]) -> dict[str, ModelSpec]:
+def _models(
+    table: Mapping[str, Any], providers: Mapping[str, ProviderSpec]
+) -> dict[str, ModelSpec]:
     out: dict[str, ModelSpec] = {}
     for name, block in table.items():
         key = f"models.{name}"
         if not isinstance(block, dict):
             raise ConfigError(key, "must be a table")
         r = _Reader(block, key)
-        provider = r.str("provider", "")
+        provider = r.get_str("provider", "")
         if provider not in providers:
-            raise ConfigError(f"{key}.provider", f"{provider!r} is not a configured provider "
-                              f"({', '.join(providers)})")
+            raise ConfigError(
+                f"{key}.provider",
+                f"{provider!r} is not a configured provider ({', '.join(providers)})",
+            )
 
-        def price(k: str) -> int:
+        def price(k: str, r: _Reader = r, key: str = key) -> int:
             return _usd_per_mtok(r._get(k, 0), f"{key}.{k}")
 
         out[name] = ModelSpec(
             name=name,
             provider=provider,
-            upstream=r.str("upstream", name),
-            kind=r.str("kind", "chat", ("chat", "embedding")),
+            upstream=r.get_str("upstream", name),
+            kind=r.get_str("kind", "chat", ("chat", "embedding")),
             input_nanos_per_mtok=price("input_usd_per_mtok"),
             cached_input_nanos_per_mtok=price("cached_input_usd_per_mtok")
             if "cached_input_usd_per_mtok" in block
             else price("input_usd_per_mtok"),
             output_nanos_per_mtok=price("output_usd_per_mtok"),
-            quality=r.float("quality", 0.5, 0.0, 1.0),
-            default_max_tokens=r.int("default_max_tokens", 256, 1, 1_000_000),
+            quality=r.get_float("quality", 0.5, 0.0, 1.0),
+            default_max_tokens=r.get_int("default_max_tokens", 256, 1, 1_000_000),
         )
         r.done()
     return out

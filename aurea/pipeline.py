@@ -8,6 +8,7 @@ them outcomes. Events are domain types; ``aurea.api`` turns them into protobuf.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -38,8 +39,8 @@ from aurea.pricing import cost_nanos
 from aurea.providers._base import (
     ChatMessage,
     Completion,
-    EmbedRequest,
     Embeddings,
+    EmbedRequest,
     Finish,
     FinishReason,
     ProviderRequest,
@@ -178,14 +179,15 @@ class Inference:
             request_id=call.request_id,
         )
 
-    async def _route(self, model: str, kind: str, policy: Policy | None,
-                     fallbacks: tuple[str, ...]) -> tuple[Candidate, ...]:
+    async def _route(
+        self, model: str, kind: str, policy: Policy | None, fallbacks: tuple[str, ...]
+    ) -> tuple[Candidate, ...]:
         msg = Route(model=model, kind=kind, policy=policy, fallbacks=fallbacks)
         result: tuple[Candidate, ...] = await self._router.ask(msg, timeout_s=self._timeout)
         return result
 
     def _backoff_s(self, retry: int, err: ProviderError) -> float:
-        base = min(self._retry.backoff_base_s * 2 ** (retry - 1), self._retry.backoff_max_s)
+        base = min(self._retry.backoff_base_s * 2.0 ** (retry - 1), self._retry.backoff_max_s)
         delay = base * (0.5 + self._jitter() / 2)  # "equal jitter": never less than half
         if err.retry_after_s is not None:
             delay = max(delay, err.retry_after_s)
@@ -210,8 +212,10 @@ class Inference:
                     break
                 except ProviderError as exc:
                     last = exc
-                    if isinstance(exc, UpstreamRejected) and not exc.retryable and (
-                        exc.reason != "UPSTREAM_AUTH_FAILED"
+                    if (
+                        isinstance(exc, UpstreamRejected)
+                        and not exc.retryable
+                        and (exc.reason != "UPSTREAM_AUTH_FAILED")
                     ):
                         raise  # the request itself is wrong: no other candidate will like it
                     if not exc.retryable or retry == self._retry.max_retries:
@@ -219,8 +223,13 @@ class Inference:
                     delay = self._backoff_s(retry + 1, exc)
                     if delay > self._retry.backoff_max_s and i + 1 < len(candidates):
                         break  # a long Retry-After: another candidate is quicker
-                    log.info("upstream_retry", model=cand.model.name, attempt=attempts,
-                             error=exc.reason, delay_s=round(delay, 3))
+                    log.info(
+                        "upstream_retry",
+                        model=cand.model.name,
+                        attempt=attempts,
+                        error=exc.reason,
+                        delay_s=round(delay, 3),
+                    )
                     await self._sleep(delay)
                     continue
                 yield _Won(cand, value, attempts)
@@ -245,21 +254,33 @@ class Inference:
             retry_after_s=getattr(last, "retry_after_s", None) or 1.0,
         ) from last
 
-    def _finished(self, cand: Candidate, ok: bool, usage: Usage, cost: int, latency_s: float) -> None:
+    def _finished(
+        self, cand: Candidate, ok: bool, usage: Usage, cost: int, latency_s: float
+    ) -> None:
         ref = self._providers[cand.model.provider]
-        try:
-            ref.tell(CallFinished(ok=ok, input_tokens=usage.input_tokens,
-                                  output_tokens=usage.output_tokens, cost_nanos=cost,
-                                  latency_s=latency_s))
-        except AureaError:
-            pass  # stats are best effort; a full mailbox must not fail a finished call
+        # Stats are best effort: a full mailbox must not fail a finished call.
+        with contextlib.suppress(AureaError):
+            ref.tell(
+                CallFinished(
+                    ok=ok,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cost_nanos=cost,
+                    latency_s=latency_s,
+                )
+            )
 
     async def stream(self, call: GenerateCall) -> AsyncIterator[GenEvent]:
         t0 = self._clock()
         candidates = await self._route(call.model, "chat", call.policy, call.fallbacks)
         first = candidates[0]
-        yield Started(request_id=call.request_id, model=first.model.name,
-                      provider=first.model.provider, attempt=1, reason=first.reason)
+        yield Started(
+            request_id=call.request_id,
+            model=first.model.name,
+            provider=first.model.provider,
+            attempt=1,
+            reason=first.reason,
+        )
 
         async def open_and_peek(cand: Candidate) -> tuple[StreamHandle, Any]:
             ref = self._providers[cand.model.provider]
@@ -306,8 +327,10 @@ class Inference:
                     finish = event
                 event = await handle.next()
             if finish is None:
-                raise StreamBroken(f"provider {model.provider} ended the stream without finishing",
-                                   provider=model.provider)
+                raise StreamBroken(
+                    f"provider {model.provider} ended the stream without finishing",
+                    provider=model.provider,
+                )
             ok = True
         except ProviderError:
             # Output has begun: report what was spent, then end with the error's status.
@@ -320,15 +343,25 @@ class Inference:
             cost = cost_nanos(model, usage)
             self._finished(cand, ok, usage, cost, self._clock() - t0)
         assert finish is not None
-        yield Final(finish_reason=finish.reason, usage=usage, cost_nanos=cost,
-                    latency_s=self._clock() - t0, ttft_s=ttft or (self._clock() - t0),
-                    model=model.name, provider=model.provider, attempts=won.attempts,
-                    route_reason=cand.reason)
+        yield Final(
+            finish_reason=finish.reason,
+            usage=usage,
+            cost_nanos=cost,
+            latency_s=self._clock() - t0,
+            ttft_s=ttft or (self._clock() - t0),
+            model=model.name,
+            provider=model.provider,
+            attempts=won.attempts,
+            route_reason=cand.reason,
+        )
 
     def _estimate(self, call: GenerateCall, upstream: str, out: list[str], input_est: int) -> Usage:
         text = "".join(out)
-        return Usage(input_tokens=input_est, output_tokens=estimate_text_tokens(text, upstream),
-                     estimated=True)
+        return Usage(
+            input_tokens=input_est,
+            output_tokens=estimate_text_tokens(text, upstream),
+            estimated=True,
+        )
 
     async def generate(self, call: GenerateCall) -> Final:
         """A unary call: the provider's non-streaming API, same routing, retries and fallback."""
@@ -353,16 +386,26 @@ class Inference:
         cand, result = won.candidate, won.value
         assert isinstance(result, Completion)
         usage = result.usage or self._estimate(
-            call, cand.model.upstream, [result.text],
+            call,
+            cand.model.upstream,
+            [result.text],
             estimate_messages_tokens(call.messages, cand.model.upstream),
         )
         cost = cost_nanos(cand.model, usage)
         latency = self._clock() - t0
         self._finished(cand, True, usage, cost, latency)
-        return Final(finish_reason=result.finish.reason, usage=usage, cost_nanos=cost,
-                     latency_s=latency, ttft_s=latency, model=cand.model.name,
-                     provider=cand.model.provider, attempts=won.attempts,
-                     route_reason=cand.reason, text=result.text)
+        return Final(
+            finish_reason=result.finish.reason,
+            usage=usage,
+            cost_nanos=cost,
+            latency_s=latency,
+            ttft_s=latency,
+            model=cand.model.name,
+            provider=cand.model.provider,
+            attempts=won.attempts,
+            route_reason=cand.reason,
+            text=result.text,
+        )
 
     async def embed(self, call: EmbedCall) -> EmbedResult:
         t0 = self._clock()
@@ -370,10 +413,12 @@ class Inference:
 
         async def embed(cand: Candidate) -> Embeddings:
             ref = self._providers[cand.model.provider]
-            req = EmbedRequest(model=cand.model.upstream, inputs=call.inputs,
-                               request_id=call.request_id)
-            task: asyncio.Task[Embeddings] = await ref.ask(StartEmbed(request=req),
-                                                           timeout_s=self._timeout)
+            req = EmbedRequest(
+                model=cand.model.upstream, inputs=call.inputs, request_id=call.request_id
+            )
+            task: asyncio.Task[Embeddings] = await ref.ask(
+                StartEmbed(request=req), timeout_s=self._timeout
+            )
             try:
                 return await task
             finally:
@@ -392,5 +437,10 @@ class Inference:
         )
         cost = cost_nanos(cand.model, usage)
         self._finished(cand, True, usage, cost, self._clock() - t0)
-        return EmbedResult(model=cand.model.name, provider=cand.model.provider,
-                           vectors=result.vectors, usage=usage, cost_nanos=cost)
+        return EmbedResult(
+            model=cand.model.name,
+            provider=cand.model.provider,
+            vectors=result.vectors,
+            usage=usage,
+            cost_nanos=cost,
+        )

@@ -42,6 +42,7 @@ from aurea.v1 import (
 )
 
 log = structlog.get_logger("aurea.server")
+_background: set[asyncio.Future[None]] = set()
 
 try:
     VERSION = metadata.version("aurea")
@@ -50,19 +51,42 @@ except metadata.PackageNotFoundError:  # running from a source tree
 
 # (module with DESCRIPTOR, generated Servicer base, add_..._to_server)
 _SERVICES: tuple[tuple[Any, Any, Any, str], ...] = (
-    (inference_pb2, inference_pb2_grpc.InferenceServiceServicer,
-     inference_pb2_grpc.add_InferenceServiceServicer_to_server, "InferenceService"),
-    (router_pb2, router_pb2_grpc.RouterServiceServicer,
-     router_pb2_grpc.add_RouterServiceServicer_to_server, "RouterService"),
-    (ledger_pb2, ledger_pb2_grpc.LedgerServiceServicer,
-     ledger_pb2_grpc.add_LedgerServiceServicer_to_server, "LedgerService"),
-    (task_pb2, task_pb2_grpc.TaskServiceServicer,
-     task_pb2_grpc.add_TaskServiceServicer_to_server, "TaskService"),
-    (infrastructure_pb2, infrastructure_pb2_grpc.InfrastructureServiceServicer,
-     infrastructure_pb2_grpc.add_InfrastructureServiceServicer_to_server,
-     "InfrastructureService"),
-    (admin_pb2, admin_pb2_grpc.AdminServiceServicer,
-     admin_pb2_grpc.add_AdminServiceServicer_to_server, "AdminService"),
+    (
+        inference_pb2,
+        inference_pb2_grpc.InferenceServiceServicer,
+        inference_pb2_grpc.add_InferenceServiceServicer_to_server,
+        "InferenceService",
+    ),
+    (
+        router_pb2,
+        router_pb2_grpc.RouterServiceServicer,
+        router_pb2_grpc.add_RouterServiceServicer_to_server,
+        "RouterService",
+    ),
+    (
+        ledger_pb2,
+        ledger_pb2_grpc.LedgerServiceServicer,
+        ledger_pb2_grpc.add_LedgerServiceServicer_to_server,
+        "LedgerService",
+    ),
+    (
+        task_pb2,
+        task_pb2_grpc.TaskServiceServicer,
+        task_pb2_grpc.add_TaskServiceServicer_to_server,
+        "TaskService",
+    ),
+    (
+        infrastructure_pb2,
+        infrastructure_pb2_grpc.InfrastructureServiceServicer,
+        infrastructure_pb2_grpc.add_InfrastructureServiceServicer_to_server,
+        "InfrastructureService",
+    ),
+    (
+        admin_pb2,
+        admin_pb2_grpc.AdminServiceServicer,
+        admin_pb2_grpc.add_AdminServiceServicer_to_server,
+        "AdminService",
+    ),
 )
 SERVICE_NAMES = tuple(f"aurea.v1.{name}" for *_, name in _SERVICES)
 
@@ -81,9 +105,7 @@ class AureaServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.system = ActorSystem(
-            policy=RestartPolicy(), on_restart=lambda name, exc: None
-        )
+        self.system = ActorSystem(policy=RestartPolicy(), on_restart=lambda name, exc: None)
         self.tracker = CallTracker()
         self.providers: dict[str, Provider] = {}
         self.provider_refs: dict[str, ActorRef[ProviderMsg]] = {}
@@ -108,13 +130,18 @@ class AureaServer:
             provider = build_provider(spec)
             self.providers[name] = provider
 
-            def factory(p: Provider = provider, k: str = spec.kind,
-                        n: int = spec.max_concurrency) -> ProviderActor:
+            def factory(
+                p: Provider = provider, k: str = spec.kind, n: int = spec.max_concurrency
+            ) -> ProviderActor:
                 return ProviderActor(provider=p, kind=k, max_concurrency=n)
 
             self.provider_refs[name] = self.system.spawn(f"provider:{name}", factory, capacity=cap)
-        return Inference(router=self.router, providers=self.provider_refs, retry=s.retry,
-                         ask_timeout_s=s.runtime.ask_timeout_s)
+        return Inference(
+            router=self.router,
+            providers=self.provider_refs,
+            retry=s.retry,
+            ask_timeout_s=s.runtime.ask_timeout_s,
+        )
 
     def _features(self) -> list[str]:
         kinds = {spec.kind for spec in self.settings.providers.values()}
@@ -127,13 +154,20 @@ class AureaServer:
         s = self.settings
         host = s.server.host
         if not s.api_keys and not _is_loopback(host):
-            log.warning("open_mode_loopback_only", configured_host=host, bound_host="127.0.0.1",
-                        hint="configure API keys (auth.keys or AUREA_API_KEYS) to listen on "
-                        "other interfaces")
+            log.warning(
+                "open_mode_loopback_only",
+                configured_host=host,
+                bound_host="127.0.0.1",
+                hint="configure API keys (auth.keys or AUREA_API_KEYS) to listen on "
+                "other interfaces",
+            )
             host = "127.0.0.1"
         elif not s.api_keys:
-            log.warning("open_mode", host=host,
-                        hint="no API keys configured: every caller on this host has full access")
+            log.warning(
+                "open_mode",
+                host=host,
+                hint="no API keys configured: every caller on this host has full access",
+            )
         inference = self._build_actors()
         await self.system.start()
         server = grpc.aio.server(
@@ -143,14 +177,19 @@ class AureaServer:
         servicers: Mapping[str, Any] = {
             "InferenceService": InferenceServicer(inference),
             "AdminService": AdminServicer(
-                settings=s, system=self.system, providers=self.provider_refs,
-                version=VERSION, features=self._features(), draining=lambda: self.draining,
+                settings=s,
+                system=self.system,
+                providers=self.provider_refs,
+                version=VERSION,
+                features=self._features(),
+                draining=lambda: self.draining,
             ),
         }
         for module, base, add, name in _SERVICES:
             servicer = servicers.get(name) or base()
-            add(fill_unimplemented(servicer, base, module.DESCRIPTOR.services_by_name[name]),
-                server)
+            add(
+                fill_unimplemented(servicer, base, module.DESCRIPTOR.services_by_name[name]), server
+            )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -161,8 +200,14 @@ class AureaServer:
         self._server = server
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("server_started", host=host, port=self.port, version=VERSION,
-                 providers=sorted(s.providers), models=len(s.models))
+        log.info(
+            "server_started",
+            host=host,
+            port=self.port,
+            version=VERSION,
+            providers=sorted(s.providers),
+            models=len(s.models),
+        )
         return self.port
 
     async def stop(self, grace_s: float | None = None) -> None:
@@ -203,9 +248,13 @@ async def serve(settings: Settings) -> None:
     server = AureaServer(settings)
     await server.start()
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        log.info("signal_received", signal=sig.name)
+        task = asyncio.ensure_future(server.stop())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(
-            sig, lambda s=sig: (log.info("signal_received", signal=s.name),
-                                asyncio.ensure_future(server.stop()))
-        )
+        loop.add_signal_handler(sig, on_signal, sig)
     await server.wait_stopped()

@@ -16,8 +16,8 @@ from typing import Any, TypeVar, assert_never
 from aurea.errors import AureaError, Overloaded, ProviderError, ProviderServerError
 from aurea.providers._base import (
     Completion,
-    EmbedRequest,
     Embeddings,
+    EmbedRequest,
     Provider,
     ProviderEvent,
     ProviderRequest,
@@ -147,9 +147,7 @@ class ProviderActor(Actor[ProviderMsg]):
         match msg:
             case OpenStream(request=req):
                 self._admit()
-                q: asyncio.Queue[ProviderEvent | BaseException | None] = asyncio.Queue(
-                    _QUEUE_DEPTH
-                )
+                q: asyncio.Queue[ProviderEvent | BaseException | None] = asyncio.Queue(_QUEUE_DEPTH)
                 task = asyncio.create_task(self._pump(req, q), name=f"stream:{req.request_id}")
                 self._track(task)
                 return StreamHandle(q, task)

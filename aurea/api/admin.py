@@ -24,6 +24,12 @@ def _ts(unix_s: float) -> timestamp_pb2.Timestamp:
     return t
 
 
+def _rss_bytes() -> int:
+    # /proc is a memory file system: reading it does not block on disk.
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def __init__(
         self,
@@ -45,7 +51,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._started = time.monotonic()
         self._timeout = settings.runtime.ask_timeout_s
 
-    async def GetInfo(  # noqa: N802
+    async def GetInfo(
         self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetInfoResponse:
         return pb.GetInfoResponse(
@@ -59,14 +65,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             start_time=_ts(self._started_wall),
         )
 
-    async def GetSystemMetrics(  # noqa: N802
+    async def GetSystemMetrics(
         self, request: pb.GetSystemMetricsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSystemMetricsResponse:
         ru = resource.getrusage(resource.RUSAGE_SELF)
         cpu_s = ru.ru_utime + ru.ru_stime
         elapsed = max(time.monotonic() - self._started, 1e-9)
-        with open(f"/proc/{os.getpid()}/statm") as f:
-            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        rss = _rss_bytes()
         return pb.GetSystemMetricsResponse(
             cpu_percent=100.0 * cpu_s / elapsed,
             cpu_time_ms=int(cpu_s * 1e3),
@@ -93,7 +98,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         stats: ProviderStats = await self._providers[name].ask(GetStats(), timeout_s=self._timeout)
         return stats
 
-    async def ListProviders(  # noqa: N802
+    async def ListProviders(
         self, request: pb.ListProvidersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListProvidersResponse:
         if not 0 <= request.page_size <= 1000:
@@ -110,24 +115,28 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         for name in page:
             spec = self._settings.providers[name]
             st = await self._stats(name)
-            out.append(pb.Provider(
-                name=name,
-                kind=spec.kind,
-                base_url=spec.base_url,
-                healthy=st.failures == 0 or st.successes > 0,
-                circuit_state=pb.CIRCUIT_STATE_CLOSED,
-                models=self._models_of(name),
-                api_key_configured=bool(spec.api_key_env and os.environ.get(spec.api_key_env)),
-            ))
+            out.append(
+                pb.Provider(
+                    name=name,
+                    kind=spec.kind,
+                    base_url=spec.base_url,
+                    healthy=st.failures == 0 or st.successes > 0,
+                    circuit_state=pb.CIRCUIT_STATE_CLOSED,
+                    models=self._models_of(name),
+                    api_key_configured=bool(spec.api_key_env and os.environ.get(spec.api_key_env)),
+                )
+            )
         nxt = names[start + size] if start + size < len(names) else ""
         return pb.ListProvidersResponse(providers=out, next_page_token=nxt)
 
-    async def GetProviderStats(  # noqa: N802
+    async def GetProviderStats(
         self, request: pb.GetProviderStatsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetProviderStatsResponse:
         if request.provider and request.provider not in self._providers:
-            raise NotFound(f"provider {request.provider!r} is not configured; known: "
-                           f"{', '.join(sorted(self._providers))}")
+            raise NotFound(
+                f"provider {request.provider!r} is not configured; known: "
+                f"{', '.join(sorted(self._providers))}"
+            )
         names = [request.provider] if request.provider else sorted(self._providers)
         out = []
         for name in names:

@@ -58,30 +58,54 @@ def generate_call(req: Any, request_id: str) -> GenerateCall:
     if req.prompt and req.messages:
         bad.append(FieldViolation("prompt", "give either prompt or messages, not both"))
     elif req.messages:
-        _check(bad, len(req.messages) <= MAX_MESSAGES, "messages",
-               f"at most {MAX_MESSAGES} messages are allowed")
+        _check(
+            bad,
+            len(req.messages) <= MAX_MESSAGES,
+            "messages",
+            f"at most {MAX_MESSAGES} messages are allowed",
+        )
         for i, m in enumerate(req.messages):
             role = _ROLES.get(m.role)
-            _check(bad, role is not None, f"messages[{i}].role",
-                   "must be ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT")
+            _check(
+                bad,
+                role is not None,
+                f"messages[{i}].role",
+                "must be ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT",
+            )
             _check(bad, bool(m.content), f"messages[{i}].content", "must not be empty")
             if role is not None:
                 messages.append(ChatMessage(role, m.content))
-        _check(bad, any(m.role is not Role.SYSTEM for m in messages) or bool(bad),
-               "messages", "needs at least one user or assistant message")
+        _check(
+            bad,
+            any(m.role is not Role.SYSTEM for m in messages) or bool(bad),
+            "messages",
+            "needs at least one user or assistant message",
+        )
     else:
         _check(bad, bool(req.prompt), "prompt", "must not be empty (or give messages instead)")
         messages.append(ChatMessage(Role.USER, req.prompt))
-    _check(bad, 0 <= req.max_tokens <= MAX_TOKENS, "max_tokens",
-           f"must be between 1 and {MAX_TOKENS}, or 0 for the model's default")
+    _check(
+        bad,
+        0 <= req.max_tokens <= MAX_TOKENS,
+        "max_tokens",
+        f"must be between 1 and {MAX_TOKENS}, or 0 for the model's default",
+    )
     temperature = req.temperature if req.HasField("temperature") else None
     if temperature is not None:
-        _check(bad, math.isfinite(temperature) and 0.0 <= temperature <= 2.0, "temperature",
-               "must be between 0 and 2")
+        _check(
+            bad,
+            math.isfinite(temperature) and 0.0 <= temperature <= 2.0,
+            "temperature",
+            "must be between 0 and 2",
+        )
     top_p = req.top_p if req.HasField("top_p") else None
     if top_p is not None:
-        _check(bad, math.isfinite(top_p) and 0.0 < top_p <= 1.0, "top_p",
-               "must be greater than 0 and at most 1")
+        _check(
+            bad,
+            math.isfinite(top_p) and 0.0 < top_p <= 1.0,
+            "top_p",
+            "must be greater than 0 and at most 1",
+        )
     _check(bad, len(req.stop) <= MAX_STOP, "stop", f"at most {MAX_STOP} stop sequences")
     for i, s in enumerate(req.stop):
         _check(bad, bool(s), f"stop[{i}]", "must not be empty")
@@ -90,15 +114,23 @@ def generate_call(req: Any, request_id: str) -> GenerateCall:
     if req.routing_policy:
         policy = _POLICIES.get(req.routing_policy)
         _check(bad, policy is not None, "routing_policy", "is not a known RoutingPolicy value")
-    _check(bad, len(req.fallback_models) <= MAX_FALLBACKS, "fallback_models",
-           f"at most {MAX_FALLBACKS} fallback models")
+    _check(
+        bad,
+        len(req.fallback_models) <= MAX_FALLBACKS,
+        "fallback_models",
+        f"at most {MAX_FALLBACKS} fallback models",
+    )
     for i, f in enumerate(req.fallback_models):
         _check(bad, bool(f), f"fallback_models[{i}]", "must not be empty")
     _check(bad, len(req.labels) <= MAX_LABELS, "labels", f"at most {MAX_LABELS} labels")
     interval = 16
     if hasattr(req, "usage_interval_deltas"):
-        _check(bad, 0 <= req.usage_interval_deltas <= 10_000, "usage_interval_deltas",
-               "must be between 0 and 10000")
+        _check(
+            bad,
+            0 <= req.usage_interval_deltas <= 10_000,
+            "usage_interval_deltas",
+            "must be between 0 and 10000",
+        )
         interval = req.usage_interval_deltas or 16
     _raise(bad)
     return GenerateCall(
@@ -121,14 +153,19 @@ def generate_call(req: Any, request_id: str) -> GenerateCall:
 
 def embed_call(req: pb.EmbedRequest, request_id: str) -> EmbedCall:
     bad: list[FieldViolation] = []
-    _check(bad, 1 <= len(req.inputs) <= MAX_EMBED_INPUTS, "inputs",
-           f"must hold 1 to {MAX_EMBED_INPUTS} texts")
+    _check(
+        bad,
+        1 <= len(req.inputs) <= MAX_EMBED_INPUTS,
+        "inputs",
+        f"must hold 1 to {MAX_EMBED_INPUTS} texts",
+    )
     for i, text in enumerate(req.inputs):
         _check(bad, bool(text), f"inputs[{i}]", "must not be empty")
     _check(bad, len(req.job_id) <= MAX_JOB_ID, "job_id", f"at most {MAX_JOB_ID} characters")
     _raise(bad)
-    return EmbedCall(request_id=request_id, inputs=tuple(req.inputs), model=req.model,
-                     job_id=req.job_id)
+    return EmbedCall(
+        request_id=request_id, inputs=tuple(req.inputs), model=req.model, job_id=req.job_id
+    )
 
 
 def usage_pb(u: Usage) -> pb.Usage:

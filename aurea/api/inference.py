@@ -30,7 +30,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, inference: Inference) -> None:
         self._inference = inference
 
-    async def Generate(  # noqa: N802 - gRPC method name
+    async def Generate(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> pb.GenerateResponse:
         call = convert.generate_call(request, request_id_var.get())
@@ -51,11 +51,11 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             route_reason=f.route_reason,
         )
 
-    async def GenerateStream(  # noqa: N802 - gRPC method name
+    async def GenerateStream(
         self, request: pb.GenerateStreamRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateStreamResponse]:
         call = convert.generate_call(request, request_id_var.get())
-        R = pb.GenerateStreamResponse  # noqa: N806
+        R = pb.GenerateStreamResponse
         events = self._inference.stream(call)
         try:
             async for ev in events:
@@ -65,28 +65,44 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     case UsageUpdate(usage=u, cost_nanos=c):
                         yield R(usage=pb.UsageUpdate(usage=convert.usage_pb(u), cost_nanos=c))
                     case Started():
-                        yield R(started=pb.StreamStarted(
-                            request_id=ev.request_id, model=ev.model, provider=ev.provider,
-                            attempt=ev.attempt, route_reason=ev.reason, cache_hit=ev.cache_hit))
+                        yield R(
+                            started=pb.StreamStarted(
+                                request_id=ev.request_id,
+                                model=ev.model,
+                                provider=ev.provider,
+                                attempt=ev.attempt,
+                                route_reason=ev.reason,
+                                cache_hit=ev.cache_hit,
+                            )
+                        )
                     case FallbackEvent():
-                        yield R(fallback=pb.Fallback(
-                            from_model=ev.from_model, to_model=ev.to_model,
-                            to_provider=ev.to_provider, cause=ev.cause, message=ev.message,
-                            attempt=ev.attempt))
+                        yield R(
+                            fallback=pb.Fallback(
+                                from_model=ev.from_model,
+                                to_model=ev.to_model,
+                                to_provider=ev.to_provider,
+                                cause=ev.cause,
+                                message=ev.message,
+                                attempt=ev.attempt,
+                            )
+                        )
                     case Final():
                         _log_final(ev)
                         yield R(final=convert.final_pb(ev))
         finally:
             await events.aclose()  # type: ignore[attr-defined]
 
-    async def Embed(  # noqa: N802 - gRPC method name
+    async def Embed(
         self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext
     ) -> pb.EmbedResponse:
         call = convert.embed_call(request, request_id_var.get())
         r = await self._inference.embed(call)
-        structlog.contextvars.bind_contextvars(model=r.model, provider=r.provider,
-                                               input_tokens=r.usage.input_tokens,
-                                               cost_nanos=r.cost_nanos)
+        structlog.contextvars.bind_contextvars(
+            model=r.model,
+            provider=r.provider,
+            input_tokens=r.usage.input_tokens,
+            cost_nanos=r.cost_nanos,
+        )
         return pb.EmbedResponse(
             request_id=call.request_id,
             model=r.model,

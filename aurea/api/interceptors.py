@@ -65,7 +65,7 @@ class CallTracker:
         await self._idle.wait()
 
 
-class AureaInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AureaInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, *, keys: Iterable[ApiKey], tracker: CallTracker) -> None:
         self._keys: Mapping[str, ApiKey] = {k.sha256: k for k in keys}
         self._tracker = tracker
@@ -91,8 +91,9 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         needed = "admin" if method in ADMIN_METHODS else "user"
         if needed not in key.scopes and not (needed == "user" and "admin" in key.scopes):
             rpc = method.rsplit("/", 1)[-1]
-            raise PermissionDenied(f"{rpc} needs the '{needed}' scope; this key has "
-                                   f"{', '.join(sorted(key.scopes))}")
+            raise PermissionDenied(
+                f"{rpc} needs the '{needed}' scope; this key has {', '.join(sorted(key.scopes))}"
+            )
         return key.name
 
     async def intercept_service(
@@ -127,8 +128,9 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=rid, rpc=method.rsplit("/", 1)[-1])
         if self._tracker.draining:
-            raise ShuttingDown("the server is draining for shutdown; retry on another replica",
-                               retry_after_s=1.0)
+            raise ShuttingDown(
+                "the server is draining for shutdown; retry on another replica", retry_after_s=1.0
+            )
         key = self._authorize(method, meta)
         if key:
             structlog.contextvars.bind_contextvars(api_key=key)

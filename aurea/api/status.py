@@ -67,24 +67,60 @@ def to_status(exc: e.AureaError) -> grpc.Status:
         if exc.status is not None:
             metadata["upstream_status"] = str(exc.status)
     if isinstance(exc, e.BudgetExceeded):
-        metadata.update(job_id=exc.job_id, spent_nanos=str(exc.spent_nanos),
-                        budget_nanos=str(exc.budget_nanos))
-        details.append(_pack(error_details_pb2.QuotaFailure(violations=[
-            error_details_pb2.QuotaFailure.Violation(subject=f"job:{exc.job_id}",
-                                                     description=exc.message)])))
+        metadata.update(
+            job_id=exc.job_id, spent_nanos=str(exc.spent_nanos), budget_nanos=str(exc.budget_nanos)
+        )
+        details.append(
+            _pack(
+                error_details_pb2.QuotaFailure(
+                    violations=[
+                        error_details_pb2.QuotaFailure.Violation(
+                            subject=f"job:{exc.job_id}", description=exc.message
+                        )
+                    ]
+                )
+            )
+        )
     if isinstance(exc, e.RateLimited):
-        details.append(_pack(error_details_pb2.QuotaFailure(violations=[
-            error_details_pb2.QuotaFailure.Violation(subject="rate", description=exc.message)])))
-    details.insert(0, _pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN,
-                                                        metadata=metadata)))
+        details.append(
+            _pack(
+                error_details_pb2.QuotaFailure(
+                    violations=[
+                        error_details_pb2.QuotaFailure.Violation(
+                            subject="rate", description=exc.message
+                        )
+                    ]
+                )
+            )
+        )
+    details.insert(
+        0, _pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=metadata))
+    )
     if isinstance(exc, e.InvalidRequest) and exc.violations:
-        details.append(_pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in exc.violations])))
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=v.field, description=v.description
+                        )
+                        for v in exc.violations
+                    ]
+                )
+            )
+        )
     elif isinstance(exc, e.UnknownModel):
-        details.append(_pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.message)
-        ])))
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=exc.field, description=exc.message
+                        )
+                    ]
+                )
+            )
+        )
     retry_after = getattr(exc, "retry_after_s", None)
     if retry_after is None and code is grpc.StatusCode.UNAVAILABLE:
         retry_after = 1.0

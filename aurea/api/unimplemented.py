@@ -26,8 +26,7 @@ CAPABILITY = {
 
 def _message(service: str, method: str) -> str:
     cap = CAPABILITY.get(f"{service}.{method}") or CAPABILITY.get(service, "a later release")
-    return (f"{service}.{method} is not implemented yet in this Aurea build; it arrives with "
-            f"{cap}")
+    return f"{service}.{method} is not implemented yet in this Aurea build; it arrives with {cap}"
 
 
 def fill_unimplemented(servicer: Any, base: type, service: ServiceDescriptor) -> Any:

@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator
 from aurea.providers._base import (
     ChatMessage,
     Completion,
-    EmbedRequest,
     Embeddings,
+    EmbedRequest,
     Finish,
     FinishReason,
     ProviderEvent,

@@ -1,0 +1,1 @@
+"""Provider adapters: one per upstream API, all behind the Provider protocol in ``_base``."""
