@@ -1,0 +1,337 @@
+"""What every fake upstream shares: lifecycle on 127.0.0.1, request recording, the fault queue,
+deterministic replies, and token-by-token streaming that notices when the client goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Self
+
+from aiohttp import web
+
+__all__ = [
+    "FakeServer",
+    "Fault",
+    "FaultKind",
+    "Generation",
+    "RecordedRequest",
+    "StreamAborted",
+    "count_words",
+    "echo_reply",
+    "frame_json",
+    "json_response",
+    "split_tokens",
+]
+
+
+class FaultKind(enum.StrEnum):
+    """A failure a fake can be told to produce for one request."""
+
+    RATE_LIMIT = "rate_limit"  # HTTP 429 with Retry-After
+    SERVER_ERROR = "server_error"  # HTTP 500
+    OVERLOADED = "overloaded"  # HTTP 503 (Anthropic: 529 overloaded_error)
+    CONTEXT_LENGTH = "context_length"  # HTTP 400, the provider's context-length error
+    CONTENT_FILTER = "content_filter"  # the provider's content-policy answer
+    UNAUTHORIZED = "unauthorized"  # the provider's wrong-key answer
+    CUT_STREAM = "cut_stream"  # a stream closed mid-way, without its terminal event
+    STREAM_ERROR = "stream_error"  # an in-stream error event after some tokens
+    MALFORMED = "malformed"  # a stream event whose JSON is broken
+    EARLY_EOF = "early_eof"  # a stream that ends cleanly (HTTP-wise) before its terminal event
+    SLOW_FIRST_BYTE = "slow_first_byte"  # response headers only after ``delay_s``
+
+
+_STREAM_FAULTS = frozenset(
+    {FaultKind.CUT_STREAM, FaultKind.STREAM_ERROR, FaultKind.MALFORMED, FaultKind.EARLY_EOF}
+)
+
+
+@dataclass(slots=True)
+class Fault:
+    """One injected failure; the next request takes it from ``FakeServer.faults``."""
+
+    kind: FaultKind
+    retry_after: str = "1"  # the Retry-After header value sent with RATE_LIMIT
+    after_tokens: int = 2  # stream faults: how many tokens are sent before the fault
+    delay_s: float = 1.0  # SLOW_FIRST_BYTE: how long the headers are held back
+
+
+@dataclass(slots=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any  # parsed JSON when it was JSON, else the raw bytes
+
+
+class StreamAborted(Exception):
+    """Raised inside a fake's handler when the client disconnected mid-stream."""
+
+
+def echo_reply(prompt: str) -> str:
+    """The default deterministic reply: the prompt echoed back."""
+    return f"Echo: {prompt}" if prompt else "Echo:"
+
+
+def split_tokens(text: str) -> list[str]:
+    """Whitespace tokens, each after the first keeping its leading space (joins back to text)."""
+    words = text.split(" ")
+    return [words[0], *(" " + w for w in words[1:])]
+
+
+def count_words(texts: Iterable[str]) -> int:
+    """The fakes' token counter: whitespace-separated words (deterministic, no tokenizer)."""
+    return sum(len(t.split()) for t in texts)
+
+
+@dataclass(slots=True)
+class Generation:
+    tokens: list[str]
+    truncated: bool  # max_tokens cut it short
+
+
+class FakeServer:
+    """Base of every fake: start it (``async with`` or ``start()``), point an adapter at
+    ``base_url``, inject ``faults``, and inspect ``requests`` / ``aborted_streams`` afterwards.
+
+    Knobs shared by all fakes: ``api_key`` (what the fake accepts), ``token_delay_s`` (sleep
+    between streamed tokens), ``reply`` (prompt -> reply text), ``cached_input_tokens`` and
+    ``reasoning_tokens`` (reported in usage), ``finish_override`` (a provider-native finish
+    reason to report instead of the natural one).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "test-key",
+        token_delay_s: float = 0.0,
+        reply: Callable[[str], str] = echo_reply,
+    ) -> None:
+        self.api_key = api_key
+        self.token_delay_s = token_delay_s
+        self.reply = reply
+        self.cached_input_tokens = 0
+        self.reasoning_tokens = 0
+        self.finish_override: str | None = None
+        self.faults: collections.deque[Fault] = collections.deque()
+        self.requests: list[RecordedRequest] = []
+        self.aborted_streams = 0
+        self.completed_streams = 0
+        self.stream_aborted = asyncio.Event()  # set when a client disconnects mid-stream
+        self._runner: web.AppRunner | None = None
+        self._origin = ""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> str:
+        """Listen on 127.0.0.1 (a free port) and return ``base_url`` (idempotent)."""
+        if self._runner is None:
+            app = web.Application()
+            self.add_routes(app)
+            app.middlewares.append(self._record)
+            # Handlers still running at stop() (a slow stream nobody reads) are cut after 0.5 s.
+            runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            self._origin = f"http://{host}:{port}"
+            self._runner = runner
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Stop listening and drop open connections (idempotent)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def origin(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return self._origin
+
+    @property
+    def base_url(self) -> str:
+        """What to put in ``ProviderSpec.base_url`` (subclasses add their API prefix)."""
+        return self._origin
+
+    # -- inspection ----------------------------------------------------------------------------
+    @property
+    def request_count(self) -> int:
+        return len(self.requests)
+
+    @property
+    def last_request(self) -> RecordedRequest | None:
+        return self.requests[-1] if self.requests else None
+
+    @property
+    def last_request_body(self) -> Any:
+        return self.requests[-1].body if self.requests else None
+
+    def inject(self, *faults: Fault | FaultKind) -> None:
+        """Queue faults; each following request consumes one."""
+        for fault in faults:
+            self.faults.append(fault if isinstance(fault, Fault) else Fault(fault))
+
+    # -- for subclasses ------------------------------------------------------------------------
+    def add_routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def take_fault(self) -> Fault | None:
+        return self.faults.popleft() if self.faults else None
+
+    def generate(self, prompt: str, max_tokens: int | None) -> Generation:
+        tokens = split_tokens(self.reply(prompt))
+        if max_tokens is not None and len(tokens) > max_tokens:
+            return Generation(tokens[: max(max_tokens, 0)], truncated=True)
+        return Generation(tokens, truncated=False)
+
+    async def slow_start(self, request: web.Request, fault: Fault | None) -> Fault | None:
+        """Apply SLOW_FIRST_BYTE (then forget it); return the fault still to apply, if any."""
+        if fault is not None and fault.kind is FaultKind.SLOW_FIRST_BYTE:
+            loop = asyncio.get_running_loop()
+            until = loop.time() + fault.delay_s
+            while loop.time() < until:  # stop waiting as soon as the client gave up
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    break
+                await asyncio.sleep(min(0.01, max(until - loop.time(), 0)))
+            return None
+        return fault
+
+    async def open_sse(self, request: web.Request, **headers: str) -> web.StreamResponse:
+        response = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                **headers,
+            },
+        )
+        await response.prepare(request)
+        return response
+
+    async def send(self, request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+        """Write one frame; StreamAborted when the client has gone away."""
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise StreamAborted
+        try:
+            await response.write(data)
+        except (ConnectionResetError, ConnectionError) as exc:
+            raise StreamAborted from exc
+
+    async def pause(self, request: web.Request) -> None:
+        """The per-token delay; StreamAborted as soon as the client disconnects."""
+        if self.token_delay_s <= 0:
+            await asyncio.sleep(0)
+        else:
+            await asyncio.sleep(self.token_delay_s)
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise StreamAborted
+
+    @staticmethod
+    def fault_point(fault: Fault | None, n_tokens: int) -> int | None:
+        """Index of the token before which a stream fault fires (``n_tokens`` = after the last)."""
+        if fault is None or fault.kind not in _STREAM_FAULTS:
+            return None
+        return min(max(fault.after_tokens, 0), n_tokens)
+
+    async def unary_fault(
+        self, request: web.Request, fault: Fault | None, body: bytes
+    ) -> web.StreamResponse | None:
+        """Stream faults on a non-streaming call: CUT_STREAM drops the connection half-way through
+        the body; MALFORMED / EARLY_EOF send a truncated (invalid) JSON body."""
+        if fault is None:
+            return None
+        if fault.kind is FaultKind.CUT_STREAM:
+            response = web.StreamResponse(
+                status=200,
+                headers={"Content-Type": "application/json", "Content-Length": str(len(body))},
+            )
+            await response.prepare(request)
+            await response.write(body[: len(body) // 2])
+            self.cut(request)
+            return response
+        if fault.kind in (FaultKind.MALFORMED, FaultKind.EARLY_EOF):
+            return web.Response(
+                status=200, body=body[: len(body) // 2], content_type="application/json"
+            )
+        return None
+
+    def cut(self, request: web.Request) -> None:
+        """Close the connection mid-body: the client sees a truncated chunked stream."""
+        if request.transport is not None:
+            request.transport.close()
+
+    async def run_stream(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        body: Callable[[], Awaitable[None]],
+    ) -> web.StreamResponse:
+        """Run a stream body, counting a client disconnect as an abort."""
+        try:
+            await body()
+        except StreamAborted:
+            self.aborted_streams += 1
+            self.stream_aborted.set()
+            return response
+        self.completed_streams += 1
+        if request.transport is not None and not request.transport.is_closing():
+            await response.write_eof()
+        return response
+
+    @web.middleware
+    async def _record(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        raw = await request.read()
+        body: Any = raw
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw
+        self.requests.append(
+            RecordedRequest(
+                method=request.method,
+                path=request.path,
+                query=dict(request.query),
+                headers=dict(request.headers),
+                body=body,
+            )
+        )
+        return await handler(request)
+
+
+def json_response(
+    payload: Any,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    indent: int | None = None,
+) -> web.Response:
+    """A JSON reply (UTF-8; ``indent`` for APIs that pretty-print, as OpenAI does for errors)."""
+    return web.Response(
+        status=status,
+        body=json.dumps(payload, indent=indent).encode(),
+        content_type="application/json",
+        charset="utf-8",
+        headers=headers,
+    )
+
+
+def frame_json(payload: Any) -> str:
+    return json.dumps(payload, separators=(",", ":"))

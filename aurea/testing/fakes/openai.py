@@ -1,0 +1,363 @@
+"""A fake OpenAI Chat Completions server (``/v1/chat/completions``, ``/v1/embeddings``,
+``/v1/models``) replaying OpenAI's wire format: Bearer auth and its 401 bodies, ``data:``-only
+SSE ending in ``data: [DONE]``, the ``stream_options.include_usage`` usage chunk with empty
+``choices``, and ``{"error": {message, type, param, code}}`` error bodies.
+
+Switches for OpenAI-compatible servers (vLLM, llama.cpp, Ollama): ``ignore_include_usage``,
+``omit_done``, ``usage_on_last_choice``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+from aiohttp import web
+
+from aurea.testing.fakes._core import (
+    FakeServer,
+    Fault,
+    FaultKind,
+    Generation,
+    count_words,
+    frame_json,
+    json_response,
+)
+
+__all__ = ["FakeOpenAI", "fake_embedding"]
+
+_CREATED = 1_700_000_000
+_FINGERPRINT = "fp_fake0001"
+
+
+def fake_embedding(text: str, dims: int) -> list[float]:
+    """A deterministic unit vector for ``text``."""
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [(digest[i % len(digest)] - 127.5) / 127.5 for i in range(dims)]
+    norm = math.sqrt(sum(v * v for v in raw)) or 1.0
+    return [round(v / norm, 6) for v in raw]
+
+
+def _error(message: str, type_: str | None, code: str | None, param: str | None = None) -> Any:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+class FakeOpenAI(FakeServer):
+    """OpenAI (and OpenAI-compatible) chat server; ``base_url`` ends in ``/v1``."""
+
+    def __init__(self, *, api_key: str = "sk-test", **kwargs: Any) -> None:
+        super().__init__(api_key=api_key, **kwargs)
+        self.ignore_include_usage = False  # a server that never sends the usage chunk
+        self.omit_done = False  # a server that ends the stream without ``data: [DONE]``
+        self.usage_on_last_choice = False  # usage rides on the finish_reason chunk
+        self.model_ids = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]
+        self.embedding_dims = 8
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.origin}/v1"
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/v1/models", self._models)
+
+    # -- auth and faults -------------------------------------------------------------------------
+    def _auth_error(self, request: web.Request) -> web.Response | None:
+        header = request.headers.get("Authorization", "")
+        if not header:
+            return json_response(
+                _error(
+                    "You didn't provide an API key. You need to provide your API key in an "
+                    "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)"
+                    ", or as the password field (with blank username) if you're accessing the "
+                    "API from your browser and are prompted for a username and password. You can "
+                    "obtain an API key from https://platform.openai.com/account/api-keys.",
+                    "invalid_request_error",
+                    None,
+                ),
+                status=401,
+                indent=4,
+            )
+        key = header.removeprefix("Bearer ").strip()
+        if key != self.api_key:
+            return self._wrong_key(key)
+        return None
+
+    def _wrong_key(self, key: str) -> web.Response:
+        masked = key[:3] + "*" * max(len(key) - 7, 0) + key[-4:] if len(key) > 8 else "***"
+        return json_response(
+            _error(
+                f"Incorrect API key provided: {masked}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.",
+                "invalid_request_error",
+                "invalid_api_key",
+            ),
+            status=401,
+            indent=4,
+        )
+
+    def _fault_response(self, fault: Fault, model: str) -> web.Response | None:
+        kind = fault.kind
+        if kind is FaultKind.UNAUTHORIZED:
+            return self._wrong_key("sk-revoked-key-0000")
+        if kind is FaultKind.RATE_LIMIT:
+            return json_response(
+                _error(
+                    f"Rate limit reached for {model} in organization org-fake on requests per min"
+                    " (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s. Visit "
+                    "https://platform.openai.com/account/rate-limits to learn more.",
+                    "requests",
+                    "rate_limit_exceeded",
+                ),
+                status=429,
+                headers={
+                    "retry-after": fault.retry_after,
+                    "x-ratelimit-limit-requests": "3",
+                    "x-ratelimit-remaining-requests": "0",
+                    "x-ratelimit-reset-requests": "20s",
+                },
+                indent=4,
+            )
+        if kind is FaultKind.SERVER_ERROR:
+            return json_response(
+                _error(
+                    "The server had an error while processing your request. Sorry about that!",
+                    "server_error",
+                    None,
+                ),
+                status=500,
+                indent=4,
+            )
+        if kind is FaultKind.OVERLOADED:
+            return json_response(
+                _error("The server is overloaded or not ready yet.", "server_error", None),
+                status=503,
+                indent=4,
+            )
+        if kind is FaultKind.CONTEXT_LENGTH:
+            return json_response(
+                _error(
+                    "This model's maximum context length is 128000 tokens. However, your "
+                    "messages resulted in 130412 tokens. Please reduce the length of the messages.",
+                    "invalid_request_error",
+                    "context_length_exceeded",
+                    "messages",
+                ),
+                status=400,
+                indent=4,
+            )
+        if kind is FaultKind.CONTENT_FILTER:
+            return json_response(
+                _error(
+                    "Your request was rejected as a result of our safety system. Your prompt may "
+                    "contain text that is not allowed by our safety system.",
+                    "invalid_request_error",
+                    "content_policy_violation",
+                ),
+                status=400,
+                indent=4,
+            )
+        return None
+
+    # -- chat ------------------------------------------------------------------------------------
+    def _usage(self, body: dict[str, Any], generation: Generation) -> dict[str, Any]:
+        prompt = count_words(str(m.get("content", "")) for m in body.get("messages", []))
+        cached = min(self.cached_input_tokens, prompt)
+        completion = len(generation.tokens) + self.reasoning_tokens
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": self.reasoning_tokens,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
+
+    def _finish_reason(self, generation: Generation) -> str:
+        if self.finish_override:
+            return self.finish_override
+        return "length" if generation.truncated else "stop"
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        denied = self._auth_error(request)
+        if denied is not None:
+            return denied
+        body = await request.json()
+        model = str(body.get("model", ""))
+        if not model:
+            return json_response(
+                _error("you must provide a model parameter", "invalid_request_error", None),
+                status=400,
+                indent=4,
+            )
+        fault = await self.slow_start(request, self.take_fault())
+        if fault is not None:
+            answer = self._fault_response(fault, model)
+            if answer is not None:
+                return answer
+        messages = body.get("messages", [])
+        prompt = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        generation = self.generate(prompt, max_tokens)
+        if body.get("stream"):
+            return await self._chat_stream(request, body, model, generation, fault)
+        text = "".join(generation.tokens)
+        reply = json_response(
+            {
+                "id": f"chatcmpl-fake{self.request_count}",
+                "object": "chat.completion",
+                "created": _CREATED,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "content": text,
+                            "refusal": None,
+                            "annotations": [],
+                        },
+                        "logprobs": None,
+                        "finish_reason": self._finish_reason(generation),
+                    }
+                ],
+                "usage": self._usage(body, generation),
+                "service_tier": "default",
+                "system_fingerprint": _FINGERPRINT,
+            },
+            headers={"x-request-id": f"req_fake{self.request_count}"},
+        )
+        assert isinstance(reply.body, bytes)
+        return await self.unary_fault(request, fault, reply.body) or reply
+
+    async def _chat_stream(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        model: str,
+        generation: Generation,
+        fault: Fault | None,
+    ) -> web.StreamResponse:
+        options = body.get("stream_options") or {}
+        include_usage = bool(options.get("include_usage")) and not self.ignore_include_usage
+        response = await self.open_sse(request, **{"x-request-id": f"req_fake{self.request_count}"})
+        chunk_id = f"chatcmpl-fake{self.request_count}"
+
+        def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+            payload: dict[str, Any] = {
+                "id": chunk_id,
+                "object": "chat.completion.chunk",
+                "created": _CREATED,
+                "model": model,
+                "service_tier": "default",
+                "system_fingerprint": _FINGERPRINT,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
+            if include_usage:
+                payload["usage"] = None
+            if finish is not None and self.usage_on_last_choice:
+                payload["usage"] = self._usage(body, generation)
+            return f"data: {frame_json(payload)}\n\n".encode()
+
+        async def emit() -> None:
+            await self.send(
+                request,
+                response,
+                chunk({"role": "assistant", "content": "", "refusal": None}, None),
+            )
+            stop_at = self.fault_point(fault, len(generation.tokens))
+            for index, token in enumerate(generation.tokens):
+                if fault is not None and index == stop_at:
+                    await self._stream_fault(request, response, fault)
+                    return
+                await self.pause(request)
+                await self.send(request, response, chunk({"content": token}, None))
+            if fault is not None and stop_at == len(generation.tokens):
+                await self._stream_fault(request, response, fault)
+                return
+            await self.send(request, response, chunk({}, self._finish_reason(generation)))
+            if include_usage and not self.usage_on_last_choice:
+                usage_chunk = {
+                    "id": chunk_id,
+                    "object": "chat.completion.chunk",
+                    "created": _CREATED,
+                    "model": model,
+                    "service_tier": "default",
+                    "system_fingerprint": _FINGERPRINT,
+                    "choices": [],
+                    "usage": self._usage(body, generation),
+                }
+                await self.send(request, response, f"data: {frame_json(usage_chunk)}\n\n".encode())
+            if not self.omit_done:
+                await self.send(request, response, b"data: [DONE]\n\n")
+
+        return await self.run_stream(request, response, emit)
+
+    async def _stream_fault(
+        self, request: web.Request, response: web.StreamResponse, fault: Fault
+    ) -> None:
+        if fault.kind is FaultKind.CUT_STREAM:
+            self.cut(request)
+        elif fault.kind is FaultKind.EARLY_EOF:
+            return
+        elif fault.kind is FaultKind.MALFORMED:
+            await self.send(request, response, b'data: {"id":"chatcmpl-x","object":\n\n')
+        elif fault.kind is FaultKind.STREAM_ERROR:
+            error = _error(
+                "The server had an error while processing your request. Sorry about that!",
+                "server_error",
+                None,
+            )
+            await self.send(request, response, f"data: {frame_json(error)}\n\n".encode())
+
+    # -- embeddings and models -------------------------------------------------------------------
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        denied = self._auth_error(request)
+        if denied is not None:
+            return denied
+        body = await request.json()
+        fault = await self.slow_start(request, self.take_fault())
+        if fault is not None:
+            answer = self._fault_response(fault, str(body.get("model", "")))
+            if answer is not None:
+                return answer
+        inputs = body.get("input", [])
+        texts = [inputs] if isinstance(inputs, str) else [str(t) for t in inputs]
+        tokens = count_words(texts)
+        return json_response(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "object": "embedding",
+                        "index": i,
+                        "embedding": fake_embedding(t, self.embedding_dims),
+                    }
+                    for i, t in enumerate(texts)
+                ],
+                "model": body.get("model", ""),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        denied = self._auth_error(request)
+        if denied is not None:
+            return denied
+        return json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "created": _CREATED, "owned_by": "openai"}
+                    for m in self.model_ids
+                ],
+            }
+        )
