@@ -304,7 +304,7 @@ def build_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None)
     )
     r.done()
     for key, name in (
-        ("routing.default_model", routing.default_model),
+        *((("routing.default_model", routing.default_model),) if routing.default_model else ()),
         ("routing.default_embedding_model", routing.default_embedding_model),
     ):
         if name not in models:

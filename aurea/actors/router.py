@@ -82,21 +82,19 @@ class Router(Actor[RouterMsg]):
         if msg.model:
             spec = self._lookup(msg.model, msg.kind, "model")
             out.append(Candidate(model=spec, reason="requested explicitly"))
+        elif msg.policy is None and (msg.kind != "chat" or self._settings.default_model):
+            default = (
+                self._settings.default_model
+                if msg.kind == "chat"
+                else self._settings.default_embedding_model
+            )
+            spec = self._lookup(default, msg.kind, "model")
+            out.append(Candidate(model=spec, reason="server default model"))
         else:
-            if msg.policy is None:
-                default = (
-                    self._settings.default_model
-                    if msg.kind == "chat"
-                    else self._settings.default_embedding_model
-                )
-                if self._permitted(default):
-                    spec = self._lookup(default, msg.kind, "model")
-                    out.append(Candidate(model=spec, reason="server default model"))
             policy = msg.policy or Policy(self._settings.policy)
             pool = [m for n, m in self._models.items() if m.kind == msg.kind and self._permitted(n)]
             for m in sorted(pool, key=lambda m: _score(m, policy), reverse=True):
-                if not out or m.name != out[0].model.name:
-                    out.append(Candidate(model=m, reason=f"best by {policy.value} policy"))
+                out.append(Candidate(model=m, reason=f"best by {policy.value} policy"))
         seen = {c.model.name for c in out}
         for i, name in enumerate(msg.fallbacks):
             spec = self._lookup(name, msg.kind, f"fallback_models[{i}]")
