@@ -1,0 +1,261 @@
+"""Anthropic Messages API adapter (``POST /v1/messages``, streaming and unary; ``GET /v1/models``).
+
+Options: ``default_max_tokens`` (the API requires ``max_tokens``; default 1024),
+``anthropic_version`` (default ``2023-06-01``), ``beta`` (an ``anthropic-beta`` header value),
+``headers`` (extra headers). Usage is normalized to Aurea's convention: input tokens include
+cache reads and cache writes; ``cached_input_tokens`` are the cache reads.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from aurea.errors import ProviderError, ProviderServerError, StreamBroken, UpstreamRejected
+from aurea.providers._base import (
+    Completion,
+    Embeddings,
+    EmbedRequest,
+    Finish,
+    FinishReason,
+    ProviderEvent,
+    ProviderRequest,
+    ProviderSpec,
+    Role,
+    TextDelta,
+    Usage,
+    UsageReport,
+)
+from aurea.providers._http import (
+    HttpClient,
+    error_for_status,
+    json_object,
+    parse_json,
+    retry_after_from_headers,
+)
+from aurea.providers._sse import aiter_sse
+from aurea.providers._tokens import estimate_usage
+
+__all__ = ["DEFAULT_BASE_URL", "AnthropicProvider", "error_from_body", "normalize_usage"]
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+API_VERSION = "2023-06-01"
+
+_FINISH = {
+    "end_turn": FinishReason.STOP,
+    "stop_sequence": FinishReason.STOP,
+    "pause_turn": FinishReason.STOP,
+    "max_tokens": FinishReason.LENGTH,
+    "model_context_window_exceeded": FinishReason.LENGTH,
+    "tool_use": FinishReason.TOOL_CALLS,
+    "refusal": FinishReason.CONTENT_FILTER,
+}
+# The HTTP status Anthropic uses for each error type (to classify in-stream ``error`` events).
+_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def normalize_usage(raw: Mapping[str, Any]) -> Usage:
+    """Anthropic's usage (input excludes cache reads and writes) in Aurea's convention."""
+    read = int(raw.get("cache_read_input_tokens") or 0)
+    written = int(raw.get("cache_creation_input_tokens") or 0)
+    return Usage(
+        input_tokens=int(raw.get("input_tokens") or 0) + read + written,
+        cached_input_tokens=read,
+        output_tokens=int(raw.get("output_tokens") or 0),
+    )
+
+
+def error_from_body(
+    provider: str, status: int | None, body: Any, retry_after_s: float | None = None
+) -> ProviderError:
+    """Map ``{"type": "error", "error": {type, message}}``; ``status`` None = in-stream event."""
+    error = body.get("error") if isinstance(body, Mapping) else None
+    if not isinstance(error, Mapping):
+        error = {"message": str(body)}
+    type_ = str(error.get("type") or "")
+    message = str(error.get("message") or "")
+    detail = f"{type_}: {message}" if type_ else message
+    in_stream = status is None
+    if status is None:
+        status = _TYPE_STATUS.get(type_, 500)
+    return error_for_status(
+        provider, status, detail, retry_after_s=retry_after_s, in_stream=in_stream
+    )
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    seconds = retry_after_from_headers(headers)
+    if seconds is not None:
+        return seconds
+    resets = []
+    for name in ("requests", "tokens", "input-tokens", "output-tokens"):
+        value = headers.get(f"anthropic-ratelimit-{name}-reset")
+        if value:
+            try:
+                when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            resets.append(max(0.0, when.timestamp() - time.time()))
+    return max(resets) if resets else None
+
+
+class AnthropicProvider:
+    """The Provider protocol over Anthropic's Messages API."""
+
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.name = spec.name
+        self._options = spec.options
+        self._http = HttpClient(spec, default_base_url=DEFAULT_BASE_URL, parse_error=self._error)
+        self._default_max_tokens = int(spec.options.get("default_max_tokens", 1024))
+
+    def _error(self, status: int, body: str, headers: Mapping[str, str]) -> ProviderError:
+        try:
+            parsed: Any = json.loads(body)
+        except ValueError:
+            parsed = None
+        retry_after = _retry_after(headers)
+        if isinstance(parsed, Mapping) and isinstance(parsed.get("error"), Mapping):
+            return error_from_body(self.name, status, parsed, retry_after)
+        return error_for_status(self.name, status, body.strip()[:500], retry_after_s=retry_after)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {
+            "x-api-key": self._http.api_key,
+            "anthropic-version": str(self._options.get("anthropic_version", API_VERSION)),
+            "content-type": "application/json",
+        }
+        if self._options.get("beta"):
+            headers["anthropic-beta"] = str(self._options["beta"])
+        headers.update({str(k): str(v) for k, v in dict(self._options.get("headers", {})).items()})
+        return headers
+
+    def _body(self, request: ProviderRequest, *, stream: bool) -> dict[str, Any]:
+        system = [m.content for m in request.messages if m.role == Role.SYSTEM]
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens or self._default_max_tokens,
+            "messages": [
+                {"role": str(m.role), "content": m.content}
+                for m in request.messages
+                if m.role != Role.SYSTEM
+            ],
+        }
+        if system:
+            body["system"] = "\n\n".join(system)
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        if stream:
+            body["stream"] = True
+        return body
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+        url = f"{self._http.base_url}/v1/messages"
+        parts: list[str] = []
+        usage: dict[str, Any] = {}
+        stop_reason = ""
+        finished = False
+        async with self._http.request(
+            "POST",
+            url,
+            json_body=self._body(request, stream=True),
+            headers=self._headers(),
+            streaming=True,
+        ) as response:
+            async for event in aiter_sse(response.chunks()):
+                data = parse_json(
+                    event.data,
+                    provider=self.name,
+                    what=f"a {event.event} event",
+                    broken=StreamBroken,
+                )
+                if not isinstance(data, Mapping):
+                    raise self._http.error(StreamBroken, f"a {event.event} event is not an object")
+                kind = str(data.get("type") or event.event)
+                if kind == "message_start":
+                    usage.update((data.get("message") or {}).get("usage") or {})
+                elif kind == "content_block_delta":
+                    delta = data.get("delta") or {}
+                    if delta.get("type") == "text_delta" and delta.get("text"):
+                        parts.append(str(delta["text"]))
+                        yield TextDelta(str(delta["text"]))
+                elif kind == "message_delta":
+                    stop_reason = str((data.get("delta") or {}).get("stop_reason") or stop_reason)
+                    # Counts here are cumulative: they replace what message_start said.
+                    usage.update(
+                        {k: v for k, v in (data.get("usage") or {}).items() if v is not None}
+                    )
+                elif kind == "message_stop":
+                    finished = True
+                    break
+                elif kind == "error":
+                    raise error_from_body(self.name, None, data)
+        if not finished:
+            raise self._http.error(StreamBroken, "the stream ended before message_stop")
+        if usage:
+            final = normalize_usage(usage)
+        else:
+            final = estimate_usage(request.messages, "".join(parts), request.model)
+        yield UsageReport(final)
+        yield Finish(_FINISH.get(stop_reason, FinishReason.STOP), stop_reason)
+
+    async def complete(self, request: ProviderRequest) -> Completion:
+        url = f"{self._http.base_url}/v1/messages"
+        async with self._http.request(
+            "POST", url, json_body=self._body(request, stream=False), headers=self._headers()
+        ) as response:
+            data = json_object(await response.json(), provider=self.name, what="the reply")
+        if data.get("type") == "error":
+            raise error_from_body(self.name, None, data)
+        content = data.get("content")
+        if not isinstance(content, list):
+            raise self._http.error(ProviderServerError, "the reply has no content", status=200)
+        text = "".join(
+            str(block.get("text") or "")
+            for block in content
+            if isinstance(block, Mapping) and block.get("type") == "text"
+        )
+        raw_usage = data.get("usage")
+        if isinstance(raw_usage, Mapping):
+            usage = normalize_usage(raw_usage)
+        else:
+            usage = estimate_usage(request.messages, text, request.model)
+        stop_reason = str(data.get("stop_reason") or "")
+        return Completion(
+            text=text,
+            finish=Finish(_FINISH.get(stop_reason, FinishReason.STOP), stop_reason),
+            usage=usage,
+        )
+
+    async def embed(self, request: EmbedRequest) -> Embeddings:
+        raise UpstreamRejected("anthropic has no embeddings API", provider=self.name)
+
+    async def list_models(self) -> list[str]:
+        url = f"{self._http.base_url}/v1/models?limit=1000"
+        async with self._http.request("GET", url, headers=self._headers()) as response:
+            data = json_object(await response.json(), provider=self.name, what="the reply")
+        return [
+            str(item["id"])
+            for item in data.get("data") or []
+            if isinstance(item, Mapping) and "id" in item
+        ]
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
