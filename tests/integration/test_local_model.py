@@ -25,6 +25,9 @@ from aurea.providers._base import (
     UsageReport,
 )
 from aurea.providers.local import LocalModelProvider
+from aurea.testing import running_server, test_settings
+from aurea.v1 import inference_pb2 as pb
+from aurea.v1 import inference_pb2_grpc
 
 pytest.importorskip("llama_cpp", reason="needs the local extra: pip install 'aurea[local]'")
 pytest.importorskip(
@@ -170,3 +173,58 @@ async def test_crash_restarts_on_next_call_and_aclose_leaves_no_child() -> None:
         await p.aclose()
     assert await wait_until(lambda: not alive(second) and not group_members(second))
     assert not alive(first)
+
+
+async def test_grpc_end_to_end_through_aurea() -> None:
+    settings = test_settings(
+        {
+            "providers": {"local": {"kind": "local", "options": {}}},
+            "models": {
+                "gemma3-270m": {"provider": "local", "default_max_tokens": MAX_TOKENS},
+                "gemma3-270m-embed": {
+                    "provider": "local",
+                    "kind": "embedding",
+                    "upstream": "gemma3-270m",
+                },
+            },
+        }
+    )
+    async with running_server(settings) as rs:
+        stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
+        user = pb.ChatMessage(role=pb.ROLE_USER, content="Write a short poem about the sea.")
+        events = [
+            e
+            async for e in stub.GenerateStream(
+                pb.GenerateStreamRequest(
+                    messages=[user], model="gemma3-270m", max_tokens=MAX_TOKENS, temperature=0.0
+                ),
+                timeout=60,
+            )
+        ]
+        kinds = [e.WhichOneof("event") for e in events]
+        assert kinds[0] == "started" and kinds[-1] == "final"
+        assert events[0].started.provider == "local"
+        text = "".join(e.delta.text for e in events if e.WhichOneof("event") == "delta")
+        assert text.strip() and kinds.count("delta") >= 4
+        final = events[-1].final
+        assert final.finish_reason in (pb.FINISH_REASON_LENGTH, pb.FINISH_REASON_STOP)
+        assert final.usage.source == pb.USAGE_SOURCE_ESTIMATED
+        assert 0 < final.usage.output_tokens <= MAX_TOKENS + 1
+        assert 0 < final.time_to_first_token_ms < final.latency_ms
+
+        reply = await stub.Generate(
+            pb.GenerateRequest(messages=[user], model="gemma3-270m", max_tokens=8), timeout=60
+        )
+        assert reply.text.strip() and reply.provider == "local"
+        assert reply.usage.source == pb.USAGE_SOURCE_PROVIDER_REPORTED
+        assert 0 < reply.usage.output_tokens <= 8
+
+        embedded = await stub.Embed(
+            pb.EmbedRequest(model="gemma3-270m-embed", inputs=["hello", "world"]), timeout=60
+        )
+        assert [len(e.values) for e in embedded.embeddings] == [640, 640]
+
+        pid = rs.provider("local").process.pid
+        assert pid is not None and alive(pid)
+    # Stopping Aurea stops its provider actors, which close the provider and its child.
+    assert await wait_until(lambda: not alive(pid) and not group_members(pid))
