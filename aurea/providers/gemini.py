@@ -249,15 +249,11 @@ class GeminiProvider:
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
         model = f"models/{request.model.removeprefix('models/')}"
-        contents = [{"parts": [{"text": text}]} for text in request.inputs]
+        contents: list[dict[str, Any]] = [{"parts": [{"text": t}]} for t in request.inputs]
+        body: dict[str, Any]
         if len(contents) == 1:
-            url, body = (
-                self._url(request.model, "embedContent"),
-                {
-                    "model": model,
-                    "content": contents[0],
-                },
-            )
+            url = self._url(request.model, "embedContent")
+            body = {"model": model, "content": contents[0]}
         else:
             url = self._url(request.model, "batchEmbedContents")
             body = {"requests": [{"model": model, "content": c} for c in contents]}
@@ -265,8 +261,9 @@ class GeminiProvider:
             "POST", url, json_body=body, headers=self._headers()
         ) as response:
             data = json_object(await response.json(), provider=self.name, what="the reply")
-        items = [data.get("embedding")] if len(contents) == 1 else data.get("embeddings") or []
-        if len(items) != len(contents) or not all(isinstance(i, Mapping) for i in items):
+        raw = [data.get("embedding")] if len(contents) == 1 else data.get("embeddings") or []
+        items = [item for item in raw if isinstance(item, Mapping)]
+        if len(items) != len(contents):
             raise self._http.error(
                 ProviderServerError, f"{len(items)} embeddings for {len(contents)} inputs"
             )
