@@ -16,11 +16,13 @@ from __future__ import annotations
 from aurea.testing.fakes._core import FakeServer, Fault, FaultKind, RecordedRequest, echo_reply
 from aurea.testing.fakes.anthropic import FakeAnthropic
 from aurea.testing.fakes.gemini import FakeGemini
+from aurea.testing.fakes.http_generic import FakeHTTPModel
 from aurea.testing.fakes.openai import FakeOpenAI
 
 __all__ = [
     "FakeAnthropic",
     "FakeGemini",
+    "FakeHTTPModel",
     "FakeOpenAI",
     "FakeServer",
     "Fault",
