@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
+from yarl import URL
 
 from aurea.errors import (
     ContentFiltered,
@@ -311,7 +312,7 @@ class HttpClient:
     async def request(
         self,
         method: str,
-        url: str,
+        url: str | URL,
         *,
         json_body: Any = None,
         data: bytes | None = None,
@@ -319,6 +320,8 @@ class HttpClient:
         streaming: bool = False,
     ) -> AsyncIterator[Response]:
         """Open ``method url`` and yield the 2xx response; any other status raises via the parser.
+
+        Pass a ``yarl.URL(..., encoded=True)`` to send a path byte for byte (signed requests).
 
         The wait for response headers is bounded by ``first_byte_s`` for streams; a unary
         generation's headers only come when the whole answer is ready, so there ``total_s`` bounds

@@ -61,7 +61,17 @@ from aurea.providers._http import (
 from aurea.providers._sse import aiter_sse
 from aurea.providers._tokens import estimate_messages_tokens, estimate_text_tokens
 
-__all__ = ["MISSING", "GenericHTTPProvider", "render_template", "resolve_pointer"]
+__all__ = [
+    "MISSING",
+    "GenericHTTPProvider",
+    "check_pointer",
+    "finish_from",
+    "read_count",
+    "render_template",
+    "resolve_pointer",
+    "text_of",
+    "usage_from_counts",
+]
 
 MISSING: Any = object()  # what resolve_pointer returns when the pointer leads nowhere
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -134,12 +144,51 @@ def render_template(template: Any, values: Mapping[str, Any]) -> Any:
     return template
 
 
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
+    """A pointer's value as text: strings as is, lists of pieces joined, nothing as ""."""
     if value is MISSING or value is None:
         return ""
     if isinstance(value, list):
         return "".join(str(v) for v in value)
     return str(value)
+
+
+def read_count(document: Any, pointer: str | None) -> int | None:
+    """A token count at ``pointer``, or None when it is absent or not a number."""
+    value = resolve_pointer(document, pointer) if pointer is not None else MISSING
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    return None
+
+
+def usage_from_counts(
+    counts: tuple[int | None, int | None], request: ProviderRequest, text: str
+) -> Usage:
+    """Reported (input, output) counts, each missing one estimated (the whole is then
+    ``estimated``)."""
+    given_in, given_out = counts
+    input_tokens = given_in
+    if input_tokens is None:
+        input_tokens = estimate_messages_tokens(request.messages, request.model)
+    output_tokens = given_out
+    if output_tokens is None:
+        output_tokens = estimate_text_tokens(text, request.model)
+    return Usage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        estimated=given_in is None or given_out is None,
+    )
+
+
+def finish_from(document: Any, pointer: str | None) -> Finish | None:
+    """A ``Finish`` from the word at ``pointer`` (length/max_tokens, content_filter,
+    tool_calls; anything else is STOP), or None when there is none."""
+    if pointer is None:
+        return None
+    raw = resolve_pointer(document, pointer)
+    if raw in (MISSING, None, ""):
+        return None
+    return Finish(_FINISH_WORDS.get(str(raw).lower(), FinishReason.STOP), str(raw))
 
 
 class GenericHTTPProvider:
@@ -230,41 +279,13 @@ class GenericHTTPProvider:
         raise self._http.error(cls, f"{where}: {detail}")
 
     def _reported(self, document: Any) -> tuple[int | None, int | None]:
-        """(input, output) token counts the document reports at the configured pointers."""
-        counts: list[int | None] = []
-        for name in ("input_tokens_pointer", "output_tokens_pointer"):
-            pointer = self._pointers.get(name)
-            value = resolve_pointer(document, pointer) if pointer is not None else MISSING
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            counts.append(int(value) if ok else None)
-        return counts[0], counts[1]
-
-    @staticmethod
-    def _usage(
-        reported: tuple[int | None, int | None], request: ProviderRequest, text: str
-    ) -> Usage:
-        """Reported counts, each missing one estimated (and then the whole is ``estimated``)."""
-        given_in, given_out = reported
-        input_tokens = given_in
-        if input_tokens is None:
-            input_tokens = estimate_messages_tokens(request.messages, request.model)
-        output_tokens = given_out
-        if output_tokens is None:
-            output_tokens = estimate_text_tokens(text, request.model)
-        return Usage(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            estimated=given_in is None or given_out is None,
+        return (
+            read_count(document, self._pointers.get("input_tokens_pointer")),
+            read_count(document, self._pointers.get("output_tokens_pointer")),
         )
 
     def _finish(self, document: Any) -> Finish | None:
-        pointer = self._pointers.get("finish_reason_pointer")
-        if pointer is None:
-            return None
-        raw = resolve_pointer(document, pointer)
-        if raw in (MISSING, None, ""):
-            return None
-        return Finish(_FINISH_WORDS.get(str(raw).lower(), FinishReason.STOP), str(raw))
+        return finish_from(document, self._pointers.get("finish_reason_pointer"))
 
     # -- Provider --------------------------------------------------------------------------------
     async def complete(self, request: ProviderRequest) -> Completion:
@@ -282,11 +303,11 @@ class GenericHTTPProvider:
                 f"the reply has nothing at text_pointer {self._pointers['text_pointer']!r}",
                 status=200,
             )
-        text = _text(found)
+        text = text_of(found)
         return Completion(
             text=text,
             finish=self._finish(document) or Finish(FinishReason.STOP, ""),
-            usage=self._usage(self._reported(document), request, text),
+            usage=usage_from_counts(self._reported(document), request, text),
         )
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
@@ -322,7 +343,7 @@ class GenericHTTPProvider:
                     event.data, provider=self.name, what="a stream event", broken=StreamBroken
                 )
                 self._check_error(document, in_stream=True)
-                text = _text(resolve_pointer(document, self._pointers["stream_text_pointer"]))
+                text = text_of(resolve_pointer(document, self._pointers["stream_text_pointer"]))
                 if text:
                     parts.append(text)
                     yield TextDelta(text)
@@ -332,7 +353,7 @@ class GenericHTTPProvider:
                 given_out = seen_out if seen_out is not None else given_out
         if not done and self._options.get("stream_require_done", False):
             raise self._http.error(StreamBroken, f"the stream ended before {done_marker!r}")
-        yield UsageReport(self._usage((given_in, given_out), request, "".join(parts)))
+        yield UsageReport(usage_from_counts((given_in, given_out), request, "".join(parts)))
         yield finish or Finish(FinishReason.STOP, "")
 
     async def embed(self, request: EmbedRequest) -> Embeddings:

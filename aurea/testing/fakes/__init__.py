@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from aurea.testing.fakes._core import FakeServer, Fault, FaultKind, RecordedRequest, echo_reply
 from aurea.testing.fakes.anthropic import FakeAnthropic
+from aurea.testing.fakes.aws_lambda import FakeLambda
 from aurea.testing.fakes.gemini import FakeGemini
 from aurea.testing.fakes.http_generic import FakeHTTPModel
 from aurea.testing.fakes.openai import FakeOpenAI
@@ -23,6 +24,7 @@ __all__ = [
     "FakeAnthropic",
     "FakeGemini",
     "FakeHTTPModel",
+    "FakeLambda",
     "FakeOpenAI",
     "FakeServer",
     "Fault",
