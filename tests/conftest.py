@@ -33,6 +33,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on (at the time of the call)."""
+    return free_port()
+
+
 def aurea_command() -> list[str]:
     """The installed ``aurea`` console script of this interpreter, else ``python -m aurea.cli``."""
     script = Path(sys.executable).with_name("aurea")
