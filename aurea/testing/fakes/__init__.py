@@ -19,6 +19,7 @@ from aurea.testing.fakes.aws_lambda import FakeLambda
 from aurea.testing.fakes.gemini import FakeGemini
 from aurea.testing.fakes.http_generic import FakeHTTPModel
 from aurea.testing.fakes.openai import FakeOpenAI
+from aurea.testing.fakes.runpod import FakeRunPod
 
 __all__ = [
     "FakeAnthropic",
@@ -26,6 +27,7 @@ __all__ = [
     "FakeHTTPModel",
     "FakeLambda",
     "FakeOpenAI",
+    "FakeRunPod",
     "FakeServer",
     "Fault",
     "FaultKind",
