@@ -59,6 +59,7 @@ class Router(Actor[RouterMsg]):
 
     def _lookup(self, name: str, kind: str, field: str) -> ModelSpec:
         spec = self._models.get(name)
+        name = _short(name)
         if spec is None:
             known = ", ".join(sorted(n for n, m in self._models.items() if m.kind == kind))
             raise UnknownModel(f"model {name!r} is not in the catalog; known: {known}", field)
@@ -104,6 +105,11 @@ class Router(Actor[RouterMsg]):
         if not out:
             raise ModelDenied(f"no {msg.kind} model is permitted by this server's configuration")
         return tuple(out)
+
+
+def _short(name: str, limit: int = 80) -> str:
+    """A name safe to echo in an error (grpc caps the size of status messages)."""
+    return name if len(name) <= limit else f"{name[:limit]}... ({len(name)} characters)"
 
 
 def _score(m: ModelSpec, policy: Policy) -> float:

@@ -21,6 +21,7 @@ MAX_FALLBACKS = 8
 MAX_LABELS = 32
 MAX_JOB_ID = 128
 MAX_EMBED_INPUTS = 2048
+MAX_MODEL_NAME = 256
 
 _ROLES = {pb.ROLE_SYSTEM: Role.SYSTEM, pb.ROLE_USER: Role.USER, pb.ROLE_ASSISTANT: Role.ASSISTANT}
 _POLICIES = {
@@ -110,6 +111,7 @@ def generate_call(req: Any, request_id: str) -> GenerateCall:
     for i, s in enumerate(req.stop):
         _check(bad, bool(s), f"stop[{i}]", "must not be empty")
     _check(bad, len(req.job_id) <= MAX_JOB_ID, "job_id", f"at most {MAX_JOB_ID} characters")
+    _check(bad, len(req.model) <= MAX_MODEL_NAME, "model", f"at most {MAX_MODEL_NAME} characters")
     policy = None
     if req.routing_policy:
         policy = _POLICIES.get(req.routing_policy)
@@ -121,7 +123,12 @@ def generate_call(req: Any, request_id: str) -> GenerateCall:
         f"at most {MAX_FALLBACKS} fallback models",
     )
     for i, f in enumerate(req.fallback_models):
-        _check(bad, bool(f), f"fallback_models[{i}]", "must not be empty")
+        _check(
+            bad,
+            0 < len(f) <= MAX_MODEL_NAME,
+            f"fallback_models[{i}]",
+            f"must be 1 to {MAX_MODEL_NAME} characters",
+        )
     _check(bad, len(req.labels) <= MAX_LABELS, "labels", f"at most {MAX_LABELS} labels")
     interval = 16
     if hasattr(req, "usage_interval_deltas"):
@@ -162,6 +169,7 @@ def embed_call(req: pb.EmbedRequest, request_id: str) -> EmbedCall:
     for i, text in enumerate(req.inputs):
         _check(bad, bool(text), f"inputs[{i}]", "must not be empty")
     _check(bad, len(req.job_id) <= MAX_JOB_ID, "job_id", f"at most {MAX_JOB_ID} characters")
+    _check(bad, len(req.model) <= MAX_MODEL_NAME, "model", f"at most {MAX_MODEL_NAME} characters")
     _raise(bad)
     return EmbedCall(
         request_id=request_id, inputs=tuple(req.inputs), model=req.model, job_id=req.job_id

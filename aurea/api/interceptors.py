@@ -16,9 +16,15 @@ from typing import Any
 import grpc
 import structlog
 
-from aurea.api.status import code_for, internal_status, to_status
+from aurea.api.status import code_for, internal_status, to_status, with_metadata
 from aurea.config import ApiKey, hash_key
-from aurea.errors import AureaError, PermissionDenied, ShuttingDown, Unauthenticated
+from aurea.errors import (
+    AureaError,
+    InvalidRequest,
+    PermissionDenied,
+    ShuttingDown,
+    Unauthenticated,
+)
 
 log = structlog.get_logger("aurea.api")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
@@ -37,6 +43,39 @@ ADMIN_METHODS = frozenset({
     "/aurea.v1.AdminService/ClearCache",
     "/aurea.v1.AdminService/SetModelLimits",
 })  # fmt: skip
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes did not decode, so the wrapper can answer
+    INVALID_ARGUMENT instead of grpc's UNKNOWN."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    des = deserializer
+
+    def decode(data: bytes) -> Any:
+        try:
+            return des(data)
+        except Exception as exc:
+            return _Undecodable(exc)
+
+    return decode
+
+
+def _check_decoded(request: Any) -> None:
+    if isinstance(request, _Undecodable):
+        raise InvalidRequest(
+            "the request message could not be decoded as the RPC's protobuf type "
+            f"({type(request.error).__name__}); check the client's generated code and that "
+            "strings are valid UTF-8"
+        )
 
 
 def _valid_request_id(value: str) -> bool:
@@ -109,13 +148,13 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, meta, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(method, meta, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler  # aurea.v1 has no client-streaming RPCs
@@ -147,8 +186,7 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
             log.error("rpc_bug", error=repr(exc), exc_info=exc)
             status = internal_status(rid)
             code = grpc.StatusCode.INTERNAL
-        context.set_trailing_metadata((("x-request-id", rid),))
-        await context.abort_with_status(status)
+        await context.abort_with_status(with_metadata(status, ("x-request-id", rid)))
         return str(code.name)  # pragma: no cover - abort raises
 
     def _finish(self, t0: float, code: str) -> None:
@@ -165,6 +203,7 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
             try:
                 rid = self._begin(method, meta)
                 context.set_trailing_metadata((("x-request-id", rid),))
+                _check_decoded(request)
                 return await behavior(request, context)
             except asyncio.CancelledError:
                 code = "CANCELLED"
@@ -189,6 +228,7 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
             code, rid = "OK", ""
             try:
                 rid = self._begin(method, meta)
+                _check_decoded(request)
                 await context.send_initial_metadata((("x-request-id", rid),))
                 async for item in behavior(request, context):
                     yield item

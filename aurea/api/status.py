@@ -7,6 +7,7 @@ generic message; the traceback goes to the log only.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -35,6 +36,21 @@ _TABLE: tuple[tuple[type[e.AureaError], grpc.StatusCode], ...] = (
     (e.ProviderRateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (e.ProviderError, grpc.StatusCode.UNAVAILABLE),
 )
+
+
+class _Status(NamedTuple):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+class Status(_Status, grpc.Status):
+    """A grpc.Status whose trailers can carry more than the status details."""
+
+
+def with_metadata(status: grpc.Status, *pairs: tuple[str, str]) -> grpc.Status:
+    """``status`` with extra trailing metadata (abort_with_status replaces the trailers)."""
+    return Status(status.code, status.details, (*status.trailing_metadata, *pairs))
 
 
 def code_for(exc: e.AureaError) -> grpc.StatusCode:

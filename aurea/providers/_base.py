@@ -144,7 +144,7 @@ class Provider(Protocol):
     name: str
 
     def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
-        """Yield deltas and usage reports, then exactly one ``Finish``; raise ProviderError on failure.
+        """Yield deltas and usage reports, then one ``Finish``; raise ProviderError on failure.
 
         Closing the iterator (``aclose``) or cancelling the consuming task must abort the upstream
         request at once.
