@@ -3,7 +3,7 @@ service, and a decoder for the ``google.rpc`` details of a failed call."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from structlog.testing import capture_logs
 
 from aurea.config import Settings
 from aurea.testing import RunningServer, running_server, test_settings
@@ -111,6 +112,19 @@ def stubs_for(channel: grpc.aio.Channel) -> Stubs:
 @pytest.fixture
 def make_stubs() -> Callable[[grpc.aio.Channel], Stubs]:
     return stubs_for
+
+
+@pytest.fixture(autouse=True)
+def no_rpc_bugs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In the spine tests, any call that ended INTERNAL (an ``rpc_bug`` log event) in an
+    in-process server fails the test, whatever the test itself asserted."""
+    if not request.node.module.__name__.rpartition(".")[2].startswith("test_spine_"):
+        yield
+        return
+    with capture_logs() as logs:
+        yield
+    bugs = [e for e in logs if e.get("event") == "rpc_bug"]
+    assert not bugs, f"a call ended INTERNAL (a bug): {bugs}"
 
 
 @pytest_asyncio.fixture

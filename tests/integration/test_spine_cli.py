@@ -28,6 +28,7 @@ def target(spawn_server: Callable[..., Any]) -> Iterator[str]:
     sp = spawn_server(config=QUICK_CONFIG)
     yield sp.target
     sp.stop()
+    assert "rpc_bug" not in sp.log_text(), sp.log_tail()
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,7 @@ def keyed_target(spawn_server: Callable[..., Any]) -> Iterator[str]:
     sp = spawn_server(config=QUICK_CONFIG, env={"AUREA_API_KEYS": f"user:{USER_KEY}"})
     yield sp.target
     sp.stop()
+    assert "rpc_bug" not in sp.log_text(), sp.log_tail()
 
 
 def test_generate_stream_prints_tokens(aurea_cli: Cli, target: str) -> None:

@@ -40,6 +40,7 @@ def open_target(spawn_server: Callable[..., Any]) -> Iterator[str]:
     sp = spawn_server(config=QUICK_CONFIG)
     yield sp.target
     sp.stop()
+    assert "rpc_bug" not in sp.log_text(), sp.log_tail()
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,7 @@ def keyed_target(spawn_server: Callable[..., Any]) -> Iterator[str]:
     )
     yield sp.target
     sp.stop()
+    assert "rpc_bug" not in sp.log_text(), sp.log_tail()
 
 
 def run(grpcurl: str, *args: str) -> subprocess.CompletedProcess[str]:

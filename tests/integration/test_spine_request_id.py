@@ -4,6 +4,7 @@ calls, initial metadata for streams); a valid client-supplied id is echoed, a ba
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import grpc
 import pytest
@@ -103,13 +104,6 @@ async def test_failed_stream_still_has_request_id(server: RunningServer) -> None
     assert md(await call.initial_metadata()).get("x-request-id") == mine
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: AureaInterceptor._fail sets x-request-id as trailing metadata, then "
-    "abort_with_status(status) replaces the trailers with the status's own "
-    "(grpc-status-details-bin only), so failed unary calls lose their request id "
-    "(aurea/api/interceptors.py _fail)",
-)
 async def test_failed_unary_call_still_has_request_id(server: RunningServer) -> None:
     mine = "bad-unary-1"
     call = stub(server).Generate(
@@ -123,18 +117,39 @@ async def test_failed_unary_call_still_has_request_id(server: RunningServer) -> 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: when auth fails, the stream wrapper raises before send_initial_metadata and "
-    "the trailing x-request-id is dropped by abort_with_status (aurea/api/interceptors.py "
-    "_wrap_stream/_fail), so a rejected stream carries no request id at all",
+    reason="BUG: AureaInterceptor._wrap_unary/_wrap_stream assign rid only when _begin() "
+    "returns; when _begin raises (Unauthenticated, PermissionDenied, ShuttingDown) _fail sends "
+    "x-request-id '' (aurea/api/interceptors.py _begin: compute the id before the draining and "
+    "auth checks and hand it back even on failure)",
 )
-async def test_unauthenticated_stream_still_has_request_id(keyed_server: RunningServer) -> None:
-    mine = "no-key-stream-1"
-    call = stub(keyed_server).GenerateStream(
-        pb.GenerateStreamRequest(prompt="hi"), metadata=(("x-request-id", mine),), timeout=5
-    )
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        async for _ in call:
-            pass
-    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+@pytest.mark.parametrize("rpc", ["Generate", "GenerateStream"])
+@pytest.mark.parametrize("why", ["unauthenticated", "draining"])
+async def test_rejected_call_still_has_request_id(
+    keyed_server: RunningServer, api_keys: tuple[str, str], rpc: str, why: str
+) -> None:
+    mine = f"rejected-{why}-{rpc}"
+    metadata: tuple[tuple[str, str], ...] = (("x-request-id", mine),)
+    expected = grpc.StatusCode.UNAUTHENTICATED
+    if why == "draining":
+        metadata += (("x-api-key", api_keys[0]),)
+        expected = grpc.StatusCode.UNAVAILABLE
+        keyed_server.server.tracker.draining = True
+    try:
+        if rpc == "Generate":
+            call: Any = stub(keyed_server).Generate(
+                pb.GenerateRequest(prompt="hi"), metadata=metadata, timeout=5
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call
+        else:
+            call = stub(keyed_server).GenerateStream(
+                pb.GenerateStreamRequest(prompt="hi"), metadata=metadata, timeout=5
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                async for _ in call:
+                    pass
+    finally:
+        keyed_server.server.tracker.draining = False
+    assert info.value.code() == expected
     found = md(await call.initial_metadata()) | md(info.value.trailing_metadata())
     assert found.get("x-request-id") == mine

@@ -13,8 +13,8 @@ import pytest_asyncio
 
 from aurea.testing import RunningServer, running_server
 from aurea.testing import test_settings as settings_for
+from aurea.v1 import admin_pb2, admin_pb2_grpc, inference_pb2_grpc
 from aurea.v1 import inference_pb2 as pb
-from aurea.v1 import inference_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -371,12 +371,6 @@ async def test_no_bad_request_gives_internal(
 LONG_NAME = "m" * 10_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an unknown model name is echoed unbounded into grpc-message and the "
-    "BadRequest/ErrorInfo trailer; past 8 KiB the client gets RESOURCE_EXHAUSTED 'Stream "
-    "removed' with no details (aurea/actors/router.py Router._lookup, aurea/api/convert.py)",
-)
 @pytest.mark.parametrize(
     ("rpc", "request_"),
     [
@@ -406,12 +400,6 @@ async def test_very_long_model_name_gives_a_decodable_error(
     assert d.fields and d.fields[0] in ("model", "fallback_models[0]")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a request that fails protobuf decoding (bad wire bytes, invalid UTF-8 in a "
-    "string) never reaches AureaInterceptor; grpc answers UNKNOWN 'Unexpected DecodeError' "
-    "(aurea/api/interceptors.py intercept_service should wrap request_deserializer)",
-)
 @pytest.mark.parametrize(
     "method",
     [
@@ -442,3 +430,54 @@ async def test_undecodable_request_is_invalid_argument(
             await server.channel.unary_unary(method)(payload, timeout=10)
     assert info.value.code() not in BUGS, f"{info.value.code()}: {info.value.details()}"
     assert info.value.code() == INVALID
+
+
+@pytest.mark.parametrize(
+    ("method", "request_", "code", "field"),
+    [
+        pytest.param(
+            "ListProviders",
+            admin_pb2.ListProvidersRequest(page_size=-1),
+            INVALID,
+            "page_size",
+            id="negative-page-size",
+        ),
+        pytest.param(
+            "ListProviders",
+            admin_pb2.ListProvidersRequest(page_size=1001),
+            INVALID,
+            "page_size",
+            id="huge-page-size",
+        ),
+        pytest.param(
+            "ListProviders",
+            admin_pb2.ListProvidersRequest(page_token="not-a-token"),
+            INVALID,
+            "page_token",
+            id="bogus-page-token",
+        ),
+        pytest.param(
+            "GetProviderStats",
+            admin_pb2.GetProviderStatsRequest(provider="no-such-provider"),
+            NOT_FOUND,
+            "",
+            id="unknown-provider",
+        ),
+    ],
+)
+async def test_bad_admin_field_is_named(
+    server: RunningServer,
+    details: Callable[[grpc.RpcError], Any],
+    method: str,
+    request_: Any,
+    code: grpc.StatusCode,
+    field: str,
+) -> None:
+    stub = admin_pb2_grpc.AdminServiceStub(server.channel)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await getattr(stub, method)(request_, timeout=10)
+    d = details(info.value)
+    assert d.code == code, f"{d.code}: {d.message}"
+    assert d.error_info is not None and d.error_info.domain == "aurea.v1"
+    if field:
+        assert d.fields == [field]
