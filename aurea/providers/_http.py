@@ -55,6 +55,8 @@ _CONTEXT_WORDS = (
     "context_length",
     "context length",
     "context window",
+    "context size",
+    "exceed_context_size",
     "maximum context",
     "prompt is too long",
     "too many tokens",

@@ -31,6 +31,7 @@ __all__ = [
     "estimate_messages_tokens",
     "estimate_text_tokens",
     "estimate_usage",
+    "preload",
     "tokenizer_available",
 ]
 
@@ -133,6 +134,13 @@ def encoding_name_for(model: str) -> str:
     except KeyError:
         return _DEFAULT_ENCODING
     return name if name in _ENCODINGS else _DEFAULT_ENCODING
+
+
+def preload(models: Iterable[str] = ("gpt-4o", "gpt-4")) -> None:
+    """Load the encodings ``models`` use now (a few hundred ms each, once per process), so the
+    first estimate inside the event loop does not pay for it; call it in a thread at startup."""
+    for model in models:
+        _encoding(encoding_name_for(model))
 
 
 def tokenizer_available(model: str = "gpt-4o") -> bool:

@@ -94,6 +94,8 @@ def error_from_body(
         status = 400 if type_ == "invalid_request_error" else 500
         if "rate_limit" in f"{type_} {code}":
             status = 429
+        if code.isdigit() and 400 <= int(code) < 600:  # vLLM / llama.cpp put the status here
+            status = int(code)
     where = "in-stream error" if in_stream else f"HTTP {status}"
     text = f"{provider}: {where}: {detail}"
     reported = None if in_stream else status

@@ -121,6 +121,8 @@ class FakeServer:
         self.requests: list[RecordedRequest] = []
         self.aborted_streams = 0
         self.completed_streams = 0
+        self.active_streams = 0  # streams being written right now
+        self.max_active_streams = 0  # the most that were ever written at once
         self.stream_aborted = asyncio.Event()  # set when a client disconnects mid-stream
         self._runner: web.AppRunner | None = None
         self._origin = ""
@@ -282,12 +284,16 @@ class FakeServer:
         body: Callable[[], Awaitable[None]],
     ) -> web.StreamResponse:
         """Run a stream body, counting a client disconnect as an abort."""
+        self.active_streams += 1
+        self.max_active_streams = max(self.max_active_streams, self.active_streams)
         try:
             await body()
         except StreamAborted:
             self.aborted_streams += 1
             self.stream_aborted.set()
             return response
+        finally:
+            self.active_streams -= 1
         self.completed_streams += 1
         if request.transport is not None and not request.transport.is_closing():
             await response.write_eof()

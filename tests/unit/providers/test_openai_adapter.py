@@ -355,3 +355,49 @@ async def test_official_base_url_uses_max_completion_tokens() -> None:
         await adapter.aclose()
     assert body["max_completion_tokens"] == 5
     assert "max_tokens" not in body
+
+
+async def test_total_timeout(fake: FakeOpenAI) -> None:
+    fake.reply = long_reply
+    fake.token_delay_s = 0.05
+    timeouts = Timeouts(connect_s=1.0, first_byte_s=1.0, idle_s=1.0, total_s=0.3)
+    adapter = OpenAIProvider(make_spec("openai", fake.base_url, timeouts=timeouts))
+    try:
+        with pytest.raises(ProviderTimeout, match="total_s"):
+            await collect(adapter.stream(chat("go")))
+    finally:
+        await adapter.aclose()
+
+
+async def test_concurrency_cap(fake: FakeOpenAI) -> None:
+    fake.token_delay_s = 0.01
+    spec = make_spec("openai", fake.base_url)
+    adapter = OpenAIProvider(
+        type(spec)(
+            name=spec.name,
+            kind=spec.kind,
+            base_url=spec.base_url,
+            api_key_env=spec.api_key_env,
+            timeouts=spec.timeouts,
+            max_concurrency=2,
+        )
+    )
+    try:
+        results = await asyncio.gather(
+            *(collect(adapter.stream(chat(f"call {i} a b c"))) for i in range(6))
+        )
+    finally:
+        await adapter.aclose()
+    assert [r.text for r in results] == [f"Echo: call {i} a b c" for i in range(6)]
+    assert fake.max_active_streams == 2
+
+
+def test_vllm_style_in_stream_error_uses_its_code() -> None:
+    from aurea.errors import UpstreamRejected
+    from aurea.providers.openai import error_from_body
+
+    error = error_from_body("v", None, {"message": "bad", "type": "BadRequestError", "code": 400})
+    assert type(error) is UpstreamRejected
+    assert error.status is None
+    llama = {"code": 400, "message": "the request exceeds the available context size"}
+    assert type(error_from_body("l", 400, llama)) is ContextLengthExceeded

@@ -82,3 +82,10 @@ def test_local_directory_is_used_when_the_hash_matches(
     monkeypatch.setenv("AUREA_TOKENIZER_DIR", str(tmp_path))
     ranks = _tokens._read_ranks("cl100k_base", hashlib.sha256(data).hexdigest())
     assert ranks == {b"hello": 0, b"world": 1}
+
+
+async def test_preload_in_a_thread() -> None:
+    import asyncio
+
+    await asyncio.to_thread(_tokens.preload, ["gpt-4o", "claude-x"])
+    assert tokenizer_available("gpt-4o") is (_tokens._encoding("o200k_base") is not None)
