@@ -12,7 +12,7 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
@@ -32,6 +32,7 @@ from aurea.errors import (
     UpstreamRejected,
 )
 from aurea.providers._base import ProviderSpec
+from aurea.providers._sse import SSEEvent, aiter_sse
 
 __all__ = [
     "ErrorParser",
@@ -198,6 +199,20 @@ class Response:
         self.headers: Mapping[str, str] = raw.headers
         self._deadline = deadline
         self._first_s = first_s
+        self._readers: list[AsyncGenerator[Any, None]] = []
+
+    def events(self) -> AsyncIterator[SSEEvent]:
+        """The body as Server-Sent Events (closed with the response)."""
+        reader = aiter_sse(self.chunks())
+        self._readers.append(reader)
+        return reader
+
+    async def close_readers(self) -> None:
+        """Finish the generators handed out by ``events()`` now, not whenever GC gets to them."""
+        readers, self._readers = self._readers, []
+        for reader in readers:
+            with contextlib.suppress(Exception):
+                await reader.aclose()
 
     async def chunks(self, *, broken: type[ProviderError] = StreamBroken) -> AsyncIterator[bytes]:
         """Body chunks as they arrive; a dropped connection raises ``broken``."""
@@ -355,16 +370,18 @@ class HttpClient:
                 raise self.error(
                     ProviderConnectionError, f"{method} {url} failed: {type(exc).__name__}: {exc}"
                 ) from exc
+            response = Response(self, raw, deadline, self.timeouts.first_byte_s)
             try:
-                response = Response(self, raw, deadline, self.timeouts.first_byte_s)
                 if not 200 <= raw.status < 300:
                     body = (await response.read()).decode("utf-8", errors="replace")
                     raise self._parse_error(raw.status, self.redact(body), raw.headers)
                 yield response
             except BaseException:
-                raw.close()
+                raw.close()  # first: the upstream must see the disconnect at once
+                await response.close_readers()
                 raise
             else:
+                await response.close_readers()
                 raw.release()
 
     async def aclose(self) -> None:

@@ -7,7 +7,7 @@ multi-byte UTF-8 character) and knows nothing of HTTP, so every adapter shares o
 from __future__ import annotations
 
 import codecs
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 
 __all__ = ["SSEEvent", "SSEParser", "aiter_sse"]
@@ -120,10 +120,18 @@ class SSEParser:
         return event
 
 
-async def aiter_sse(chunks: AsyncIterable[bytes]) -> AsyncIterator[SSEEvent]:
-    """Parse an async byte stream into events (an unterminated last event is dropped)."""
+async def aiter_sse(chunks: AsyncIterable[bytes]) -> AsyncGenerator[SSEEvent, None]:
+    """Parse an async byte stream into events (an unterminated last event is dropped).
+
+    Closing it (``aclose``) closes ``chunks`` too when that is an async generator.
+    """
     parser = SSEParser()
-    async for chunk in chunks:
-        for event in parser.feed(chunk):
-            yield event
-    parser.close()
+    try:
+        async for chunk in chunks:
+            for event in parser.feed(chunk):
+                yield event
+        parser.close()
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:  # closing the events closes their source generator too
+            await close()

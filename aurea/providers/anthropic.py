@@ -36,7 +36,6 @@ from aurea.providers._http import (
     parse_json,
     retry_after_from_headers,
 )
-from aurea.providers._sse import aiter_sse
 from aurea.providers._tokens import estimate_usage
 
 __all__ = ["DEFAULT_BASE_URL", "AnthropicProvider", "error_from_body", "normalize_usage"]
@@ -179,7 +178,7 @@ class AnthropicProvider:
             headers=self._headers(),
             streaming=True,
         ) as response:
-            async for event in aiter_sse(response.chunks()):
+            async for event in response.events():
                 data = parse_json(
                     event.data,
                     provider=self.name,

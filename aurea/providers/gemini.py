@@ -42,7 +42,6 @@ from aurea.providers._http import (
     parse_json,
     retry_after_from_headers,
 )
-from aurea.providers._sse import aiter_sse
 from aurea.providers._tokens import estimate_text_tokens, estimate_usage
 
 __all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "error_from_body", "finish_for", "parse_usage"]
@@ -214,7 +213,7 @@ class GeminiProvider:
         async with self._http.request(
             "POST", url, json_body=self._body(request), headers=self._headers(), streaming=True
         ) as response:
-            async for event in aiter_sse(response.chunks()):
+            async for event in response.events():
                 data = parse_json(
                     event.data, provider=self.name, what="a stream chunk", broken=StreamBroken
                 )

@@ -58,7 +58,6 @@ from aurea.providers._http import (
     parse_json,
     retry_after_from_headers,
 )
-from aurea.providers._sse import aiter_sse
 from aurea.providers._tokens import estimate_messages_tokens, estimate_text_tokens
 
 __all__ = [
@@ -335,7 +334,7 @@ class GenericHTTPProvider:
             headers=self._headers(),
             streaming=True,
         ) as response:
-            async for event in aiter_sse(response.chunks()):
+            async for event in response.events():
                 if event.data.strip() == done_marker:
                     done = True
                     break

@@ -39,7 +39,6 @@ from aurea.providers._http import (
     parse_json,
     retry_after_from_headers,
 )
-from aurea.providers._sse import aiter_sse
 from aurea.providers._tokens import estimate_text_tokens, estimate_usage
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "finish_reason", "parse_usage"]
@@ -171,7 +170,7 @@ class OpenAIProvider:
         async with self._http.request(
             "POST", url, json_body=body, headers=self._headers(), streaming=True
         ) as response:
-            async for event in aiter_sse(response.chunks()):
+            async for event in response.events():
                 if event.data.strip() == "[DONE]":
                     finish = finish or Finish(FinishReason.STOP, "")
                     break
