@@ -169,3 +169,44 @@ async def test_cancelled_unary_generate_stops_provider_work(
             await asyncio.sleep(0.01)
         assert rs.provider("simulated").tokens_generated == 0
         assert await poll(lambda: rs.server.tracker.in_flight == 0)
+
+
+async def test_slow_reader_backpressures_the_provider_then_cancel_stops_it(
+    slow_server_settings: Callable[..., Any],
+) -> None:
+    """A client that stops reading holds the provider back (bounded buffering, no runaway
+    generation), and cancelling then stops the provider's work even from that stalled state."""
+    planned = 1_000_000
+    async with running_server(slow_server_settings(0, planned)) as rs:
+        sim = rs.provider("simulated")
+        # A small fixed HTTP/2 window (no BDP probing), so the transport buffers little.
+        options = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)]
+        channel = grpc.aio.insecure_channel(rs.target, options=options)
+        try:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            call = stub.GenerateStream(
+                pb.GenerateStreamRequest(prompt="flood", max_tokens=planned), timeout=60
+            )
+            for _ in range(3):
+                assert await call.read() is not grpc.aio.EOF
+
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10.0
+            readings = [-3, -2, -1]
+            while len(set(readings[-3:])) > 1:  # the same count three readings in a row
+                assert loop.time() < deadline, (
+                    f"the provider never stalled behind a slow reader: {readings[-5:]}"
+                )
+                await asyncio.sleep(0.2)
+                readings.append(sim.tokens_generated)
+            stalled_at = readings[-1]
+            assert 0 < stalled_at < planned // 10
+            assert sim.streams_finished == 0
+
+            call.cancel()
+            assert await poll(lambda: sim.streams_cancelled == 1)
+            assert await poll(lambda: rs.server.tracker.in_flight == 0)
+            assert await provider_in_flight(rs) == 0
+            assert sim.tokens_generated <= stalled_at + 1
+        finally:
+            await channel.close()
