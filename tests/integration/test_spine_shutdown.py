@@ -149,3 +149,12 @@ async def test_sigterm_cuts_a_stream_longer_than_the_grace_period(
     code = await asyncio.to_thread(sp.wait_exit)
     assert code == 0, sp.log_tail()
     assert "drain_timeout" in sp.log_text()
+
+
+def test_sigint_stops_an_idle_server_with_exit_zero(spawn_server: Callable[..., Any]) -> None:
+    sp = spawn_server(config=SLOW_CONFIG)
+    sp.proc.send_signal(signal.SIGINT)
+    assert sp.wait_exit() == 0, sp.log_tail()
+    log = sp.log_text()
+    assert "server_stopped" in log
+    assert "Traceback" not in log

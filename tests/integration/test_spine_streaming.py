@@ -4,6 +4,7 @@ cancels stops the provider's work for its stream."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -210,3 +211,26 @@ async def test_slow_reader_backpressures_the_provider_then_cancel_stops_it(
             assert sim.tokens_generated <= stalled_at + 1
         finally:
             await channel.close()
+
+
+async def test_cancel_before_the_first_token_stops_provider_work(
+    slow_server_settings: Callable[..., Any],
+) -> None:
+    settings = slow_server_settings(TOKEN_DELAY_MS, SLOW_TOKENS)
+    spec = settings.providers["simulated"]
+    options = {**spec.options, "first_token_delay_ms": 10_000}
+    settings = dataclasses.replace(
+        settings, providers={"simulated": dataclasses.replace(spec, options=options)}
+    )
+    async with running_server(settings) as rs:
+        sim = rs.provider("simulated")
+        stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
+        call = stub.GenerateStream(pb.GenerateStreamRequest(prompt="think first"), timeout=60)
+        first = await call.read()
+        assert first.WhichOneof("event") == "started"
+        assert await poll(lambda: sim.streams_started == 1)
+        call.cancel()
+        assert await poll(lambda: sim.streams_cancelled == 1)
+        assert sim.tokens_generated == 0
+        assert await poll(lambda: rs.server.tracker.in_flight == 0)
+        assert await provider_in_flight(rs) == 0

@@ -4,6 +4,7 @@ next call succeeds; a full mailbox answers UNAVAILABLE (OVERLOADED, RetryInfo) a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -211,3 +212,48 @@ async def test_full_mailbox_gives_unavailable_promptly(
         await asyncio.sleep(0.01)
     reply = await generate(rs)
     assert reply.text
+
+
+async def test_provider_concurrency_cap_gives_unavailable(
+    slow_server_settings: Callable[..., Any], details: Callable[[grpc.RpcError], Any]
+) -> None:
+    """A provider at its concurrency cap refuses more work at once with a retryable status."""
+    settings = slow_server_settings(50, 40)
+    spec = settings.providers["simulated"]
+    settings = dataclasses.replace(
+        settings,
+        providers={"simulated": dataclasses.replace(spec, max_concurrency=1)},
+    )
+    async with running_server(settings) as rs:
+        stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
+        first = stub.GenerateStream(
+            inference_pb2.GenerateStreamRequest(prompt="hold the slot"), timeout=30
+        )
+        while (await first.read()).WhichOneof("event") != "delta":
+            pass
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Generate(inference_pb2.GenerateRequest(prompt="one more"), timeout=5)
+        d = details(info.value)
+        assert d.code == grpc.StatusCode.UNAVAILABLE, f"{d.code}: {d.message}"
+        assert d.reason == "OVERLOADED"
+        assert d.retry_info is not None
+        kinds: list[str] = []
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for event in stub.GenerateStream(
+                inference_pb2.GenerateStreamRequest(prompt="one more"), timeout=5
+            ):
+                kinds.append(event.WhichOneof("event"))
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "final" not in kinds and "delta" not in kinds
+        first.cancel()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CALL_TIMEOUT_S
+        while True:  # the slot frees once the cancelled stream is torn down
+            try:
+                reply = await generate(rs, "after the slot frees")
+                break
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE
+                assert loop.time() < deadline, "the concurrency slot was never released"
+                await asyncio.sleep(0.05)
+        assert reply.text
