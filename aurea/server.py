@@ -24,6 +24,7 @@ from aurea.api.unimplemented import fill_unimplemented
 from aurea.config import Settings
 from aurea.pipeline import Inference
 from aurea.providers._base import Provider
+from aurea.providers._tokens import preload
 from aurea.providers.registry import build_provider
 from aurea.runtime import ActorRef, ActorSystem, RestartPolicy
 from aurea.v1 import (
@@ -169,6 +170,8 @@ class AureaServer:
                 hint="no API keys configured: every caller on this host has full access",
             )
         inference = self._build_actors()
+        # Load tokenizers off the loop now, so the first estimate does not stall a call.
+        await asyncio.to_thread(preload, sorted({m.upstream for m in s.models.values()}))
         await self.system.start()
         server = grpc.aio.server(
             interceptors=[AureaInterceptor(keys=s.api_keys, tracker=self.tracker)],
