@@ -120,6 +120,15 @@ def test_grpcurl_describes_inference_service(grpcurl: str, open_target: str) -> 
     assert "rpc Embed ( .aurea.v1.EmbedRequest ) returns ( .aurea.v1.EmbedResponse );" in compact
 
 
+def test_grpcurl_describes_every_service(grpcurl: str, open_target: str) -> None:
+    """Reflection serves complete descriptors: every aurea.v1 service and its types resolve."""
+    out = ok(run(grpcurl, open_target, "describe"))
+    for service in (*AUREA_SERVICES, HEALTH):
+        assert f"{service} is a service:" in out
+    for symbol in ("aurea.v1.GetJobRequest", "aurea.v1.WatchTasksResponse", "aurea.v1.Usage"):
+        assert f"{symbol} is a message:" in ok(run(grpcurl, open_target, "describe", symbol))
+
+
 def test_grpcurl_describes_a_request_message(grpcurl: str, open_target: str) -> None:
     out = ok(run(grpcurl, open_target, "describe", "aurea.v1.GenerateRequest"))
     compact = " ".join(out.split())
