@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
+import structlog
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from structlog.testing import capture_logs
@@ -115,14 +116,14 @@ def make_stubs() -> Callable[[grpc.aio.Channel], Stubs]:
 
 
 @pytest.fixture(autouse=True)
-def no_rpc_bugs(request: pytest.FixtureRequest) -> Iterator[None]:
-    """In the spine tests, any call that ended INTERNAL (an ``rpc_bug`` log event) in an
-    in-process server fails the test, whatever the test itself asserted."""
+def server_logs(request: pytest.FixtureRequest) -> Iterator[list[dict[str, Any]]]:
+    """The structlog events of in-process servers during a spine test. Any call that ended
+    INTERNAL (an ``rpc_bug`` event) fails the test, whatever the test itself asserted."""
     if not request.node.module.__name__.rpartition(".")[2].startswith("test_spine_"):
-        yield
+        yield []
         return
-    with capture_logs() as logs:
-        yield
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        yield logs
     bugs = [e for e in logs if e.get("event") == "rpc_bug"]
     assert not bugs, f"a call ended INTERNAL (a bug): {bugs}"
 

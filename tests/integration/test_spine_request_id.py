@@ -3,6 +3,7 @@ calls, initial metadata for streams); a valid client-supplied id is echoed, a ba
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -153,3 +154,47 @@ async def test_rejected_call_still_has_request_id(
     assert info.value.code() == expected
     found = md(await call.initial_metadata()) | md(info.value.trailing_metadata())
     assert found.get("x-request-id") == mine
+
+
+async def test_concurrent_calls_keep_their_own_request_ids(server: RunningServer) -> None:
+    async def unary(i: int) -> tuple[str, str, str]:
+        mine = f"concurrent-unary-{i}"
+        call = stub(server).Generate(
+            pb.GenerateRequest(prompt=f"p{i}"), metadata=(("x-request-id", mine),), timeout=10
+        )
+        reply = await call
+        return mine, reply.request_id, md(await call.trailing_metadata())["x-request-id"]
+
+    async def streamed(i: int) -> tuple[str, str, str]:
+        mine = f"concurrent-stream-{i}"
+        call = stub(server).GenerateStream(
+            pb.GenerateStreamRequest(prompt=f"p{i}"),
+            metadata=(("x-request-id", mine),),
+            timeout=10,
+        )
+        events = [e async for e in call]
+        return mine, events[0].started.request_id, md(await call.initial_metadata())["x-request-id"]
+
+    results = await asyncio.gather(*(f(i) for i in range(8) for f in (unary, streamed)))
+    for mine, in_body, in_metadata in results:
+        assert in_body == mine
+        assert in_metadata == mine
+
+
+async def test_one_log_line_per_call_carries_id_and_status(
+    server: RunningServer, server_logs: list[dict[str, Any]]
+) -> None:
+    await stub(server).Generate(
+        pb.GenerateRequest(prompt="hi"), metadata=(("x-request-id", "log-ok"),), timeout=5
+    )
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub(server).Generate(
+            pb.GenerateRequest(prompt=""), metadata=(("x-request-id", "log-bad"),), timeout=5
+        )
+    finished = {e.get("request_id"): e for e in server_logs if e.get("event") == "rpc_finished"}
+    lines = [e for e in server_logs if e.get("event") == "rpc_finished"]
+    assert len(lines) == 2
+    assert finished["log-ok"]["status"] == "OK"
+    assert finished["log-ok"]["rpc"] == "Generate"
+    assert finished["log-ok"]["model"] == "sim-small"
+    assert finished["log-bad"]["status"] == "INVALID_ARGUMENT"
