@@ -143,11 +143,6 @@ async def keyed_server() -> AsyncIterator[RunningServer]:
 
 
 @pytest.fixture
-def stubs(server: RunningServer) -> Stubs:
-    return stubs_for(server.channel)
-
-
-@pytest.fixture
 def api_keys() -> tuple[str, str]:
     """(user key, admin key) of ``keyed_server``."""
     return USER_KEY, ADMIN_KEY
