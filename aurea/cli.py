@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
@@ -33,14 +32,15 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     configure(settings.log.level, settings.log.format, settings.log.redact_pii)
 
+    import uvloop
+
     from aurea.server import serve
 
     try:
-        import uvloop
-
         uvloop.run(serve(settings))
-    except ImportError:  # pragma: no cover - uvloop is a dependency; stay usable without it
-        asyncio.run(serve(settings))
+    except ConfigError as exc:
+        print(f"aurea: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -21,7 +21,7 @@ from aurea.api.admin import AdminServicer
 from aurea.api.inference import InferenceServicer
 from aurea.api.interceptors import AureaInterceptor, CallTracker
 from aurea.api.unimplemented import fill_unimplemented
-from aurea.config import Settings
+from aurea.config import ConfigError, Settings
 from aurea.pipeline import Inference
 from aurea.providers._base import Provider
 from aurea.providers._tokens import preload
@@ -106,7 +106,7 @@ class AureaServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.system = ActorSystem(policy=RestartPolicy(), on_restart=lambda name, exc: None)
+        self.system = ActorSystem(policy=RestartPolicy(), on_dead=self._actor_dead)
         self.tracker = CallTracker()
         self.providers: dict[str, Provider] = {}
         self.provider_refs: dict[str, ActorRef[ProviderMsg]] = {}
@@ -116,6 +116,16 @@ class AureaServer:
         self._server: grpc.aio.Server | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
+
+    def _actor_dead(self, name: str) -> None:
+        # Without its router the inference service cannot serve: tell load balancers.
+        if name == "router":
+            for service in ("", "aurea.v1.InferenceService"):
+                task = asyncio.ensure_future(
+                    self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+                )
+                _background.add(task)
+                task.add_done_callback(_background.discard)
 
     @property
     def draining(self) -> bool:
@@ -198,7 +208,13 @@ class AureaServer:
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = f"[{host}]:{s.server.port}" if ":" in host else f"{host}:{s.server.port}"
-        self.port = server.add_insecure_port(address)
+        try:
+            self.port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            await self.system.stop(grace_s=0)
+            raise ConfigError(
+                "server.port", f"cannot listen on {address} (in use, or not an address here)"
+            ) from exc
         await server.start()
         self._server = server
         for name in ("", *SERVICE_NAMES):

@@ -12,7 +12,7 @@ from google.protobuf import timestamp_pb2
 
 from aurea.actors.provider import GetStats, ProviderMsg, ProviderStats
 from aurea.config import Settings
-from aurea.errors import InvalidRequest, NotFound
+from aurea.errors import InvalidRequest, NotFound, Unavailable
 from aurea.runtime import ActorRef, ActorSystem
 from aurea.v1 import admin_pb2 as pb
 from aurea.v1 import admin_pb2_grpc
@@ -94,8 +94,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def _models_of(self, provider: str) -> list[str]:
         return sorted(m.name for m in self._settings.models.values() if m.provider == provider)
 
-    async def _stats(self, name: str) -> ProviderStats:
-        stats: ProviderStats = await self._providers[name].ask(GetStats(), timeout_s=self._timeout)
+    async def _stats(self, name: str) -> ProviderStats | None:
+        """The provider's stats, or None when its actor is down."""
+        try:
+            stats: ProviderStats = await self._providers[name].ask(
+                GetStats(), timeout_s=self._timeout
+            )
+        except Unavailable:
+            return None
         return stats
 
     async def ListProviders(
@@ -120,7 +126,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                     name=name,
                     kind=spec.kind,
                     base_url=spec.base_url,
-                    healthy=st.failures == 0 or st.successes > 0,
+                    healthy=st is not None and (st.failures == 0 or st.successes > 0),
                     circuit_state=pb.CIRCUIT_STATE_CLOSED,
                     models=self._models_of(name),
                     api_key_configured=bool(spec.api_key_env and os.environ.get(spec.api_key_env)),
@@ -141,6 +147,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         out = []
         for name in names:
             s = await self._stats(name)
+            if s is None:  # its actor is down: report it with no numbers rather than fail
+                out.append(pb.ProviderStats(provider=name))
+                continue
             done = s.successes + s.failures
             msg = pb.ProviderStats(
                 provider=name,

@@ -78,6 +78,10 @@ def _check_decoded(request: Any) -> None:
         )
 
 
+# Calls still answered while draining, so operators can watch the drain.
+DRAIN_EXEMPT = frozenset({"/aurea.v1.AdminService/GetInfo"})
+
+
 def _valid_request_id(value: str) -> bool:
     return 0 < len(value) <= 128 and value.isascii() and value.isprintable() and " " not in value
 
@@ -159,21 +163,24 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler  # aurea.v1 has no client-streaming RPCs
 
-    def _begin(self, method: str, meta: Mapping[str, str]) -> str:
+    @staticmethod
+    def _request_id(method: str, meta: Mapping[str, str]) -> str:
         rid = meta.get("x-request-id", "")
         if not _valid_request_id(rid):
             rid = uuid.uuid4().hex
         request_id_var.set(rid)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=rid, rpc=method.rsplit("/", 1)[-1])
-        if self._tracker.draining:
+        return rid
+
+    def _admit(self, method: str, meta: Mapping[str, str]) -> None:
+        if self._tracker.draining and method not in DRAIN_EXEMPT:
             raise ShuttingDown(
                 "the server is draining for shutdown; retry on another replica", retry_after_s=1.0
             )
         key = self._authorize(method, meta)
         if key:
             structlog.contextvars.bind_contextvars(api_key=key)
-        return rid
 
     async def _fail(self, context: grpc.aio.ServicerContext, rid: str, exc: BaseException) -> str:
         if isinstance(exc, AureaError):
@@ -199,10 +206,10 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             t0 = time.perf_counter()
             self._tracker.enter()
-            code, rid = "OK", ""
+            code, rid = "OK", self._request_id(method, meta)
             try:
-                rid = self._begin(method, meta)
                 context.set_trailing_metadata((("x-request-id", rid),))
+                self._admit(method, meta)
                 _check_decoded(request)
                 return await behavior(request, context)
             except asyncio.CancelledError:
@@ -225,9 +232,9 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             t0 = time.perf_counter()
             self._tracker.enter()
-            code, rid = "OK", ""
+            code, rid = "OK", self._request_id(method, meta)
             try:
-                rid = self._begin(method, meta)
+                self._admit(method, meta)
                 _check_decoded(request)
                 await context.send_initial_metadata((("x-request-id", rid),))
                 async for item in behavior(request, context):

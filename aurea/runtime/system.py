@@ -83,10 +83,12 @@ class ActorSystem:
         policy: RestartPolicy = RestartPolicy(),  # frozen, so one shared default is safe
         clock: Callable[[], float] = time.monotonic,
         on_restart: Callable[[str, BaseException], None] | None = None,
+        on_dead: Callable[[str], None] | None = None,
     ) -> None:
         self._policy = policy
         self._clock = clock
         self._on_restart = on_restart
+        self._on_dead = on_dead
         self._cells: dict[str, _Cell] = {}
         self._order: list[_Cell] = []
         self._phase = _NEW
@@ -329,3 +331,8 @@ class ActorSystem:
         _log.error(
             "actor_dead", actor=ref.name, error=repr(exc), restarts=ref._restarts, exc_info=exc
         )
+        if self._on_dead is not None:
+            try:
+                self._on_dead(ref.name)
+            except Exception as cb_exc:
+                _log.error("on_dead_failed", actor=ref.name, error=repr(cb_exc), exc_info=cb_exc)

@@ -154,13 +154,6 @@ def test_serve_with_missing_config_file_exits_nonzero(aurea_cli: Cli, tmp_path: 
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a port that is already in use ends `aurea serve` with a RuntimeError "
-    "traceback from grpc's add_insecure_port (aurea/server.py AureaServer.start; aurea/cli.py "
-    "_serve should catch it and print 'aurea: cannot listen on HOST:PORT ...' naming "
-    "server.port, exit 2)",
-)
 def test_serve_on_a_busy_port_exits_nonzero_without_traceback(aurea_cli: Cli) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
         busy.bind(("127.0.0.1", 0))

@@ -116,13 +116,6 @@ async def test_failed_unary_call_still_has_request_id(server: RunningServer) -> 
     assert md(info.value.trailing_metadata()).get("x-request-id") == mine
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: AureaInterceptor._wrap_unary/_wrap_stream assign rid only when _begin() "
-    "returns; when _begin raises (Unauthenticated, PermissionDenied, ShuttingDown) _fail sends "
-    "x-request-id '' (aurea/api/interceptors.py _begin: compute the id before the draining and "
-    "auth checks and hand it back even on failure)",
-)
 @pytest.mark.parametrize("rpc", ["Generate", "GenerateStream"])
 @pytest.mark.parametrize("why", ["unauthenticated", "draining"])
 async def test_rejected_call_still_has_request_id(

@@ -18,7 +18,7 @@ from aurea.actors.router import ListModels, Router
 from aurea.errors import Overloaded
 from aurea.testing import RunningServer, running_server
 from aurea.testing import test_settings as settings_for
-from aurea.v1 import admin_pb2, inference_pb2, inference_pb2_grpc
+from aurea.v1 import admin_pb2, admin_pb2_grpc, inference_pb2, inference_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -113,8 +113,14 @@ async def test_actor_out_of_restarts_gives_unavailable_not_a_hang(
     d = details(info.value)
     assert d.code == grpc.StatusCode.UNAVAILABLE, f"{d.code}: {d.message}"
     assert d.retry_info is not None
-    # The rest of the server still answers.
-    assert await serving(server)
+    # Health tells load balancers inference is down; the rest of the server still answers.
+    stub = health_pb2_grpc.HealthStub(server.channel)
+    for service in ("", "aurea.v1.InferenceService"):
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING, service
+    admin = admin_pb2_grpc.AdminServiceStub(server.channel)
+    info = await admin.GetInfo(admin_pb2.GetInfoRequest(), timeout=5)
+    assert info.name == "aurea"
 
 
 # --- back-pressure ----------------------------------------------------------------------------
