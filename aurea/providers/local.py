@@ -235,8 +235,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# Process groups of live children, killed at interpreter exit if nobody closed them.
+# Process groups of live children and work dirs of open providers: at interpreter exit, the
+# children are killed and the dirs removed if nobody closed them.
 _LIVE_GROUPS: set[int] = set()
+_LIVE_WORKDIRS: set[Path] = set()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -261,6 +263,9 @@ def _kill_leftovers() -> None:
     for pgid in list(_LIVE_GROUPS):
         _signal_group(pgid, signal.SIGKILL)
     _LIVE_GROUPS.clear()
+    for workdir in list(_LIVE_WORKDIRS):
+        shutil.rmtree(workdir, ignore_errors=True)
+    _LIVE_WORKDIRS.clear()
 
 
 class _ExitedDuringStartup(Exception):
@@ -512,6 +517,7 @@ class LocalModelProvider:
             require_extra()
         self._server_argv = server_argv
         self._workdir = Path(tempfile.mkdtemp(prefix=f"aurea-local-{spec.name}-"))
+        _LIVE_WORKDIRS.add(self._workdir)
         self.process = ServerProcess(
             name=spec.name,
             prepare=self._prepare,
@@ -647,3 +653,4 @@ class LocalModelProvider:
                 delegate, self._delegate = self._delegate, None
                 await delegate.aclose()
             shutil.rmtree(self._workdir, ignore_errors=True)
+            _LIVE_WORKDIRS.discard(self._workdir)

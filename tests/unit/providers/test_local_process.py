@@ -87,6 +87,12 @@ FAKE_SERVER = textwrap.dedent(
 REPO_ROOT = str(Path(local.__file__).resolve().parents[2])  # where `import aurea` works
 
 
+def parent_env(tmp_path: Path) -> dict[str, str]:
+    """For a parent process that imports aurea from this tree and keeps its temp files here."""
+    path = os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, "TMPDIR": str(tmp_path)}
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -270,10 +276,7 @@ async def test_child_exits_when_the_parent_is_killed(fake_server: Path, tmp_path
             """
         )
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")]),
-    }
+    env = parent_env(tmp_path)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(parent), stdout=subprocess.PIPE, env=env
     )
@@ -305,10 +308,7 @@ async def test_child_exits_when_the_parent_forgets_to_close(
             """
         )
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")]),
-    }
+    env = parent_env(tmp_path)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(parent), stdout=subprocess.PIPE, env=env
     )
@@ -316,6 +316,8 @@ async def test_child_exits_when_the_parent_forgets_to_close(
     assert proc.returncode == 0
     child = int(out.split()[-1])
     assert await wait_gone(child)
+    leftovers = [n for n in os.listdir(tmp_path) if n.startswith("aurea-local-")]
+    assert not leftovers  # the exit hook removed the work dir
 
 
 class FakeDelegate:
