@@ -303,11 +303,20 @@ class Inference:
         cand = won.candidate
         handle, event = won.value
         model = cand.model
-        input_est = estimate_messages_tokens(call.messages, model.upstream)
+        input_est = -1  # counted only when an estimate is needed
+
+        def estimated_input() -> int:
+            nonlocal input_est
+            if input_est < 0:
+                input_est = estimate_messages_tokens(call.messages, model.upstream)
+            return input_est
+
         usage: Usage | None = None
         finish: Finish | None = None
         ttft = 0.0
         deltas = 0
+        reported = 0
+        interval = call.usage_interval
         out_chars: list[str] = []
         ok = False
         try:
@@ -315,11 +324,16 @@ class Inference:
                 if isinstance(event, TextDelta):
                     if not deltas:
                         ttft = self._clock() - t0
-                    deltas += 1
-                    out_chars.append(event.text)
-                    yield Delta(event.text)
-                    if call.usage_interval and deltas % call.usage_interval == 0:
-                        est = Usage(input_tokens=input_est, output_tokens=deltas, estimated=True)
+                    more = handle.more_text()
+                    text = event.text + "".join(more) if more else event.text
+                    deltas += 1 + len(more)
+                    out_chars.append(text)
+                    yield Delta(text)
+                    if interval and deltas // interval > reported:
+                        reported = deltas // interval
+                        est = Usage(
+                            input_tokens=estimated_input(), output_tokens=deltas, estimated=True
+                        )
                         yield UsageUpdate(usage=est, cost_nanos=cost_nanos(model, est))
                 elif isinstance(event, UsageReport):
                     usage = event.usage
@@ -334,12 +348,12 @@ class Inference:
             ok = True
         except ProviderError:
             # Output has begun: report what was spent, then end with the error's status.
-            usage = usage or self._estimate(call, model.upstream, out_chars, input_est)
+            usage = usage or self._estimate(call, model.upstream, out_chars, estimated_input())
             yield UsageUpdate(usage=usage, cost_nanos=cost_nanos(model, usage))
             raise
         finally:
             handle.cancel()
-            usage = usage or self._estimate(call, model.upstream, out_chars, input_est)
+            usage = usage or self._estimate(call, model.upstream, out_chars, estimated_input())
             cost = cost_nanos(model, usage)
             self._finished(cand, ok, usage, cost, self._clock() - t0)
         assert finish is not None

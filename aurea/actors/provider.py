@@ -21,11 +21,15 @@ from aurea.providers._base import (
     Provider,
     ProviderEvent,
     ProviderRequest,
+    TextDelta,
 )
 from aurea.runtime import Actor, ActorRef
 
 _QUEUE_DEPTH = 64
 R = TypeVar("R")
+
+
+_NOTHING: Any = object()
 
 
 @dataclass(slots=True)
@@ -34,13 +38,31 @@ class StreamHandle:
 
     queue: asyncio.Queue[ProviderEvent | BaseException | None]
     task: asyncio.Task[None]
+    _held: Any = _NOTHING  # an item taken by more_text() that was not text
 
     async def next(self) -> ProviderEvent | None:
         """The next event, or None at the end; raises the ProviderError that ended the stream."""
-        item = await self.queue.get()
+        item: ProviderEvent | BaseException | None
+        if self._held is not _NOTHING:
+            item, self._held = self._held, _NOTHING
+        else:
+            item = await self.queue.get()
         if isinstance(item, BaseException):
             raise item
         return item
+
+    def more_text(self) -> list[str]:
+        """The text of deltas already queued, without waiting (so a slow reader gets them in
+        fewer, larger messages); stops at the first event that is not text."""
+        texts: list[str] = []
+        q = self.queue
+        while self._held is _NOTHING and not q.empty():
+            item = q.get_nowait()
+            if isinstance(item, TextDelta):
+                texts.append(item.text)
+            else:
+                self._held = item
+        return texts
 
     def cancel(self) -> None:
         self.task.cancel()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -82,6 +82,10 @@ def _check_decoded(request: Any) -> None:
 DRAIN_EXEMPT = frozenset({"/aurea.v1.AdminService/GetInfo"})
 
 
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+
+
 def _valid_request_id(value: str) -> bool:
     return 0 < len(value) <= 128 and value.isascii() and value.isprintable() and " " not in value
 
@@ -112,6 +116,7 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, *, keys: Iterable[ApiKey], tracker: CallTracker) -> None:
         self._keys: Mapping[str, ApiKey] = {k.sha256: k for k in keys}
         self._tracker = tracker
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def _authorize(self, method: str, metadata: Mapping[str, str]) -> str:
         """The key's name, or "" in open mode; raises Unauthenticated / PermissionDenied."""
@@ -144,30 +149,36 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
         method: str = details.method
+        cached = self._handlers.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(details)
         if handler is None or not method.startswith("/aurea.v1."):
             return handler
-        meta = {k: v for k, v in details.invocation_metadata or () if isinstance(v, str)}
+        # A method's handler never changes, so its wrapper is built once and reused.
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, meta, handler.unary_unary),
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, meta, handler.unary_stream),
+        elif handler.unary_stream is not None:
+            wrapped = grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
-        return handler  # aurea.v1 has no client-streaming RPCs
+        else:
+            return handler  # aurea.v1 has no client-streaming RPCs
+        self._handlers[method] = wrapped
+        return wrapped
 
     @staticmethod
     def _request_id(method: str, meta: Mapping[str, str]) -> str:
         rid = meta.get("x-request-id", "")
         if not _valid_request_id(rid):
-            rid = uuid.uuid4().hex
+            rid = os.urandom(16).hex()
         request_id_var.set(rid)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=rid, rpc=method.rsplit("/", 1)[-1])
@@ -201,11 +212,12 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
         log.info("rpc_finished", status=code, latency_ms=round((time.perf_counter() - t0) * 1e3, 3))
 
     def _wrap_unary(
-        self, method: str, meta: Mapping[str, str], behavior: Callable[..., Awaitable[Any]]
+        self, method: str, behavior: Callable[..., Awaitable[Any]]
     ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             t0 = time.perf_counter()
             self._tracker.enter()
+            meta = _metadata(context)
             code, rid = "OK", self._request_id(method, meta)
             try:
                 context.set_trailing_metadata((("x-request-id", rid),))
@@ -227,11 +239,12 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
         return unary
 
     def _wrap_stream(
-        self, method: str, meta: Mapping[str, str], behavior: Callable[..., AsyncIterator[Any]]
+        self, method: str, behavior: Callable[..., AsyncIterator[Any]]
     ) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             t0 = time.perf_counter()
             self._tracker.enter()
+            meta = _metadata(context)
             code, rid = "OK", self._request_id(method, meta)
             try:
                 self._admit(method, meta)
