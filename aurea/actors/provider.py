@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, assert_never
 
+import structlog
+
 from aurea.errors import AureaError, Overloaded, ProviderError, ProviderServerError
 from aurea.providers._base import (
     Completion,
@@ -25,6 +27,7 @@ from aurea.providers._base import (
 )
 from aurea.runtime import Actor, ActorRef
 
+log = structlog.get_logger("aurea.provider")
 _QUEUE_DEPTH = 64
 R = TypeVar("R")
 
@@ -145,6 +148,21 @@ class ProviderActor(Actor[ProviderMsg]):
         self._wall = wall_clock
         self._c = _Counters()
         self.ref: ActorRef[ProviderMsg] | None = None  # set by the system builder
+
+    async def on_start(self) -> None:
+        # Providers with a process to run (the local model) start now, in the background, so
+        # the first call does not pay for loading a model; calls before it is ready wait.
+        start = getattr(self.provider, "start", None)
+        if start is not None:
+            self._track(
+                asyncio.create_task(self._warm_up(start), name=f"start:{self.provider.name}")
+            )
+
+    async def _warm_up(self, start: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await start()
+        except Exception as exc:  # the next call retries the start and reports the error
+            log.warning("provider_start_failed", provider=self.provider.name, error=str(exc))
 
     async def on_stop(self) -> None:
         for t in list(self._c.children):

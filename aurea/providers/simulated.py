@@ -69,6 +69,7 @@ class SimulatedProvider:
         self.min_tokens = int(opts.get("min_tokens", 12))
         self.max_tokens = max(self.min_tokens, int(opts.get("max_tokens", 48)))
         self.embedding_dim = int(opts.get("embedding_dim", 64))
+        self._plans: dict[tuple[object, ...], tuple[list[str], FinishReason]] = {}
         # Observable work counters (tests read them to see cancellation stop the work).
         self.streams_started = 0
         self.streams_finished = 0
@@ -77,6 +78,16 @@ class SimulatedProvider:
 
     def plan(self, request: ProviderRequest) -> tuple[list[str], FinishReason]:
         """The pieces (one token each) this request produces, and why it stops."""
+        key = (request.model, request.messages, request.max_tokens, request.stop, request.seed)
+        cached = self._plans.get(key)
+        if cached is None:
+            cached = self._plan(request)
+            if len(self._plans) >= 512:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[key] = cached
+        return list(cached[0]), cached[1]
+
+    def _plan(self, request: ProviderRequest) -> tuple[list[str], FinishReason]:
         seed = _seed(request)
         span = self.max_tokens - self.min_tokens + 1
         natural = self.min_tokens + int.from_bytes(seed[:4], "big") % span
