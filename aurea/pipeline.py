@@ -52,6 +52,7 @@ from aurea.providers._tokens import estimate_messages_tokens, estimate_text_toke
 from aurea.runtime import ActorRef
 
 log = structlog.get_logger("aurea.pipeline")
+_NO_USAGE = Usage()
 T = TypeVar("T")
 
 
@@ -205,6 +206,7 @@ class Inference:
         for i, cand in enumerate(candidates):
             for retry in range(self._retry.max_retries + 1):
                 attempts += 1
+                t_try = self._clock()
                 try:
                     value = await attempt(cand)
                 except Overloaded as exc:  # the provider's own cap: go elsewhere at once
@@ -212,17 +214,16 @@ class Inference:
                     break
                 except ProviderError as exc:
                     last = exc
-                    if (
-                        isinstance(exc, UpstreamRejected)
-                        and not exc.retryable
-                        and (exc.reason != "UPSTREAM_AUTH_FAILED")
-                    ):
+                    self._finished(cand, False, _NO_USAGE, 0, self._clock() - t_try)
+                    if isinstance(exc, UpstreamRejected):
                         raise  # the request itself is wrong: no other candidate will like it
                     if not exc.retryable or retry == self._retry.max_retries:
                         break
                     delay = self._backoff_s(retry + 1, exc)
-                    if delay > self._retry.backoff_max_s and i + 1 < len(candidates):
-                        break  # a long Retry-After: another candidate is quicker
+                    if delay > self._retry.backoff_max_s:
+                        # A long Retry-After: try another candidate, or let the caller decide
+                        # (the status carries RetryInfo) rather than hold the call open.
+                        break
                     log.info(
                         "upstream_retry",
                         model=cand.model.name,

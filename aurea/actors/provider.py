@@ -115,6 +115,7 @@ class ProviderStats:
     total_latency_s: float
     in_flight: int
     last_request_unix_s: float | None  # wall clock, for display only
+    last_ok: bool | None  # the outcome of the latest finished call; None before any
 
 
 ProviderMsg = OpenStream | OpenComplete | StartEmbed | CallFinished | GetStats
@@ -130,6 +131,7 @@ class _Counters:
     cost_nanos: int = 0
     total_latency_s: float = 0.0
     last_request_unix_s: float | None = None
+    last_ok: bool | None = None
     children: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
@@ -207,6 +209,7 @@ class ProviderActor(Actor[ProviderMsg]):
                 return etask
             case CallFinished():
                 c = self._c
+                c.last_ok = msg.ok
                 if msg.ok:
                     c.successes += 1
                 else:
@@ -230,6 +233,7 @@ class ProviderActor(Actor[ProviderMsg]):
                     total_latency_s=c.total_latency_s,
                     in_flight=len(c.children),
                     last_request_unix_s=c.last_request_unix_s,
+                    last_ok=c.last_ok,
                 )
             case _:
                 assert_never(msg)

@@ -13,6 +13,7 @@ from google.protobuf import timestamp_pb2
 from aurea.actors.provider import GetStats, ProviderMsg, ProviderStats
 from aurea.config import Settings
 from aurea.errors import InvalidRequest, NotFound, Unavailable
+from aurea.providers._base import ProviderSpec
 from aurea.runtime import ActorRef, ActorSystem
 from aurea.v1 import admin_pb2 as pb
 from aurea.v1 import admin_pb2_grpc
@@ -22,6 +23,18 @@ def _ts(unix_s: float) -> timestamp_pb2.Timestamp:
     t = timestamp_pb2.Timestamp()
     t.FromNanoseconds(int(unix_s * 1e9))
     return t
+
+
+def _key_configured(spec: ProviderSpec) -> bool:
+    """Whether the env vars holding the provider's credentials are set (values never read out)."""
+    if spec.kind == "lambda":
+        names = [
+            str(spec.options.get("access_key_env", "AWS_ACCESS_KEY_ID")),
+            str(spec.options.get("secret_key_env", "AWS_SECRET_ACCESS_KEY")),
+        ]
+    else:
+        names = [spec.api_key_env] if spec.api_key_env else []
+    return bool(names) and all(os.environ.get(n) for n in names)
 
 
 def _rss_bytes() -> int:
@@ -126,10 +139,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                     name=name,
                     kind=spec.kind,
                     base_url=spec.base_url,
-                    healthy=st is not None and (st.failures == 0 or st.successes > 0),
+                    healthy=st is not None and st.last_ok is not False,
                     circuit_state=pb.CIRCUIT_STATE_CLOSED,
                     models=self._models_of(name),
-                    api_key_configured=bool(spec.api_key_env and os.environ.get(spec.api_key_env)),
+                    api_key_configured=_key_configured(spec),
                 )
             )
         nxt = names[start + size] if start + size < len(names) else ""

@@ -300,6 +300,12 @@ class HttpClient:
             text = text.replace(secret, "***")
         return text
 
+    def scrub(self, exc: E) -> E:
+        """``exc`` with its message scrubbed of secrets (for errors built from stream events)."""
+        exc.message = self.redact(exc.message)
+        exc.args = (exc.message,)
+        return exc
+
     def error(
         self,
         cls: type[E],

@@ -205,7 +205,7 @@ class AnthropicProvider:
                     finished = True
                     break
                 elif kind == "error":
-                    raise error_from_body(self.name, None, data)
+                    raise self._http.scrub(error_from_body(self.name, None, data))
         if not finished:
             raise self._http.error(StreamBroken, "the stream ended before message_stop")
         if usage:
@@ -222,7 +222,7 @@ class AnthropicProvider:
         ) as response:
             data = json_object(await response.json(), provider=self.name, what="the reply")
         if data.get("type") == "error":
-            raise error_from_body(self.name, None, data)
+            raise self._http.scrub(error_from_body(self.name, None, data))
         content = data.get("content")
         if not isinstance(content, list):
             raise self._http.error(ProviderServerError, "the reply has no content", status=200)

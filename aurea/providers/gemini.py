@@ -187,7 +187,7 @@ class GeminiProvider:
     def _read(self, data: Mapping[str, Any]) -> tuple[str, str]:
         """(text, finishReason) of one response object; raises for errors and blocked prompts."""
         if "error" in data:
-            raise error_from_body(self.name, None, data)
+            raise self._http.scrub(error_from_body(self.name, None, data))
         feedback = data.get("promptFeedback") or {}
         if feedback.get("blockReason"):
             raise self._http.error(

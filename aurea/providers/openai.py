@@ -180,7 +180,7 @@ class OpenAIProvider:
                 if not isinstance(chunk, Mapping):
                     raise self._http.error(StreamBroken, "a stream chunk is not a JSON object")
                 if "error" in chunk:
-                    raise error_from_body(self.name, None, chunk["error"])
+                    raise self._http.scrub(error_from_body(self.name, None, chunk["error"]))
                 usage = parse_usage(chunk.get("usage")) or usage
                 for choice in chunk.get("choices") or []:
                     if choice.get("index", 0) != 0:

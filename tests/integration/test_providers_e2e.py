@@ -667,14 +667,6 @@ async def test_provider_stats_reflect_calls(rig: Rig) -> None:
     assert after.HasField("last_request_time") and after.last_request_time.seconds > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a call that fails before its first token is never counted as a failure: "
-    "aurea/pipeline.py Inference._candidates tells the ProviderActor nothing when an attempt "
-    "raises ProviderError (CallFinished is only sent for the winning candidate), so "
-    "GetProviderStats.failures stays 0, requests != successes + failures, and ListProviders "
-    "reports a provider that only fails as healthy",
-)
 async def test_provider_stats_count_calls_that_fail_before_output(rig: Rig) -> None:
     case = BY_PROVIDER["anthropic"]
     fake = rig.fake("anthropic")

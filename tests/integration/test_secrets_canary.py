@@ -490,17 +490,6 @@ async def test_key_quoted_back_by_the_upstream(
     """An upstream (a proxy, a compatible server) that quotes the credential it received in an
     error body (``http``) or an in-stream error event (``stream``) must still not get the key
     to the caller: Aurea scrubs every secret it knows from upstream text."""
-    if where == "stream":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="BUG: in-stream error events are not scrubbed of secrets: "
-                "aurea/providers/{openai,anthropic,gemini}.py build the ProviderError from the "
-                "event with error_from_body() directly, bypassing HttpClient.redact (only non-2xx "
-                "bodies are redacted, in HttpClient.request); the key reaches the gRPC status "
-                "message",
-            )
-        )
     case: Case = BY_PROVIDER[provider]
     fake = rig.fake(provider)
     fake.echo_key = where

@@ -253,3 +253,25 @@ async def test_unary_uses_complete_and_counts_cost() -> None:
     assert (
         final.attempts == 2 and final.cost_nanos == 4_000 + 2_000
     )  # $1 and $2 per Mtok = 1000 and 2000 nanos a token
+
+
+async def test_long_retry_after_is_not_waited_out_inside_the_call() -> None:
+    a = Scripted("a", [ProviderRateLimited("429", provider="a", retry_after_s=30.0)])
+    h = Harness(a, Scripted("b", []))
+    async with h.system:
+        with pytest.raises(ProviderRateLimited) as info:
+            await collect(h, call())
+        stats = await h.refs["a"].ask(GetStats())
+    assert h.sleeps == [] and a.calls == 1
+    assert info.value.retry_after_s == 30.0  # the caller gets it as RetryInfo
+    assert stats.failures == 1 and stats.last_ok is False
+
+
+async def test_failed_attempts_count_as_provider_failures() -> None:
+    a = Scripted("a", [ProviderServerError("500", provider="a")])
+    h = Harness(a, Scripted("b", []))
+    async with h.system:
+        await collect(h, call())
+        stats = await h.refs["a"].ask(GetStats())
+    assert (stats.requests, stats.successes, stats.failures) == (2, 1, 1)
+    assert stats.last_ok is True
