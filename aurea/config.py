@@ -356,10 +356,13 @@ def _providers(table: Mapping[str, Any]) -> dict[str, ProviderSpec]:
         options = block.get("options", {})
         if not isinstance(options, dict):
             raise ConfigError(f"providers.{name}.options", "must be a table")
+        base_url = r.get_str("base_url", "")
+        if base_url and not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"providers.{name}.base_url", f"{base_url!r} is not an http(s) URL")
         out[name] = ProviderSpec(
             name=name,
             kind=r.get_str("kind", "", PROVIDER_KINDS),
-            base_url=r.get_str("base_url", ""),
+            base_url=base_url.rstrip("/"),
             api_key_env=r.get_str("api_key_env", ""),
             timeouts=Timeouts(
                 connect_s=r.get_float("connect_timeout_s", 10.0, 0.001, 600.0),

@@ -22,6 +22,7 @@ from aurea.api.inference import InferenceServicer
 from aurea.api.interceptors import AureaInterceptor, CallTracker
 from aurea.api.unimplemented import fill_unimplemented
 from aurea.config import ConfigError, Settings
+from aurea.errors import AureaError
 from aurea.pipeline import Inference
 from aurea.providers._base import Provider
 from aurea.providers._tokens import preload
@@ -138,7 +139,12 @@ class AureaServer:
             "router", lambda: Router(models=s.models, settings=s.routing), capacity=cap
         )
         for name, spec in s.providers.items():
-            provider = build_provider(spec)
+            try:
+                provider = build_provider(spec)
+            except (ValueError, TypeError, AureaError) as exc:
+                # Adapters check their options when built: report them as config errors.
+                text = exc.message if isinstance(exc, AureaError) else str(exc)
+                raise ConfigError(f"providers.{name}", text) from exc
             self.providers[name] = provider
 
             def factory(

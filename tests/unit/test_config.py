@@ -42,6 +42,11 @@ def test_env_wins_over_file(tmp_path: Path) -> None:
         ),
         ({"routing": {"default_model": "ghost"}}, {}, "routing.default_model"),
         ({}, {"AUREA_BOGUS_X": "1"}, "AUREA_BOGUS_X"),
+        (
+            {"providers": {"x": {"kind": "openai", "base_url": "api.example"}}},
+            {},
+            "providers.x.base_url",
+        ),
         ({}, {"AUREA_API_KEYS": "root:secretsecret"}, "AUREA_API_KEYS"),
         ({"auth": {"keys": [{"sha256": "xyz"}]}}, {}, "auth.keys[0].sha256"),
     ],
@@ -63,3 +68,12 @@ def test_api_keys_are_kept_hashed_only() -> None:
 def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml", env={})
+
+
+async def test_adapter_option_errors_stop_the_server_as_config_errors() -> None:
+    from aurea.server import AureaServer
+
+    settings = build_settings({"providers": {"rp": {"kind": "runpod"}}})
+    with pytest.raises(ConfigError) as info:
+        await AureaServer(settings).start()
+    assert info.value.key == "providers.rp" and "endpoint_id" in str(info.value)
