@@ -25,7 +25,7 @@ from aurea.providers._base import (
     ProviderRequest,
     TextDelta,
 )
-from aurea.runtime import Actor, ActorRef
+from aurea.runtime import Actor
 
 log = structlog.get_logger("aurea.provider")
 _QUEUE_DEPTH = 64
@@ -149,15 +149,16 @@ class ProviderActor(Actor[ProviderMsg]):
         self.max_concurrency = max_concurrency
         self._wall = wall_clock
         self._c = _Counters()
-        self.ref: ActorRef[ProviderMsg] | None = None  # set by the system builder
+        self._warming: asyncio.Task[None] | None = None
 
     async def on_start(self) -> None:
         # Providers with a process to run (the local model) start now, in the background, so
         # the first call does not pay for loading a model; calls before it is ready wait.
         start = getattr(self.provider, "start", None)
         if start is not None:
-            self._track(
-                asyncio.create_task(self._warm_up(start), name=f"start:{self.provider.name}")
+            # Kept apart from call tasks: warming up is not a call and takes no concurrency slot.
+            self._warming = asyncio.create_task(
+                self._warm_up(start), name=f"start:{self.provider.name}"
             )
 
     async def _warm_up(self, start: Callable[[], Awaitable[None]]) -> None:
@@ -167,6 +168,8 @@ class ProviderActor(Actor[ProviderMsg]):
             log.warning("provider_start_failed", provider=self.provider.name, error=str(exc))
 
     async def on_stop(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
         for t in list(self._c.children):
             t.cancel()
         await self.provider.aclose()
