@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from aurea.errors import FailedPrecondition, ProviderConnectionError, ProviderTimeout
-from aurea.providers import local
+from aurea.providers import _process, local
 from aurea.providers._base import (
     ChatMessage,
     Completion,
@@ -167,7 +167,7 @@ async def test_start_is_idempotent_and_aclose_kills_the_group(
     await provider.aclose()
     assert await wait_gone(pid)
     assert await wait_gone(grandchild)
-    assert not local._LIVE_GROUPS
+    assert not _process._LIVE_GROUPS
     with pytest.raises(FailedPrecondition, match="closed"):
         await provider.start()
 
