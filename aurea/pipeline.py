@@ -212,6 +212,9 @@ class Inference:
                 except Overloaded as exc:  # the provider's own cap: go elsewhere at once
                     last = exc
                     break
+                except asyncio.CancelledError:
+                    self._finished(cand, None, _NO_USAGE, 0, self._clock() - t_try)
+                    raise
                 except ProviderError as exc:
                     last = exc
                     self._finished(cand, False, _NO_USAGE, 0, self._clock() - t_try)
@@ -256,7 +259,7 @@ class Inference:
         ) from last
 
     def _finished(
-        self, cand: Candidate, ok: bool, usage: Usage, cost: int, latency_s: float
+        self, cand: Candidate, ok: bool | None, usage: Usage, cost: int, latency_s: float
     ) -> None:
         ref = self._providers[cand.model.provider]
         # Stats are best effort: a full mailbox must not fail a finished call.
@@ -319,7 +322,7 @@ class Inference:
         reported = 0
         interval = call.usage_interval
         out_chars: list[str] = []
-        ok = False
+        ok: bool | None = False
         try:
             while event is not None:
                 if isinstance(event, TextDelta):
@@ -351,6 +354,9 @@ class Inference:
             # Output has begun: report what was spent, then end with the error's status.
             usage = usage or self._estimate(call, model.upstream, out_chars, estimated_input())
             yield UsageUpdate(usage=usage, cost_nanos=cost_nanos(model, usage))
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            ok = None  # the client went away: not the provider's failure
             raise
         finally:
             handle.cancel()

@@ -90,7 +90,7 @@ class StartEmbed:
 class CallFinished:
     """Told by the pipeline when a call through this provider ends (for stats)."""
 
-    ok: bool
+    ok: bool | None  # None: the client cancelled it, neither a success nor a failure
     input_tokens: int = 0
     output_tokens: int = 0
     cost_nanos: int = 0
@@ -109,6 +109,7 @@ class ProviderStats:
     requests: int
     successes: int
     failures: int
+    cancelled: int
     input_tokens: int
     output_tokens: int
     cost_nanos: int
@@ -126,6 +127,7 @@ class _Counters:
     requests: int = 0
     successes: int = 0
     failures: int = 0
+    cancelled: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost_nanos: int = 0
@@ -212,11 +214,14 @@ class ProviderActor(Actor[ProviderMsg]):
                 return etask
             case CallFinished():
                 c = self._c
-                c.last_ok = msg.ok
-                if msg.ok:
-                    c.successes += 1
+                if msg.ok is None:
+                    c.cancelled += 1
                 else:
-                    c.failures += 1
+                    c.last_ok = msg.ok
+                    if msg.ok:
+                        c.successes += 1
+                    else:
+                        c.failures += 1
                 c.input_tokens += msg.input_tokens
                 c.output_tokens += msg.output_tokens
                 c.cost_nanos += msg.cost_nanos
@@ -230,6 +235,7 @@ class ProviderActor(Actor[ProviderMsg]):
                     requests=c.requests,
                     successes=c.successes,
                     failures=c.failures,
+                    cancelled=c.cancelled,
                     input_tokens=c.input_tokens,
                     output_tokens=c.output_tokens,
                     cost_nanos=c.cost_nanos,

@@ -169,6 +169,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 requests=s.requests,
                 successes=s.successes,
                 failures=s.failures,
+                cancelled=s.cancelled,
                 success_rate=s.successes / done if done else 0.0,
                 input_tokens=s.input_tokens,
                 output_tokens=s.output_tokens,

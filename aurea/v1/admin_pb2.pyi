@@ -246,7 +246,7 @@ class GetProviderStatsRequest(_message.Message):
     def __init__(self, provider: _Optional[str] = ...) -> None: ...
 
 class ProviderStats(_message.Message):
-    __slots__ = ("provider", "requests", "successes", "failures", "success_rate", "input_tokens", "output_tokens", "cost_nanos", "avg_latency_ms", "last_request_time")
+    __slots__ = ("provider", "requests", "successes", "failures", "success_rate", "input_tokens", "output_tokens", "cost_nanos", "avg_latency_ms", "last_request_time", "cancelled")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     SUCCESSES_FIELD_NUMBER: _ClassVar[int]
@@ -257,6 +257,7 @@ class ProviderStats(_message.Message):
     COST_NANOS_FIELD_NUMBER: _ClassVar[int]
     AVG_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_REQUEST_TIME_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
     provider: str
     requests: int
     successes: int
@@ -267,7 +268,8 @@ class ProviderStats(_message.Message):
     cost_nanos: int
     avg_latency_ms: float
     last_request_time: _timestamp_pb2.Timestamp
-    def __init__(self, provider: _Optional[str] = ..., requests: _Optional[int] = ..., successes: _Optional[int] = ..., failures: _Optional[int] = ..., success_rate: _Optional[float] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_nanos: _Optional[int] = ..., avg_latency_ms: _Optional[float] = ..., last_request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    cancelled: int
+    def __init__(self, provider: _Optional[str] = ..., requests: _Optional[int] = ..., successes: _Optional[int] = ..., failures: _Optional[int] = ..., success_rate: _Optional[float] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_nanos: _Optional[int] = ..., avg_latency_ms: _Optional[float] = ..., last_request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancelled: _Optional[int] = ...) -> None: ...
 
 class GetProviderStatsResponse(_message.Message):
     __slots__ = ("providers",)

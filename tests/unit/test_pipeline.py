@@ -241,7 +241,11 @@ async def test_consumer_closing_the_stream_closes_the_upstream() -> None:
             if a.closed_streams:
                 break
             await asyncio.sleep(0.01)
+        stats = await h.refs["a"].ask(GetStats())
     assert a.closed_streams == 1
+    # The client leaving is not the provider's failure.
+    assert (stats.cancelled, stats.failures, stats.successes) == (1, 0, 0)
+    assert stats.last_ok is None and stats.output_tokens >= 1
 
 
 async def test_unary_uses_complete_and_counts_cost() -> None:
