@@ -451,8 +451,17 @@ async def test_wrong_key(rig: Rig, case: Case, seen: Haystack) -> None:
     right = getattr(fake, attr)
     setattr(fake, attr, "the-upstream-expects-another-key")
     try:
-        await both(seen, rig, case)
-        await both(seen, rig, case, retry=True)
+        for retry in (False, True):
+            result = await unary(
+                seen, rig, pb.GenerateRequest(prompt=PROMPT, model=case.model), retry=retry
+            )
+            run = await stream(
+                seen, rig, pb.GenerateStreamRequest(prompt=PROMPT, model=case.model), retry=retry
+            )
+            # The upstream really refused: otherwise this test would check nothing.
+            for failure in (result, run.failure):
+                assert isinstance(failure, Failure), failure
+                assert failure.code == grpc.StatusCode.FAILED_PRECONDITION, failure.message
     finally:
         setattr(fake, attr, right)
     await admin_views(seen, rig)
