@@ -172,6 +172,15 @@ def error_for_status(
     return cls(message, provider=provider, status=reported, retry_after_s=retry_after_s)
 
 
+def model_ids(data: Mapping[str, Any]) -> list[str]:
+    """The ids of a ``{"data": [{"id": ...}, ...]}`` model list (OpenAI's and Anthropic's shape)."""
+    return [
+        str(item["id"])
+        for item in data.get("data") or []
+        if isinstance(item, Mapping) and "id" in item
+    ]
+
+
 def json_object(data: Any, *, provider: str, what: str) -> Mapping[str, Any]:
     """``data`` if it is a JSON object, else ProviderServerError (the upstream broke its API)."""
     if not isinstance(data, Mapping):

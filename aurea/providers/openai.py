@@ -36,6 +36,7 @@ from aurea.providers._http import (
     HttpClient,
     error_for_status,
     json_object,
+    model_ids,
     parse_json,
     retry_after_from_headers,
 )
@@ -241,11 +242,7 @@ class OpenAIProvider:
         url = f"{self._http.base_url}/models"
         async with self._http.request("GET", url, headers=self._headers()) as response:
             data = json_object(await response.json(), provider=self.name, what="the reply")
-        return [
-            str(item["id"])
-            for item in data.get("data") or []
-            if isinstance(item, Mapping) and "id" in item
-        ]
+        return model_ids(data)
 
     async def aclose(self) -> None:
         await self._http.aclose()
