@@ -177,6 +177,10 @@ class ProviderActor(Actor[ProviderMsg]):
         await self.provider.aclose()
 
     def _admit(self) -> None:
+        # The adapter's HTTP layer has a semaphore of the same size that makes callers wait;
+        # this check comes first and refuses instead, so a saturated provider answers
+        # UNAVAILABLE with RetryInfo (and the pipeline moves to the next candidate at once)
+        # rather than queueing callers without bound.
         if len(self._c.children) >= self.max_concurrency:
             raise Overloaded(
                 f"provider {self.provider.name} is at its concurrency cap "

@@ -18,7 +18,12 @@ from aurea import errors as e
 
 DOMAIN = "aurea.v1"
 
-# Ordered most specific first; the first isinstance match wins.
+# Ordered most specific first; the first isinstance match wins. Choices STYLE.md leaves open:
+# an upstream that rejects Aurea's own credentials is FAILED_PRECONDITION (the server's
+# configuration must change; retrying will not help, so not UNAVAILABLE); a context-length
+# rejection is INVALID_ARGUMENT (the caller's request is too long) and a content-policy one
+# FAILED_PRECONDITION (the request is well-formed but refused); an upstream 429 stays
+# RESOURCE_EXHAUSTED with RetryInfo, like Aurea's own rate limits.
 _TABLE: tuple[tuple[type[e.AureaError], grpc.StatusCode], ...] = (
     (e.InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (e.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
