@@ -64,7 +64,7 @@ class Router(Actor[RouterMsg]):
             known = ", ".join(sorted(n for n, m in self._models.items() if m.kind == kind))
             raise UnknownModel(f"model {name!r} is not in the catalog; known: {known}", field)
         if spec.kind != kind:
-            raise InvalidRequest.field(field, f"model {name!r} is a {spec.kind} model, not {kind}")
+            raise InvalidRequest.field(field, f"model {name!r} serves {spec.kind}, not {kind}")
         if not self._permitted(name):
             raise ModelDenied(f"model {name!r} is denied by this server's configuration")
         return spec
