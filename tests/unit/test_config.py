@@ -41,7 +41,7 @@ def test_env_wins_over_file(tmp_path: Path) -> None:
             "models.m.input_usd_per_mtok",
         ),
         ({"routing": {"default_model": "ghost"}}, {}, "routing.default_model"),
-        ({}, {"AUREA_BOGUS_X": "1"}, "AUREA_BOGUS_X"),
+        ({}, {"AUREA_SERVER_BOGUS": "1"}, "AUREA_SERVER_BOGUS"),
         (
             {"providers": {"x": {"kind": "openai", "base_url": "api.example"}}},
             {},

@@ -1,0 +1,219 @@
+"""The named config tables: API keys (``[[auth.keys]]``), providers (``[providers.NAME]``) and the
+model catalog (``[models.NAME]``), each checked key by key. Provider ``options`` are passed through
+untouched: each adapter validates its own."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aurea.config._rules import (
+    MAX_CONTEXT_TOKENS,
+    PRICE_RANGE,
+    ConfigError,
+    Rule,
+    Table,
+    as_str,
+    http_url,
+    price_nanos,
+    read_fields,
+    setting,
+    show,
+)
+from aurea.providers._base import ProviderSpec, Timeouts
+
+SCOPES = ("user", "admin")
+PROVIDER_KINDS = ("simulated", "openai", "anthropic", "gemini", "http", "lambda", "runpod", "local")
+MODEL_KINDS = ("chat", "embedding")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiKey:
+    name: str
+    sha256: str  # hex digest of the key; the key itself is never kept
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelSpec:
+    """One catalog entry (``[models.NAME]``). Prices are integer nano-dollars per million tokens;
+    the file gives them in USD per million tokens (``input_usd_per_mtok = "0.15"``)."""
+
+    name: str
+    provider: str  # a configured provider's name
+    upstream: str  # the provider's id for the model; defaults to the catalog name
+    kind: str = setting("chat", "what the model serves", choices=MODEL_KINDS)
+    input_nanos_per_mtok: int = setting(
+        0,
+        "USD per million input tokens",
+        key="input_usd_per_mtok",
+        parse=price_nanos,
+        allowed=PRICE_RANGE,
+    )
+    cached_input_nanos_per_mtok: int = setting(
+        0,
+        "USD per million cached input tokens; defaults to the input price",
+        key="cached_input_usd_per_mtok",
+        parse=price_nanos,
+        allowed=PRICE_RANGE,
+    )
+    output_nanos_per_mtok: int = setting(
+        0,
+        "USD per million output tokens",
+        key="output_usd_per_mtok",
+        parse=price_nanos,
+        allowed=PRICE_RANGE,
+    )
+    quality: float = setting(0.5, "the router's prior for answer quality", lo=0, hi=1)
+    default_max_tokens: int = setting(
+        256, "output tokens when the request sets none", lo=1, hi=MAX_CONTEXT_TOKENS
+    )
+    context_window: int = setting(
+        0, "tokens the model accepts, prompt + output; 0 = unknown", lo=0, hi=MAX_CONTEXT_TOKENS
+    )
+    rpm: int = setting(0, "requests per minute; 0 = [limits] default_rpm", lo=0, hi=1e9)
+    tpm: int = setting(0, "tokens per minute; 0 = [limits] default_tpm", lo=0, hi=1e12)
+
+
+DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {
+    "simulated": {"kind": "simulated", "options": {"token_delay_ms": 20}},
+}
+DEFAULT_MODELS: dict[str, dict[str, Any]] = {
+    "sim-small": {
+        "provider": "simulated",
+        "input_usd_per_mtok": "0.15",
+        "output_usd_per_mtok": "0.60",
+        "quality": 0.55,
+    },
+    "sim-large": {
+        "provider": "simulated",
+        "input_usd_per_mtok": "2.50",
+        "output_usd_per_mtok": "10.00",
+        "quality": 0.85,
+    },
+    "sim-embed": {"provider": "simulated", "kind": "embedding", "input_usd_per_mtok": "0.02"},
+}
+
+
+def api_keys(raw_auth: Any, plain: list[str]) -> tuple[ApiKey, ...]:
+    """Keys from ``[[auth.keys]]`` (hashed already) and from ``AUREA_API_KEYS`` (hashed here)."""
+    auth = Table({} if raw_auth is None else raw_auth, "auth")
+    entries = auth.take("keys", [])
+    auth.done()
+    if not isinstance(entries, list):
+        raise ConfigError(
+            "auth.keys", "must be an array of tables ([[auth.keys]] with name, sha256, scopes)"
+        )
+    keys = [_api_key(i, entry) for i, entry in enumerate(entries)]
+    for i, item in enumerate(plain):
+        scope, sep, key = item.strip().partition(":")
+        if not sep or scope not in SCOPES or len(key) < 8:
+            raise ConfigError(
+                "AUREA_API_KEYS",
+                "expected scope:key,... with scope user or admin and keys of at least 8 characters",
+            )
+        scopes = frozenset(SCOPES) if scope == "admin" else frozenset({"user"})
+        keys.append(ApiKey(name=f"env{i}", sha256=hash_key(key), scopes=scopes))
+    return tuple(keys)
+
+
+def _api_key(i: int, entry: Any) -> ApiKey:
+    t = Table(entry, f"auth.keys[{i}]")
+    name = as_str(t.take("name", f"key{i}"), t.key("name"))
+    digest = t.require("sha256", "the SHA-256 of the key, in hex")
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+        raise ConfigError(t.key("sha256"), "must be the 64-hex-digit SHA-256 of the key")
+    scopes = t.take("scopes", ["user"])
+    if (
+        not isinstance(scopes, list)
+        or not scopes
+        or not all(isinstance(s, str) and s in SCOPES for s in scopes)
+    ):
+        raise ConfigError(t.key("scopes"), f"must be a non-empty list of {', '.join(SCOPES)}")
+    t.done()
+    return ApiKey(name=name, sha256=digest.lower(), scopes=frozenset(scopes))
+
+
+_TIMEOUT = Timeouts()  # the defaults live with the type, in aurea.providers._base
+_CONCURRENCY = ProviderSpec(name="", kind="").max_concurrency
+
+
+def _timeout(doc: str, hi: float) -> Rule:
+    return Rule(doc=doc, lo=0, lo_open=True, hi=hi)
+
+
+_PROVIDER_TIMEOUTS = {  # TOML key -> (Timeouts field, rule)
+    "connect_timeout_s": ("connect_s", _timeout("seconds to connect", 600)),
+    "first_byte_timeout_s": ("first_byte_s", _timeout("seconds to the first byte", 3600)),
+    "idle_timeout_s": ("idle_s", _timeout("seconds between two chunks", 3600)),
+    "total_timeout_s": ("total_s", _timeout("seconds for one attempt", 86_400)),
+}
+_CONCURRENCY_RULE = Rule(doc="calls in flight at once", lo=1, hi=100_000)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def providers(raw: Any) -> dict[str, ProviderSpec]:
+    return {name: _provider(name, block) for name, block in Table(raw, "providers").raw.items()}
+
+
+def _provider(name: str, block: Any) -> ProviderSpec:
+    t = Table(block, f"providers.{name}")
+    kind = t.require("kind", f"one of {', '.join(PROVIDER_KINDS)}")
+    kind = as_str(kind, t.key("kind"), PROVIDER_KINDS)
+    base_url = http_url(t.take("base_url", ""), t.key("base_url"))
+    api_key_env = as_str(t.take("api_key_env", ""), t.key("api_key_env"))
+    if api_key_env and not _ENV_NAME.fullmatch(api_key_env):
+        # Most likely the key itself was pasted here: say so without echoing it.
+        raise ConfigError(
+            t.key("api_key_env"),
+            "must be the NAME of the environment variable that holds the key (letters, digits, _)",
+        )
+    timeouts = {
+        attr: t.read(k, getattr(_TIMEOUT, attr), rule)
+        for k, (attr, rule) in _PROVIDER_TIMEOUTS.items()
+    }
+    concurrency = t.read("max_concurrency", _CONCURRENCY, _CONCURRENCY_RULE)
+    options = t.take("options", {})
+    if not isinstance(options, Mapping):
+        raise ConfigError(t.key("options"), f"must be a table, not {show(options)}")
+    t.done()
+    return ProviderSpec(
+        name=name,
+        kind=kind,
+        base_url=base_url.rstrip("/"),
+        api_key_env=api_key_env,
+        timeouts=Timeouts(**timeouts),
+        max_concurrency=concurrency,
+        options=options,
+    )
+
+
+def models(raw: Any, known_providers: Mapping[str, ProviderSpec]) -> dict[str, ModelSpec]:
+    table = Table(raw, "models")
+    return {name: _model(name, block, known_providers) for name, block in table.raw.items()}
+
+
+def _model(name: str, block: Any, known_providers: Mapping[str, ProviderSpec]) -> ModelSpec:
+    t = Table(block, f"models.{name}")
+    provider = as_str(t.require("provider", "a configured provider"), t.key("provider"))
+    if provider not in known_providers:
+        raise ConfigError(
+            t.key("provider"),
+            f"{show(provider)} is not a configured provider ({', '.join(known_providers)})",
+        )
+    upstream = as_str(t.take("upstream", name), t.key("upstream")) or name
+    values = read_fields(ModelSpec, t)
+    if not t.has("cached_input_usd_per_mtok"):
+        values["cached_input_nanos_per_mtok"] = values["input_nanos_per_mtok"]
+    t.done()
+    window = values["context_window"]
+    if window and values["default_max_tokens"] > window:
+        raise ConfigError(t.key("default_max_tokens"), f"must not exceed context_window ({window})")
+    return ModelSpec(name=name, provider=provider, upstream=upstream, **values)

@@ -1,0 +1,248 @@
+"""The plain config sections (``[server]``, ``[log]``, ... ``[tls]``): every key, its default,
+its range and its meaning, declared once. Sections that later issues fill in are reserved here
+with their defaults so code can read them now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from aurea.config._rules import (
+    BUDGET_RANGE,
+    NANOS_PER_USD,
+    ConfigError,
+    as_str,
+    budget_nanos,
+    http_url,
+    setting,
+)
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+POLICIES = ("cost", "quality", "latency", "balanced")
+STORES = ("memory", "sqlite")
+
+_DAY_S = 86_400.0
+_YEAR_S = 365 * _DAY_S
+_MANY = 1_000_000_000  # upper bound for counts that have no natural one
+
+
+def _redis_url(v: Any, key: str) -> str:
+    # The URL may carry a password: never echo it.
+    url = as_str(v, key)
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 - parses the host part, raising on a malformed one
+    except ValueError:
+        raise ConfigError(key, "is not a valid URL") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(key, "must start with redis://, rediss:// or unix://")
+    if parts.scheme == "unix" and not parts.path:
+        raise ConfigError(key, "a unix:// URL needs the socket's path (unix:///run/redis.sock)")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(key, "needs a host (redis://host:6379/0)")
+    return url
+
+
+def _key_prefix(v: Any, key: str) -> str:
+    prefix = as_str(v, key)
+    # Aurea adds its own {hash tags} so keys work on Redis Cluster; braces here would break them.
+    if not prefix or len(prefix) > 64 or any(c.isspace() or c in "{}" for c in prefix):
+        raise ConfigError(key, "must be 1 to 64 characters without spaces or braces")
+    return prefix
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSettings:
+    """``[server]``: where the gRPC server listens, how much it takes on, how it stops."""
+
+    host: str = setting("127.0.0.1", "address to listen on")
+    port: int = setting(50051, "TCP port; 0 picks a free one", lo=0, hi=65535)
+    grace_s: float = setting(
+        10.0, "seconds in-flight calls may run on after SIGTERM", lo=0, hi=3600
+    )
+    reuse_port: bool = setting(False, "set SO_REUSEPORT so several processes share the port")
+    max_concurrent_rpcs: int = setting(
+        10_000,
+        "RPCs served at once (grpc maximum_concurrent_rpcs); more are refused",
+        lo=1,
+        hi=_MANY,
+    )
+    max_health_watches: int = setting(
+        1000, "open Health.Watch streams at once; 0 refuses every Watch", lo=0, hi=_MANY
+    )
+    default_call_timeout_s: float = setting(
+        300.0,
+        "seconds one call may take in total, over all attempts, when the caller sets no deadline",
+        lo=0,
+        lo_open=True,
+        hi=_DAY_S,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogSettings:
+    """``[log]``: level, format (JSON off a TTY, console on one) and PII redaction."""
+
+    level: str = setting("info", "least severe level written", choices=LOG_LEVELS)
+    format: str = setting("auto", "auto = console on a TTY, JSON otherwise", choices=LOG_FORMATS)
+    redact_pii: bool = setting(False, "mask e-mail addresses, phone numbers, ... in log lines")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetrySettings:
+    """``[retry]``: retries of one candidate before falling back to the next."""
+
+    max_retries: int = setting(2, "extra attempts per candidate", lo=0, hi=10)
+    backoff_base_s: float = setting(
+        0.1, "seconds before the first retry; doubles per retry, with jitter", lo=0, hi=60
+    )
+    backoff_max_s: float = setting(2.0, "most seconds between two retries", lo=0, hi=600)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeSettings:
+    """``[runtime]``: the actor system."""
+
+    mailbox_capacity: int = setting(
+        1024, "messages an actor's mailbox holds; a full one is Overloaded", lo=1, hi=1_000_000
+    )
+    ask_timeout_s: float = setting(
+        5.0, "seconds an ask waits for an actor's reply", lo=0, lo_open=True, hi=600
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoutingSettings:
+    """``[routing]``: the default policy and models, and which models may be used at all."""
+
+    policy: str = setting("balanced", "how models are ranked when none is named", choices=POLICIES)
+    default_model: str = setting("sim-small", "chat model when none is named; '' = use policy")
+    default_embedding_model: str = setting("sim-embed", "embedding model when none is named")
+    allowed_models: tuple[str, ...] = setting((), "catalog models callers may use; empty = all")
+    denied_models: tuple[str, ...] = setting((), "catalog models nobody may use; deny wins")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitsSettings:
+    """``[limits]``: Aurea's own rate limits per model, unless the model sets ``rpm``/``tpm``."""
+
+    default_rpm: int = setting(0, "requests per minute per model; 0 = unlimited", lo=0, hi=_MANY)
+    default_tpm: int = setting(
+        0, "tokens (input + output) per minute per model; 0 = unlimited", lo=0, hi=1e12
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerSettings:
+    """``[breaker]``: a provider's circuit breaker."""
+
+    failure_threshold: int = setting(
+        5, "consecutive failed calls that open the breaker", lo=1, hi=1_000_000
+    )
+    open_timeout_s: float = setting(
+        30.0, "seconds the breaker stays open before one trial call", lo=0, lo_open=True, hi=_DAY_S
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerSettings:
+    """``[ledger]``: job budgets and where spending is recorded."""
+
+    default_job_budget_nanos: int = setting(
+        10 * NANOS_PER_USD,
+        "USD a job may spend unless it sets a budget (kept as integer nano-dollars)",
+        key="default_job_budget_usd",
+        parse=budget_nanos,
+        allowed=BUDGET_RANGE,
+    )
+    store: str = setting("sqlite", "where ledger entries live", choices=STORES)
+    sqlite_path: str = setting(
+        "", "SQLite file; '' = $AUREA_HOME/aurea.db, else ~/.local/share/aurea/aurea.db"
+    )
+    lease_ttl_s: float = setting(
+        60.0,
+        "seconds a reservation lives unless renewed (a dead replica's leases expire)",
+        lo=0,
+        lo_open=True,
+        hi=_DAY_S,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheSettings:
+    """``[cache]``: the response cache. Both size caps always apply; nothing is unbounded."""
+
+    enabled: bool = setting(True, "cache answers to cacheable calls")
+    ttl_s: float = setting(3600.0, "seconds a generation stays; 0 = no age limit", lo=0, hi=_YEAR_S)
+    embedding_ttl_s: float = setting(
+        86_400.0, "seconds an embedding stays; 0 = no age limit", lo=0, hi=_YEAR_S
+    )
+    max_entries: int = setting(10_000, "most entries; 0 = cache nothing", lo=0, hi=_MANY)
+    max_bytes: int = setting(
+        64 << 20, "most bytes of cached data; 0 = cache nothing", lo=0, hi=1 << 40
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedisSettings:
+    """``[redis]``: shared state for several replicas. Unset, everything stays in-process."""
+
+    url: str = setting(
+        "",
+        "redis://, rediss:// or unix:// URL; '' = no Redis",
+        parse=_redis_url,
+        allowed="'' or a redis://, rediss://, unix:// URL",
+        repr=False,
+    )
+    key_prefix: str = setting(
+        "aurea",
+        "prefix of every key Aurea writes",
+        parse=_key_prefix,
+        allowed="1 to 64 characters, no spaces or braces",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TelemetrySettings:
+    """``[telemetry]``: the Prometheus endpoint and OpenTelemetry traces."""
+
+    metrics_enabled: bool = setting(True, "serve Prometheus metrics over HTTP")
+    http_host: str = setting("127.0.0.1", "address of the metrics/health HTTP endpoint")
+    http_port: int = setting(9464, "port of the metrics/health HTTP endpoint", lo=0, hi=65535)
+    otlp_endpoint: str = setting(
+        "",
+        "OTLP collector URL (http:// or https://); '' = no traces",
+        parse=http_url,
+        allowed="'' or an http(s) URL",
+    )
+    trace_sample_ratio: float = setting(1.0, "fraction of calls traced", lo=0, hi=1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsSettings:
+    """``[tls]``: TLS for the gRPC server; mTLS with a client CA. Files are PEM, checked at load."""
+
+    cert_file: str = setting("", "server certificate chain (PEM); '' = plaintext")
+    key_file: str = setting("", "server private key (PEM); required with cert_file")
+    client_ca_file: str = setting("", "CA bundle (PEM) that client certificates must chain to")
+    require_client_cert: bool = setting(False, "refuse clients without a valid certificate")
+
+
+SECTIONS: dict[str, type] = {
+    "server": ServerSettings,
+    "log": LogSettings,
+    "retry": RetrySettings,
+    "runtime": RuntimeSettings,
+    "routing": RoutingSettings,
+    "limits": LimitsSettings,
+    "breaker": BreakerSettings,
+    "ledger": LedgerSettings,
+    "cache": CacheSettings,
+    "redis": RedisSettings,
+    "telemetry": TelemetrySettings,
+    "tls": TlsSettings,
+}
