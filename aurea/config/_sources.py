@@ -30,29 +30,30 @@ def read_file(path: str | Path, key: str | None = None) -> bytes:
     device such as ``/dev/zero`` cannot fill memory.
     """
     where = key or str(path)
+    it = f"file {path} " if key else ""  # the key already is the path when none is given
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise ConfigError(where, f"file {path} does not exist") from None
+        raise ConfigError(where, f"{it}does not exist") from None
     except IsADirectoryError:
-        raise ConfigError(where, f"{path} is a directory, not a file") from None
+        raise ConfigError(where, f"{it}is a directory, not a file") from None
     except PermissionError:
-        raise ConfigError(where, f"file {path} is not readable (permission denied)") from None
+        raise ConfigError(where, f"{it}is not readable (permission denied)") from None
     except (OSError, ValueError) as exc:
-        raise ConfigError(where, f"file {path} cannot be opened: {_why(exc)}") from None
+        raise ConfigError(where, f"{it}cannot be opened: {_why(exc)}") from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            raise ConfigError(where, f"{path} is a directory, not a file")
+            raise ConfigError(where, f"{it}is a directory, not a file")
         if not stat.S_ISREG(mode):
-            raise ConfigError(where, f"{path} is not a regular file")
+            raise ConfigError(where, f"{it}is not a regular file")
         data = _read_upto(fd, MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(where, f"file {path} cannot be read: {_why(exc)}") from None
+        raise ConfigError(where, f"{it}cannot be read: {_why(exc)}") from None
     finally:
         os.close(fd)
     if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(where, f"file {path} is larger than {MAX_FILE_BYTES} bytes")
+        raise ConfigError(where, f"{it}is larger than {MAX_FILE_BYTES} bytes")
     return data
 
 
