@@ -41,6 +41,7 @@ from aurea.config._rules import (
     Table,
     describe,
     read_section,
+    show,
 )
 from aurea.config._sections import (
     LOG_FORMATS,
@@ -185,9 +186,11 @@ def _check(s: Settings) -> None:
         if key == "routing.default_model" and not name:
             continue  # '' = rank by policy
         if name not in s.models:
-            raise ConfigError(key, f"{name!r} is not in the model catalog ({catalog})")
+            raise ConfigError(key, f"{show(name)} is not in the model catalog ({catalog})")
         if s.models[name].kind != kind:
-            raise ConfigError(key, f"{name!r} is a {s.models[name].kind} model, not a {kind} one")
+            raise ConfigError(
+                key, f"{show(name)} is a {s.models[name].kind} model, not a {kind} one"
+            )
     for key, names in (
         ("routing.allowed_models", s.routing.allowed_models),
         ("routing.denied_models", s.routing.denied_models),
@@ -195,7 +198,7 @@ def _check(s: Settings) -> None:
         # A misspelt deny entry would silently deny nothing.
         for name in names:
             if name not in s.models:
-                raise ConfigError(key, f"{name!r} is not in the model catalog ({catalog})")
+                raise ConfigError(key, f"{show(name)} is not in the model catalog ({catalog})")
     _check_tls(s.tls)
 
 
