@@ -1,48 +1,33 @@
-"""The server interceptor every ``aurea.v1`` call passes through: request id, API-key auth with
-scopes, draining, the error-to-status mapping and one canonical ``rpc_finished`` log line.
+"""The gRPC adapter over the transport-neutral edge (``aurea.edge``): every ``aurea.v1`` call
+is admitted by ``Edge.open_call``, answered with an ``x-request-id``, mapped through the one error
+table when it fails, and closed by ``Edge.finish_call`` with the status the client received.
 
-Health and reflection calls pass untouched, so load balancers and grpcurl always work.
+Every exit path ends the call with a status: an error that is not an AureaError, whatever its
+class (even a BaseException such as a pyo3 PanicException), is INTERNAL plus an ``rpc_bug`` log
+line, never a hung call. Health and reflection calls pass untouched, so load balancers and
+grpcurl always work.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+import contextlib
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
-import structlog
 
-from aurea.api.status import code_for, internal_status, to_status, with_metadata
-from aurea.config import ApiKey, hash_key
-from aurea.errors import (
-    AureaError,
-    InvalidRequest,
-    PermissionDenied,
-    ShuttingDown,
-    Unauthenticated,
-)
+from aurea.api.status import internal_status, to_status, with_metadata
+from aurea.config import ApiKey
+from aurea.edge import CallTracker, Edge, log_bug
+from aurea.errors import AureaError, InvalidRequest
+from aurea.runtime.context import request_id_var
 
-log = structlog.get_logger("aurea.api")
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+__all__ = ["AureaInterceptor", "CallTracker", "request_id_var"]
 
-# RPCs that need the admin scope; every other aurea.v1 RPC needs `user` (admin includes user).
-ADMIN_METHODS = frozenset({
-    "/aurea.v1.RouterService/OptimizeWeights",
-    "/aurea.v1.RouterService/SetWeights",
-    "/aurea.v1.LedgerService/SetBudget",
-    "/aurea.v1.TaskService/ScalePool",
-    "/aurea.v1.InfrastructureService/Provision",
-    "/aurea.v1.InfrastructureService/Execute",
-    "/aurea.v1.InfrastructureService/Release",
-    "/aurea.v1.InfrastructureService/Scale",
-    "/aurea.v1.InfrastructureService/Cleanup",
-    "/aurea.v1.AdminService/ClearCache",
-    "/aurea.v1.AdminService/SetModelLimits",
-})  # fmt: skip
+_RID = "x-request-id"
+Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
 class _Undecodable:
@@ -78,71 +63,76 @@ def _check_decoded(request: Any) -> None:
         )
 
 
-# Calls still answered while draining, so operators can watch the drain.
-DRAIN_EXEMPT = frozenset({"/aurea.v1.AdminService/GetInfo"})
-
-
-def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+def _headers(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
 
 
-def _valid_request_id(value: str) -> bool:
-    return 0 < len(value) <= 128 and value.isascii() and value.isprintable() and " " not in value
+def _deadline(edge: Edge, context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else edge.clock() + remaining
 
 
-class CallTracker:
-    """Counts in-flight aurea.v1 calls so a drain can wait for them."""
+def _cancelled(context: grpc.aio.ServicerContext) -> str:
+    """What a client whose call was cancelled under us received."""
+    remaining = context.time_remaining()
+    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
 
-    def __init__(self) -> None:
-        self.in_flight = 0
-        self.draining = False
-        self._idle = asyncio.Event()
-        self._idle.set()
 
-    def enter(self) -> None:
-        self.in_flight += 1
-        self._idle.clear()
+def _failure(exc: BaseException) -> grpc.Status:
+    """The status for a failed call, with the request id; logs ``rpc_bug`` if it is a bug.
+    Never raises: if even the error table fails on ``exc``, that is INTERNAL too."""
+    rid = request_id_var.get()
+    status: grpc.Status | None = None
+    if isinstance(exc, AureaError):
+        try:
+            status = to_status(exc)
+        except Exception as table_bug:
+            log_bug(table_bug)
+        else:
+            if status.code is grpc.StatusCode.INTERNAL:
+                status = None
+    if status is None:
+        log_bug(exc)
+        status = internal_status(rid)
+    return with_metadata(status, (_RID, rid))
 
-    def leave(self) -> None:
-        self.in_flight -= 1
-        if self.in_flight == 0:
-            self._idle.set()
 
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
+def _outcome(
+    exc: BaseException, context: grpc.aio.ServicerContext
+) -> tuple[str, grpc.Status | None]:
+    """The status name the client receives for a call that ended by ``exc``, and the status to
+    abort with (None: grpc already knows what the client gets; let ``exc`` propagate)."""
+    if isinstance(exc, grpc.aio.AbortError):  # the servicer aborted with its own status
+        code = context.code()
+        return (code.name if code is not None else "UNKNOWN"), None
+    if isinstance(exc, asyncio.CancelledError) and _client_left():
+        return _cancelled(context), None
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return "UNAVAILABLE", None  # the process is going down; the client loses the channel
+    status = _failure(exc)
+    return str(status.code.name), status
+
+
+def _client_left() -> bool:
+    """A CancelledError means the client left (cancel or deadline) only if this task is being
+    cancelled; one that escaped from awaiting someone else's cancelled task is a bug, and the
+    client still gets a status (INTERNAL) instead of a dropped call."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 class AureaInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, *, keys: Iterable[ApiKey], tracker: CallTracker) -> None:
-        self._keys: Mapping[str, ApiKey] = {k.sha256: k for k in keys}
-        self._tracker = tracker
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+    """Wraps each ``aurea.v1`` method's handler once (a method's handler never changes)."""
 
-    def _authorize(self, method: str, metadata: Mapping[str, str]) -> str:
-        """The key's name, or "" in open mode; raises Unauthenticated / PermissionDenied."""
-        if not self._keys:
-            return ""
-        raw = metadata.get("x-api-key", "")
-        auth = metadata.get("authorization", "")
-        if not raw and auth:
-            scheme, _, token = auth.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthenticated("authorization metadata must be 'Bearer <API key>'")
-            raw = token.strip()
-        if not raw:
-            raise Unauthenticated(
-                "this server needs an API key: send 'authorization: Bearer KEY' or 'x-api-key: KEY'"
-            )
-        key = self._keys.get(hash_key(raw))
-        if key is None:
-            raise Unauthenticated("the API key is not valid")
-        needed = "admin" if method in ADMIN_METHODS else "user"
-        if needed not in key.scopes and not (needed == "user" and "admin" in key.scopes):
-            rpc = method.rsplit("/", 1)[-1]
-            raise PermissionDenied(
-                f"{rpc} needs the '{needed}' scope; this key has {', '.join(sorted(key.scopes))}"
-            )
-        return key.name
+    def __init__(
+        self,
+        edge: Edge | None = None,
+        *,
+        keys: Iterable[ApiKey] = (),
+        tracker: CallTracker | None = None,
+    ) -> None:
+        self.edge = edge if edge is not None else Edge(keys=keys, tracker=tracker)
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
@@ -156,16 +146,16 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or not method.startswith("/aurea.v1."):
             return handler
-        # A method's handler never changes, so its wrapper is built once and reused.
+        operation = method[1:]
         if handler.unary_unary is not None:
             wrapped = grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary),
+                self._wrap_unary(operation, handler.unary_unary),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         elif handler.unary_stream is not None:
             wrapped = grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream),
+                self._wrap_stream(operation, handler.unary_stream),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
@@ -174,94 +164,53 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
         self._handlers[method] = wrapped
         return wrapped
 
-    @staticmethod
-    def _request_id(method: str, meta: Mapping[str, str]) -> str:
-        rid = meta.get("x-request-id", "")
-        if not _valid_request_id(rid):
-            rid = os.urandom(16).hex()
-        request_id_var.set(rid)
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=rid, rpc=method.rsplit("/", 1)[-1])
-        return rid
+    def _wrap_unary(self, operation: str, behavior: Handler) -> Handler:
+        edge = self.edge
 
-    def _admit(self, method: str, meta: Mapping[str, str]) -> None:
-        if self._tracker.draining and method not in DRAIN_EXEMPT:
-            raise ShuttingDown(
-                "the server is draining for shutdown; retry on another replica", retry_after_s=1.0
-            )
-        key = self._authorize(method, meta)
-        if key:
-            structlog.contextvars.bind_contextvars(api_key=key)
-
-    async def _fail(self, context: grpc.aio.ServicerContext, rid: str, exc: BaseException) -> str:
-        if isinstance(exc, AureaError):
-            status = to_status(exc)
-            code = code_for(exc)
-            if code is grpc.StatusCode.INTERNAL:
-                log.error("rpc_bug", error=repr(exc), exc_info=exc)
-                status = internal_status(rid)
-        else:
-            log.error("rpc_bug", error=repr(exc), exc_info=exc)
-            status = internal_status(rid)
-            code = grpc.StatusCode.INTERNAL
-        await context.abort_with_status(with_metadata(status, ("x-request-id", rid)))
-        return str(code.name)  # pragma: no cover - abort raises
-
-    def _finish(self, t0: float, code: str) -> None:
-        self._tracker.leave()
-        log.info("rpc_finished", status=code, latency_ms=round((time.perf_counter() - t0) * 1e3, 3))
-
-    def _wrap_unary(
-        self, method: str, behavior: Callable[..., Awaitable[Any]]
-    ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            t0 = time.perf_counter()
-            self._tracker.enter()
-            meta = _metadata(context)
-            code, rid = "OK", self._request_id(method, meta)
+            started = edge.clock()
+            code = "OK"
             try:
-                context.set_trailing_metadata((("x-request-id", rid),))
-                self._admit(method, meta)
+                edge.open_call(operation, _headers(context), _deadline(edge, context))
+                context.set_trailing_metadata(((_RID, request_id_var.get()),))
                 _check_decoded(request)
                 return await behavior(request, context)
-            except asyncio.CancelledError:
-                code = "CANCELLED"
-                raise
-            except grpc.aio.AbortError:
-                code = context.code().name if context.code() else "ABORTED"
-                raise
-            except Exception as exc:
-                code = code_for(exc).name if isinstance(exc, AureaError) else "INTERNAL"
-                await self._fail(context, rid, exc)
+            except BaseException as exc:
+                code, status = _outcome(exc, context)
+                if status is None:
+                    raise
+                await context.abort_with_status(status)
             finally:
-                self._finish(t0, code)
+                edge.finish_call(code, started)
 
         return unary
 
-    def _wrap_stream(
-        self, method: str, behavior: Callable[..., AsyncIterator[Any]]
-    ) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            t0 = time.perf_counter()
-            self._tracker.enter()
-            meta = _metadata(context)
-            code, rid = "OK", self._request_id(method, meta)
+    def _wrap_stream(self, operation: str, behavior: Callable[..., Any]) -> Handler:
+        # Servicers may be async generators (yield messages) or coroutines that write them with
+        # ``context.write``; the wrapper is a coroutine either way, so no generator layer is
+        # added. Decided once per method, not per call.
+        is_generator = inspect.isasyncgenfunction(behavior)
+        edge = self.edge
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> None:
+            started = edge.clock()
+            code = "OK"
             try:
-                self._admit(method, meta)
+                edge.open_call(operation, _headers(context), _deadline(edge, context))
+                await context.send_initial_metadata(((_RID, request_id_var.get()),))
                 _check_decoded(request)
-                await context.send_initial_metadata((("x-request-id", rid),))
-                async for item in behavior(request, context):
-                    yield item
-            except asyncio.CancelledError:
-                code = "CANCELLED"
-                raise
-            except grpc.aio.AbortError:
-                code = context.code().name if context.code() else "ABORTED"
-                raise
-            except Exception as exc:
-                code = code_for(exc).name if isinstance(exc, AureaError) else "INTERNAL"
-                await self._fail(context, rid, exc)
+                if is_generator:
+                    async with contextlib.aclosing(behavior(request, context)) as messages:
+                        async for message in messages:
+                            await context.write(message)
+                else:
+                    await behavior(request, context)
+            except BaseException as exc:
+                code, status = _outcome(exc, context)
+                if status is None:
+                    raise
+                await context.abort_with_status(status)
             finally:
-                self._finish(t0, code)
+                edge.finish_call(code, started)
 
         return stream

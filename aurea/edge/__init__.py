@@ -1,0 +1,33 @@
+"""The transport-neutral edge: what the gRPC interceptor and the HTTP door both do around a
+call (request id, draining, API-key auth with fail-closed scopes, in-flight counting, the
+canonical log line) and the ``CallScope`` of the call being served. Never imports grpc."""
+
+from aurea.edge._call import (
+    DRAIN_EXEMPT,
+    CallTracker,
+    Edge,
+    current_scope,
+    log_bug,
+    valid_request_id,
+)
+from aurea.edge._scopes import (
+    USER_OPERATIONS,
+    Authenticator,
+    Principal,
+    check_scope,
+    required_scope,
+)
+
+__all__ = [
+    "DRAIN_EXEMPT",
+    "USER_OPERATIONS",
+    "Authenticator",
+    "CallTracker",
+    "Edge",
+    "Principal",
+    "check_scope",
+    "current_scope",
+    "log_bug",
+    "required_scope",
+    "valid_request_id",
+]

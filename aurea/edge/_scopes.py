@@ -1,0 +1,127 @@
+"""Who may call what: API-key authentication and the scope each operation needs.
+
+Scopes fail closed: an operation needs only ``user`` when it is listed in ``USER_OPERATIONS``;
+any other operation, including an RPC added to the protos and not classified here yet, needs
+``admin``. Transport-neutral: headers are a plain mapping with lower-case names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from aurea.config import ApiKey, hash_key
+from aurea.errors import PermissionDenied, Unauthenticated
+from aurea.types import Scope
+
+__all__ = [
+    "USER_OPERATIONS",
+    "Authenticator",
+    "Principal",
+    "check_scope",
+    "required_scope",
+]
+
+# The operations a `user` key may call (the protos' comments state the same). The AdminService
+# reads stay `user`, as the protos promise: they show server-wide numbers but change nothing and
+# reveal no secret. Everything that changes server-wide state is missing here, so needs `admin`.
+USER_OPERATIONS: frozenset[str] = frozenset({
+    "aurea.v1.InferenceService/Generate",
+    "aurea.v1.InferenceService/GenerateStream",
+    "aurea.v1.InferenceService/Embed",
+    "aurea.v1.RouterService/SelectModel",
+    "aurea.v1.RouterService/RecordOutcome",
+    "aurea.v1.RouterService/ListModelStats",
+    "aurea.v1.RouterService/GetWeights",
+    "aurea.v1.LedgerService/GetJob",
+    "aurea.v1.LedgerService/ListJobs",
+    "aurea.v1.LedgerService/GetSummary",
+    "aurea.v1.TaskService/SubmitTask",
+    "aurea.v1.TaskService/GetTask",
+    "aurea.v1.TaskService/ListTasks",
+    "aurea.v1.TaskService/CancelTask",
+    "aurea.v1.TaskService/WatchTasks",
+    "aurea.v1.TaskService/ListTaskKinds",
+    "aurea.v1.TaskService/ListPools",
+    "aurea.v1.InfrastructureService/GetResource",
+    "aurea.v1.InfrastructureService/ListResources",
+    "aurea.v1.InfrastructureService/GetStats",
+    "aurea.v1.AdminService/GetInfo",
+    "aurea.v1.AdminService/GetSystemMetrics",
+    "aurea.v1.AdminService/GetMetricsSummary",
+    "aurea.v1.AdminService/WatchEvents",
+    "aurea.v1.AdminService/GetCacheStats",
+    "aurea.v1.AdminService/ListProviders",
+    "aurea.v1.AdminService/GetProviderStats",
+})  # fmt: skip
+
+_ALL_SCOPES = frozenset(Scope)
+
+
+def required_scope(operation: str) -> Scope:
+    """The scope ``operation`` needs: ``user`` if classified so, else ``admin`` (fail closed)."""
+    return Scope.USER if operation in USER_OPERATIONS else Scope.ADMIN
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: the key's name ("" in open mode) and its effective scopes
+    (``admin`` includes ``user``)."""
+
+    name: str
+    scopes: frozenset[Scope]
+
+
+OPEN = Principal("", _ALL_SCOPES)
+
+
+def _effective(scopes: Iterable[str]) -> frozenset[Scope]:
+    granted = frozenset(Scope(s) for s in scopes)
+    return _ALL_SCOPES if Scope.ADMIN in granted else granted
+
+
+class Authenticator:
+    """Finds the key a call presents (``authorization: Bearer KEY`` or ``x-api-key: KEY``).
+
+    With no keys configured the server is open: every caller gets every scope. Only the
+    SHA-256 of each key is kept; a presented key is never echoed in an error.
+    """
+
+    __slots__ = ("_by_hash",)
+
+    def __init__(self, keys: Iterable[ApiKey]) -> None:
+        self._by_hash = {k.sha256: Principal(k.name, _effective(k.scopes)) for k in keys}
+
+    @property
+    def open(self) -> bool:
+        return not self._by_hash
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        """The caller's principal; raises Unauthenticated for a missing or wrong key."""
+        if not self._by_hash:
+            return OPEN
+        raw = headers.get("x-api-key", "")
+        if not raw:
+            auth = headers.get("authorization", "")
+            if auth:
+                scheme, _, token = auth.partition(" ")
+                raw = token.strip()
+                if scheme.lower() != "bearer" or not raw:
+                    raise Unauthenticated("authorization metadata must be 'Bearer <API key>'")
+        if not raw:
+            raise Unauthenticated(
+                "this server needs an API key: send 'authorization: Bearer KEY' or 'x-api-key: KEY'"
+            )
+        principal = self._by_hash.get(hash_key(raw))
+        if principal is None:
+            raise Unauthenticated("the API key is not valid")
+        return principal
+
+
+def check_scope(principal: Principal, operation: str) -> None:
+    """Raise PermissionDenied unless ``principal`` holds the scope ``operation`` needs."""
+    needed = Scope.USER if operation in USER_OPERATIONS else Scope.ADMIN
+    if needed not in principal.scopes:
+        name = operation.rpartition("/")[2] or operation
+        has = ", ".join(sorted(principal.scopes)) or "no scope"
+        raise PermissionDenied(f"{name} needs the '{needed}' scope; this key has {has}")
