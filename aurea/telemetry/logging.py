@@ -1,15 +1,23 @@
 """structlog setup: context vars first, one JSON object per line off a TTY (console on one),
-and an optional PII-redaction processor."""
+and an optional PII-redaction processor.
+
+Lines go to stderr through a ``LineSink`` (see ``_sink``): logging never raises into a call and
+never blocks the event loop, whatever happens to the reader of stderr.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
-import sys
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+
+from aurea.telemetry._sink import LineSink, SinkLoggerFactory, sink_for
+
+STDERR_FD = 2  # the descriptor, not sys.stderr: test harnesses swap the object
 
 _PII = (
     (re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"), "[email]"),
@@ -28,8 +36,29 @@ def redact_pii(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMappi
     return event
 
 
-def configure(level: str = "info", fmt: str = "auto", redact: bool = False) -> None:
-    use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+class _SinkHandler(logging.Handler):
+    """Routes the standard library's log records (asyncio, grpc, aiohttp) to the same sink, so
+    they cannot block the loop on a stalled stderr either."""
+
+    def __init__(self, sink: LineSink) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.sink.write(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def configure(
+    level: str = "info", fmt: str = "auto", redact: bool = False, *, stdlib: bool = False
+) -> None:
+    """Configure structlog for the ``aurea`` process: ``level`` and up, ``fmt`` json, console or
+    auto (console on a TTY), to stderr through the process's ``LineSink``. With ``stdlib``, the
+    standard library's logging and warnings go the same way (a process-wide change, so only
+    the command line asks for it)."""
+    use_console = fmt == "console" or (fmt == "auto" and os.isatty(STDERR_FD))
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -39,14 +68,41 @@ def configure(level: str = "info", fmt: str = "auto", redact: bool = False) -> N
         processors.append(redact_pii)
     if not use_console:
         processors.append(structlog.processors.format_exc_info)
-    processors.append(
+    renderer: Any = (
         structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
     )
+    processors.append(renderer)
+    sink = sink_for(STDERR_FD)
+    sink.notice = lambda n: str(
+        renderer(None, "warning", {"event": "log_lines_dropped", "level": "warning", "count": n})
+    )
+    if stdlib:
+        _route_stdlib(sink, renderer, level)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=SinkLoggerFactory(sink),
         cache_logger_on_first_use=True,
     )
+
+
+def _route_stdlib(sink: LineSink, renderer: Any, level: str) -> None:
+    formatter = structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+        ],
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _SinkHandler)]:
+        root.removeHandler(old)
+    handler = _SinkHandler(sink)
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    root.setLevel(max(logging.getLevelNamesMapping()[level.upper()], logging.INFO))
+    logging.captureWarnings(True)
