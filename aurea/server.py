@@ -15,15 +15,15 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from aurea.actors.provider import ProviderActor, ProviderMsg
+from aurea.actors.provider import ProviderActor, ProviderBook, ProviderMsg
 from aurea.actors.router import Router, RouterMsg
 from aurea.api.admin import AdminServicer
-from aurea.api.inference import InferenceServicer
+from aurea.api.inference import InferenceServicer, log_record
 from aurea.api.interceptors import AureaInterceptor, CallTracker
 from aurea.api.unimplemented import fill_unimplemented
 from aurea.config import ConfigError, Settings
 from aurea.errors import AureaError
-from aurea.pipeline import Inference
+from aurea.inference import AllowDenyGuard, Inference
 from aurea.providers._base import Provider
 from aurea.providers._tokens import preload
 from aurea.providers.registry import build_provider
@@ -111,6 +111,7 @@ class AureaServer:
         self.tracker = CallTracker()
         self.providers: dict[str, Provider] = {}
         self.provider_refs: dict[str, ActorRef[ProviderMsg]] = {}
+        self.provider_books: dict[str, ProviderBook] = {}
         self.router: ActorRef[RouterMsg] | None = None
         self.health = health.aio.HealthServicer()
         self.port = 0
@@ -147,10 +148,15 @@ class AureaServer:
                 raise ConfigError(f"providers.{name}", text) from exc
             self.providers[name] = provider
 
+            book = self.provider_books[name] = ProviderBook()  # outlives actor restarts
+
             def factory(
-                p: Provider = provider, k: str = spec.kind, n: int = spec.max_concurrency
+                p: Provider = provider,
+                k: str = spec.kind,
+                n: int = spec.max_concurrency,
+                b: ProviderBook = book,
             ) -> ProviderActor:
-                return ProviderActor(provider=p, kind=k, max_concurrency=n)
+                return ProviderActor(provider=p, kind=k, max_concurrency=n, book=b)
 
             self.provider_refs[name] = self.system.spawn(f"provider:{name}", factory, capacity=cap)
         return Inference(
@@ -158,6 +164,11 @@ class AureaServer:
             providers=self.provider_refs,
             retry=s.retry,
             ask_timeout_s=s.runtime.ask_timeout_s,
+            guards=[
+                AllowDenyGuard(allowed=s.routing.allowed_models, denied=s.routing.denied_models),
+            ],
+            default_call_timeout_s=getattr(s.server, "default_call_timeout_s", 300.0),
+            sinks=[log_record],
         )
 
     def _features(self) -> list[str]:

@@ -1,105 +1,46 @@
 """The ProviderActor: one per configured provider. It owns the adapter (and so its HTTP pool),
-caps concurrency, starts each upstream call as a child task, and keeps the provider's stats.
+admits each attempt against the provider's concurrency cap by granting a permit, and keeps the
+provider's stats.
 
-Streams come back as a ``StreamHandle``: a bounded queue the child task fills with provider
-events. Cancelling the handle cancels the child task, which closes the upstream request.
+The caller runs the upstream call in its own task with the adapter the permit names, so no
+running resource ever crosses the mailbox; the permit's release (``async with``) reports the
+attempt's outcome. Stats live in a ``ProviderBook`` made by the composition root, so they survive
+a restart of the actor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar, assert_never
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, assert_never
 
 import structlog
 
 from aurea.errors import AureaError, Overloaded, ProviderError, ProviderServerError
-from aurea.providers._base import (
-    Completion,
-    Embeddings,
-    EmbedRequest,
-    Provider,
-    ProviderEvent,
-    ProviderRequest,
-    TextDelta,
-)
-from aurea.runtime import Actor
+from aurea.providers._base import Provider, Usage
+from aurea.runtime import Actor, ActorRef, Ask
 
 log = structlog.get_logger("aurea.provider")
-_QUEUE_DEPTH = 64
-R = TypeVar("R")
 
 
-_NOTHING: Any = object()
+class Outcome(enum.StrEnum):
+    """How one attempt through a provider ended, for its stats (and later its breaker)."""
+
+    OK = "ok"
+    FAILED = "failed"  # the upstream failed (any ProviderError)
+    CANCELLED = "cancelled"  # the caller went away or Aurea ended it: not the provider's fault
 
 
-@dataclass(slots=True)
-class StreamHandle:
-    """The caller's end of one upstream stream: events, then ``None`` or a ProviderError."""
-
-    queue: asyncio.Queue[ProviderEvent | BaseException | None]
-    task: asyncio.Task[None]
-    _held: Any = _NOTHING  # an item taken by more_text() that was not text
-
-    async def next(self) -> ProviderEvent | None:
-        """The next event, or None at the end; raises the ProviderError that ended the stream."""
-        item: ProviderEvent | BaseException | None
-        if self._held is not _NOTHING:
-            item, self._held = self._held, _NOTHING
-        else:
-            item = await self.queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def more_text(self) -> list[str]:
-        """The text of deltas already queued, without waiting (so a slow reader gets them in
-        fewer, larger messages); stops at the first event that is not text."""
-        texts: list[str] = []
-        q = self.queue
-        while self._held is _NOTHING and not q.empty():
-            item = q.get_nowait()
-            if isinstance(item, TextDelta):
-                texts.append(item.text)
-            else:
-                self._held = item
-        return texts
-
-    def cancel(self) -> None:
-        self.task.cancel()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OpenStream:
-    request: ProviderRequest
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OpenComplete:
-    request: ProviderRequest
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StartEmbed:
-    request: EmbedRequest
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CallFinished:
-    """Told by the pipeline when a call through this provider ends (for stats)."""
-
-    ok: bool | None  # None: the client cancelled it, neither a success nor a failure
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_nanos: int = 0
-    latency_s: float = 0.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GetStats:
-    pass
+def outcome_of(exc: BaseException | None) -> Outcome:
+    if exc is None:
+        return Outcome.OK
+    if isinstance(exc, ProviderError):
+        return Outcome.FAILED
+    return Outcome.CANCELLED
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,28 +54,117 @@ class ProviderStats:
     input_tokens: int
     output_tokens: int
     cost_nanos: int
-    total_latency_s: float
+    total_latency_s: float  # of finished (succeeded or failed) attempts only
     in_flight: int
     last_request_unix_s: float | None  # wall clock, for display only
     last_ok: bool | None  # the outcome of the latest finished call; None before any
 
 
-ProviderMsg = OpenStream | OpenComplete | StartEmbed | CallFinished | GetStats
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admit(Ask["ProviderPermit"]):
+    """Ask for a slot for one attempt; refused with ``Overloaded`` at the concurrency cap."""
+
+    request_id: str = ""
 
 
-@dataclass(slots=True)
-class _Counters:
-    requests: int = 0
-    successes: int = 0
-    failures: int = 0
-    cancelled: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_nanos: int = 0
-    total_latency_s: float = 0.0
-    last_request_unix_s: float | None = None
-    last_ok: bool | None = None
-    children: set[asyncio.Task[Any]] = field(default_factory=set)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Released:
+    """Posted by a permit when its attempt ends (never refused: it settles a grant)."""
+
+    outcome: Outcome
+    usage: Usage
+    cost_nanos: int
+    latency_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetStats(Ask[ProviderStats]):
+    pass
+
+
+ProviderMsg = Admit | Released | GetStats
+
+
+class ProviderBook:
+    """A provider's counters. Made once per provider by the composition root and handed to each
+    actor incarnation, so a restart keeps the stats and the count of permits still out."""
+
+    __slots__ = (
+        "cancelled",
+        "cost_nanos",
+        "failures",
+        "in_flight",
+        "input_tokens",
+        "last_ok",
+        "last_request_unix_s",
+        "output_tokens",
+        "requests",
+        "successes",
+        "total_latency_s",
+    )
+
+    def __init__(self) -> None:
+        self.requests = self.successes = self.failures = self.cancelled = 0
+        self.input_tokens = self.output_tokens = self.cost_nanos = 0
+        self.total_latency_s = 0.0
+        self.in_flight = 0
+        self.last_request_unix_s: float | None = None
+        self.last_ok: bool | None = None
+
+
+class ProviderPermit:
+    """One admitted attempt: names the adapter to call, observes usage, and reports the outcome
+    when released. Usable once, as ``async with permit:``; ``abandon()`` releases a permit whose
+    asker left before receiving it."""
+
+    __slots__ = ("_clock", "_cost", "_ref", "_released", "_t0", "_usage", "provider")
+
+    def __init__(
+        self, ref: ActorRef[ProviderMsg], provider: Provider, clock: Callable[[], float]
+    ) -> None:
+        self._ref = ref
+        self.provider = provider
+        self._clock = clock
+        self._t0 = clock()
+        self._usage = Usage()
+        self._cost = 0
+        self._released = False
+
+    def observe(self, usage: Usage, cost_nanos: int) -> None:
+        self._usage = usage
+        self._cost = cost_nanos
+
+    def _released_msg(self, exc: BaseException | None) -> Released | None:
+        if self._released:
+            return None
+        self._released = True
+        return Released(
+            outcome=outcome_of(exc),
+            usage=self._usage,
+            cost_nanos=self._cost,
+            latency_s=self._clock() - self._t0,
+        )
+
+    def release(self, exc: BaseException | None) -> None:
+        msg = self._released_msg(exc)
+        if msg is not None:
+            self._ref.post(msg)
+
+    def abandon(self) -> Released | None:
+        """The asker left before receiving this permit: the message that gives the slot back
+        (the runtime has the actor handle it before its next message)."""
+        return self._released_msg(asyncio.CancelledError())
+
+    async def __aenter__(self) -> ProviderPermit:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release(exc)
 
 
 class ProviderActor(Actor[ProviderMsg]):
@@ -144,24 +174,24 @@ class ProviderActor(Actor[ProviderMsg]):
         provider: Provider,
         kind: str,
         max_concurrency: int,
+        book: ProviderBook | None = None,
+        clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.provider = provider
         self.kind = kind
         self.max_concurrency = max_concurrency
+        self._book = book if book is not None else ProviderBook()
+        self._clock = clock
         self._wall = wall_clock
-        self._c = _Counters()
-        self._warming: asyncio.Task[None] | None = None
 
     async def on_start(self) -> None:
         # Providers with a process to run (the local model) start now, in the background, so
         # the first call does not pay for loading a model; calls before it is ready wait.
         start = getattr(self.provider, "start", None)
         if start is not None:
-            # Kept apart from call tasks: warming up is not a call and takes no concurrency slot.
-            self._warming = asyncio.create_task(
-                self._warm_up(start), name=f"start:{self.provider.name}"
-            )
+            # A child task, not an attempt: warming up takes no concurrency slot.
+            self.spawn_child(self._warm_up(start), name=f"start:{self.provider.name}")
 
     async def _warm_up(self, start: Callable[[], Awaitable[None]]) -> None:
         try:
@@ -170,120 +200,73 @@ class ProviderActor(Actor[ProviderMsg]):
             log.warning("provider_start_failed", provider=self.provider.name, error=str(exc))
 
     async def on_stop(self) -> None:
-        if self._warming is not None:
-            self._warming.cancel()
-        for t in list(self._c.children):
-            t.cancel()
         await self.provider.aclose()
 
-    def _admit(self) -> None:
-        # The adapter's HTTP layer has a semaphore of the same size that makes callers wait;
-        # this check comes first and refuses instead, so a saturated provider answers
-        # UNAVAILABLE with RetryInfo (and the pipeline moves to the next candidate at once)
-        # rather than queueing callers without bound.
-        if len(self._c.children) >= self.max_concurrency:
-            raise Overloaded(
-                f"provider {self.provider.name} is at its concurrency cap "
-                f"({self.max_concurrency} calls)",
-                retry_after_s=0.1,
-            )
-        self._c.requests += 1
-        self._c.last_request_unix_s = self._wall()
-
-    def _track(self, task: asyncio.Task[Any]) -> None:
-        self._c.children.add(task)
-        task.add_done_callback(self._c.children.discard)
-
     async def receive(self, msg: ProviderMsg) -> Any:
+        b = self._book
         match msg:
-            case OpenStream(request=req):
-                self._admit()
-                q: asyncio.Queue[ProviderEvent | BaseException | None] = asyncio.Queue(_QUEUE_DEPTH)
-                task = asyncio.create_task(self._pump(req, q), name=f"stream:{req.request_id}")
-                self._track(task)
-                return StreamHandle(q, task)
-            case OpenComplete(request=req):
-                self._admit()
-                ctask: asyncio.Task[Completion] = asyncio.create_task(
-                    self._guard(self.provider.complete(req)), name=f"complete:{req.request_id}"
-                )
-                self._track(ctask)
-                return ctask
-            case StartEmbed(request=req):
-                self._admit()
-                etask: asyncio.Task[Embeddings] = asyncio.create_task(
-                    self._guard(self.provider.embed(req)), name=f"embed:{req.request_id}"
-                )
-                self._track(etask)
-                return etask
-            case CallFinished():
-                c = self._c
-                if msg.ok is None:
-                    c.cancelled += 1
-                else:
-                    c.last_ok = msg.ok
-                    if msg.ok:
-                        c.successes += 1
-                    else:
-                        c.failures += 1
-                c.input_tokens += msg.input_tokens
-                c.output_tokens += msg.output_tokens
-                c.cost_nanos += msg.cost_nanos
-                c.total_latency_s += msg.latency_s
+            case Admit():
+                # The adapter's HTTP layer has a semaphore of the same size that makes callers
+                # wait; this check comes first and refuses instead, so a saturated provider
+                # answers at once and the attempt loop moves to the next candidate rather than
+                # queueing callers without bound.
+                if b.in_flight >= self.max_concurrency:
+                    raise Overloaded(
+                        f"provider {self.provider.name} is at its concurrency cap "
+                        f"({self.max_concurrency} calls)",
+                        retry_after_s=0.1,
+                    )
+                b.in_flight += 1
+                b.requests += 1
+                b.last_request_unix_s = self._wall()
+                return ProviderPermit(self.ref, self.provider, self._clock)
+            case Released():
+                b.in_flight -= 1
+                match msg.outcome:
+                    case Outcome.CANCELLED:
+                        b.cancelled += 1
+                    case Outcome.OK:
+                        b.successes += 1
+                        b.last_ok = True
+                        b.total_latency_s += msg.latency_s
+                    case Outcome.FAILED:
+                        b.failures += 1
+                        b.last_ok = False
+                        b.total_latency_s += msg.latency_s
+                    case _:
+                        assert_never(msg.outcome)
+                b.input_tokens += msg.usage.input_tokens
+                b.output_tokens += msg.usage.output_tokens
+                b.cost_nanos += msg.cost_nanos
                 return None
             case GetStats():
-                c = self._c
                 return ProviderStats(
                     name=self.provider.name,
                     kind=self.kind,
-                    requests=c.requests,
-                    successes=c.successes,
-                    failures=c.failures,
-                    cancelled=c.cancelled,
-                    input_tokens=c.input_tokens,
-                    output_tokens=c.output_tokens,
-                    cost_nanos=c.cost_nanos,
-                    total_latency_s=c.total_latency_s,
-                    in_flight=len(c.children),
-                    last_request_unix_s=c.last_request_unix_s,
-                    last_ok=c.last_ok,
+                    requests=b.requests,
+                    successes=b.successes,
+                    failures=b.failures,
+                    cancelled=b.cancelled,
+                    input_tokens=b.input_tokens,
+                    output_tokens=b.output_tokens,
+                    cost_nanos=b.cost_nanos,
+                    total_latency_s=b.total_latency_s,
+                    in_flight=b.in_flight,
+                    last_request_unix_s=b.last_request_unix_s,
+                    last_ok=b.last_ok,
                 )
             case _:
                 assert_never(msg)
 
-    async def _pump(
-        self, req: ProviderRequest, q: asyncio.Queue[ProviderEvent | BaseException | None]
-    ) -> None:
-        # Runs as a child task: the mailbox loop never awaits the upstream.
-        try:
-            gen = self.provider.stream(req)
-            try:
-                async for event in gen:
-                    await q.put(event)
-            finally:
-                await gen.aclose()  # type: ignore[attr-defined]
-            await q.put(None)
-        except ProviderError as exc:
-            await q.put(exc)
-        except (asyncio.CancelledError, GeneratorExit):
-            raise
-        except Exception as exc:  # an adapter bug: report it as a server error, keep serving
-            err = ProviderServerError(
-                f"provider {self.provider.name} failed unexpectedly: {type(exc).__name__}",
-                provider=self.provider.name,
-            )
-            err.__cause__ = exc
-            await q.put(err)
 
-    async def _guard(self, call: Awaitable[R]) -> R:
-        try:
-            return await call
-        except (ProviderError, asyncio.CancelledError):
-            raise
-        except AureaError:
-            raise
-        except Exception as exc:  # an adapter bug: report it as a server error, keep serving
-            raise ProviderServerError(
-                f"provider {self.provider.name} failed unexpectedly: {type(exc).__name__}",
-                provider=self.provider.name,
-            ) from exc
+def adapter_failure(provider: str, exc: BaseException) -> AureaError:
+    """The one mapping of an adapter's unexpected exception (a bug, or a foreign exception that
+    escaped its boundary) to an error: an ``AureaError`` passes as is, anything else becomes a
+    retryable server error that names the provider and the exception's type."""
+    if isinstance(exc, AureaError):
+        return exc
+    err = ProviderServerError(
+        f"provider {provider} failed unexpectedly: {type(exc).__name__}", provider=provider
+    )
+    err.__cause__ = exc
+    return err

@@ -1,26 +1,23 @@
 """The Router actor: turns a request's model choice into an ordered list of candidates.
 
-It owns the model catalog view, the allow/deny lists and the routing policy. Today it scores
-models by their catalog priors; later capabilities feed it live stats and learned weights.
+It owns the model catalog view and the routing policy. Today it scores models by their catalog
+priors; later capabilities feed it live stats and learned weights. Denied models are left out of
+policy rankings and of the names it lists; enforcing the deny list on every attempt is the
+allow/deny guard's job (``aurea.inference.guards``).
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, assert_never
 
 from aurea.config import ModelSpec, RoutingSettings
 from aurea.errors import InvalidRequest, ModelDenied, UnknownModel
-from aurea.runtime import Actor
+from aurea.runtime import Actor, Ask
+from aurea.types import Policy
 
-
-class Policy(enum.StrEnum):
-    COST = "cost"
-    QUALITY = "quality"
-    LATENCY = "latency"
-    BALANCED = "balanced"
+__all__ = ["Candidate", "ListModels", "Policy", "Route", "Router", "RouterMsg"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,7 +27,7 @@ class Candidate:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Route:
+class Route(Ask[tuple[Candidate, ...]]):
     """Ask for the candidates of one call. ``model`` empty = choose by ``policy``."""
 
     model: str
@@ -40,7 +37,7 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ListModels:
+class ListModels(Ask[list[ModelSpec]]):
     """Ask for the catalog entries that may be served."""
 
 
@@ -61,12 +58,13 @@ class Router(Actor[RouterMsg]):
         spec = self._models.get(name)
         name = _short(name)
         if spec is None:
-            known = ", ".join(sorted(n for n, m in self._models.items() if m.kind == kind))
+            # Only names a caller may use: the deny list itself is not the caller's business.
+            known = ", ".join(
+                sorted(n for n, m in self._models.items() if m.kind == kind and self._permitted(n))
+            )
             raise UnknownModel(f"model {name!r} is not in the catalog; known: {known}", field)
         if spec.kind != kind:
             raise InvalidRequest.field(field, f"model {name!r} serves {spec.kind}, not {kind}")
-        if not self._permitted(name):
-            raise ModelDenied(f"model {name!r} is denied by this server's configuration")
         return spec
 
     async def receive(self, msg: RouterMsg) -> Any:

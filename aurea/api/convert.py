@@ -8,10 +8,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from aurea.actors.router import Policy
 from aurea.errors import FieldViolation, InvalidRequest
-from aurea.pipeline import EmbedCall, Final, GenerateCall
+from aurea.inference import EmbedCall, Final, GenerateCall
 from aurea.providers._base import ChatMessage, FinishReason, Role, Usage
+from aurea.types import Policy
 from aurea.v1 import inference_pb2 as pb
 
 MAX_MESSAGES = 1000
@@ -52,7 +52,7 @@ def _raise(bad: list[FieldViolation]) -> None:
         raise InvalidRequest(f"invalid request: {summary}", bad)
 
 
-def generate_call(req: Any, request_id: str) -> GenerateCall:
+def generate_call(req: Any, request_id: str, deadline: float | None = None) -> GenerateCall:
     """Validate a GenerateRequest or GenerateStreamRequest (they share field names)."""
     bad: list[FieldViolation] = []
     messages: list[ChatMessage] = []
@@ -155,10 +155,11 @@ def generate_call(req: Any, request_id: str) -> GenerateCall:
         cache_bypass=req.cache_bypass,
         labels=dict(req.labels),
         usage_interval=interval,
+        deadline=deadline,
     )
 
 
-def embed_call(req: pb.EmbedRequest, request_id: str) -> EmbedCall:
+def embed_call(req: pb.EmbedRequest, request_id: str, deadline: float | None = None) -> EmbedCall:
     bad: list[FieldViolation] = []
     _check(
         bad,
@@ -172,7 +173,11 @@ def embed_call(req: pb.EmbedRequest, request_id: str) -> EmbedCall:
     _check(bad, len(req.model) <= MAX_MODEL_NAME, "model", f"at most {MAX_MODEL_NAME} characters")
     _raise(bad)
     return EmbedCall(
-        request_id=request_id, inputs=tuple(req.inputs), model=req.model, job_id=req.job_id
+        request_id=request_id,
+        inputs=tuple(req.inputs),
+        model=req.model,
+        job_id=req.job_id,
+        deadline=deadline,
     )
 
 

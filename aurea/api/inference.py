@@ -1,29 +1,102 @@
-"""InferenceService: validate, hand the call to the pipeline, stream its events back."""
+"""InferenceService: validate, hand the call to the inference core, write its events back.
+
+Streams are written with ``context.write`` as the core emits them: no generator layers between
+the adapter and the transport.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import time
 
 import grpc
 import structlog
+from grpc._cython import cygrpc
 
 from aurea.api import convert
-from aurea.api.interceptors import request_id_var
-from aurea.pipeline import Delta, FallbackEvent, Final, Inference, Started, UsageUpdate
+from aurea.inference import (
+    CallRecord,
+    Delta,
+    FallbackEvent,
+    Final,
+    GenEvent,
+    Inference,
+    Started,
+    UsageUpdate,
+)
+from aurea.runtime.context import request_id_var
 from aurea.v1 import inference_pb2 as pb
 from aurea.v1 import inference_pb2_grpc
 
+R = pb.GenerateStreamResponse
+# What ``context.write`` raises once the stream is broken (grpc's own, not public API).
+_CLIENT_GONE: tuple[type[BaseException], ...] = tuple(
+    c
+    for c in (getattr(cygrpc, "ExecuteBatchError", None), getattr(cygrpc, "UsageError", None))
+    if isinstance(c, type)
+)
 
-def _log_final(f: Final) -> None:
-    structlog.contextvars.bind_contextvars(
-        model=f.model,
-        provider=f.provider,
-        input_tokens=f.usage.input_tokens,
-        output_tokens=f.usage.output_tokens,
-        cost_nanos=f.cost_nanos,
-        attempts=f.attempts,
-        finish=f.finish_reason.value,
-    )
+
+def log_record(record: CallRecord) -> None:
+    """A record sink: the call's figures join the canonical ``rpc_finished`` line (the edge
+    writes it with the request's context variables)."""
+    fields: dict[str, object] = {
+        "model": record.model,
+        "provider": record.provider,
+        "attempts": len(record.attempts),
+        "input_tokens": record.usage.input_tokens,
+        "output_tokens": record.usage.output_tokens,
+        "cost_nanos": record.cost_nanos,
+        "outcome": record.outcome.value,
+    }
+    if record.fallbacks:
+        fields["fallbacks"] = record.fallbacks
+    if record.finish_reason is not None:
+        fields["finish"] = record.finish_reason.value
+    if record.error:
+        fields["error"] = record.error
+    if record.labels:
+        fields["labels"] = dict(record.labels)
+    if record.job_id:
+        fields["job_id"] = record.job_id
+    structlog.contextvars.bind_contextvars(**fields)
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def _event_pb(ev: GenEvent) -> pb.GenerateStreamResponse:
+    match ev:
+        case Delta(text=text):
+            return R(delta=pb.TextDelta(text=text))
+        case UsageUpdate(usage=u, cost_nanos=c):
+            return R(usage=pb.UsageUpdate(usage=convert.usage_pb(u), cost_nanos=c))
+        case Started():
+            return R(
+                started=pb.StreamStarted(
+                    request_id=ev.request_id,
+                    model=ev.model,
+                    provider=ev.provider,
+                    attempt=ev.attempt,
+                    route_reason=ev.reason,
+                    cache_hit=ev.cache_hit,
+                )
+            )
+        case FallbackEvent():
+            return R(
+                fallback=pb.Fallback(
+                    from_model=ev.from_model,
+                    to_model=ev.to_model,
+                    to_provider=ev.to_provider,
+                    cause=ev.cause,
+                    message=ev.message,
+                    attempt=ev.attempt,
+                )
+            )
+        case Final():
+            return R(final=convert.final_pb(ev))
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
@@ -33,9 +106,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def Generate(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> pb.GenerateResponse:
-        call = convert.generate_call(request, request_id_var.get())
+        call = convert.generate_call(request, request_id_var.get(), _deadline(context))
         f = await self._inference.generate(call)
-        _log_final(f)
         return pb.GenerateResponse(
             request_id=call.request_id,
             model=f.model,
@@ -53,56 +125,27 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
 
     async def GenerateStream(
         self, request: pb.GenerateStreamRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.GenerateStreamResponse]:
-        call = convert.generate_call(request, request_id_var.get())
-        R = pb.GenerateStreamResponse
-        events = self._inference.stream(call)
-        try:
-            async for ev in events:
-                match ev:
-                    case Delta(text=text):
-                        yield R(delta=pb.TextDelta(text=text))
-                    case UsageUpdate(usage=u, cost_nanos=c):
-                        yield R(usage=pb.UsageUpdate(usage=convert.usage_pb(u), cost_nanos=c))
-                    case Started():
-                        yield R(
-                            started=pb.StreamStarted(
-                                request_id=ev.request_id,
-                                model=ev.model,
-                                provider=ev.provider,
-                                attempt=ev.attempt,
-                                route_reason=ev.reason,
-                                cache_hit=ev.cache_hit,
-                            )
-                        )
-                    case FallbackEvent():
-                        yield R(
-                            fallback=pb.Fallback(
-                                from_model=ev.from_model,
-                                to_model=ev.to_model,
-                                to_provider=ev.to_provider,
-                                cause=ev.cause,
-                                message=ev.message,
-                                attempt=ev.attempt,
-                            )
-                        )
-                    case Final():
-                        _log_final(ev)
-                        yield R(final=convert.final_pb(ev))
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
+    ) -> None:
+        call = convert.generate_call(request, request_id_var.get(), _deadline(context))
+        write = context.write
+
+        async def emit(ev: GenEvent) -> None:
+            msg = R(delta=pb.TextDelta(text=ev.text)) if type(ev) is Delta else _event_pb(ev)
+            try:
+                await write(msg)
+            except _CLIENT_GONE as exc:
+                # grpc raises its own batch error when the stream is gone (the client cancelled
+                # or disconnected): the caller's cancellation, not a bug; unwind as one.
+                raise asyncio.CancelledError("the client went away") from exc
+
+        final = await self._inference.stream(call, emit)
+        await emit(final)
 
     async def Embed(
         self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext
     ) -> pb.EmbedResponse:
-        call = convert.embed_call(request, request_id_var.get())
+        call = convert.embed_call(request, request_id_var.get(), _deadline(context))
         r = await self._inference.embed(call)
-        structlog.contextvars.bind_contextvars(
-            model=r.model,
-            provider=r.provider,
-            input_tokens=r.usage.input_tokens,
-            cost_nanos=r.cost_nanos,
-        )
         return pb.EmbedResponse(
             request_id=call.request_id,
             model=r.model,

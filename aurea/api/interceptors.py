@@ -19,12 +19,12 @@ from typing import Any
 import grpc
 
 from aurea.api.status import internal_status, to_status, with_metadata
-from aurea.config import ApiKey
+from aurea.config import ApiKey, Settings
 from aurea.edge import CallTracker, Edge, log_bug
 from aurea.errors import AureaError, InvalidRequest
 from aurea.runtime.context import request_id_var
 
-__all__ = ["AureaInterceptor", "CallTracker", "request_id_var"]
+__all__ = ["AureaInterceptor", "CallTracker", "request_id_var", "server_kwargs"]
 
 _RID = "x-request-id"
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
@@ -214,3 +214,15 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
                 edge.finish_call(code, started)
 
         return stream
+
+
+def server_kwargs(settings: Settings, edge: Edge) -> dict[str, Any]:
+    """Keyword arguments for ``grpc.aio.server(...)``: the interceptor over ``edge``, the socket
+    options, and the cap on RPCs served at once (more are refused RESOURCE_EXHAUSTED by grpc
+    itself, before any handler runs)."""
+    s = settings.server
+    return {
+        "interceptors": [AureaInterceptor(edge)],
+        "options": [("grpc.so_reuseport", 1 if s.reuse_port else 0)],
+        "maximum_concurrent_rpcs": s.max_concurrent_rpcs,
+    }

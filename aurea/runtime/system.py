@@ -4,7 +4,6 @@ bounded, backed-off restarts, and stops them in reverse order after draining the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -14,7 +13,18 @@ from typing import Any, Final, TypeVar
 import structlog
 
 from aurea.errors import ActorCrashed, AureaError, ShuttingDown, Unavailable
-from aurea.runtime.actor import CLOSED, DEAD, DRAINING, Actor, ActorRef, Envelope, current_system
+from aurea.runtime.actor import (
+    CLOSED,
+    DEAD,
+    DRAINING,
+    Actor,
+    ActorRef,
+    Envelope,
+    Later,
+    current_system,
+    deliver,
+)
+from aurea.runtime.context import request_id_var
 
 __all__ = ["ActorStats", "ActorSystem", "RestartPolicy"]
 
@@ -25,6 +35,29 @@ _STOP: Final = Envelope(None, None)  # wakes an idle mailbox loop at stop
 _YIELD_EVERY: Final = 64  # a loop with a full mailbox yields this often, so askers' wakeups run
 
 _NEW, _STARTING, _STARTED, _STOPPING, _STOPPED = range(5)
+_PENDING: Final = object()  # the reply will come from a Later's child task
+
+
+async def _reply_later(later: Later, fut: asyncio.Future[Any] | None, name: str, msg: Any) -> None:
+    """Run a ``Later``'s work and deliver its outcome; an error goes to the asker, not the
+    actor (an ``AureaError`` as is, anything else as ``ActorCrashed``-like ``Unavailable``)."""
+    try:
+        result = await later.work
+    except AureaError as exc:
+        if fut is not None and not fut.done():
+            fut.set_exception(exc)
+        elif fut is None:
+            _log.warning("actor_message_rejected", actor=name, message=type(msg).__name__)
+    except Exception as exc:
+        _log.error("actor_later_failed", actor=name, error=repr(exc), exc_info=exc)
+        if fut is not None and not fut.done():
+            err = Unavailable(f"actor {name} failed replying to {type(msg).__name__}; retry")
+            err.__cause__ = exc
+            fut.set_exception(err)
+    else:
+        settle = deliver(fut, result)
+        if settle is not None:
+            _log.warning("actor_later_abandoned", actor=name, message=type(msg).__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,8 +221,7 @@ class ActorSystem:
             ref._gate = CLOSED
         if task is not None:
             if not task.done():
-                with contextlib.suppress(asyncio.QueueFull):  # then the loop sees an empty box
-                    ref._mailbox.put_nowait(_STOP)
+                ref._mailbox.put_nowait(_STOP)
                 await asyncio.wait((task,), timeout=max(0.0, deadline - loop.time()))
             if not task.done():
                 task.cancel()  # out of grace: interrupt whatever receive() is awaiting
@@ -209,6 +241,7 @@ class ActorSystem:
         if left:
             _log.warning("actor_stop_abandoned", actor=ref.name, messages=left)
         if cell.instance is not None:
+            await cell.instance.cancel_children()
             try:
                 await cell.instance.on_stop()
             except Exception as exc:
@@ -246,8 +279,12 @@ class ActorSystem:
             cell.current = env
             crash: BaseException | None = None
             started = clock()
+            request_id_var.set(env.request_id)
             try:
                 result = await actor.receive(env.msg)
+                if type(result) is Later:
+                    actor.spawn_child(_reply_later(result, fut, ref.name, env.msg))
+                    result = _PENDING
             except AureaError as exc:  # protocol, not a crash: the asker gets it as is
                 if fut is None:
                     _log.warning(
@@ -266,8 +303,13 @@ class ActorSystem:
             except Exception as exc:
                 crash = exc
             else:
-                if fut is not None and not fut.done():
-                    fut.set_result(result)
+                if result is not _PENDING:
+                    settle = deliver(fut, result)
+                    if settle is not None:  # the asker left: settle the grant before anything
+                        try:
+                            await actor.receive(settle)
+                        except Exception as exc:
+                            crash = exc
             ref._processed += 1
             ref._handling_s += clock() - started
             cell.current = None
@@ -282,6 +324,7 @@ class ActorSystem:
         while True:
             try:
                 instance = cell.factory()
+                instance.ref = cell.ref
                 await instance.on_start()
             except Exception as exc:
                 if not await self._crashed(cell, exc, None):
@@ -293,6 +336,8 @@ class ActorSystem:
     async def _crashed(self, cell: _Cell, exc: BaseException, env: Envelope | None) -> bool:
         """Count a crash against the budget; back off and return True, or mark the actor dead."""
         ref, policy = cell.ref, cell.policy
+        if cell.instance is not None:
+            await cell.instance.cancel_children()  # a crashed incarnation's tasks die with it
         cell.instance = None
         now = self._clock()
         window = cell.window

@@ -1,0 +1,46 @@
+"""The inference core: one call (stream, unary or embed) from routing to its ``CallRecord``,
+run in the caller's task, with guards admitting every attempt."""
+
+from aurea.inference.calls import (
+    AttemptRecord,
+    CallKind,
+    CallOutcome,
+    CallRecord,
+    Delta,
+    EmbedCall,
+    EmbedResult,
+    FallbackEvent,
+    Final,
+    GenerateCall,
+    GenEvent,
+    Started,
+    UsageUpdate,
+)
+from aurea.inference.classify import Action, classify
+from aurea.inference.core import Emit, Inference, RecordSink
+from aurea.inference.guards import AllowDenyGuard, AttemptInfo, Guard, Permit
+
+__all__ = [
+    "Action",
+    "AllowDenyGuard",
+    "AttemptInfo",
+    "AttemptRecord",
+    "CallKind",
+    "CallOutcome",
+    "CallRecord",
+    "Delta",
+    "EmbedCall",
+    "EmbedResult",
+    "Emit",
+    "FallbackEvent",
+    "Final",
+    "GenEvent",
+    "GenerateCall",
+    "Guard",
+    "Inference",
+    "Permit",
+    "RecordSink",
+    "Started",
+    "UsageUpdate",
+    "classify",
+]

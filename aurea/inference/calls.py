@@ -1,0 +1,144 @@
+"""What an inference call is and what it produces: the call types the edge builds, the events a
+stream emits, and the ``CallRecord`` every call leaves behind, whichever way it ended."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from aurea.providers._base import ChatMessage, FinishReason, Usage
+from aurea.types import Policy
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GenerateCall:
+    request_id: str
+    messages: tuple[ChatMessage, ...]
+    model: str = ""
+    max_tokens: int = 0
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    job_id: str = ""
+    policy: Policy | None = None
+    fallbacks: tuple[str, ...] = ()
+    cache_bypass: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    usage_interval: int = 16
+    deadline: float | None = None  # monotonic instant; None: the server's default bound
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmbedCall:
+    request_id: str
+    inputs: tuple[str, ...]
+    model: str = ""
+    job_id: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    deadline: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Started:
+    request_id: str
+    model: str
+    provider: str
+    attempt: int
+    reason: str
+    cache_hit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageUpdate:
+    usage: Usage
+    cost_nanos: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FallbackEvent:
+    from_model: str
+    to_model: str
+    to_provider: str
+    cause: str
+    message: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Final:
+    finish_reason: FinishReason
+    usage: Usage
+    cost_nanos: int
+    latency_s: float
+    ttft_s: float
+    model: str
+    provider: str
+    attempts: int
+    route_reason: str = ""
+    text: str = ""  # filled for unary calls only
+
+
+GenEvent = Started | Delta | UsageUpdate | FallbackEvent | Final
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmbedResult:
+    model: str
+    provider: str
+    vectors: tuple[tuple[float, ...], ...]
+    usage: Usage
+    cost_nanos: int
+    attempts: int = 1
+
+
+class CallKind(enum.StrEnum):
+    STREAM = "stream"
+    UNARY = "unary"
+    EMBED = "embed"
+
+
+class CallOutcome(enum.StrEnum):
+    """How a whole call ended, as the caller saw it."""
+
+    OK = "ok"
+    FAILED = "failed"  # ended with an error status
+    CANCELLED = "cancelled"  # the caller went away
+    DEADLINE = "deadline_exceeded"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptRecord:
+    model: str
+    provider: str
+    error: str = ""  # the error's reason ("" for the attempt that answered)
+    latency_s: float = 0.0
+
+
+@dataclass(slots=True, kw_only=True)
+class CallRecord:
+    """One per call, filled by every path (stream, unary, embed; success, error, cancel) and
+    handed to the record sinks at the end: stats, ledger, metrics and the log line read it."""
+
+    request_id: str
+    kind: CallKind
+    job_id: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    model: str = ""  # the model that answered (or was last tried)
+    provider: str = ""
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    fallbacks: int = 0
+    ttft_s: float | None = None
+    latency_s: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    cost_nanos: int = 0
+    outcome: CallOutcome = CallOutcome.FAILED
+    error: str = ""  # the reason of the error that ended the call
+    finish_reason: FinishReason | None = None
+    cache_hit: bool = False
