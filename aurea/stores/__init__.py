@@ -1,0 +1,63 @@
+"""Stores: the small protocols behind which the ledger, limiter, router stats and task queue keep
+their state, with in-memory and SQLite implementations (Redis comes later).
+
+Every protocol method is one atomic step in its store (one SQLite transaction; later one Redis Lua
+script), so callers never read, decide and write back across calls. Every time-dependent method
+takes ``now`` (wall seconds from an injected ``WallClock``; see ``aurea.stores._common``).
+"""
+
+from aurea.stores._common import MAX_PAGE_SIZE, Page, StoreUnavailable, WallClock, wall_clock
+from aurea.stores.ledger import (
+    JobView,
+    LeaseEnd,
+    LeaseState,
+    LeaseView,
+    LedgerStore,
+    Reservation,
+    ReserveStatus,
+    Spend,
+    Summary,
+    UsageTotals,
+)
+from aurea.stores.limiter import Admission, LimiterStore, Quota
+from aurea.stores.router_stats import ModelStats, Outcome, RouterStatsStore
+from aurea.stores.tasks import (
+    Enqueued,
+    NewTask,
+    PoolCount,
+    TaskFilter,
+    TaskQueueStore,
+    TaskRecord,
+    TaskState,
+)
+
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "Admission",
+    "Enqueued",
+    "JobView",
+    "LeaseEnd",
+    "LeaseState",
+    "LeaseView",
+    "LedgerStore",
+    "LimiterStore",
+    "ModelStats",
+    "NewTask",
+    "Outcome",
+    "Page",
+    "PoolCount",
+    "Quota",
+    "Reservation",
+    "ReserveStatus",
+    "RouterStatsStore",
+    "Spend",
+    "StoreUnavailable",
+    "Summary",
+    "TaskFilter",
+    "TaskQueueStore",
+    "TaskRecord",
+    "TaskState",
+    "UsageTotals",
+    "WallClock",
+    "wall_clock",
+]

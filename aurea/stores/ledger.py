@@ -1,0 +1,297 @@
+"""The ledger store protocol: job budgets, reservations held as leases, and what was spent.
+
+Every operation is one atomic step against the store (a Redis implementation does each in one Lua
+script), so the ledger actor never reads, decides and writes back across calls. Money is integer
+nano-dollars; ``now`` is wall time (see ``aurea.stores._common``).
+
+A lease's life::
+
+    reserve ─▶ ACTIVE ──settle──▶ SETTLED   spent += actual; the reservation returns   (CLOSED)
+                 │    ──release─▶ RELEASED  the reservation returns, nothing spent     (CLOSED)
+                 └─expire─▶ EXPIRED ──settle──▶ SETTLED   spent += actual              (LATE)
+                                    ──release─▶ RELEASED  nothing to return            (LATE)
+    SETTLED / RELEASED: settle and release change nothing                              (ALREADY)
+
+Closed leases are remembered for ``closed_lease_retention_s`` (store option) so that a repeated
+settle or release is recognised and ignored; ``expire`` forgets them after that.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aurea.stores._common import (
+    Page,
+    check_finite,
+    check_id,
+    check_non_negative,
+    check_positive,
+)
+
+__all__ = [
+    "CLOSED_LEASE_RETENTION_S",
+    "MAX_NANOS",
+    "SUMMARY_BUCKET_S",
+    "JobView",
+    "LeaseEnd",
+    "LeaseState",
+    "LeaseView",
+    "LedgerStore",
+    "Reservation",
+    "ReserveStatus",
+    "Spend",
+    "Summary",
+    "UsageTotals",
+    "bucket_start",
+    "check_lease_args",
+    "check_nanos",
+    "check_spend",
+    "fits",
+    "remaining",
+    "sorted_totals",
+]
+
+MAX_NANOS = 2**62
+"""The largest amount one argument may carry (about $4.6 billion): sums stay inside int64."""
+
+SUMMARY_BUCKET_S = 3600
+"""Spend is summed per (hour, model, provider); ``summary`` ranges widen to whole hours."""
+
+CLOSED_LEASE_RETENTION_S = 86_400.0
+"""How long a settled/released lease id is remembered (default of the stores' option)."""
+
+
+class ReserveStatus(enum.StrEnum):
+    GRANTED = "granted"
+    OVER_BUDGET = "over_budget"  # budget - spent - reserved < amount; nothing changed
+    LEASE_CLOSED = "lease_closed"  # the lease exists but is not active (or extend: unknown)
+
+
+class LeaseState(enum.StrEnum):
+    ACTIVE = "active"
+    SETTLED = "settled"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+class LeaseEnd(enum.StrEnum):
+    """What a ``settle`` or ``release`` did."""
+
+    CLOSED = "closed"  # the lease was active; it is closed now
+    LATE = "late"  # the lease had expired (its reservation already returned); settle still spends
+    ALREADY = "already"  # already settled or released: nothing changed
+    UNKNOWN = "unknown"  # no such lease (never reserved, or forgotten after retention)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Spend:
+    """What one attempt consumed: its cost, tokens, and whether it counts as a call (0 or 1)."""
+
+    cost_nanos: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageTotals:
+    """Sums of settled spend for one (model, provider); "" when the lease named none."""
+
+    model: str
+    provider: str
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_nanos: int = 0
+
+    def plus(self, other: UsageTotals | Spend) -> UsageTotals:
+        return UsageTotals(
+            model=self.model,
+            provider=self.provider,
+            calls=self.calls + other.calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cost_nanos=self.cost_nanos + other.cost_nanos,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reservation:
+    """The answer to ``reserve`` / ``extend``, with the job's figures *after* the operation."""
+
+    status: ReserveStatus
+    job_id: str
+    budget_nanos: int | None  # None: unlimited
+    spent_nanos: int
+    reserved_nanos: int  # the job's total reserved, this lease included when granted
+    lease_nanos: int = 0  # this lease's reserved amount (0 when nothing is held)
+
+    @property
+    def granted(self) -> bool:
+        return self.status is ReserveStatus.GRANTED
+
+    @property
+    def remaining_nanos(self) -> int | None:
+        return remaining(self.budget_nanos, self.spent_nanos, self.reserved_nanos)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseView:
+    lease_id: str
+    job_id: str
+    model: str
+    provider: str
+    amount_nanos: int  # reserved while ACTIVE; what was held when it closed otherwise
+    expires_at: float
+    state: LeaseState
+    spent_nanos: int = 0  # what settle recorded
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobView:
+    """A job's budget and money. ``spent_nanos`` equals the sum of ``by_model`` costs."""
+
+    job_id: str
+    budget_nanos: int | None  # None: unlimited
+    spent_nanos: int
+    reserved_nanos: int
+    active_leases: int
+    created_at: float
+    updated_at: float
+    by_model: tuple[UsageTotals, ...] = ()  # sorted by (model, provider)
+
+    @property
+    def remaining_nanos(self) -> int | None:
+        return remaining(self.budget_nanos, self.spent_nanos, self.reserved_nanos)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Summary:
+    """Spend over a time range across all jobs, per (model, provider), sorted."""
+
+    by_model: tuple[UsageTotals, ...] = ()
+    by_provider: tuple[UsageTotals, ...] = field(init=False)
+    total: UsageTotals = field(init=False)
+
+    def __post_init__(self) -> None:
+        providers: dict[str, UsageTotals] = {}
+        total = UsageTotals(model="", provider="")
+        for row in self.by_model:
+            prev = providers.get(row.provider, UsageTotals(model="", provider=row.provider))
+            providers[row.provider] = prev.plus(row)
+            total = total.plus(row)
+        object.__setattr__(self, "by_provider", tuple(providers[p] for p in sorted(providers)))
+        object.__setattr__(self, "total", total)
+
+
+def remaining(budget: int | None, spent: int, reserved: int) -> int | None:
+    """What may still be reserved (never negative); None when the budget is unlimited."""
+    return None if budget is None else max(0, budget - spent - reserved)
+
+
+def fits(budget: int | None, spent: int, reserved: int, amount: int) -> bool:
+    """The one reserve rule: refuse when ``budget - spent - reserved < amount``."""
+    return budget is None or budget - spent - reserved >= amount
+
+
+def bucket_start(now: float) -> int:
+    """The start of the summary bucket a settle at ``now`` is counted in."""
+    return int(now // SUMMARY_BUCKET_S) * SUMMARY_BUCKET_S
+
+
+def check_nanos(name: str, value: int | None) -> None:
+    if value is not None and not 0 <= value <= MAX_NANOS:
+        raise ValueError(f"{name} must be in [0, {MAX_NANOS}], got {value}")
+
+
+def check_lease_args(lease_id: str, amount_nanos: int, ttl_s: float, now: float) -> None:
+    check_id("lease_id", lease_id)
+    check_nanos("amount_nanos", amount_nanos)
+    check_positive("ttl_s", ttl_s)
+    check_finite("ttl_s", ttl_s)
+    check_finite("now", now)
+
+
+def check_spend(spend: Spend, now: float) -> None:
+    check_nanos("spend.cost_nanos", spend.cost_nanos)
+    check_nanos("spend.input_tokens", spend.input_tokens)
+    check_nanos("spend.output_tokens", spend.output_tokens)
+    check_non_negative("spend.calls", spend.calls)
+    check_finite("now", now)
+
+
+def sorted_totals(rows: Iterable[UsageTotals]) -> tuple[UsageTotals, ...]:
+    return tuple(sorted(rows, key=lambda r: (r.model, r.provider)))
+
+
+class LedgerStore(Protocol):
+    """Budgets and leases per job. Argument errors (negative amounts, NaN, bad pages) raise
+    ``ValueError``; a failing backend raises ``StoreUnavailable``."""
+
+    async def set_budget(self, job_id: str, budget_nanos: int | None, *, now: float) -> JobView:
+        """Create the job if needed and set its budget (None: unlimited; 0: no spend allowed).
+
+        A budget below spent + reserved is allowed; it only refuses later reservations."""
+        ...
+
+    async def get_job(self, job_id: str) -> JobView | None: ...
+
+    async def list_jobs(
+        self, *, prefix: str = "", after: str | None = None, limit: int = 100
+    ) -> Page[JobView]:
+        """Jobs whose id starts with ``prefix``, by id, after the cursor ``after``."""
+        ...
+
+    async def reserve(
+        self,
+        job_id: str,
+        lease_id: str,
+        amount_nanos: int,
+        ttl_s: float,
+        *,
+        now: float,
+        default_budget_nanos: int | None,
+        model: str = "",
+        provider: str = "",
+    ) -> Reservation:
+        """Hold ``amount_nanos`` of the job's budget as lease ``lease_id`` until ``now + ttl_s``.
+
+        A job seen for the first time is created with ``default_budget_nanos``. Refuses
+        (OVER_BUDGET, nothing changed) when ``budget - spent - reserved < amount_nanos``. A
+        ``lease_id`` that already exists changes nothing: GRANTED if it is still active (so a
+        retried reserve is safe), else LEASE_CLOSED."""
+        ...
+
+    async def extend(
+        self, lease_id: str, add_nanos: int, ttl_s: float, *, now: float
+    ) -> Reservation:
+        """Grow an active lease by ``add_nanos`` (0: just renew) and move its expiry to
+        ``now + ttl_s``; OVER_BUDGET (nothing changed) when it does not fit; LEASE_CLOSED when
+        the lease is not active (its figures are zero when the lease is unknown)."""
+        ...
+
+    async def settle(self, lease_id: str, spend: Spend, *, now: float) -> LeaseEnd:
+        """Record ``spend`` as spent (as told: it may exceed the lease; clamping is the ledger's
+        job) and return the lease's reservation. See the module docstring for each outcome."""
+        ...
+
+    async def release(self, lease_id: str, *, now: float) -> LeaseEnd:
+        """Return the lease's reservation with nothing spent."""
+        ...
+
+    async def get_lease(self, lease_id: str) -> LeaseView | None: ...
+
+    async def expire(self, *, now: float) -> int:
+        """Expire active leases whose expiry is ``<= now`` (their reservations return) and
+        forget closed leases older than the retention. Returns how many leases expired.
+
+        ``expire(now=math.inf)`` at start-up releases every lease of a dead embedded process."""
+        ...
+
+    async def summary(self, *, since: float | None = None, until: float | None = None) -> Summary:
+        """Settled spend with ``since <= settled_at < until``, the range widened outward to
+        whole ``SUMMARY_BUCKET_S`` buckets."""
+        ...

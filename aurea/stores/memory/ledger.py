@@ -1,0 +1,284 @@
+"""The in-memory ``LedgerStore``: plain dicts with the same semantics as the durable stores.
+
+No method awaits, so each one runs as one atomic step on the event loop. Expiry uses a heap and
+closed-lease forgetting a FIFO, so ``expire`` costs what it removes, not what is stored.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from aurea.stores._common import Page, check_finite, check_id, check_limit, check_positive
+from aurea.stores.ledger import (
+    CLOSED_LEASE_RETENTION_S,
+    JobView,
+    LeaseEnd,
+    LeaseState,
+    LeaseView,
+    Reservation,
+    ReserveStatus,
+    Spend,
+    Summary,
+    UsageTotals,
+    bucket_start,
+    check_lease_args,
+    check_nanos,
+    check_spend,
+    fits,
+    sorted_totals,
+)
+
+__all__ = ["MemoryLedgerStore"]
+
+_Key = tuple[str, str]  # (model, provider)
+
+
+@dataclass(slots=True)
+class _Job:
+    budget: int | None
+    created_at: float
+    updated_at: float
+    spent: int = 0
+    reserved: int = 0
+    active: int = 0
+    by_model: dict[_Key, UsageTotals] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Lease:
+    job_id: str
+    model: str
+    provider: str
+    amount: int
+    expires_at: float
+    state: LeaseState = LeaseState.ACTIVE
+    spent: int = 0
+    closed_at: float = 0.0
+
+
+def _add(totals: dict[_Key, UsageTotals], key: _Key, spend: Spend) -> None:
+    prev = totals.get(key) or UsageTotals(model=key[0], provider=key[1])
+    totals[key] = prev.plus(spend)
+
+
+class MemoryLedgerStore:
+    """Budgets and leases in dicts; for tests and the zero-config server (nothing persists)."""
+
+    def __init__(self, *, closed_lease_retention_s: float = CLOSED_LEASE_RETENTION_S) -> None:
+        check_positive("closed_lease_retention_s", closed_lease_retention_s)
+        self._retention_s = closed_lease_retention_s
+        self._jobs: dict[str, _Job] = {}
+        self._leases: dict[str, _Lease] = {}
+        self._expiries: list[tuple[float, str]] = []  # heap; entries of extended leases go stale
+        self._closed: deque[tuple[float, str]] = deque()  # (closed_at, lease_id), roughly ordered
+        self._buckets: dict[tuple[int, str, str], UsageTotals] = {}
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _view(self, job_id: str, job: _Job) -> JobView:
+        return JobView(
+            job_id=job_id,
+            budget_nanos=job.budget,
+            spent_nanos=job.spent,
+            reserved_nanos=job.reserved,
+            active_leases=job.active,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            by_model=sorted_totals(job.by_model.values()),
+        )
+
+    def _answer(self, status: ReserveStatus, job_id: str, lease_nanos: int = 0) -> Reservation:
+        job = self._jobs.get(job_id)
+        if job is None:
+            return Reservation(
+                status=status, job_id=job_id, budget_nanos=0, spent_nanos=0, reserved_nanos=0
+            )
+        return Reservation(
+            status=status,
+            job_id=job_id,
+            budget_nanos=job.budget,
+            spent_nanos=job.spent,
+            reserved_nanos=job.reserved,
+            lease_nanos=lease_nanos,
+        )
+
+    async def get_job(self, job_id: str) -> JobView | None:
+        job = self._jobs.get(job_id)
+        return None if job is None else self._view(job_id, job)
+
+    async def list_jobs(
+        self, *, prefix: str = "", after: str | None = None, limit: int = 100
+    ) -> Page[JobView]:
+        check_limit(limit)
+        ids = sorted(j for j in self._jobs if j.startswith(prefix) and (after is None or j > after))
+        page = ids[:limit]
+        views = tuple(self._view(j, self._jobs[j]) for j in page)
+        return Page(views, page[-1] if len(ids) > limit else None)
+
+    async def get_lease(self, lease_id: str) -> LeaseView | None:
+        lease = self._leases.get(lease_id)
+        if lease is None:
+            return None
+        return LeaseView(
+            lease_id=lease_id,
+            job_id=lease.job_id,
+            model=lease.model,
+            provider=lease.provider,
+            amount_nanos=lease.amount,
+            expires_at=lease.expires_at,
+            state=lease.state,
+            spent_nanos=lease.spent,
+        )
+
+    async def summary(self, *, since: float | None = None, until: float | None = None) -> Summary:
+        low = -math.inf if since is None else bucket_start(since)
+        high = math.inf if until is None else until
+        totals: dict[_Key, UsageTotals] = {}
+        for (start, model, provider), row in self._buckets.items():
+            if low <= start < high:
+                key = (model, provider)
+                totals[key] = (totals.get(key) or UsageTotals(model=model, provider=provider)).plus(
+                    row
+                )
+        return Summary(by_model=sorted_totals(totals.values()))
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def set_budget(self, job_id: str, budget_nanos: int | None, *, now: float) -> JobView:
+        check_id("job_id", job_id)
+        check_nanos("budget_nanos", budget_nanos)
+        check_finite("now", now)
+        job = self._jobs.get(job_id)
+        if job is None:
+            job = self._jobs[job_id] = _Job(budget_nanos, now, now)
+        else:
+            job.budget = budget_nanos
+            job.updated_at = now
+        return self._view(job_id, job)
+
+    async def reserve(
+        self,
+        job_id: str,
+        lease_id: str,
+        amount_nanos: int,
+        ttl_s: float,
+        *,
+        now: float,
+        default_budget_nanos: int | None,
+        model: str = "",
+        provider: str = "",
+    ) -> Reservation:
+        check_id("job_id", job_id)
+        check_lease_args(lease_id, amount_nanos, ttl_s, now)
+        check_nanos("default_budget_nanos", default_budget_nanos)
+        lease = self._leases.get(lease_id)
+        if lease is not None:
+            if lease.state is LeaseState.ACTIVE:
+                return self._answer(ReserveStatus.GRANTED, lease.job_id, lease.amount)
+            return self._answer(ReserveStatus.LEASE_CLOSED, lease.job_id)
+        job = self._jobs.get(job_id)
+        if job is None:
+            job = self._jobs[job_id] = _Job(default_budget_nanos, now, now)
+        if not fits(job.budget, job.spent, job.reserved, amount_nanos):
+            return self._answer(ReserveStatus.OVER_BUDGET, job_id)
+        job.reserved += amount_nanos
+        job.active += 1
+        job.updated_at = now
+        expires_at = now + ttl_s
+        self._leases[lease_id] = _Lease(job_id, model, provider, amount_nanos, expires_at)
+        heapq.heappush(self._expiries, (expires_at, lease_id))
+        return self._answer(ReserveStatus.GRANTED, job_id, amount_nanos)
+
+    async def extend(
+        self, lease_id: str, add_nanos: int, ttl_s: float, *, now: float
+    ) -> Reservation:
+        check_lease_args(lease_id, add_nanos, ttl_s, now)
+        lease = self._leases.get(lease_id)
+        if lease is None:
+            return self._answer(ReserveStatus.LEASE_CLOSED, "")
+        if lease.state is not LeaseState.ACTIVE:
+            return self._answer(ReserveStatus.LEASE_CLOSED, lease.job_id)
+        job = self._jobs[lease.job_id]
+        if not fits(job.budget, job.spent, job.reserved, add_nanos):
+            return self._answer(ReserveStatus.OVER_BUDGET, lease.job_id, lease.amount)
+        lease.amount += add_nanos
+        job.reserved += add_nanos
+        job.updated_at = now
+        lease.expires_at = now + ttl_s
+        heapq.heappush(self._expiries, (lease.expires_at, lease_id))
+        return self._answer(ReserveStatus.GRANTED, lease.job_id, lease.amount)
+
+    def _close(
+        self, lease_id: str, state: LeaseState, now: float
+    ) -> tuple[LeaseEnd, _Lease | None]:
+        lease = self._leases.get(lease_id)
+        if lease is None:
+            return LeaseEnd.UNKNOWN, None
+        if lease.state in (LeaseState.SETTLED, LeaseState.RELEASED):
+            return LeaseEnd.ALREADY, None
+        job = self._jobs[lease.job_id]
+        end = LeaseEnd.LATE
+        if lease.state is LeaseState.ACTIVE:
+            end = LeaseEnd.CLOSED
+            job.reserved -= lease.amount
+            job.active -= 1
+        job.updated_at = now
+        lease.state = state
+        lease.closed_at = now
+        self._closed.append((now, lease_id))
+        return end, lease
+
+    async def settle(self, lease_id: str, spend: Spend, *, now: float) -> LeaseEnd:
+        check_id("lease_id", lease_id)
+        check_spend(spend, now)
+        end, lease = self._close(lease_id, LeaseState.SETTLED, now)
+        if lease is not None:
+            job = self._jobs[lease.job_id]
+            job.spent += spend.cost_nanos
+            lease.spent = spend.cost_nanos
+            _add(job.by_model, (lease.model, lease.provider), spend)
+            start = bucket_start(now)
+            prev = self._buckets.get((start, lease.model, lease.provider))
+            if prev is None:
+                prev = UsageTotals(model=lease.model, provider=lease.provider)
+            self._buckets[(start, lease.model, lease.provider)] = prev.plus(spend)
+        return end
+
+    async def release(self, lease_id: str, *, now: float) -> LeaseEnd:
+        check_id("lease_id", lease_id)
+        check_finite("now", now)
+        return self._close(lease_id, LeaseState.RELEASED, now)[0]
+
+    async def expire(self, *, now: float) -> int:
+        if math.isnan(now):
+            raise ValueError("now must not be NaN")
+        expired = 0
+        while self._expiries and self._expiries[0][0] <= now:
+            expires_at, lease_id = heapq.heappop(self._expiries)
+            lease = self._leases.get(lease_id)
+            if lease is None or lease.state is not LeaseState.ACTIVE:
+                continue
+            if lease.expires_at != expires_at:
+                continue  # extended since; a later heap entry carries its expiry
+            job = self._jobs[lease.job_id]
+            job.reserved -= lease.amount
+            job.active -= 1
+            lease.state = LeaseState.EXPIRED
+            lease.closed_at = expires_at
+            self._closed.append((expires_at, lease_id))
+            expired += 1
+        cutoff = now - self._retention_s
+        while self._closed and self._closed[0][0] <= cutoff:
+            closed_at, lease_id = self._closed.popleft()
+            lease = self._leases.get(lease_id)
+            # A lease settled after it expired was queued twice; only its last entry counts.
+            if (
+                lease is not None
+                and lease.state is not LeaseState.ACTIVE
+                and (lease.closed_at == closed_at)
+            ):
+                del self._leases[lease_id]
+        return expired

@@ -1,0 +1,359 @@
+"""The durable ``LedgerStore`` on SQLite: each operation one ``BEGIN IMMEDIATE`` transaction.
+
+``ledger_jobs.reserved`` and ``active`` are kept equal to the sums over the job's active leases
+inside the same transaction that changes a lease, so a ``kill -9`` at any point leaves them
+consistent; ``expire(now=math.inf)`` on restart then returns a dead process's reservations.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from typing import Any
+
+from aurea.stores._common import Page, check_finite, check_id, check_limit, check_positive
+from aurea.stores.ledger import (
+    CLOSED_LEASE_RETENTION_S,
+    JobView,
+    LeaseEnd,
+    LeaseState,
+    LeaseView,
+    Reservation,
+    ReserveStatus,
+    Spend,
+    Summary,
+    UsageTotals,
+    bucket_start,
+    check_lease_args,
+    check_nanos,
+    check_spend,
+    fits,
+)
+from aurea.stores.sqlite._db import SqliteDatabase
+
+__all__ = ["SqliteLedgerStore"]
+
+_JOB_COLS = "job_id, budget, spent, reserved, active, created_at, updated_at"
+_TOTALS_COLS = "model, provider, calls, input_tokens, output_tokens, cost"
+
+
+def _totals(row: Any) -> UsageTotals:
+    model, provider, calls, input_tokens, output_tokens, cost = row
+    return UsageTotals(
+        model=model,
+        provider=provider,
+        calls=calls,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_nanos=cost,
+    )
+
+
+def _job_view(conn: sqlite3.Connection, row: Any) -> JobView:
+    job_id, budget, spent, reserved, active, created_at, updated_at = row
+    by_model = conn.execute(
+        f"SELECT {_TOTALS_COLS} FROM ledger_job_models WHERE job_id = ? ORDER BY model, provider",
+        (job_id,),
+    ).fetchall()
+    return JobView(
+        job_id=job_id,
+        budget_nanos=budget,
+        spent_nanos=spent,
+        reserved_nanos=reserved,
+        active_leases=active,
+        created_at=created_at,
+        updated_at=updated_at,
+        by_model=tuple(_totals(r) for r in by_model),
+    )
+
+
+def _answer(
+    conn: sqlite3.Connection, status: ReserveStatus, job_id: str, lease_nanos: int = 0
+) -> Reservation:
+    row = conn.execute(
+        "SELECT budget, spent, reserved FROM ledger_jobs WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    budget, spent, reserved = row if row is not None else (0, 0, 0)
+    return Reservation(
+        status=status,
+        job_id=job_id,
+        budget_nanos=budget,
+        spent_nanos=spent,
+        reserved_nanos=reserved,
+        lease_nanos=lease_nanos,
+    )
+
+
+def _add_totals(
+    conn: sqlite3.Connection,
+    table: str,
+    key: str,
+    key_value: object,
+    model: str,
+    provider: str,
+    spend: Spend,
+) -> None:
+    conn.execute(
+        f"INSERT INTO {table} ({key}, {_TOTALS_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        f"ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, "
+        "input_tokens = input_tokens + excluded.input_tokens, "
+        "output_tokens = output_tokens + excluded.output_tokens, cost = cost + excluded.cost",
+        (
+            key_value,
+            model,
+            provider,
+            spend.calls,
+            spend.input_tokens,
+            spend.output_tokens,
+            spend.cost_nanos,
+        ),
+    )
+
+
+class SqliteLedgerStore:
+    """Budgets, leases and spend in the shared SQLite file (see ``SqliteDatabase``)."""
+
+    def __init__(
+        self, db: SqliteDatabase, *, closed_lease_retention_s: float = CLOSED_LEASE_RETENTION_S
+    ) -> None:
+        check_positive("closed_lease_retention_s", closed_lease_retention_s)
+        self._db = db
+        self._retention_s = closed_lease_retention_s
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> JobView | None:
+        def op(conn: sqlite3.Connection) -> JobView | None:
+            row = conn.execute(
+                f"SELECT {_JOB_COLS} FROM ledger_jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            return None if row is None else _job_view(conn, row)
+
+        return await self._db.read(op)
+
+    async def list_jobs(
+        self, *, prefix: str = "", after: str | None = None, limit: int = 100
+    ) -> Page[JobView]:
+        check_limit(limit)
+
+        def op(conn: sqlite3.Connection) -> Page[JobView]:
+            # substr() rather than LIKE: job ids may contain % and _.
+            rows = conn.execute(
+                f"SELECT {_JOB_COLS} FROM ledger_jobs WHERE substr(job_id, 1, ?) = ? "
+                "AND job_id > ? ORDER BY job_id LIMIT ?",
+                (len(prefix), prefix, after or "", limit + 1),
+            ).fetchall()
+            views = tuple(_job_view(conn, r) for r in rows[:limit])
+            return Page(views, views[-1].job_id if len(rows) > limit else None)
+
+        return await self._db.read(op)
+
+    async def get_lease(self, lease_id: str) -> LeaseView | None:
+        def op(conn: sqlite3.Connection) -> LeaseView | None:
+            row = conn.execute(
+                "SELECT job_id, model, provider, amount, expires_at, state, spent "
+                "FROM ledger_leases WHERE lease_id = ?",
+                (lease_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            job_id, model, provider, amount, expires_at, state, spent = row
+            return LeaseView(
+                lease_id=lease_id,
+                job_id=job_id,
+                model=model,
+                provider=provider,
+                amount_nanos=amount,
+                expires_at=expires_at,
+                state=LeaseState(state),
+                spent_nanos=spent,
+            )
+
+        return await self._db.read(op)
+
+    async def summary(self, *, since: float | None = None, until: float | None = None) -> Summary:
+        low = -math.inf if since is None else bucket_start(since)
+        high = math.inf if until is None else until
+
+        def op(conn: sqlite3.Connection) -> Summary:
+            rows = conn.execute(
+                "SELECT model, provider, SUM(calls), SUM(input_tokens), SUM(output_tokens), "
+                "SUM(cost) FROM ledger_buckets WHERE bucket >= ? AND bucket < ? "
+                "GROUP BY model, provider ORDER BY model, provider",
+                (low, high),
+            ).fetchall()
+            return Summary(by_model=tuple(_totals(r) for r in rows))
+
+        return await self._db.read(op)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def set_budget(self, job_id: str, budget_nanos: int | None, *, now: float) -> JobView:
+        check_id("job_id", job_id)
+        check_nanos("budget_nanos", budget_nanos)
+        check_finite("now", now)
+
+        def op(conn: sqlite3.Connection) -> JobView:
+            row = conn.execute(
+                "INSERT INTO ledger_jobs (job_id, budget, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET budget = excluded.budget, "
+                f"updated_at = excluded.updated_at RETURNING {_JOB_COLS}",
+                (job_id, budget_nanos, now, now),
+            ).fetchone()
+            return _job_view(conn, row)
+
+        return await self._db.run(op)
+
+    async def reserve(
+        self,
+        job_id: str,
+        lease_id: str,
+        amount_nanos: int,
+        ttl_s: float,
+        *,
+        now: float,
+        default_budget_nanos: int | None,
+        model: str = "",
+        provider: str = "",
+    ) -> Reservation:
+        check_id("job_id", job_id)
+        check_lease_args(lease_id, amount_nanos, ttl_s, now)
+        check_nanos("default_budget_nanos", default_budget_nanos)
+
+        def op(conn: sqlite3.Connection) -> Reservation:
+            lease = conn.execute(
+                "SELECT job_id, state, amount FROM ledger_leases WHERE lease_id = ?", (lease_id,)
+            ).fetchone()
+            if lease is not None:
+                if lease[1] == LeaseState.ACTIVE:
+                    return _answer(conn, ReserveStatus.GRANTED, lease[0], lease[2])
+                return _answer(conn, ReserveStatus.LEASE_CLOSED, lease[0])
+            conn.execute(
+                "INSERT INTO ledger_jobs (job_id, budget, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (job_id, default_budget_nanos, now, now),
+            )
+            budget, spent, reserved = conn.execute(
+                "SELECT budget, spent, reserved FROM ledger_jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            if not fits(budget, spent, reserved, amount_nanos):
+                return _answer(conn, ReserveStatus.OVER_BUDGET, job_id)
+            conn.execute(
+                "UPDATE ledger_jobs SET reserved = reserved + ?, active = active + 1, "
+                "updated_at = ? WHERE job_id = ?",
+                (amount_nanos, now, job_id),
+            )
+            conn.execute(
+                "INSERT INTO ledger_leases (lease_id, job_id, model, provider, amount, "
+                "expires_at, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (lease_id, job_id, model, provider, amount_nanos, now + ttl_s, LeaseState.ACTIVE),
+            )
+            return _answer(conn, ReserveStatus.GRANTED, job_id, amount_nanos)
+
+        return await self._db.run(op)
+
+    async def extend(
+        self, lease_id: str, add_nanos: int, ttl_s: float, *, now: float
+    ) -> Reservation:
+        check_lease_args(lease_id, add_nanos, ttl_s, now)
+
+        def op(conn: sqlite3.Connection) -> Reservation:
+            lease = conn.execute(
+                "SELECT job_id, state, amount FROM ledger_leases WHERE lease_id = ?", (lease_id,)
+            ).fetchone()
+            if lease is None:
+                return _answer(conn, ReserveStatus.LEASE_CLOSED, "")
+            job_id, state, amount = lease
+            if state != LeaseState.ACTIVE:
+                return _answer(conn, ReserveStatus.LEASE_CLOSED, job_id)
+            budget, spent, reserved = conn.execute(
+                "SELECT budget, spent, reserved FROM ledger_jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            if not fits(budget, spent, reserved, add_nanos):
+                return _answer(conn, ReserveStatus.OVER_BUDGET, job_id, amount)
+            conn.execute(
+                "UPDATE ledger_jobs SET reserved = reserved + ?, updated_at = ? WHERE job_id = ?",
+                (add_nanos, now, job_id),
+            )
+            conn.execute(
+                "UPDATE ledger_leases SET amount = amount + ?, expires_at = ? WHERE lease_id = ?",
+                (add_nanos, now + ttl_s, lease_id),
+            )
+            return _answer(conn, ReserveStatus.GRANTED, job_id, amount + add_nanos)
+
+        return await self._db.run(op)
+
+    @staticmethod
+    def _close(
+        conn: sqlite3.Connection, lease_id: str, state: LeaseState, spent: int, now: float
+    ) -> tuple[LeaseEnd, tuple[str, str, str] | None]:
+        """Close the lease; returns what happened and, if it closed, (job, model, provider)."""
+        lease = conn.execute(
+            "SELECT job_id, model, provider, amount, state FROM ledger_leases WHERE lease_id = ?",
+            (lease_id,),
+        ).fetchone()
+        if lease is None:
+            return LeaseEnd.UNKNOWN, None
+        job_id, model, provider, amount, old_state = lease
+        if old_state in (LeaseState.SETTLED, LeaseState.RELEASED):
+            return LeaseEnd.ALREADY, None
+        active = old_state == LeaseState.ACTIVE
+        conn.execute(
+            "UPDATE ledger_jobs SET reserved = reserved - ?, active = active - ?, "
+            "spent = spent + ?, updated_at = ? WHERE job_id = ?",
+            (amount if active else 0, int(active), spent, now, job_id),
+        )
+        conn.execute(
+            "UPDATE ledger_leases SET state = ?, spent = ?, closed_at = ? WHERE lease_id = ?",
+            (state, spent, now, lease_id),
+        )
+        return (LeaseEnd.CLOSED if active else LeaseEnd.LATE), (job_id, model, provider)
+
+    async def settle(self, lease_id: str, spend: Spend, *, now: float) -> LeaseEnd:
+        check_id("lease_id", lease_id)
+        check_spend(spend, now)
+
+        def op(conn: sqlite3.Connection) -> LeaseEnd:
+            end, closed = self._close(conn, lease_id, LeaseState.SETTLED, spend.cost_nanos, now)
+            if closed is not None:
+                job_id, model, provider = closed
+                _add_totals(conn, "ledger_job_models", "job_id", job_id, model, provider, spend)
+                _add_totals(
+                    conn, "ledger_buckets", "bucket", bucket_start(now), model, provider, spend
+                )
+            return end
+
+        return await self._db.run(op)
+
+    async def release(self, lease_id: str, *, now: float) -> LeaseEnd:
+        check_id("lease_id", lease_id)
+        check_finite("now", now)
+        return await self._db.run(
+            lambda conn: self._close(conn, lease_id, LeaseState.RELEASED, 0, now)[0]
+        )
+
+    async def expire(self, *, now: float) -> int:
+        if math.isnan(now):
+            raise ValueError("now must not be NaN")
+        cutoff = now - self._retention_s
+
+        def op(conn: sqlite3.Connection) -> int:
+            # Per-job sums first (from the leases about to expire), then the leases themselves.
+            conn.execute(
+                "UPDATE ledger_jobs SET reserved = reserved - e.amount, active = active - e.n "
+                "FROM (SELECT job_id, SUM(amount) AS amount, COUNT(*) AS n FROM ledger_leases "
+                "WHERE state = 'active' AND expires_at <= ? GROUP BY job_id) AS e "
+                "WHERE ledger_jobs.job_id = e.job_id",
+                (now,),
+            )
+            expired = conn.execute(
+                "UPDATE ledger_leases SET state = 'expired', closed_at = expires_at "
+                "WHERE state = 'active' AND expires_at <= ?",
+                (now,),
+            ).rowcount
+            conn.execute(
+                "DELETE FROM ledger_leases WHERE state != 'active' AND closed_at <= ?", (cutoff,)
+            )
+            return expired
+
+        return await self._db.run(op)

@@ -1,0 +1,71 @@
+"""Fixtures for the store contract tests: every store under test, once per implementation.
+
+Each fixture is parametrized over ``memory`` and ``sqlite`` so one suite pins one contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from store_helpers import AGING_S, RETENTION_S
+
+from aurea.stores import LedgerStore, LimiterStore, RouterStatsStore, TaskQueueStore
+from aurea.stores.memory import (
+    MemoryLedgerStore,
+    MemoryLimiterStore,
+    MemoryRouterStatsStore,
+    MemoryTaskQueueStore,
+)
+from aurea.stores.sqlite import (
+    SqliteDatabase,
+    SqliteLedgerStore,
+    SqliteLimiterStore,
+    SqliteRouterStatsStore,
+    SqliteTaskQueueStore,
+)
+
+IMPLEMENTATIONS = ["memory", "sqlite"]
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
+    async with SqliteDatabase(tmp_path / "stores.db") as database:
+        yield database
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LedgerStore]:
+    if request.param == "memory":
+        yield MemoryLedgerStore(closed_lease_retention_s=RETENTION_S)
+        return
+    async with SqliteDatabase(tmp_path / "ledger.db") as database:
+        yield SqliteLedgerStore(database, closed_lease_retention_s=RETENTION_S)
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+async def limiter(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LimiterStore]:
+    if request.param == "memory":
+        yield MemoryLimiterStore()
+        return
+    async with SqliteDatabase(tmp_path / "limiter.db") as database:
+        yield SqliteLimiterStore(database)
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+async def stats(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RouterStatsStore]:
+    if request.param == "memory":
+        yield MemoryRouterStatsStore()
+        return
+    async with SqliteDatabase(tmp_path / "stats.db") as database:
+        yield SqliteRouterStatsStore(database)
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+async def tasks(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskQueueStore]:
+    if request.param == "memory":
+        yield MemoryTaskQueueStore(aging_s_per_priority=AGING_S)
+        return
+    async with SqliteDatabase(tmp_path / "tasks.db") as database:
+        yield SqliteTaskQueueStore(database, aging_s_per_priority=AGING_S)
