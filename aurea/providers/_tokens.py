@@ -8,29 +8,44 @@ against the SHA-256 tiktoken itself pins, then loaded once per process. Models t
 know (Claude, Gemini, Llama, ...) are counted with cl100k_base as an approximation. With no data
 available the estimate falls back to one token per 4 characters (OpenAI's rule of thumb for
 English), rounded up.
+
+Estimation never raises: tiktoken's regex engine panics (a pyo3 ``PanicException``, which is a
+``BaseException``) on some inputs, such as a million spaces followed by one letter. Runs of one
+character class longer than ``_RUN_CHUNK`` are therefore cut into blocks before encoding (each
+block's count is cached, so a huge uniform run costs one encode), and any failure still left falls
+back to the character rule. For big prompts use the ``*_async`` functions: above
+``INLINE_LIMIT_CHARS`` they count on a worker thread, so the event loop keeps serving other calls.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import functools
 import gzip
 import hashlib
 import importlib.util
-import math
 import os
-from collections.abc import Iterable
+import re
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aurea.providers._base import ChatMessage, Usage
 
 __all__ = [
     "CHARS_PER_TOKEN",
+    "INLINE_LIMIT_CHARS",
     "encoding_name_for",
+    "estimate_chars",
     "estimate_messages_tokens",
+    "estimate_messages_tokens_async",
     "estimate_text_tokens",
+    "estimate_text_tokens_async",
     "estimate_usage",
+    "estimate_usage_async",
     "preload",
     "tokenizer_available",
 ]
@@ -41,6 +56,20 @@ CHARS_PER_TOKEN = 4
 _TOKENS_PER_MESSAGE = 3
 _TOKENS_REPLY_PRIMING = 3
 _DEFAULT_ENCODING = "cl100k_base"
+# Below this many characters an estimate runs inline (well under a millisecond of BPE work);
+# above it, the async functions move it to a worker thread.
+INLINE_LIMIT_CHARS = 32 * 1024
+# Runs of whitespace or of non-whitespace longer than this are encoded in blocks of this size:
+# tiktoken's regex backtracks (and finally panics) on huge whitespace runs, and its BPE merge is
+# quadratic in the length of one pre-tokenized piece. Ordinary text has no such runs, so its
+# count stays exact.
+_RUN_CHUNK = 512
+# The lookbehinds anchor a match at the start of a run, so the scan stays linear even over
+# runs just shy of the limit.
+_LONG_RUN = re.compile(rf"(?<!\s)\s{{{_RUN_CHUNK},}}|(?<!\S)\S{{{_RUN_CHUNK},}}")
+# What must propagate out of an estimate; any other BaseException (tiktoken's PanicException)
+# means "the tokenizer failed" and falls back to the character rule.
+_PROPAGATE = (KeyboardInterrupt, SystemExit, asyncio.CancelledError, GeneratorExit)
 
 _ENDOFTEXT = "<|endoftext|>"
 _ENDOFPROMPT = "<|endofprompt|>"
@@ -148,14 +177,49 @@ def tokenizer_available(model: str = "gpt-4o") -> bool:
     return _encoding(encoding_name_for(model)) is not None
 
 
+def estimate_chars(text: str) -> int:
+    """The character rule: one token per ``CHARS_PER_TOKEN`` characters, rounded up."""
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
 def estimate_text_tokens(text: str, model: str) -> int:
-    """Tokens in ``text`` as ``model`` would count them (exact for OpenAI encodings)."""
+    """Tokens in ``text`` as ``model`` would count them (exact for OpenAI encodings on ordinary
+    text); never raises."""
     if not text:
         return 0
-    encoding = _encoding(encoding_name_for(model))
-    if encoding is None:
-        return math.ceil(len(text) / CHARS_PER_TOKEN)
-    return len(encoding.encode_ordinary(text))
+    try:
+        encoding = _encoding(encoding_name_for(model))
+        if encoding is None:
+            return estimate_chars(text)
+        return _count(encoding_name_for(model), encoding, text)
+    except _PROPAGATE:
+        raise
+    except BaseException:  # tiktoken's PanicException is a BaseException; an estimate may not fail
+        return estimate_chars(text)
+
+
+def _count(name: str, encoding: Any, text: str) -> int:
+    if len(text) < _RUN_CHUNK:
+        return len(encoding.encode_ordinary(text))
+    total = 0
+    start = 0
+    for run in _LONG_RUN.finditer(text):
+        if run.start() > start:
+            total += len(encoding.encode_ordinary(text[start : run.start()]))
+        piece = run.group()
+        for offset in range(0, len(piece), _RUN_CHUNK):
+            total += _count_block(name, piece[offset : offset + _RUN_CHUNK])
+        start = run.end()
+    if start < len(text):
+        total += len(encoding.encode_ordinary(text[start:]))
+    return total
+
+
+@functools.lru_cache(maxsize=64)
+def _count_block(name: str, block: str) -> int:
+    # A long uniform run is the same block over and over: encode it once. Bounded: 64 blocks of
+    # at most _RUN_CHUNK characters.
+    return len(_encoding(name).encode_ordinary(block))
 
 
 def estimate_messages_tokens(messages: Iterable[ChatMessage], model: str) -> int:
@@ -175,3 +239,49 @@ def estimate_usage(messages: Iterable[ChatMessage], output_text: str, model: str
         output_tokens=estimate_text_tokens(output_text, model),
         estimated=True,
     )
+
+
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    # Our own small pool, not the loop's default executor: a burst of huge prompts must not
+    # occupy the threads aiohttp's DNS lookups and other to_thread work rely on.
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=2, thread_name_prefix="aurea-tokens"
+            )
+        return _executor
+
+
+T = TypeVar("T")
+
+
+async def _off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
+    if size < INLINE_LIMIT_CHARS:
+        return fn(*args)
+    return await asyncio.get_running_loop().run_in_executor(_pool(), fn, *args)
+
+
+async def estimate_text_tokens_async(text: str, model: str) -> int:
+    """``estimate_text_tokens``, on a worker thread when ``text`` is large."""
+    return await _off_loop(len(text), estimate_text_tokens, text, model)
+
+
+async def estimate_messages_tokens_async(messages: Iterable[ChatMessage], model: str) -> int:
+    """``estimate_messages_tokens``, on a worker thread when the contents are large."""
+    listed: Sequence[ChatMessage] = tuple(messages)
+    size = sum(len(m.content) for m in listed)
+    return await _off_loop(size, estimate_messages_tokens, listed, model)
+
+
+async def estimate_usage_async(
+    messages: Iterable[ChatMessage], output_text: str, model: str
+) -> Usage:
+    """``estimate_usage``, on a worker thread when the prompt or the output is large."""
+    listed: Sequence[ChatMessage] = tuple(messages)
+    size = sum(len(m.content) for m in listed) + len(output_text)
+    return await _off_loop(size, estimate_usage, listed, output_text, model)
