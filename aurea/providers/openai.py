@@ -32,6 +32,7 @@ from aurea.providers._base import (
     Usage,
     UsageReport,
 )
+from aurea.providers._boundary import MalformedReply, adapter_boundary, check_options, json_type
 from aurea.providers._http import (
     HttpClient,
     error_for_status,
@@ -40,9 +41,20 @@ from aurea.providers._http import (
     parse_json,
     retry_after_from_headers,
 )
-from aurea.providers._tokens import estimate_text_tokens, estimate_usage
+from aurea.providers._tokens import estimate_text_tokens_async
+from aurea.providers._values import Counts, float_vector, reported_usage, token_count
 
-__all__ = ["DEFAULT_BASE_URL", "OpenAIProvider", "finish_reason", "parse_usage"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "OPTIONS",
+    "OpenAIProvider",
+    "choice_index",
+    "content_text",
+    "finish_reason",
+    "parse_usage",
+]
+
+OPTIONS = frozenset({"max_tokens_param", "include_usage", "organization", "project", "headers"})
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -60,18 +72,90 @@ def finish_reason(raw: str) -> Finish:
     return Finish(_FINISH.get(raw, FinishReason.STOP), raw)
 
 
-def parse_usage(data: Any) -> Usage | None:
-    """OpenAI's usage object, already in Aurea's convention (cached and reasoning included)."""
-    if not isinstance(data, Mapping):
+def _finish_of(choice: Mapping[str, Any], where: str) -> Finish | None:
+    raw = choice.get("finish_reason")
+    if raw is None or raw == "":
         return None
-    prompt_details = data.get("prompt_tokens_details") or {}
-    completion_details = data.get("completion_tokens_details") or {}
-    return Usage(
-        input_tokens=int(data.get("prompt_tokens") or 0),
-        cached_input_tokens=int(prompt_details.get("cached_tokens") or 0),
-        output_tokens=int(data.get("completion_tokens") or 0),
-        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+    if not isinstance(raw, str):
+        raise MalformedReply(f"{where}.finish_reason is {json_type(raw)}, not a string")
+    return finish_reason(raw)
+
+
+def parse_usage(data: Any) -> Counts | None:
+    """The counts in OpenAI's usage object (None when there is none); ``reported_usage`` turns
+    them into a validated ``Usage`` (OpenAI's prompt tokens already include cached ones)."""
+    counts = Counts.of(data, input_tokens="prompt_tokens", output_tokens="completion_tokens")
+    if counts is None:
+        return None
+    prompt_details = data.get("prompt_tokens_details")
+    completion_details = data.get("completion_tokens_details")
+    return Counts(
+        input_tokens=counts.input_tokens,
+        output_tokens=counts.output_tokens,
+        cached_input_tokens=(
+            prompt_details.get("cached_tokens") if isinstance(prompt_details, Mapping) else None
+        ),
+        reasoning_tokens=(
+            completion_details.get("reasoning_tokens")
+            if isinstance(completion_details, Mapping)
+            else None
+        ),
     )
+
+
+def content_text(value: Any, where: str) -> str:
+    """A message or delta ``content`` as text: a string, null (no text), or a list of text parts
+    (strings or ``{"type": "text", "text": ...}``), joined. Anything else is MalformedReply."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        parts = []
+        for i, part in enumerate(value):
+            if isinstance(part, str):
+                parts.append(part)
+            elif (
+                isinstance(part, Mapping)
+                and part.get("type", "text") == "text"
+                and isinstance(part.get("text"), str)
+            ):
+                parts.append(part["text"])
+            else:
+                raise MalformedReply(f"{where}[{i}] is {json_type(part)}, not a text part")
+        return "".join(parts)
+    raise MalformedReply(f"{where} is {json_type(value)}, not text")
+
+
+def choice_index(value: Any, where: str) -> int:
+    """A choice's ``index``: a whole number, also when sent as a string (``"0"``); missing is 0."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 9:
+        return int(value)
+    raise MalformedReply(f"{where}.index is {json_type(value)}, not a whole number")
+
+
+def _choices(data: Mapping[str, Any], where: str) -> list[Mapping[str, Any]]:
+    choices = data.get("choices")
+    if choices is None:
+        return []
+    if not isinstance(choices, list):
+        raise MalformedReply(f"{where}.choices is {json_type(choices)}, not a list")
+    for i, choice in enumerate(choices):
+        if not isinstance(choice, Mapping):
+            raise MalformedReply(f"{where}.choices[{i}] is {json_type(choice)}, not an object")
+    return choices
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise MalformedReply(f"{where} is {json_type(value)}, not an object")
+    return value
 
 
 def error_from_body(
@@ -108,10 +192,12 @@ def error_from_body(
     )
 
 
+@adapter_boundary
 class OpenAIProvider:
     """The Provider protocol over OpenAI's ``/chat/completions``, ``/embeddings``, ``/models``."""
 
     def __init__(self, spec: ProviderSpec) -> None:
+        check_options(spec, OPTIONS)
         self.name = spec.name
         self._options = spec.options
         self._http = HttpClient(spec, default_base_url=DEFAULT_BASE_URL, parse_error=self._error)
@@ -166,7 +252,7 @@ class OpenAIProvider:
         url = f"{self._http.base_url}/chat/completions"
         body = self._body(request, stream=True)
         parts: list[str] = []
-        usage: Usage | None = None
+        counts: Counts | None = None
         finish: Finish | None = None
         async with self._http.request(
             "POST", url, json_body=body, headers=self._headers(), streaming=True
@@ -182,21 +268,24 @@ class OpenAIProvider:
                     raise self._http.error(StreamBroken, "a stream chunk is not a JSON object")
                 if "error" in chunk:
                     raise self._http.scrub(error_from_body(self.name, None, chunk["error"]))
-                usage = parse_usage(chunk.get("usage")) or usage
-                for choice in chunk.get("choices") or []:
-                    if choice.get("index", 0) != 0:
-                        continue
-                    text = (choice.get("delta") or {}).get("content")
+                counts = parse_usage(chunk.get("usage")) or counts
+                for i, choice in enumerate(_choices(chunk, "chunk")):
+                    where = f"chunk.choices[{i}]"
+                    if choice_index(choice.get("index"), where) != 0:
+                        continue  # Aurea asks for one choice; a server sending more is ignored
+                    delta = _object(choice.get("delta"), f"{where}.delta")
+                    text = content_text(delta.get("content"), f"{where}.delta.content")
                     if text:
                         parts.append(text)
                         yield TextDelta(text)
-                    if choice.get("finish_reason"):
-                        finish = finish_reason(str(choice["finish_reason"]))
+                    finish = _finish_of(choice, where) or finish
         if finish is None:
             raise self._http.error(StreamBroken, "the stream ended before any finish_reason")
-        if usage is None:
-            usage = estimate_usage(request.messages, "".join(parts), request.model)
-        yield UsageReport(usage)
+        yield UsageReport(
+            await reported_usage(
+                counts, messages=request.messages, output_text="".join(parts), model=request.model
+            )
+        )
         yield finish
 
     async def complete(self, request: ProviderRequest) -> Completion:
@@ -205,17 +294,22 @@ class OpenAIProvider:
             "POST", url, json_body=self._body(request, stream=False), headers=self._headers()
         ) as response:
             data = json_object(await response.json(), provider=self.name, what="the reply")
-        choices = data.get("choices")
+        choices = [
+            c for c in _choices(data, "reply") if choice_index(c.get("index"), "choice") == 0
+        ]
         if not choices:
             raise self._http.error(ProviderServerError, "the response has no choices", status=200)
         choice = choices[0]
-        text = str((choice.get("message") or {}).get("content") or "")
-        usage = parse_usage(data.get("usage"))
-        if usage is None:
-            usage = estimate_usage(request.messages, text, request.model)
-        return Completion(
-            text=text, finish=finish_reason(str(choice.get("finish_reason") or "")), usage=usage
+        message = _object(choice.get("message"), "reply.choices[0].message")
+        text = content_text(message.get("content"), "reply.choices[0].message.content")
+        usage = await reported_usage(
+            parse_usage(data.get("usage")),
+            messages=request.messages,
+            output_text=text,
+            model=request.model,
         )
+        finish = _finish_of(choice, "reply.choices[0]") or finish_reason("")
+        return Completion(text=text, finish=finish, usage=usage)
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
         url = f"{self._http.base_url}/embeddings"
@@ -224,19 +318,35 @@ class OpenAIProvider:
             "POST", url, json_body=body, headers=self._headers()
         ) as response:
             data = json_object(await response.json(), provider=self.name, what="the reply")
-        items = sorted(data.get("data") or [], key=lambda item: int(item.get("index", 0)))
+        items = data.get("data")
+        if not isinstance(items, list):
+            raise MalformedReply(f"reply.data is {json_type(items)}, not a list")
+        vectors: dict[int, tuple[float, ...]] = {}
+        for i, item in enumerate(items):
+            where = f"reply.data[{i}]"
+            item = _object(item, where)
+            vector = float_vector(item.get("embedding"))
+            if vector is None:
+                raise MalformedReply(f"{where}.embedding is not a list of finite numbers")
+            vectors[choice_index(item.get("index", i), where)] = vector
         if len(items) != len(request.inputs):
             raise self._http.error(
                 ProviderServerError, f"{len(items)} embeddings for {len(request.inputs)} inputs"
             )
-        vectors = tuple(tuple(float(v) for v in item["embedding"]) for item in items)
-        reported = data.get("usage")
-        if isinstance(reported, Mapping) and "prompt_tokens" in reported:
-            usage = Usage(input_tokens=int(reported["prompt_tokens"]))
+        if sorted(vectors) != list(range(len(items))):
+            raise MalformedReply("the embeddings' indexes are not 0..n-1")
+        reported = data.get("usage")  # not an object: no usage reported, so it is estimated
+        prompt_tokens = (
+            token_count(reported.get("prompt_tokens")) if isinstance(reported, Mapping) else None
+        )
+        if prompt_tokens is not None:
+            usage = Usage(input_tokens=prompt_tokens)
         else:
-            count = sum(estimate_text_tokens(t, request.model) for t in request.inputs)
+            count = 0
+            for text in request.inputs:
+                count += await estimate_text_tokens_async(text, request.model)
             usage = Usage(input_tokens=count, estimated=True)
-        return Embeddings(vectors=vectors, usage=usage)
+        return Embeddings(vectors=tuple(vectors[i] for i in sorted(vectors)), usage=usage)
 
     async def list_models(self) -> list[str]:
         url = f"{self._http.base_url}/models"

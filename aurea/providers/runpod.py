@@ -40,6 +40,7 @@ from aurea.providers._base import (
     TextDelta,
     UsageReport,
 )
+from aurea.providers._boundary import adapter_boundary, check_options
 from aurea.providers._http import (
     HttpClient,
     error_for_status,
@@ -58,16 +59,30 @@ from aurea.providers.http_generic import (
     usage_from_counts,
 )
 
-__all__ = ["DEFAULT_BASE_URL", "TERMINAL", "RunPodProvider"]
+__all__ = ["DEFAULT_BASE_URL", "OPTIONS", "TERMINAL", "RunPodProvider"]
+
+OPTIONS = frozenset(
+    {
+        "endpoint_id",
+        "poll_interval_s",
+        "text_pointer",
+        "input_tokens_pointer",
+        "output_tokens_pointer",
+        "finish_reason_pointer",
+        "models",
+    }
+)
 
 DEFAULT_BASE_URL = "https://api.runpod.ai"
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 
 
+@adapter_boundary
 class RunPodProvider:
     """One RunPod Serverless endpoint; a compute provider (``run``) and a chat ``Provider``."""
 
     def __init__(self, spec: ProviderSpec) -> None:
+        check_options(spec, OPTIONS)
         self.name = spec.name
         options = spec.options
         self._options = options
@@ -217,7 +232,8 @@ class RunPodProvider:
         given: list[int | None] = [None, None]
         finish: Finish | None = None
         for output in outputs:
-            text.append(text_of(resolve_pointer(output, self._pointers["text_pointer"])))
+            pointer = self._pointers["text_pointer"]
+            text.append(text_of(resolve_pointer(output, pointer), f"the text at {pointer!r}"))
             for i, name in enumerate(("input_tokens_pointer", "output_tokens_pointer")):
                 count = read_count(output, self._pointers[name])
                 given[i] = count if count is not None else given[i]  # cumulative: last wins
@@ -233,7 +249,7 @@ class RunPodProvider:
         return Completion(
             text=text,
             finish=finish or Finish(FinishReason.STOP, ""),
-            usage=usage_from_counts(counts, request, text),
+            usage=await usage_from_counts(counts, request, text),
         )
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
@@ -251,9 +267,10 @@ class RunPodProvider:
             while True:
                 page = await self._call("GET", f"/stream/{job_id}", poll=True)
                 status = str(page.get("status"))
+                pieces = page.get("stream")
                 outputs = [
                     item.get("output")
-                    for item in page.get("stream") or []
+                    for item in (pieces if isinstance(pieces, list) else [])
                     if isinstance(item, Mapping)
                 ]
                 if outputs:
@@ -294,7 +311,7 @@ class RunPodProvider:
             if text:
                 parts.append(text)
                 yield TextDelta(text)
-        yield UsageReport(usage_from_counts(counts, request, "".join(parts)))
+        yield UsageReport(await usage_from_counts(counts, request, "".join(parts)))
         yield finish or Finish(FinishReason.STOP, "")
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
@@ -303,7 +320,7 @@ class RunPodProvider:
         )
 
     async def list_models(self) -> list[str]:
-        return [str(m) for m in self._options.get("models", [])]
+        return [str(m) for m in self._options.get("models") or []]
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -4,16 +4,22 @@ token by token with a configurable delay, with exact token counts. Needs no netw
 Options (``[providers.NAME.options]``): ``token_delay_ms`` (default 20), ``first_token_delay_ms``
 (default 0), ``min_tokens``/``max_tokens`` (length range of a natural answer, default 12..48),
 ``embedding_dim`` (default 64).
+
+Plans (the answer a request produces) are cached under a SHA-256 of the request, never the
+prompt itself, within ``PLAN_CACHE_BYTES``; a large prompt is hashed and counted on a worker
+thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import math
 import re
 import struct
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from aurea.providers._base import (
     ChatMessage,
@@ -29,6 +35,16 @@ from aurea.providers._base import (
     Usage,
     UsageReport,
 )
+from aurea.providers._boundary import check_options
+from aurea.providers._tokens import INLINE_LIMIT_CHARS
+
+OPTIONS = frozenset(
+    {"token_delay_ms", "first_token_delay_ms", "min_tokens", "max_tokens", "embedding_dim"}
+)
+# The plan cache's budget: what its entries hold (pieces, keys, bookkeeping), estimated.
+PLAN_CACHE_BYTES = 1 << 20
+_ENTRY_OVERHEAD = 200  # a key digest, the dict slot, the _Plan object
+_PIECE_OVERHEAD = 56  # a small str object
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 _WORDS = (
@@ -41,7 +57,7 @@ _WORDS = (
 
 def count_tokens(text: str) -> int:
     """The simulated tokenizer: words and punctuation marks each count as one token."""
-    return len(_TOKEN_RE.findall(text))
+    return sum(1 for _ in _TOKEN_RE.finditer(text))  # no list of a million words
 
 
 def prompt_tokens(messages: tuple[ChatMessage, ...]) -> int:
@@ -58,10 +74,32 @@ def _seed(request: ProviderRequest) -> bytes:
     return h.digest()
 
 
+def _cache_key(seed: bytes, request: ProviderRequest) -> bytes:
+    """A digest of everything a plan depends on (the seed already covers model and messages)."""
+    h = hashlib.sha256(seed)
+    h.update(repr(request.max_tokens).encode())
+    for stop in request.stop:
+        h.update(b"\0" + stop.encode())
+    return h.digest()
+
+
+def _prompt_chars(request: ProviderRequest) -> int:
+    return sum(len(m.content) for m in request.messages) + sum(len(s) for s in request.stop)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    pieces: tuple[str, ...]
+    reason: FinishReason
+    input_tokens: int
+    size: int  # estimated bytes held by this cache entry
+
+
 class SimulatedProvider:
     """A Provider whose output is a pure function of (model, messages, seed)."""
 
     def __init__(self, spec: ProviderSpec) -> None:
+        check_options(spec, OPTIONS)
         self.name = spec.name
         opts = spec.options
         self.token_delay_s = float(opts.get("token_delay_ms", 20)) / 1000.0
@@ -69,7 +107,8 @@ class SimulatedProvider:
         self.min_tokens = int(opts.get("min_tokens", 12))
         self.max_tokens = max(self.min_tokens, int(opts.get("max_tokens", 48)))
         self.embedding_dim = int(opts.get("embedding_dim", 64))
-        self._plans: dict[tuple[object, ...], tuple[list[str], FinishReason]] = {}
+        self._plans: collections.OrderedDict[bytes, _Plan] = collections.OrderedDict()
+        self.plan_cache_bytes = 0  # the estimated size of what the plan cache holds
         # Observable work counters (tests read them to see cancellation stop the work).
         self.streams_started = 0
         self.streams_finished = 0
@@ -78,17 +117,46 @@ class SimulatedProvider:
 
     def plan(self, request: ProviderRequest) -> tuple[list[str], FinishReason]:
         """The pieces (one token each) this request produces, and why it stops."""
-        key = (request.model, request.messages, request.max_tokens, request.stop, request.seed)
-        cached = self._plans.get(key)
-        if cached is None:
-            cached = self._plan(request)
-            if len(self._plans) >= 512:
-                self._plans.pop(next(iter(self._plans)))
-            self._plans[key] = cached
-        return list(cached[0]), cached[1]
-
-    def _plan(self, request: ProviderRequest) -> tuple[list[str], FinishReason]:
         seed = _seed(request)
+        key = _cache_key(seed, request)
+        found = self._lookup(key) or self._remember(key, self._make(request, seed))
+        return list(found.pieces), found.reason
+
+    async def _plan_for(self, request: ProviderRequest) -> _Plan:
+        if _prompt_chars(request) < INLINE_LIMIT_CHARS:
+            seed = _seed(request)
+            key = _cache_key(seed, request)
+            return self._lookup(key) or self._remember(key, self._make(request, seed))
+        # Hashing and counting megabytes would stall every other call: do that on a thread, and
+        # touch the cache only here, on the loop.
+        seed = await asyncio.to_thread(_seed, request)
+        key = _cache_key(seed, request)
+        found = self._lookup(key)
+        if found is None:
+            found = self._remember(key, await asyncio.to_thread(self._make, request, seed))
+        return found
+
+    def _lookup(self, key: bytes) -> _Plan | None:
+        found = self._plans.get(key)
+        if found is not None:
+            self._plans.move_to_end(key)
+        return found
+
+    def _remember(self, key: bytes, plan: _Plan) -> _Plan:
+        if key not in self._plans and plan.size <= PLAN_CACHE_BYTES:
+            self._plans[key] = plan
+            self.plan_cache_bytes += plan.size
+            while self.plan_cache_bytes > PLAN_CACHE_BYTES:
+                _, evicted = self._plans.popitem(last=False)
+                self.plan_cache_bytes -= evicted.size
+        return plan
+
+    def _make(self, request: ProviderRequest, seed: bytes) -> _Plan:
+        pieces, reason = self._plan(request, seed)
+        size = _ENTRY_OVERHEAD + sum(len(p) + _PIECE_OVERHEAD for p in pieces)
+        return _Plan(tuple(pieces), reason, prompt_tokens(request.messages), size)
+
+    def _plan(self, request: ProviderRequest, seed: bytes) -> tuple[list[str], FinishReason]:
         span = self.max_tokens - self.min_tokens + 1
         natural = self.min_tokens + int.from_bytes(seed[:4], "big") % span
         limit = request.max_tokens or natural
@@ -110,21 +178,21 @@ class SimulatedProvider:
         return pieces, FinishReason.STOP if natural <= limit else FinishReason.LENGTH
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
-        pieces, reason = self.plan(request)
-        input_tokens = prompt_tokens(request.messages)
+        plan = await self._plan_for(request)
         self.streams_started += 1
         done = False
         try:
             if self.first_token_delay_s:
                 await asyncio.sleep(self.first_token_delay_s)
-            for i, piece in enumerate(pieces):
+            for i, piece in enumerate(plan.pieces):
                 if self.token_delay_s and i:
                     await asyncio.sleep(self.token_delay_s)
                 self.tokens_generated += 1
                 yield TextDelta(piece)
-            yield UsageReport(Usage(input_tokens=input_tokens, output_tokens=len(pieces)))
+            usage = Usage(input_tokens=plan.input_tokens, output_tokens=len(plan.pieces))
+            yield UsageReport(usage)
             done = True
-            yield Finish(reason, raw_reason=reason.value)
+            yield Finish(plan.reason, raw_reason=plan.reason.value)
         finally:
             if done:
                 self.streams_finished += 1
@@ -132,14 +200,21 @@ class SimulatedProvider:
                 self.streams_cancelled += 1
 
     async def complete(self, request: ProviderRequest) -> Completion:
-        pieces, reason = self.plan(request)
+        plan = await self._plan_for(request)
+        pieces = plan.pieces
         if self.first_token_delay_s or self.token_delay_s:
             await asyncio.sleep(self.first_token_delay_s + self.token_delay_s * len(pieces))
         self.tokens_generated += len(pieces)
-        usage = Usage(input_tokens=prompt_tokens(request.messages), output_tokens=len(pieces))
+        usage = Usage(input_tokens=plan.input_tokens, output_tokens=len(pieces))
+        reason = plan.reason
         return Completion(text="".join(pieces), finish=Finish(reason, reason.value), usage=usage)
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
+        if sum(len(t) for t in request.inputs) >= INLINE_LIMIT_CHARS:
+            return await asyncio.to_thread(self._embeddings, request)
+        return self._embeddings(request)
+
+    def _embeddings(self, request: EmbedRequest) -> Embeddings:
         vectors = tuple(self._vector(text) for text in request.inputs)
         tokens = sum(count_tokens(t) for t in request.inputs)
         return Embeddings(vectors=vectors, usage=Usage(input_tokens=tokens))

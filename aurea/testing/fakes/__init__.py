@@ -13,7 +13,14 @@ Typical use::
 
 from __future__ import annotations
 
-from aurea.testing.fakes._core import FakeServer, Fault, FaultKind, RecordedRequest, echo_reply
+from aurea.testing.fakes._core import (
+    FakeServer,
+    Fault,
+    FaultKind,
+    RecordedRequest,
+    Scripted,
+    echo_reply,
+)
 from aurea.testing.fakes.anthropic import FakeAnthropic
 from aurea.testing.fakes.aws_lambda import FakeLambda
 from aurea.testing.fakes.gemini import FakeGemini
@@ -32,5 +39,6 @@ __all__ = [
     "Fault",
     "FaultKind",
     "RecordedRequest",
+    "Scripted",
     "echo_reply",
 ]

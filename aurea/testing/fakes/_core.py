@@ -1,5 +1,6 @@
 """What every fake upstream shares: lifecycle on 127.0.0.1, request recording, the fault queue,
-deterministic replies, and token-by-token streaming that notices when the client goes away."""
+scripted replies (a hostile upstream's exact bytes), deterministic replies, and token-by-token
+streaming that notices when the client goes away."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import collections
 import enum
 import json
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 from aiohttp import web
@@ -19,6 +20,7 @@ __all__ = [
     "FaultKind",
     "Generation",
     "RecordedRequest",
+    "Scripted",
     "StreamAborted",
     "count_words",
     "echo_reply",
@@ -57,6 +59,77 @@ class Fault:
     retry_after: str = "1"  # the Retry-After header value sent with RATE_LIMIT
     after_tokens: int = 2  # stream faults: how many tokens are sent before the fault
     delay_s: float = 1.0  # SLOW_FIRST_BYTE: how long the headers are held back
+
+
+@dataclass(slots=True)
+class Scripted:
+    """A reply sent verbatim, instead of the fake's own, to the next request whose path contains
+    ``path``: what a broken or hostile upstream sends. The fake writes ``body``, then each of
+    ``frames`` (one write each), then ``filler`` repeated until ``filler_bytes`` were written, then
+    ``tail``, stopping as soon as the client goes away. ``bytes_sent`` and ``finished`` tell what
+    it managed to write (the client's reading stopped early when ``finished`` stays False)."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    frames: tuple[bytes, ...] = ()
+    filler: bytes = b""
+    filler_bytes: int = 0
+    tail: bytes = b""
+    path: str = ""
+    bytes_sent: int = 0
+    finished: bool = False
+
+    @classmethod
+    def json(cls, payload: Any, *, status: int = 200, path: str = "", **headers: str) -> Scripted:
+        """A JSON body (``NaN``/``Infinity`` allowed, as Python's parser accepts them)."""
+        return cls(status=status, body=json.dumps(payload).encode(), path=path, headers=headers)
+
+    @classmethod
+    def sse(cls, *events: Any, path: str = "", done: bytes = b"") -> Scripted:
+        """``data:`` frames (a str or bytes is sent as the data itself, anything else as JSON;
+        a ``(name, payload)`` tuple adds an ``event:`` line), then ``done`` verbatim."""
+        frames = []
+        for item in events:
+            name = ""
+            if isinstance(item, tuple):
+                name, item = item
+            data = item if isinstance(item, str | bytes) else json.dumps(item)
+            data = data.encode() if isinstance(data, str) else data
+            prefix = f"event: {name}\n".encode() if name else b""
+            frames.append(prefix + b"data: " + data + b"\n\n")
+        if done:
+            frames.append(done)
+        return cls(frames=tuple(frames), path=path)
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        default_type = "text/event-stream" if self.frames else "application/json"
+        response = web.StreamResponse(
+            status=self.status, headers={"Content-Type": default_type, **self.headers}
+        )
+        await response.prepare(request)
+        try:
+            for piece in (self.body, *self.frames):
+                await self._write(request, response, piece)
+            block = self.filler * max(1, (64 * 1024) // max(len(self.filler), 1))
+            head = self.bytes_sent
+            while self.filler and self.bytes_sent - head < self.filler_bytes:
+                await self._write(request, response, block)
+            await self._write(request, response, self.tail)
+            await response.write_eof()
+        except (StreamAborted, ConnectionError):
+            return response
+        self.finished = True
+        return response
+
+    async def _write(self, request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+        if not data:
+            return
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise StreamAborted
+        await response.write(data)
+        self.bytes_sent += len(data)
 
 
 @dataclass(slots=True)
@@ -118,6 +191,7 @@ class FakeServer:
         self.reasoning_tokens = 0
         self.finish_override: str | None = None
         self.faults: collections.deque[Fault] = collections.deque()
+        self.scripted: collections.deque[Scripted] = collections.deque()
         self.requests: list[RecordedRequest] = []
         self.aborted_streams = 0
         self.completed_streams = 0
@@ -179,6 +253,10 @@ class FakeServer:
     @property
     def last_request_body(self) -> Any:
         return self.requests[-1].body if self.requests else None
+
+    def script(self, *replies: Scripted) -> None:
+        """Queue verbatim replies; each is sent to the next request matching its ``path``."""
+        self.scripted.extend(replies)
 
     def inject(self, *faults: Fault | FaultKind) -> None:
         """Queue faults; each following request consumes one."""
@@ -319,6 +397,10 @@ class FakeServer:
                 body=body,
             )
         )
+        for scripted in self.scripted:
+            if scripted.path in request.path:
+                self.scripted.remove(scripted)
+                return await scripted.serve(request)
         return await handler(request)
 
 

@@ -29,8 +29,9 @@ __all__ = ["FakeHTTPModel"]
 class FakeHTTPModel(FakeServer):
     """A generic JSON text-generation endpoint; ``base_url`` is the origin.
 
-    ``echo_auth_in_errors``: error messages quote the key the client sent (as some badly behaved
-    servers do), to prove that adapters scrub it.
+    ``echo_auth_in_errors``: error messages quote the key, the ``Authorization`` header and the
+    URL (with its query) the client sent, as some badly behaved servers do, to prove that
+    adapters scrub them.
     """
 
     def __init__(self, *, api_key: str = "generic-key", **kwargs: Any) -> None:
@@ -45,7 +46,9 @@ class FakeHTTPModel(FakeServer):
         self, request: web.Request, status: int, message: str, **headers: str
     ) -> web.Response:
         if self.echo_auth_in_errors:
-            message = f"{message} (key {request.headers.get('X-Api-Key', '')})"
+            key = request.headers.get("X-Api-Key", "")
+            auth = request.headers.get("Authorization", "")
+            message = f"{message} (key {key}, authorization {auth}, url {request.url})"
         return json_response(
             {"error": {"message": message, "code": status}}, status=status, headers=headers
         )

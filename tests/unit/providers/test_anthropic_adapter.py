@@ -21,7 +21,8 @@ from aurea.errors import (
     UpstreamRejected,
 )
 from aurea.providers._base import EmbedRequest, FinishReason, Provider, TextDelta, Usage
-from aurea.providers.anthropic import AnthropicProvider, error_from_body, normalize_usage
+from aurea.providers._values import reported_usage
+from aurea.providers.anthropic import AnthropicProvider, error_from_body, usage_counts
 from aurea.testing.fakes import Fault, FaultKind
 from aurea.testing.fakes.anthropic import FakeAnthropic
 
@@ -84,14 +85,15 @@ async def test_stream_text_usage_and_finish(
     assert fake.last_request_body["max_tokens"] == 64
 
 
-def test_usage_normalization_adds_cache_reads_and_writes() -> None:
+async def test_usage_normalization_adds_cache_reads_and_writes() -> None:
     raw = {
         "input_tokens": 10,
         "cache_read_input_tokens": 100,
         "cache_creation_input_tokens": 20,
         "output_tokens": 7,
     }
-    assert normalize_usage(raw) == Usage(input_tokens=130, cached_input_tokens=100, output_tokens=7)
+    usage = await reported_usage(usage_counts(raw), messages=(), output_text="", model="m")
+    assert usage == Usage(input_tokens=130, cached_input_tokens=100, output_tokens=7)
 
 
 @pytest.mark.parametrize(
