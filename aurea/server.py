@@ -28,6 +28,7 @@ from aurea.providers._base import Provider
 from aurea.providers._tokens import preload
 from aurea.providers.registry import build_provider
 from aurea.runtime import ActorRef, ActorSystem, RestartPolicy
+from aurea.telemetry.cpu import CpuWindow
 from aurea.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -114,6 +115,7 @@ class AureaServer:
         self.provider_books: dict[str, ProviderBook] = {}
         self.router: ActorRef[RouterMsg] | None = None
         self.health = health.aio.HealthServicer()
+        self.cpu = CpuWindow()
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._stopped = asyncio.Event()
@@ -167,7 +169,7 @@ class AureaServer:
             guards=[
                 AllowDenyGuard(allowed=s.routing.allowed_models, denied=s.routing.denied_models),
             ],
-            default_call_timeout_s=getattr(s.server, "default_call_timeout_s", 300.0),
+            default_call_timeout_s=s.server.default_call_timeout_s,
             sinks=[log_record],
         )
 
@@ -213,6 +215,7 @@ class AureaServer:
                 version=VERSION,
                 features=self._features(),
                 draining=lambda: self.draining,
+                cpu=self.cpu,
             ),
         }
         for module, base, add, name in _SERVICES:
@@ -234,6 +237,7 @@ class AureaServer:
             ) from exc
         await server.start()
         self._server = server
+        self.cpu.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -253,6 +257,7 @@ class AureaServer:
             await self._stopped.wait()
             return
         self._stopping = True
+        self.cpu.stop()
         grace = self.settings.server.grace_s if grace_s is None else grace_s
         self.tracker.draining = True
         await self.health.enter_graceful_shutdown()

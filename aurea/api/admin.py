@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import time
 from collections.abc import Callable, Mapping
 
@@ -15,6 +14,7 @@ from aurea.config import Settings
 from aurea.errors import InvalidRequest, NotFound, Unavailable
 from aurea.providers._base import ProviderSpec
 from aurea.runtime import ActorRef, ActorSystem
+from aurea.telemetry.cpu import CpuWindow, process_cpu_s
 from aurea.v1 import admin_pb2 as pb
 from aurea.v1 import admin_pb2_grpc
 
@@ -53,7 +53,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         version: str,
         features: list[str],
         draining: Callable[[], bool],
+        cpu: CpuWindow | None = None,
     ) -> None:
+        self._cpu = cpu if cpu is not None else CpuWindow()
         self._settings = settings
         self._system = system
         self._providers = providers
@@ -81,13 +83,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def GetSystemMetrics(
         self, request: pb.GetSystemMetricsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSystemMetricsResponse:
-        ru = resource.getrusage(resource.RUSAGE_SELF)
-        cpu_s = ru.ru_utime + ru.ru_stime
-        elapsed = max(time.monotonic() - self._started, 1e-9)
         rss = _rss_bytes()
         return pb.GetSystemMetricsResponse(
-            cpu_percent=100.0 * cpu_s / elapsed,
-            cpu_time_ms=int(cpu_s * 1e3),
+            cpu_percent=self._cpu.percent(),
+            cpu_time_ms=int(process_cpu_s() * 1e3),
             memory_rss_bytes=rss,
             actors=[
                 pb.ActorMetrics(

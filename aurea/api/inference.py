@@ -6,7 +6,6 @@ the adapter and the transport.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import grpc
@@ -15,6 +14,7 @@ from grpc._cython import cygrpc
 
 from aurea.api import convert
 from aurea.inference import (
+    CallerGone,
     CallRecord,
     Delta,
     FallbackEvent,
@@ -136,7 +136,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             except _CLIENT_GONE as exc:
                 # grpc raises its own batch error when the stream is gone (the client cancelled
                 # or disconnected): the caller's cancellation, not a bug; unwind as one.
-                raise asyncio.CancelledError("the client went away") from exc
+                raise CallerGone("the client went away") from exc
 
         final = await self._inference.stream(call, emit)
         await emit(final)

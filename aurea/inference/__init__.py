@@ -3,6 +3,7 @@ run in the caller's task, with guards admitting every attempt."""
 
 from aurea.inference.calls import (
     AttemptRecord,
+    CallerGone,
     CallKind,
     CallOutcome,
     CallRecord,
@@ -28,6 +29,7 @@ __all__ = [
     "CallKind",
     "CallOutcome",
     "CallRecord",
+    "CallerGone",
     "Delta",
     "EmbedCall",
     "EmbedResult",

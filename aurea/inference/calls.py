@@ -3,12 +3,18 @@ stream emits, and the ``CallRecord`` every call leaves behind, whichever way it 
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aurea.providers._base import ChatMessage, FinishReason, Usage
 from aurea.types import Policy
+
+
+class CallerGone(asyncio.CancelledError):
+    """Raised by an edge's writer when its transport says the caller has gone (grpc reports a
+    failed write, not a cancellation): the call unwinds as a cancellation, not as a bug."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
