@@ -1,6 +1,7 @@
 """The inference core: one call (stream, unary or embed) from routing to its ``CallRecord``,
 run in the caller's task, with guards admitting every attempt."""
 
+from aurea.inference._common import Emit
 from aurea.inference.calls import (
     AttemptRecord,
     CallerGone,
@@ -18,7 +19,7 @@ from aurea.inference.calls import (
     UsageUpdate,
 )
 from aurea.inference.classify import Action, classify
-from aurea.inference.core import Emit, Inference, RecordSink
+from aurea.inference.core import Inference, RecordSink
 from aurea.inference.guards import AllowDenyGuard, AttemptInfo, Guard, Permit
 
 __all__ = [

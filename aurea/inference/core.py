@@ -16,49 +16,38 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 
 import structlog
 
-from aurea.actors.provider import ProviderMsg, adapter_failure
+from aurea.actors.provider import ProviderMsg
 from aurea.actors.router import Candidate, Route, RouterMsg
 from aurea.config import RetrySettings
-from aurea.errors import AureaError, DeadlineExceeded, StreamBroken
+from aurea.errors import AureaError, DeadlineExceeded
+from aurea.inference._common import Emit, mapped, provider_request, settle
 from aurea.inference.attempts import Attempt, AttemptLoop
 from aurea.inference.calls import (
     CallKind,
     CallOutcome,
     CallRecord,
-    Delta,
     EmbedCall,
     EmbedResult,
-    FallbackEvent,
     Final,
     GenerateCall,
-    GenEvent,
-    Started,
-    UsageUpdate,
 )
 from aurea.inference.guards import AttemptInfo, Guard
+from aurea.inference.stream import StreamRun
 from aurea.pricing import cost_nanos
 from aurea.providers._base import (
     Completion,
     Embeddings,
     EmbedRequest,
-    Finish,
-    ProviderRequest,
-    TextDelta,
     Usage,
-    UsageReport,
 )
 from aurea.providers._tokens import (
-    estimate_chars,
     estimate_messages_tokens_async,
-    estimate_text_tokens,
     estimate_text_tokens_async,
 )
 from aurea.runtime import ActorRef
 
 log = structlog.get_logger("aurea.inference")
-Emit = Callable[[GenEvent], Awaitable[None]]
 RecordSink = Callable[[CallRecord], None]
-_CONTROL = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 class Inference:
@@ -102,7 +91,7 @@ class Inference:
         t0 = self._clock()
         async with self._bounded(call.deadline, record, t0) as deadline:
             candidates = await self._route(call.model, "chat", call, call.fallbacks)
-            run = _StreamRun(self, call, emit, record, t0)
+            run = StreamRun(call, emit, record, t0, self._clock)
             final = await self._loop.run(
                 self._info(call.request_id, CallKind.STREAM, call.job_id, call.max_tokens),
                 candidates,
@@ -124,9 +113,11 @@ class Inference:
             async def body(cand: Candidate, attempt: Attempt) -> Final:
                 model = cand.model
                 try:
-                    result: Completion = await attempt.adapter.complete(_request(call, cand))
+                    result: Completion = await attempt.adapter.complete(
+                        provider_request(call, cand)
+                    )
                 except BaseException as exc:
-                    raise _mapped(model.provider, exc) from exc
+                    raise mapped(model.provider, exc) from exc
                 usage = result.usage or Usage(
                     input_tokens=await estimate_messages_tokens_async(
                         call.messages, model.upstream
@@ -157,7 +148,7 @@ class Inference:
                 record,
                 deadline=deadline,
             )
-            _settle(record, final)
+            settle(record, final)
             record.outcome = CallOutcome.OK
             return final
 
@@ -175,7 +166,7 @@ class Inference:
                 try:
                     result: Embeddings = await attempt.adapter.embed(req)
                 except BaseException as exc:
-                    raise _mapped(model.provider, exc) from exc
+                    raise mapped(model.provider, exc) from exc
                 usage = result.usage
                 if usage is None:
                     total = 0
@@ -254,176 +245,3 @@ class Inference:
                     sink(record)
                 except Exception as exc:  # a sink must never fail the call it reports
                     log.error("record_sink_failed", error=repr(exc), exc_info=exc)
-
-
-def _request(call: GenerateCall, cand: Candidate) -> ProviderRequest:
-    return ProviderRequest(
-        model=cand.model.upstream,
-        messages=call.messages,
-        max_tokens=call.max_tokens or cand.model.default_max_tokens,
-        temperature=call.temperature,
-        top_p=call.top_p,
-        stop=call.stop,
-        seed=call.seed,
-        request_id=call.request_id,
-    )
-
-
-def _mapped(provider: str, exc: BaseException) -> BaseException:
-    """Control-flow exceptions pass; everything else from an adapter becomes an AureaError."""
-    return exc if isinstance(exc, _CONTROL) else adapter_failure(provider, exc)
-
-
-def _settle(record: CallRecord, final: Final) -> None:
-    record.usage, record.cost_nanos = final.usage, final.cost_nanos
-    record.finish_reason = final.finish_reason
-    record.ttft_s = final.ttft_s
-
-
-class _StreamRun:
-    """The per-call state of one stream: whether ``started`` went out, time to first token."""
-
-    __slots__ = ("_core", "call", "emit", "input_tokens", "record", "started", "t0")
-
-    def __init__(
-        self, core: Inference, call: GenerateCall, emit: Emit, record: CallRecord, t0: float
-    ) -> None:
-        self._core = core
-        self.call = call
-        self.emit = emit
-        self.record = record
-        self.t0 = t0
-        self.started = False
-        self.input_tokens = -1  # counted only when an estimate is needed
-
-    async def _start(self, cand: Candidate) -> None:
-        # Sent once the first candidate is admitted (or has failed over), so a call refused by
-        # its guards before anything happened ends with a clean status and no events.
-        if not self.started:
-            self.started = True
-            await self.emit(
-                Started(
-                    request_id=self.call.request_id,
-                    model=cand.model.name,
-                    provider=cand.model.provider,
-                    attempt=1,
-                    reason=cand.reason,
-                )
-            )
-
-    async def on_fallback(self, ev: FallbackEvent) -> None:
-        if not self.started:
-            self.started = True
-            await self.emit(
-                Started(
-                    request_id=self.call.request_id,
-                    model=ev.from_model,
-                    provider=self.record.provider,
-                    attempt=1,
-                    reason="",
-                )
-            )
-        await self.emit(ev)
-
-    async def _input(self, upstream: str) -> int:
-        if self.input_tokens < 0:
-            self.input_tokens = await estimate_messages_tokens_async(self.call.messages, upstream)
-        return self.input_tokens
-
-    def _estimate_now(self, upstream: str, out: list[str]) -> Usage:
-        """A usage estimate without awaiting (for error and cancel paths)."""
-        if self.input_tokens >= 0:
-            input_tokens = self.input_tokens
-        else:
-            input_tokens = sum(estimate_chars(m.content) for m in self.call.messages)
-        return Usage(
-            input_tokens=input_tokens,
-            output_tokens=estimate_text_tokens("".join(out), upstream),
-            estimated=True,
-        )
-
-    async def body(self, cand: Candidate, attempt: Attempt) -> Final:
-        await self._start(cand)
-        call, emit, clock = self.call, self.emit, self._core._clock
-        model = cand.model
-        events = attempt.adapter.stream(_request(call, cand))
-        usage: Usage | None = None
-        finish: Finish | None = None
-        ttft = 0.0
-        deltas = 0
-        interval = call.usage_interval
-        out: list[str] = []
-        try:
-            while True:
-                try:
-                    ev = await anext(events)
-                except StopAsyncIteration:
-                    break
-                except BaseException as exc:
-                    raise _mapped(model.provider, exc) from exc
-                if type(ev) is TextDelta:
-                    if not deltas:
-                        ttft = clock() - self.t0
-                        attempt.committed = True
-                    deltas += 1
-                    out.append(ev.text)
-                    await emit(Delta(ev.text))
-                    if interval and deltas % interval == 0:
-                        est = Usage(
-                            input_tokens=await self._input(model.upstream),
-                            output_tokens=deltas,
-                            estimated=True,
-                        )
-                        cost = cost_nanos(model, est)
-                        attempt.observe(est, cost)
-                        await emit(UsageUpdate(usage=est, cost_nanos=cost))
-                elif type(ev) is UsageReport:
-                    usage = ev.usage
-                    attempt.observe(usage, cost_nanos(model, usage))
-                elif type(ev) is Finish:
-                    finish = ev
-            if finish is None:
-                raise StreamBroken(
-                    f"provider {model.provider} ended the stream without finishing",
-                    provider=model.provider,
-                )
-        except AureaError:
-            if attempt.committed:
-                # Output has begun: report what was spent, then end with the error's status.
-                spent = usage or self._estimate_now(model.upstream, out)
-                cost = cost_nanos(model, spent)
-                attempt.observe(spent, cost)
-                self.record.usage, self.record.cost_nanos = spent, cost
-                await emit(UsageUpdate(usage=spent, cost_nanos=cost))
-            raise
-        except BaseException:
-            if attempt.committed:  # the caller left mid-stream: still count what was spent
-                spent = usage or self._estimate_now(model.upstream, out)
-                attempt.observe(spent, cost_nanos(model, spent))
-            raise
-        finally:
-            try:
-                await events.aclose()  # type: ignore[attr-defined]
-            except Exception as exc:  # closing must not hide the call's own outcome
-                log.warning("adapter_close_failed", provider=model.provider, error=repr(exc))
-        if usage is None:
-            usage = Usage(
-                input_tokens=await self._input(model.upstream),
-                output_tokens=await estimate_text_tokens_async("".join(out), model.upstream),
-                estimated=True,
-            )
-        cost = cost_nanos(model, usage)
-        attempt.observe(usage, cost)
-        final = Final(
-            finish_reason=finish.reason,
-            usage=usage,
-            cost_nanos=cost,
-            latency_s=clock() - self.t0,
-            ttft_s=ttft or (clock() - self.t0),
-            model=model.name,
-            provider=model.provider,
-            attempts=attempt.number,
-            route_reason=cand.reason,
-        )
-        _settle(self.record, final)
-        return final
