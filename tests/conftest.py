@@ -1,21 +1,25 @@
-"""Shared test helpers: free ports, the grpcurl binary, and ``aurea serve`` as a child process.
+"""Shared test helpers: free ports, the grpcurl binary, ``aurea`` as a child process, and the
+"CI skips nothing" rule.
 
 Markers are registered in pyproject.toml. A missing optional tool skips with a reason locally;
-``.ci/run`` installs everything, so CI skips nothing.
+``.ci/run`` installs everything and sets AUREA_REQUIRE_ALL, under which every skip, however it
+was written (``skip_or_fail``, a ``skipif`` mark, ``pytest.skip``, ``importorskip``), fails.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -226,3 +230,108 @@ def grpcurl() -> str:
     if probe.returncode != 0:
         skip_or_fail(f"grpcurl at {path} does not run: {probe.stderr.strip()[:200]}")
     return path
+
+
+def _require_all() -> bool:
+    return bool(os.environ.get("AUREA_REQUIRE_ALL"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under AUREA_REQUIRE_ALL a skipped test fails (xfail is not a skip and stays as it is)."""
+    report = yield
+    if report.skipped and not hasattr(report, "wasxfail") and _require_all():
+        report.outcome = "failed"
+        report.longrepr = f"AUREA_REQUIRE_ALL is set but this test was skipped: {_reason(report)}"
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """Under AUREA_REQUIRE_ALL a module skipped at collection fails too."""
+    report = yield
+    if report.skipped and _require_all():
+        report.outcome = "failed"
+        report.longrepr = f"AUREA_REQUIRE_ALL is set but this module was skipped: {_reason(report)}"
+    return report
+
+
+def _reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr: Any = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # (path, line, "Skipped: reason")
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+@dataclass
+class AureaProcess:
+    """One ``aurea`` child process with piped output, read without blocking past a bound."""
+
+    proc: subprocess.Popen[bytes]
+    out: bytearray = field(default_factory=bytearray)
+
+    def read_until(self, needle: bytes, timeout_s: float = SERVE_START_TIMEOUT_S) -> bytes:
+        """Read stdout until ``needle`` has appeared (bounded); return everything read so far."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s
+        while needle not in self.out:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {needle!r} within {timeout_s:g}s in:\n{self.text}")
+            if select.select([fd], [], [], min(left, 0.5))[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise AssertionError(f"output ended before {needle!r}:\n{self.text}")
+                self.out += chunk
+        return bytes(self.out)
+
+    @property
+    def text(self) -> str:
+        return self.out.decode(errors="replace")
+
+    def finish(self, timeout_s: float = SERVE_STOP_TIMEOUT_S) -> tuple[int, str, str]:
+        """Wait for exit (bounded); return (exit code, all stdout, all stderr)."""
+        out, err = self.proc.communicate(timeout=timeout_s)
+        self.out += out or b""
+        return self.proc.returncode, self.text, (err or b"").decode(errors="replace")
+
+
+AureaPopen = Callable[..., AureaProcess]
+
+
+@pytest.fixture
+def aurea_popen() -> Iterator[AureaPopen]:
+    """A factory: ``aurea_popen("serve", "--port", "0", stderr="merge")`` starts the real
+    ``aurea`` command with stdout piped (stderr piped apart, merged into stdout, or a file
+    object) and returns at once. ``prelude`` is Python run in the child before ``aurea.cli``
+    (to hold the program at a chosen point). Children still running at the end are killed."""
+    started: list[AureaProcess] = []
+
+    def popen(
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        stderr: Any = "pipe",
+        prelude: str | None = None,
+    ) -> AureaProcess:
+        if prelude is None:
+            argv = [*aurea_command(), *args]
+        else:
+            code = f"{prelude}\nfrom aurea.cli import main\nraise SystemExit(main(sys.argv[1:]))"
+            argv = [sys.executable, "-c", "import sys\n" + code, *args]
+        err = {"pipe": subprocess.PIPE, "merge": subprocess.STDOUT}.get(stderr, stderr)
+        proc = subprocess.Popen(
+            argv, env=child_env(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
+        )
+        started.append(AureaProcess(proc))
+        return started[-1]
+
+    yield popen
+    for ap in started:
+        if ap.proc.poll() is None:
+            ap.proc.kill()
+        ap.proc.communicate(timeout=SERVE_STOP_TIMEOUT_S)  # a timeout copes with closed pipes
