@@ -58,19 +58,29 @@ async def until_not_serving(channel: grpc.aio.Channel, timeout_s: float = 5.0) -
         await asyncio.sleep(0.02)
 
 
-async def read_until_first_delta(call: Any) -> list[str]:
-    kinds: list[str] = []
+async def read_until_first_delta(call: Any) -> list[Any]:
+    events: list[Any] = []
     while True:
         event = await asyncio.wait_for(call.read(), timeout=10)
-        assert event is not grpc.aio.EOF, f"the stream ended before its first delta: {kinds}"
-        kinds.append(event.WhichOneof("event"))
-        if kinds[-1] == "delta":
-            return kinds
+        assert event is not grpc.aio.EOF, f"the stream ended before its first delta: {events}"
+        events.append(event)
+        if event.WhichOneof("event") == "delta":
+            return events
 
 
-async def read_rest(call: Any, kinds: list[str]) -> None:
+async def read_rest(call: Any, events: list[Any]) -> None:
     while (event := await asyncio.wait_for(call.read(), timeout=30)) is not grpc.aio.EOF:
-        kinds.append(event.WhichOneof("event"))
+        events.append(event)
+
+
+def kinds_of(events: list[Any]) -> list[str]:
+    return [e.WhichOneof("event") for e in events]
+
+
+def tokens_in(events: list[Any]) -> int:
+    """Tokens in the streamed text: the simulated provider sends one word per token. (Not the
+    number of ``delta`` events: text the client has not read yet may merge into one.)"""
+    return len("".join(e.delta.text for e in events if e.HasField("delta")).split())
 
 
 async def test_sigterm_drains_stream_then_exits_zero(
@@ -86,8 +96,8 @@ async def test_sigterm_drains_stream_then_exits_zero(
     call = inference.GenerateStream(
         inference_pb2.GenerateStreamRequest(prompt="a long story"), timeout=60
     )
-    kinds = await read_until_first_delta(call)
-    assert kinds[0] == "started"
+    events = await read_until_first_delta(call)
+    assert kinds_of(events)[0] == "started"
 
     sp.proc.send_signal(signal.SIGTERM)
     await until_not_serving(channel)
@@ -108,10 +118,11 @@ async def test_sigterm_drains_stream_then_exits_zero(
     assert info_resp.status == admin_pb2.SERVING_STATUS_DRAINING
     assert sp.proc.poll() is None, "the server exited while a stream was in flight"
 
-    await read_rest(call, kinds)
+    await read_rest(call, events)
     assert await call.code() == grpc.StatusCode.OK
-    assert kinds[-1] == "final", kinds
-    assert kinds.count("delta") == TOKENS, "the drained stream lost deltas"
+    assert kinds_of(events)[-1] == "final", kinds_of(events)
+    assert events[-1].final.usage.output_tokens == TOKENS
+    assert tokens_in(events) == TOKENS, "the drained stream lost text"
 
     code = await asyncio.to_thread(sp.wait_exit)
     assert code == 0, sp.log_tail()
@@ -134,17 +145,17 @@ async def test_sigterm_cuts_a_stream_longer_than_the_grace_period(
     call = inference.GenerateStream(
         inference_pb2.GenerateStreamRequest(prompt="an endless story"), timeout=60
     )
-    kinds = await read_until_first_delta(call)
+    events = await read_until_first_delta(call)
     sp.proc.send_signal(signal.SIGTERM)
     await until_not_serving(channel)
     sp.proc.send_signal(signal.SIGTERM)
 
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await read_rest(call, kinds)
+        await read_rest(call, events)
     # Cut by the server going away: retryable on another replica, never OK.
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE, info.value.details()
-    assert "final" not in kinds
-    assert kinds.count("delta") < 500
+    assert "final" not in kinds_of(events)
+    assert tokens_in(events) < 500
 
     code = await asyncio.to_thread(sp.wait_exit)
     assert code == 0, sp.log_tail()

@@ -23,6 +23,12 @@ TOKEN_DELAY_MS = 30
 SLOW_TOKENS = 200  # planned output of the stream the client cancels
 
 
+def count_tokens(text: str) -> int:
+    """Tokens in the simulated provider's text: it sends one word per token. (Counting ``delta``
+    events instead would be wrong: text the client has not read yet may merge into one.)"""
+    return len(text.split())
+
+
 async def poll(predicate: Callable[[], bool], timeout_s: float = 2.0) -> bool:
     """Wait (bounded) until ``predicate()`` holds; return whether it did."""
     loop = asyncio.get_running_loop()
@@ -40,7 +46,9 @@ async def provider_in_flight(rs: Any) -> int:
 
 
 async def test_stream_deltas_arrive_incrementally(slow_server_settings: Callable[..., Any]) -> None:
-    """The client holds the first delta before the provider has produced the last."""
+    """The client holds the first delta before the provider has produced the last token.
+    Tokens are counted from the text and the final usage, never from the number of ``delta``
+    events: text the client has not read yet may be merged into one event."""
     async with running_server(slow_server_settings(TOKEN_DELAY_MS, TOKENS)) as rs:
         sim = rs.provider("simulated")
         stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
@@ -48,7 +56,8 @@ async def test_stream_deltas_arrive_incrementally(slow_server_settings: Callable
         produced_at_first_delta: int | None = None
         finished_at_first_delta: int | None = None
         kinds: list[str] = []
-        deltas = 0
+        text: list[str] = []
+        final = None
         async for event in call:
             kind = event.WhichOneof("event")
             kinds.append(kind)
@@ -56,14 +65,18 @@ async def test_stream_deltas_arrive_incrementally(slow_server_settings: Callable
                 if produced_at_first_delta is None:
                     produced_at_first_delta = sim.tokens_generated
                     finished_at_first_delta = sim.streams_finished
-                deltas += 1
+                text.append(event.delta.text)
+            elif kind == "final":
+                final = event.final
         assert await call.code() == grpc.StatusCode.OK
         assert kinds[0] == "started" and kinds[-1] == "final"
-        assert deltas == TOKENS
+        assert final is not None
+        assert final.usage.output_tokens == TOKENS
+        assert count_tokens("".join(text)) == TOKENS  # no text lost or repeated by merging
         assert sim.tokens_generated == TOKENS  # the counter counts exactly this stream's tokens
         assert produced_at_first_delta is not None
-        assert produced_at_first_delta < deltas, (
-            f"the provider had produced {produced_at_first_delta} of {deltas} tokens "
+        assert produced_at_first_delta < TOKENS, (
+            f"the provider had produced {produced_at_first_delta} of {TOKENS} tokens "
             "when the first delta reached the client: the stream was buffered"
         )
         assert finished_at_first_delta == 0
@@ -83,23 +96,37 @@ async def test_stream_deltas_match_the_unary_text(server: Any) -> None:
             final = event.final
     assert "".join(text) == unary.text
     assert final is not None
-    assert final.usage.output_tokens == unary.usage.output_tokens == len(text)
+    # Deltas may merge tokens, so the count comes from the text, not from len(text).
+    assert final.usage.output_tokens == unary.usage.output_tokens == count_tokens(unary.text)
     assert final.cost_nanos == unary.cost_nanos > 0
 
 
 async def test_stream_usage_events_are_cumulative(slow_server_settings: Callable[..., Any]) -> None:
+    """Each usage event counts every token sent before it (the text so far, however it was
+    split into deltas), the counts grow, at most one event per interval, none after the end."""
+    interval = 5
     async with running_server(slow_server_settings(1, TOKENS)) as rs:
         stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
-        req = pb.GenerateStreamRequest(prompt="usage please", usage_interval_deltas=5)
-        deltas = 0
+        req = pb.GenerateStreamRequest(prompt="usage please", usage_interval_deltas=interval)
+        text: list[str] = []
         seen: list[int] = []
+        final = None
         async for event in stub.GenerateStream(req, timeout=10):
             if event.HasField("delta"):
-                deltas += 1
+                text.append(event.delta.text)
             elif event.HasField("usage"):
                 seen.append(event.usage.usage.output_tokens)
-                assert event.usage.usage.output_tokens == deltas
-        assert seen == [5, 10, 15, 20]
+                assert event.usage.usage.output_tokens == count_tokens("".join(text))
+                assert event.usage.cost_nanos > 0
+            elif event.HasField("final"):
+                final = event.final
+        assert final is not None and final.usage.output_tokens == TOKENS
+        assert seen, "no usage event in a stream of several intervals"
+        assert seen == sorted(set(seen)), f"usage counts must grow: {seen}"
+        # The n-th event comes once at least n intervals of tokens were sent.
+        assert all(count >= interval * n for n, count in enumerate(seen, 1)), seen
+        assert seen[-1] <= TOKENS
+        assert len(seen) <= TOKENS // interval
 
 
 async def test_cancelled_stream_stops_provider_work(
