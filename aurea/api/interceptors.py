@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
+from grpc._cython import cygrpc
 
-from aurea.api.status import internal_status, to_status, with_metadata
+from aurea.api.status import Status, internal_status, to_status, with_metadata
 from aurea.config import ApiKey, Settings
 from aurea.edge import CallTracker, Edge, log_bug
 from aurea.errors import AureaError, InvalidRequest
@@ -27,6 +28,15 @@ from aurea.runtime.context import request_id_var
 __all__ = ["AureaInterceptor", "CallTracker", "request_id_var", "server_kwargs"]
 
 _RID = "x-request-id"
+
+# What ``context.write`` raises when the client has gone (cancelled, or disconnected) before
+# grpc cancels the handler's task. Servicers that write themselves may re-raise it as a
+# CancelledError ``from`` it (aurea.inference.CallerGone); either way it is the caller leaving.
+WRITE_FAILED: tuple[type[BaseException], ...] = tuple(
+    c
+    for c in (getattr(cygrpc, "ExecuteBatchError", None), getattr(cygrpc, "UsageError", None))
+    if isinstance(c, type)
+)
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
@@ -105,18 +115,34 @@ def _outcome(
     if isinstance(exc, grpc.aio.AbortError):  # the servicer aborted with its own status
         code = context.code()
         return (code.name if code is not None else "UNKNOWN"), None
-    if isinstance(exc, asyncio.CancelledError) and _client_left():
+    if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
         return _cancelled(context), None
+    if isinstance(exc, WRITE_FAILED) or (
+        isinstance(exc, asyncio.CancelledError) and isinstance(exc.__cause__, WRITE_FAILED)
+    ):
+        # The client has gone, but grpc has not cancelled this task (yet): end the call with
+        # a status all the same, so a client that is somehow still there is not left hanging.
+        code = _cancelled(context)
+        rid = request_id_var.get()
+        gone = Status(grpc.StatusCode[code], "the client went away", ((_RID, rid),))
+        return code, gone
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
         return "UNAVAILABLE", None  # the process is going down; the client loses the channel
     status = _failure(exc)
     return str(status.code.name), status
 
 
-def _client_left() -> bool:
-    """A CancelledError means the client left (cancel or deadline) only if this task is being
-    cancelled; one that escaped from awaiting someone else's cancelled task is a bug, and the
-    client still gets a status (INTERNAL) instead of a dropped call."""
+async def _abort(context: grpc.aio.ServicerContext, status: grpc.Status) -> None:
+    """End the call with ``status`` (raises grpc's AbortError); if the stream is already gone
+    grpc raises its write error instead, and there is nobody left to tell."""
+    with contextlib.suppress(*WRITE_FAILED):
+        await context.abort_with_status(status)
+
+
+def _being_cancelled() -> bool:
+    """A CancelledError means the client left (cancel or deadline) if this task is being
+    cancelled (or a write to the client failed); one that escaped from awaiting someone else's
+    cancelled task is a bug, and the client gets a status (INTERNAL) instead of a dropped call."""
     task = asyncio.current_task()
     return task is None or task.cancelling() > 0
 
@@ -179,7 +205,7 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
                 code, status = _outcome(exc, context)
                 if status is None:
                     raise
-                await context.abort_with_status(status)
+                await _abort(context, status)
             finally:
                 edge.finish_call(code, started)
 
@@ -209,7 +235,7 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
                 code, status = _outcome(exc, context)
                 if status is None:
                     raise
-                await context.abort_with_status(status)
+                await _abort(context, status)
             finally:
                 edge.finish_call(code, started)
 

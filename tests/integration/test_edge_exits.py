@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 import structlog
 from google.rpc import error_details_pb2
+from grpc._cython import cygrpc
 from grpc_status import rpc_status
 from structlog.testing import capture_logs
 
@@ -59,6 +60,8 @@ async def act(what: bytes, context: grpc.aio.ServicerContext) -> None:
             raise Overloaded("mailbox full", retry_after_s=math.inf)
         case b"huge":
             raise ProviderServerError("x" * 100_000, provider="p", status=500)
+        case b"gone":  # what a servicer's writer raises when grpc says the client has gone
+            raise asyncio.CancelledError("the client went away") from cygrpc.ExecuteBatchError()
 
 
 async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -235,6 +238,7 @@ STREAM_CASES = [
     (b"stray", grpc.StatusCode.INTERNAL, True),
     (b"abort", grpc.StatusCode.ALREADY_EXISTS, False),
     (b"huge", grpc.StatusCode.UNAVAILABLE, False),
+    (b"gone", grpc.StatusCode.CANCELLED, False),
 ]
 
 
