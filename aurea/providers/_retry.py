@@ -40,7 +40,7 @@ def clamp_retry_after(seconds: float | None) -> float | None:
 def parse_duration(value: str) -> float | None:
     """Seconds in a Go-style duration (``"1m30s"``, ``"20ms"``, ``"17s"``, ``"0.5s"``), clamped."""
     text = value.strip()
-    if not text or len(text) > 64 or _DURATION_PART.sub("", text):
+    if not text or _DURATION_PART.sub("", text):
         return None
     return clamp_retry_after(sum(float(n) * _SCALE[u] for n, u in _DURATION_PART.findall(text)))
 
@@ -54,7 +54,7 @@ def _seconds_until(when: datetime.datetime, now: Callable[[], float]) -> float |
 
 def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
     """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date (RFC 9110)."""
-    if value is None or not value.strip() or len(value) > 64:
+    if value is None or not value.strip():
         return None
     text = value.strip()
     try:
@@ -74,7 +74,7 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
 
 def parse_reset_time(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
     """Seconds until an RFC 3339 timestamp (Anthropic's ``anthropic-ratelimit-*-reset``)."""
-    if not value or len(value) > 64:
+    if not value:
         return None
     try:
         when = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -91,7 +91,7 @@ def retry_after_from_headers(
     """``retry-after-ms``, then ``Retry-After``, then OpenAI's ``x-ratelimit-reset-*`` (longest);
     always within ``[0, MAX_RETRY_AFTER_S]`` or None."""
     millis = headers.get("retry-after-ms")
-    if millis is not None and len(millis) <= 64:
+    if millis is not None:
         try:
             seconds = clamp_retry_after(float(millis) / 1000.0)
         except ValueError:

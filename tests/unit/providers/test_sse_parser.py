@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from aurea.providers._sse import SSEEvent, SSEParser, aiter_sse
+from aurea.providers._sse import SSEEvent, SSEEventTooLarge, SSEParser, aiter_sse
 
 
 def parse(*chunks: bytes) -> list[SSEEvent]:
@@ -95,3 +95,61 @@ async def test_aiter_sse() -> None:
             yield part
 
     assert [e async for e in aiter_sse(chunks())] == [SSEEvent("[DONE]")]
+
+
+# -- bounds ------------------------------------------------------------------------------------
+
+
+def test_an_event_at_the_limit_passes_and_one_byte_more_does_not() -> None:
+    parser = SSEParser(max_event_bytes=16)
+    assert parser.feed(b"data: " + b"x" * 15 + b"\n\n") == [SSEEvent("x" * 15)]  # 15 + its LF
+    with pytest.raises(SSEEventTooLarge, match="over 16 bytes"):
+        parser.feed(b"data: " + b"x" * 16 + b"\n\n")
+
+
+def test_data_lines_add_up_towards_the_limit() -> None:
+    parser = SSEParser(max_event_bytes=100)
+    parser.feed(b"data: " + b"y" * 40 + b"\n" + b"data: " + b"y" * 40 + b"\n")
+    with pytest.raises(SSEEventTooLarge):
+        parser.feed(b"data: " + b"y" * 40 + b"\n")
+    fresh = SSEParser(max_event_bytes=100)
+    for _ in range(10):  # the count restarts with each dispatched event
+        assert fresh.feed(b"data: " + b"y" * 60 + b"\n\n") == [SSEEvent("y" * 60)]
+
+
+@pytest.mark.parametrize("line", [b"data: ", b": a comment ", b"event: ", b"nocolon"])
+def test_an_unterminated_line_is_refused_while_it_grows(line: bytes) -> None:
+    parser = SSEParser(max_event_bytes=1000)
+    parser.feed(line)
+    with pytest.raises(SSEEventTooLarge):
+        for _ in range(100):
+            parser.feed(b"z" * 64)  # never a line end: nothing would ever dispatch
+
+
+def test_a_long_line_in_many_small_chunks() -> None:
+    # The line is kept as pieces until its end arrives (re-joining per chunk was quadratic).
+    parser = SSEParser()
+    assert parser.feed(b"data: ") == []
+    for _ in range(20_000):
+        assert parser.feed(b"a" * 100) == []
+    assert len(parser._pending) == 20_001  # one piece per chunk, nothing joined yet
+    assert parser.feed(b"\n\n") == [SSEEvent("a" * 2_000_000)]
+    stream = [b"da", b"ta: ", *([b"b" * 1000] * 50), b"\r", b"\n", b"\r\n"]
+    assert parse(*stream) == [SSEEvent("b" * 50_000)]
+
+
+def test_an_empty_chunk_does_not_lose_a_pending_cr() -> None:
+    # CR | (nothing) | LF: still one CRLF, not a CR and then an empty line that dispatches.
+    assert parse(b"data: a\r", b"", b"\ndata: b\n\n") == [SSEEvent("a\nb")]
+
+
+async def test_aiter_sse_raises_what_it_is_told() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"data: " + b"q" * 100
+
+    with pytest.raises(LookupError):
+        async for _ in aiter_sse(chunks(), max_event_bytes=10, too_large=lambda: LookupError()):
+            pass
+    with pytest.raises(SSEEventTooLarge):
+        async for _ in aiter_sse(chunks(), max_event_bytes=10):
+            pass
