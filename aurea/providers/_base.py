@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from aurea.providers._urls import safe_url
+
 
 class Role(enum.StrEnum):
     SYSTEM = "system"
@@ -135,6 +137,20 @@ class ProviderSpec:
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_concurrency: int = 64
     options: Mapping[str, Any] = field(default_factory=dict)  # kind-specific settings
+
+    def __repr__(self) -> str:
+        # A spec may end up in a log line or a traceback: its URLs are shown without secrets.
+        options = {k: safe_url(v) if _is_url(v) else v for k, v in self.options.items()}
+        return (
+            f"ProviderSpec(name={self.name!r}, kind={self.kind!r}, "
+            f"base_url={safe_url(self.base_url)!r}, api_key_env={self.api_key_env!r}, "
+            f"timeouts={self.timeouts!r}, max_concurrency={self.max_concurrency!r}, "
+            f"options={options!r})"
+        )
+
+
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and "://" in value
 
 
 @runtime_checkable

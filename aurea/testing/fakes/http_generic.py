@@ -29,14 +29,15 @@ __all__ = ["FakeHTTPModel"]
 class FakeHTTPModel(FakeServer):
     """A generic JSON text-generation endpoint; ``base_url`` is the origin.
 
-    ``echo_auth_in_errors``: error messages quote the key, the ``Authorization`` header and the
-    URL (with its query) the client sent, as some badly behaved servers do, to prove that
-    adapters scrub them.
+    ``echo_auth_in_errors``: error messages quote the key the client sent (as some badly behaved
+    servers do), to prove that adapters scrub it. ``echo_request_in_errors``: they also quote the
+    ``Authorization`` header and the URL with its query string.
     """
 
     def __init__(self, *, api_key: str = "generic-key", **kwargs: Any) -> None:
         super().__init__(api_key=api_key, **kwargs)
         self.echo_auth_in_errors = False
+        self.echo_request_in_errors = False
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/generate", self._generate)
@@ -46,9 +47,10 @@ class FakeHTTPModel(FakeServer):
         self, request: web.Request, status: int, message: str, **headers: str
     ) -> web.Response:
         if self.echo_auth_in_errors:
-            key = request.headers.get("X-Api-Key", "")
+            message = f"{message} (key {request.headers.get('X-Api-Key', '')})"
+        if self.echo_request_in_errors:
             auth = request.headers.get("Authorization", "")
-            message = f"{message} (key {key}, authorization {auth}, url {request.url})"
+            message = f"{message} (authorization {auth}, url {request.url})"
         return json_response(
             {"error": {"message": message, "code": status}}, status=status, headers=headers
         )

@@ -275,7 +275,7 @@ async def test_error_messages_never_echo_the_key(
         await provider.complete(chat("hi"))
     assert api_key not in str(caught.value)
     assert api_key not in repr(caught.value)
-    assert "(key ***," in caught.value.message
+    assert "(key ***)" in caught.value.message
 
 
 async def test_missing_key_env(fake: FakeHTTPModel, monkeypatch: pytest.MonkeyPatch) -> None:

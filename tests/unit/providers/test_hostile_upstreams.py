@@ -401,7 +401,8 @@ async def test_a_password_in_base_url_never_reaches_an_error(api_key: str) -> No
 async def test_url_secrets_echoed_by_an_upstream_are_scrubbed(api_key: str) -> None:
     basic = base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
     async with FakeHTTPModel(api_key=api_key) as fake:
-        fake.echo_auth_in_errors = True  # echoes the Authorization header and the full URL
+        fake.echo_auth_in_errors = True
+        fake.echo_request_in_errors = True  # echoes the Authorization header and the full URL
         host = fake.origin.removeprefix("http://")
         base = f"http://admin:{PASSWORD}@{host}"
         provider = GenericHTTPProvider(

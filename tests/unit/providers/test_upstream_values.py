@@ -123,3 +123,18 @@ def test_url_secrets_cover_every_echoed_form() -> None:
     assert "t0k3n-value" in secrets
     assert "1" not in secrets and "me" not in secrets  # too short to redact safely
     assert url_secrets("https://plain.example/v1") == []
+
+
+def test_a_spec_shows_its_urls_without_secrets() -> None:
+    from aurea.providers._base import ProviderSpec
+
+    spec = ProviderSpec(
+        name="p",
+        kind="http",
+        base_url="https://me:hunter2-pw@h/v1",
+        options={"url": "https://h/gen?key=k3y-secret", "method": "POST"},
+    )
+    text = repr(spec)
+    assert "hunter2-pw" not in text and "k3y-secret" not in text
+    assert "https://h/v1" in text and "'method': 'POST'" in text
+    assert spec.base_url == "https://me:hunter2-pw@h/v1"  # the value itself is untouched
