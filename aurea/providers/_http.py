@@ -280,7 +280,7 @@ class Response:
             raise self._client.error(
                 ProviderTimeout, f"no data from the upstream for {limit:g} s ({label})"
             ) from exc
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+        except aiohttp.ClientError as exc:  # payload, connection, content-encoding errors
             raise self._client.error(
                 broken, f"the connection dropped mid-response ({type(exc).__name__})"
             ) from exc
