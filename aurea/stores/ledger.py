@@ -14,6 +14,7 @@ A lease's life::
 
 Closed leases are remembered for ``closed_lease_retention_s`` (store option) so that a repeated
 settle or release is recognised and ignored; ``expire`` forgets them after that.
+``expire_all`` frees a dead process's leases at start-up.
 """
 
 from __future__ import annotations
@@ -286,9 +287,15 @@ class LedgerStore(Protocol):
 
     async def expire(self, *, now: float) -> int:
         """Expire active leases whose expiry is ``<= now`` (their reservations return) and
-        forget closed leases older than the retention. Returns how many leases expired.
+        forget closed leases older than the retention. Returns how many leases expired."""
+        ...
 
-        ``expire(now=math.inf)`` at start-up releases every lease of a dead embedded process."""
+    async def expire_all(self, *, now: float) -> int:
+        """Expire every active lease at once, whatever its expiry (closed at ``now``).
+
+        For start-up of a store that one process owns (SQLite): every active lease then belongs
+        to a dead process, and its reservation must return at once, not after its TTL. Never
+        for a store that live replicas share (Redis): their leases expire by TTL alone."""
         ...
 
     async def summary(self, *, since: float | None = None, until: float | None = None) -> Summary:

@@ -29,8 +29,9 @@ __all__ = [
     "refunded_tat",
 ]
 
-# Float sums of cost/rate drift by a few ulps; this slack keeps "exactly burst" admissible.
-_SLACK_S = 1e-9
+# Epoch seconds as floats resolve ~0.24 us today, and sums of cost/rate drift by a few ulps: one
+# microsecond of slack keeps "exactly the burst" and "retry exactly after retry_after_s" admissible.
+_SLACK_S = 1e-6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -252,11 +252,9 @@ class MemoryLedgerStore:
         check_finite("now", now)
         return self._close(lease_id, LeaseState.RELEASED, now)[0]
 
-    async def expire(self, *, now: float) -> int:
-        if math.isnan(now):
-            raise ValueError("now must not be NaN")
+    def _expire_due(self, due: float, closed_at: float | None) -> int:
         expired = 0
-        while self._expiries and self._expiries[0][0] <= now:
+        while self._expiries and self._expiries[0][0] <= due:
             expires_at, lease_id = heapq.heappop(self._expiries)
             lease = self._leases.get(lease_id)
             if lease is None or lease.state is not LeaseState.ACTIVE:
@@ -267,9 +265,14 @@ class MemoryLedgerStore:
             job.reserved -= lease.amount
             job.active -= 1
             lease.state = LeaseState.EXPIRED
-            lease.closed_at = expires_at
-            self._closed.append((expires_at, lease_id))
+            lease.closed_at = expires_at if closed_at is None else closed_at
+            self._closed.append((lease.closed_at, lease_id))
             expired += 1
+        return expired
+
+    async def expire(self, *, now: float) -> int:
+        check_finite("now", now)
+        expired = self._expire_due(now, None)
         cutoff = now - self._retention_s
         while self._closed and self._closed[0][0] <= cutoff:
             closed_at, lease_id = self._closed.popleft()
@@ -282,3 +285,7 @@ class MemoryLedgerStore:
             ):
                 del self._leases[lease_id]
         return expired
+
+    async def expire_all(self, *, now: float) -> int:
+        check_finite("now", now)
+        return self._expire_due(math.inf, now)

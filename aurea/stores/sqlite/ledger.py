@@ -2,7 +2,7 @@
 
 ``ledger_jobs.reserved`` and ``active`` are kept equal to the sums over the job's active leases
 inside the same transaction that changes a lease, so a ``kill -9`` at any point leaves them
-consistent; ``expire(now=math.inf)`` on restart then returns a dead process's reservations.
+consistent; ``expire_all`` on restart then returns a dead process's reservations.
 """
 
 from __future__ import annotations
@@ -332,28 +332,35 @@ class SqliteLedgerStore:
             lambda conn: self._close(conn, lease_id, LeaseState.RELEASED, 0, now)[0]
         )
 
+    @staticmethod
+    def _expire_due(conn: sqlite3.Connection, due: float, closed_at: float | None) -> int:
+        # Per-job sums first (from the leases about to expire), then the leases themselves.
+        conn.execute(
+            "UPDATE ledger_jobs SET reserved = reserved - e.amount, active = active - e.n "
+            "FROM (SELECT job_id, SUM(amount) AS amount, COUNT(*) AS n FROM ledger_leases "
+            "WHERE state = 'active' AND expires_at <= ? GROUP BY job_id) AS e "
+            "WHERE ledger_jobs.job_id = e.job_id",
+            (due,),
+        )
+        return conn.execute(
+            "UPDATE ledger_leases SET state = 'expired', closed_at = coalesce(?, expires_at) "
+            "WHERE state = 'active' AND expires_at <= ?",
+            (closed_at, due),
+        ).rowcount
+
     async def expire(self, *, now: float) -> int:
-        if math.isnan(now):
-            raise ValueError("now must not be NaN")
+        check_finite("now", now)
         cutoff = now - self._retention_s
 
         def op(conn: sqlite3.Connection) -> int:
-            # Per-job sums first (from the leases about to expire), then the leases themselves.
-            conn.execute(
-                "UPDATE ledger_jobs SET reserved = reserved - e.amount, active = active - e.n "
-                "FROM (SELECT job_id, SUM(amount) AS amount, COUNT(*) AS n FROM ledger_leases "
-                "WHERE state = 'active' AND expires_at <= ? GROUP BY job_id) AS e "
-                "WHERE ledger_jobs.job_id = e.job_id",
-                (now,),
-            )
-            expired = conn.execute(
-                "UPDATE ledger_leases SET state = 'expired', closed_at = expires_at "
-                "WHERE state = 'active' AND expires_at <= ?",
-                (now,),
-            ).rowcount
+            expired = self._expire_due(conn, now, None)
             conn.execute(
                 "DELETE FROM ledger_leases WHERE state != 'active' AND closed_at <= ?", (cutoff,)
             )
             return expired
 
         return await self._db.run(op)
+
+    async def expire_all(self, *, now: float) -> int:
+        check_finite("now", now)
+        return await self._db.run(lambda conn: self._expire_due(conn, math.inf, now))

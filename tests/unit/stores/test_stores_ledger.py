@@ -138,13 +138,20 @@ async def test_expire_returns_reservations_and_a_late_settle_still_spends(
     assert await ledger.expire(now=T0 + 100) == 0
 
 
-async def test_expire_at_infinity_releases_every_lease(ledger: LedgerStore) -> None:
+async def test_expire_all_frees_every_active_lease_and_forgets_nothing(
+    ledger: LedgerStore,
+) -> None:
     for i in range(5):
         await reserve(ledger, f"l{i}", 100, now=T0 + i)
     await ledger.settle("l0", Spend(cost_nanos=40), now=T0 + 5)
-    assert await ledger.expire(now=math.inf) == 4
+    await ledger.extend("l1", 0, 10 * TTL, now=T0 + 5)
+    assert await ledger.expire_all(now=T0 + 6) == 4
     view = await ledger.get_job("j")
     assert view is not None and (view.spent_nanos, view.reserved_nanos) == (40, 0)
+    assert (await ledger.get_lease("l0")).state is LeaseState.SETTLED  # type: ignore[union-attr]
+    assert (await ledger.get_lease("l1")).state is LeaseState.EXPIRED  # type: ignore[union-attr]
+    assert await ledger.settle("l0", Spend(cost_nanos=40), now=T0 + 7) is LeaseEnd.ALREADY
+    assert await ledger.expire_all(now=T0 + 8) == 0
 
 
 async def test_extend_grows_and_renews_a_lease_within_budget(ledger: LedgerStore) -> None:
@@ -245,6 +252,8 @@ async def test_summary_sums_by_model_and_provider_over_whole_buckets(ledger: Led
         lambda s: s.settle("a", Spend(cost_nanos=1, input_tokens=-1), now=T0),
         lambda s: s.extend("a", -1, TTL, now=T0),
         lambda s: s.expire(now=math.nan),
+        lambda s: s.expire(now=math.inf),
+        lambda s: s.expire_all(now=math.nan),
         lambda s: s.list_jobs(limit=0),
         lambda s: s.list_jobs(limit=1001),
     ],
