@@ -10,6 +10,8 @@ Clock convention (decided here, for every store):
   still mean something after a restart (SQLite) and on another replica (Redis), and a monotonic
   clock's zero is per boot and per host. In-process deadlines (a call's timeout) stay monotonic;
   only what a store keeps is wall time. All callers of one store must use the same clock.
+* Replicas sharing a Redis store would disagree by their clock skew; a Redis implementation may
+  use the server's own ``TIME`` inside its scripts instead of the ``now`` it is given.
 * A wall-clock step makes leases expire early or late by the step. That is safe for money: an
   expired lease only *returns* a reservation, it never spends, and a late settle still records
   what was spent (see ``LedgerStore.settle``).

@@ -39,7 +39,9 @@ class Quota:
     """``cost`` units against ``key``, refilled at ``rate_per_s``, at most ``burst`` at once.
 
     For 600 RPM: ``rate_per_s=10, burst=600`` admits a full minute's worth at once; a smaller
-    ``burst`` smooths. A quota whose ``cost`` exceeds its ``burst`` can never be admitted."""
+    ``burst`` smooths. A quota whose ``cost`` exceeds its ``burst`` can never be admitted.
+    Keys acquired together should share a Redis Cluster hash tag (``{model}:rpm``,
+    ``{model}:tpm``) so one script can update them atomically."""
 
     key: str
     cost: int

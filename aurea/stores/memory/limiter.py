@@ -15,7 +15,9 @@ __all__ = ["MemoryLimiterStore"]
 
 
 class MemoryLimiterStore:
-    """Per key: the theoretical arrival time and the time a hold ends (both wall seconds)."""
+    """Per key: the theoretical arrival time and the time a hold ends (both wall seconds).
+
+    Keys are never evicted: they are per model (a catalog's worth), not per caller."""
 
     def __init__(self) -> None:
         self._tat: dict[str, float] = {}

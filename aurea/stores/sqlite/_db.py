@@ -36,6 +36,8 @@ T = TypeVar("T")
 
 Synchronous = Literal["NORMAL", "FULL"]
 
+_MIN_SQLITE = (3, 35, 0)
+
 
 class SqliteDatabase:
     """The file every SQLite store shares; open with ``await SqliteDatabase.open(path)``.
@@ -88,6 +90,11 @@ class SqliteDatabase:
             raise
 
     def _connect(self) -> None:
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise sqlite3.DatabaseError(
+                f"SQLite {sqlite3.sqlite_version} is too old: the stores need 3.35 or later "
+                "(RETURNING, UPDATE FROM, ON CONFLICT without a target)"
+            )
         conn = sqlite3.connect(
             self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=True
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from typing import Any
 
 from aurea.stores._common import Page, check_finite, check_id, check_limit, check_positive
 from aurea.stores.ledger import (
@@ -22,7 +21,6 @@ from aurea.stores.ledger import (
     ReserveStatus,
     Spend,
     Summary,
-    UsageTotals,
     bucket_start,
     check_lease_args,
     check_nanos,
@@ -30,84 +28,17 @@ from aurea.stores.ledger import (
     fits,
 )
 from aurea.stores.sqlite._db import SqliteDatabase
+from aurea.stores.sqlite._ledger_sql import (
+    JOB_COLS,
+    add_totals,
+    answer,
+    close_lease,
+    expire_due,
+    job_view,
+    totals,
+)
 
 __all__ = ["SqliteLedgerStore"]
-
-_JOB_COLS = "job_id, budget, spent, reserved, active, created_at, updated_at"
-_TOTALS_COLS = "model, provider, calls, input_tokens, output_tokens, cost"
-
-
-def _totals(row: Any) -> UsageTotals:
-    model, provider, calls, input_tokens, output_tokens, cost = row
-    return UsageTotals(
-        model=model,
-        provider=provider,
-        calls=calls,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cost_nanos=cost,
-    )
-
-
-def _job_view(conn: sqlite3.Connection, row: Any) -> JobView:
-    job_id, budget, spent, reserved, active, created_at, updated_at = row
-    by_model = conn.execute(
-        f"SELECT {_TOTALS_COLS} FROM ledger_job_models WHERE job_id = ? ORDER BY model, provider",
-        (job_id,),
-    ).fetchall()
-    return JobView(
-        job_id=job_id,
-        budget_nanos=budget,
-        spent_nanos=spent,
-        reserved_nanos=reserved,
-        active_leases=active,
-        created_at=created_at,
-        updated_at=updated_at,
-        by_model=tuple(_totals(r) for r in by_model),
-    )
-
-
-def _answer(
-    conn: sqlite3.Connection, status: ReserveStatus, job_id: str, lease_nanos: int = 0
-) -> Reservation:
-    row = conn.execute(
-        "SELECT budget, spent, reserved FROM ledger_jobs WHERE job_id = ?", (job_id,)
-    ).fetchone()
-    budget, spent, reserved = row if row is not None else (0, 0, 0)
-    return Reservation(
-        status=status,
-        job_id=job_id,
-        budget_nanos=budget,
-        spent_nanos=spent,
-        reserved_nanos=reserved,
-        lease_nanos=lease_nanos,
-    )
-
-
-def _add_totals(
-    conn: sqlite3.Connection,
-    table: str,
-    key: str,
-    key_value: object,
-    model: str,
-    provider: str,
-    spend: Spend,
-) -> None:
-    conn.execute(
-        f"INSERT INTO {table} ({key}, {_TOTALS_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
-        f"ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, "
-        "input_tokens = input_tokens + excluded.input_tokens, "
-        "output_tokens = output_tokens + excluded.output_tokens, cost = cost + excluded.cost",
-        (
-            key_value,
-            model,
-            provider,
-            spend.calls,
-            spend.input_tokens,
-            spend.output_tokens,
-            spend.cost_nanos,
-        ),
-    )
 
 
 class SqliteLedgerStore:
@@ -125,9 +56,9 @@ class SqliteLedgerStore:
     async def get_job(self, job_id: str) -> JobView | None:
         def op(conn: sqlite3.Connection) -> JobView | None:
             row = conn.execute(
-                f"SELECT {_JOB_COLS} FROM ledger_jobs WHERE job_id = ?", (job_id,)
+                f"SELECT {JOB_COLS} FROM ledger_jobs WHERE job_id = ?", (job_id,)
             ).fetchone()
-            return None if row is None else _job_view(conn, row)
+            return None if row is None else job_view(conn, row)
 
         return await self._db.read(op)
 
@@ -139,11 +70,11 @@ class SqliteLedgerStore:
         def op(conn: sqlite3.Connection) -> Page[JobView]:
             # substr() rather than LIKE: job ids may contain % and _.
             rows = conn.execute(
-                f"SELECT {_JOB_COLS} FROM ledger_jobs WHERE substr(job_id, 1, ?) = ? "
+                f"SELECT {JOB_COLS} FROM ledger_jobs WHERE substr(job_id, 1, ?) = ? "
                 "AND job_id > ? ORDER BY job_id LIMIT ?",
                 (len(prefix), prefix, after or "", limit + 1),
             ).fetchall()
-            views = tuple(_job_view(conn, r) for r in rows[:limit])
+            views = tuple(job_view(conn, r) for r in rows[:limit])
             return Page(views, views[-1].job_id if len(rows) > limit else None)
 
         return await self._db.read(op)
@@ -182,7 +113,7 @@ class SqliteLedgerStore:
                 "GROUP BY model, provider ORDER BY model, provider",
                 (low, high),
             ).fetchall()
-            return Summary(by_model=tuple(_totals(r) for r in rows))
+            return Summary(by_model=tuple(totals(r) for r in rows))
 
         return await self._db.read(op)
 
@@ -197,10 +128,10 @@ class SqliteLedgerStore:
             row = conn.execute(
                 "INSERT INTO ledger_jobs (job_id, budget, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET budget = excluded.budget, "
-                f"updated_at = excluded.updated_at RETURNING {_JOB_COLS}",
+                f"updated_at = excluded.updated_at RETURNING {JOB_COLS}",
                 (job_id, budget_nanos, now, now),
             ).fetchone()
-            return _job_view(conn, row)
+            return job_view(conn, row)
 
         return await self._db.run(op)
 
@@ -226,8 +157,8 @@ class SqliteLedgerStore:
             ).fetchone()
             if lease is not None:
                 if lease[1] == LeaseState.ACTIVE:
-                    return _answer(conn, ReserveStatus.GRANTED, lease[0], lease[2])
-                return _answer(conn, ReserveStatus.LEASE_CLOSED, lease[0])
+                    return answer(conn, ReserveStatus.GRANTED, lease[0], lease[2])
+                return answer(conn, ReserveStatus.LEASE_CLOSED, lease[0])
             conn.execute(
                 "INSERT INTO ledger_jobs (job_id, budget, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -237,7 +168,7 @@ class SqliteLedgerStore:
                 "SELECT budget, spent, reserved FROM ledger_jobs WHERE job_id = ?", (job_id,)
             ).fetchone()
             if not fits(budget, spent, reserved, amount_nanos):
-                return _answer(conn, ReserveStatus.OVER_BUDGET, job_id)
+                return answer(conn, ReserveStatus.OVER_BUDGET, job_id)
             conn.execute(
                 "UPDATE ledger_jobs SET reserved = reserved + ?, active = active + 1, "
                 "updated_at = ? WHERE job_id = ?",
@@ -248,7 +179,7 @@ class SqliteLedgerStore:
                 "expires_at, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (lease_id, job_id, model, provider, amount_nanos, now + ttl_s, LeaseState.ACTIVE),
             )
-            return _answer(conn, ReserveStatus.GRANTED, job_id, amount_nanos)
+            return answer(conn, ReserveStatus.GRANTED, job_id, amount_nanos)
 
         return await self._db.run(op)
 
@@ -262,15 +193,15 @@ class SqliteLedgerStore:
                 "SELECT job_id, state, amount FROM ledger_leases WHERE lease_id = ?", (lease_id,)
             ).fetchone()
             if lease is None:
-                return _answer(conn, ReserveStatus.LEASE_CLOSED, "")
+                return answer(conn, ReserveStatus.LEASE_CLOSED, "")
             job_id, state, amount = lease
             if state != LeaseState.ACTIVE:
-                return _answer(conn, ReserveStatus.LEASE_CLOSED, job_id)
+                return answer(conn, ReserveStatus.LEASE_CLOSED, job_id)
             budget, spent, reserved = conn.execute(
                 "SELECT budget, spent, reserved FROM ledger_jobs WHERE job_id = ?", (job_id,)
             ).fetchone()
             if not fits(budget, spent, reserved, add_nanos):
-                return _answer(conn, ReserveStatus.OVER_BUDGET, job_id, amount)
+                return answer(conn, ReserveStatus.OVER_BUDGET, job_id, amount)
             conn.execute(
                 "UPDATE ledger_jobs SET reserved = reserved + ?, updated_at = ? WHERE job_id = ?",
                 (add_nanos, now, job_id),
@@ -279,46 +210,20 @@ class SqliteLedgerStore:
                 "UPDATE ledger_leases SET amount = amount + ?, expires_at = ? WHERE lease_id = ?",
                 (add_nanos, now + ttl_s, lease_id),
             )
-            return _answer(conn, ReserveStatus.GRANTED, job_id, amount + add_nanos)
+            return answer(conn, ReserveStatus.GRANTED, job_id, amount + add_nanos)
 
         return await self._db.run(op)
-
-    @staticmethod
-    def _close(
-        conn: sqlite3.Connection, lease_id: str, state: LeaseState, spent: int, now: float
-    ) -> tuple[LeaseEnd, tuple[str, str, str] | None]:
-        """Close the lease; returns what happened and, if it closed, (job, model, provider)."""
-        lease = conn.execute(
-            "SELECT job_id, model, provider, amount, state FROM ledger_leases WHERE lease_id = ?",
-            (lease_id,),
-        ).fetchone()
-        if lease is None:
-            return LeaseEnd.UNKNOWN, None
-        job_id, model, provider, amount, old_state = lease
-        if old_state in (LeaseState.SETTLED, LeaseState.RELEASED):
-            return LeaseEnd.ALREADY, None
-        active = old_state == LeaseState.ACTIVE
-        conn.execute(
-            "UPDATE ledger_jobs SET reserved = reserved - ?, active = active - ?, "
-            "spent = spent + ?, updated_at = ? WHERE job_id = ?",
-            (amount if active else 0, int(active), spent, now, job_id),
-        )
-        conn.execute(
-            "UPDATE ledger_leases SET state = ?, spent = ?, closed_at = ? WHERE lease_id = ?",
-            (state, spent, now, lease_id),
-        )
-        return (LeaseEnd.CLOSED if active else LeaseEnd.LATE), (job_id, model, provider)
 
     async def settle(self, lease_id: str, spend: Spend, *, now: float) -> LeaseEnd:
         check_id("lease_id", lease_id)
         check_spend(spend, now)
 
         def op(conn: sqlite3.Connection) -> LeaseEnd:
-            end, closed = self._close(conn, lease_id, LeaseState.SETTLED, spend.cost_nanos, now)
+            end, closed = close_lease(conn, lease_id, LeaseState.SETTLED, spend.cost_nanos, now)
             if closed is not None:
                 job_id, model, provider = closed
-                _add_totals(conn, "ledger_job_models", "job_id", job_id, model, provider, spend)
-                _add_totals(
+                add_totals(conn, "ledger_job_models", "job_id", job_id, model, provider, spend)
+                add_totals(
                     conn, "ledger_buckets", "bucket", bucket_start(now), model, provider, spend
                 )
             return end
@@ -329,31 +234,15 @@ class SqliteLedgerStore:
         check_id("lease_id", lease_id)
         check_finite("now", now)
         return await self._db.run(
-            lambda conn: self._close(conn, lease_id, LeaseState.RELEASED, 0, now)[0]
+            lambda conn: close_lease(conn, lease_id, LeaseState.RELEASED, 0, now)[0]
         )
-
-    @staticmethod
-    def _expire_due(conn: sqlite3.Connection, due: float, closed_at: float | None) -> int:
-        # Per-job sums first (from the leases about to expire), then the leases themselves.
-        conn.execute(
-            "UPDATE ledger_jobs SET reserved = reserved - e.amount, active = active - e.n "
-            "FROM (SELECT job_id, SUM(amount) AS amount, COUNT(*) AS n FROM ledger_leases "
-            "WHERE state = 'active' AND expires_at <= ? GROUP BY job_id) AS e "
-            "WHERE ledger_jobs.job_id = e.job_id",
-            (due,),
-        )
-        return conn.execute(
-            "UPDATE ledger_leases SET state = 'expired', closed_at = coalesce(?, expires_at) "
-            "WHERE state = 'active' AND expires_at <= ?",
-            (closed_at, due),
-        ).rowcount
 
     async def expire(self, *, now: float) -> int:
         check_finite("now", now)
         cutoff = now - self._retention_s
 
         def op(conn: sqlite3.Connection) -> int:
-            expired = self._expire_due(conn, now, None)
+            expired = expire_due(conn, now, None)
             conn.execute(
                 "DELETE FROM ledger_leases WHERE state != 'active' AND closed_at <= ?", (cutoff,)
             )
@@ -363,4 +252,4 @@ class SqliteLedgerStore:
 
     async def expire_all(self, *, now: float) -> int:
         check_finite("now", now)
-        return await self._db.run(lambda conn: self._expire_due(conn, math.inf, now))
+        return await self._db.run(lambda conn: expire_due(conn, math.inf, now))
