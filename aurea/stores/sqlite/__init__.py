@@ -4,6 +4,7 @@
 its connection, its thread and so one serialized order of writes.
 """
 
+from aurea.stores import LedgerStore, LimiterStore, RouterStatsStore, TaskQueueStore
 from aurea.stores.sqlite._db import SqliteDatabase
 from aurea.stores.sqlite.ledger import SqliteLedgerStore
 from aurea.stores.sqlite.limiter import SqliteLimiterStore
@@ -17,3 +18,13 @@ __all__ = [
     "SqliteRouterStatsStore",
     "SqliteTaskQueueStore",
 ]
+
+
+def _conforms(
+    ledger: SqliteLedgerStore,
+    limiter: SqliteLimiterStore,
+    stats: SqliteRouterStatsStore,
+    tasks: SqliteTaskQueueStore,
+) -> tuple[LedgerStore, LimiterStore, RouterStatsStore, TaskQueueStore]:
+    """Never called: here mypy checks that each class implements its protocol."""
+    return ledger, limiter, stats, tasks
