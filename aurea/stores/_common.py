@@ -62,7 +62,10 @@ class StoreUnavailable(Unavailable):
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
-    """One page of a listing. ``next_cursor`` is opaque; ``None`` means this was the last page."""
+    """One page of a listing. ``next_cursor`` is opaque; ``None`` means this was the last page.
+
+    A cursor a store did not produce may raise ``ValueError`` (callers map it to a bad request).
+    """
 
     items: tuple[T, ...]
     next_cursor: str | None = None

@@ -269,9 +269,10 @@ class LedgerStore(Protocol):
     async def extend(
         self, lease_id: str, add_nanos: int, ttl_s: float, *, now: float
     ) -> Reservation:
-        """Grow an active lease by ``add_nanos`` (0: just renew) and move its expiry to
-        ``now + ttl_s``; OVER_BUDGET (nothing changed) when it does not fit; LEASE_CLOSED when
-        the lease is not active (its figures are zero when the lease is unknown)."""
+        """Grow an active lease by ``add_nanos`` and move its expiry to ``now + ttl_s``;
+        OVER_BUDGET (nothing changed) when the growth does not fit; LEASE_CLOSED when the lease
+        is not active (its figures are zero when the lease is unknown). ``add_nanos=0`` only
+        renews, and always succeeds on an active lease, even if the budget was lowered since."""
         ...
 
     async def settle(self, lease_id: str, spend: Spend, *, now: float) -> LeaseEnd:

@@ -202,7 +202,7 @@ class MemoryLedgerStore:
         if lease.state is not LeaseState.ACTIVE:
             return self._answer(ReserveStatus.LEASE_CLOSED, lease.job_id)
         job = self._jobs[lease.job_id]
-        if not fits(job.budget, job.spent, job.reserved, add_nanos):
+        if add_nanos and not fits(job.budget, job.spent, job.reserved, add_nanos):
             return self._answer(ReserveStatus.OVER_BUDGET, lease.job_id, lease.amount)
         lease.amount += add_nanos
         job.reserved += add_nanos

@@ -200,7 +200,7 @@ class SqliteLedgerStore:
             budget, spent, reserved = conn.execute(
                 "SELECT budget, spent, reserved FROM ledger_jobs WHERE job_id = ?", (job_id,)
             ).fetchone()
-            if not fits(budget, spent, reserved, add_nanos):
+            if add_nanos and not fits(budget, spent, reserved, add_nanos):
                 return answer(conn, ReserveStatus.OVER_BUDGET, job_id, amount)
             conn.execute(
                 "UPDATE ledger_jobs SET reserved = reserved + ?, updated_at = ? WHERE job_id = ?",

@@ -170,6 +170,15 @@ async def test_extend_grows_and_renews_a_lease_within_budget(ledger: LedgerStore
     assert unknown.status is ReserveStatus.LEASE_CLOSED and unknown.reserved_nanos == 0
 
 
+async def test_renewing_a_lease_needs_no_headroom(ledger: LedgerStore) -> None:
+    await reserve(ledger, "a", 600, now=T0)
+    await ledger.set_budget("j", 100, now=T0 + 1)  # now over budget
+    assert (await ledger.extend("a", 1, TTL, now=T0 + 2)).status is ReserveStatus.OVER_BUDGET
+    renewed = await ledger.extend("a", 0, TTL, now=T0 + 2)
+    assert renewed.granted and renewed.lease_nanos == 600
+    assert await ledger.expire(now=T0 + TTL + 1) == 0
+
+
 async def test_closed_leases_are_forgotten_after_the_retention(ledger: LedgerStore) -> None:
     await reserve(ledger, "a", 100, now=T0)
     await ledger.settle("a", Spend(cost_nanos=10), now=T0 + 1)
