@@ -13,9 +13,9 @@ Why this shape:
   process (the WAL is in the OS page cache); only an OS crash or power loss may lose the last
   commits. ``synchronous="FULL"`` fsyncs every commit and survives those too, at a cost per write.
 * **stdlib ``sqlite3``, not aiosqlite.** aiosqlite is not a dependency and would add little: it also
-  runs one thread per connection, but hides the transaction boundary we need to control (one
-  ``BEGIN IMMEDIATE`` per operation, a function that runs wholly inside it) and gives each query its
-  own loop round trip. Here a whole operation is one hop.
+  runs one thread per connection, but each statement is its own await, so an operation's
+  read-decide-write would span several loop round trips. Here a whole operation (``BEGIN
+  IMMEDIATE``, reads, writes, ``COMMIT``) is one plain function run in one hop.
 """
 
 from __future__ import annotations
