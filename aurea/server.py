@@ -18,10 +18,12 @@ from grpc_reflection.v1alpha import reflection
 from aurea.actors.provider import ProviderActor, ProviderBook, ProviderMsg
 from aurea.actors.router import Router, RouterMsg
 from aurea.api.admin import AdminServicer
+from aurea.api.health import CappedHealthServicer
 from aurea.api.inference import InferenceServicer, log_record
-from aurea.api.interceptors import AureaInterceptor, CallTracker
+from aurea.api.interceptors import server_kwargs
 from aurea.api.unimplemented import fill_unimplemented
 from aurea.config import ConfigError, Settings
+from aurea.edge import Edge
 from aurea.errors import AureaError
 from aurea.inference import AllowDenyGuard, Inference
 from aurea.providers._base import Provider
@@ -109,12 +111,13 @@ class AureaServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.system = ActorSystem(policy=RestartPolicy(), on_dead=self._actor_dead)
-        self.tracker = CallTracker()
+        self.edge = Edge(keys=settings.api_keys)
+        self.tracker = self.edge.tracker
         self.providers: dict[str, Provider] = {}
         self.provider_refs: dict[str, ActorRef[ProviderMsg]] = {}
         self.provider_books: dict[str, ProviderBook] = {}
         self.router: ActorRef[RouterMsg] | None = None
-        self.health = health.aio.HealthServicer()
+        self.health = CappedHealthServicer(max_watches=settings.server.max_health_watches)
         self.cpu = CpuWindow()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -202,10 +205,7 @@ class AureaServer:
         # Load tokenizers off the loop now, so the first estimate does not stall a call.
         await asyncio.to_thread(preload, sorted({m.upstream for m in s.models.values()}))
         await self.system.start()
-        server = grpc.aio.server(
-            interceptors=[AureaInterceptor(keys=s.api_keys, tracker=self.tracker)],
-            options=[("grpc.so_reuseport", 1 if s.server.reuse_port else 0)],
-        )
+        server = grpc.aio.server(**server_kwargs(s, self.edge))
         servicers: Mapping[str, Any] = {
             "InferenceService": InferenceServicer(inference),
             "AdminService": AdminServicer(
@@ -287,7 +287,11 @@ class AureaServer:
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then drain and return (exit code 0)."""
     server = AureaServer(settings)
-    await server.start()
+    try:
+        await server.start()
+    except asyncio.CancelledError:  # Ctrl-C before the signal handlers below are installed
+        await server.stop(grace_s=0)
+        raise
     loop = asyncio.get_running_loop()
 
     def on_signal(sig: signal.Signals) -> None:

@@ -13,10 +13,18 @@ from aurea.actors.provider import GetStats, ProviderMsg, ProviderStats
 from aurea.config import Settings
 from aurea.errors import InvalidRequest, NotFound, Unavailable
 from aurea.providers._base import ProviderSpec
+from aurea.providers._urls import safe_url
 from aurea.runtime import ActorRef, ActorSystem
 from aurea.telemetry.cpu import CpuWindow, process_cpu_s
 from aurea.v1 import admin_pb2 as pb
 from aurea.v1 import admin_pb2_grpc
+
+_INT64_MAX = 2**63 - 1
+
+
+def _i64(n: int) -> int:
+    """A running total as an int64 field can carry it (saturating, never an encode error)."""
+    return min(max(n, 0), _INT64_MAX)
 
 
 def _ts(unix_s: float) -> timestamp_pb2.Timestamp:
@@ -137,7 +145,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 pb.Provider(
                     name=name,
                     kind=spec.kind,
-                    base_url=spec.base_url,
+                    base_url=safe_url(spec.base_url),
                     healthy=st is not None and st.last_ok is not False,
                     circuit_state=pb.CIRCUIT_STATE_CLOSED,
                     models=self._models_of(name),
@@ -165,14 +173,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             done = s.successes + s.failures
             msg = pb.ProviderStats(
                 provider=name,
-                requests=s.requests,
-                successes=s.successes,
-                failures=s.failures,
-                cancelled=s.cancelled,
+                requests=_i64(s.requests),
+                successes=_i64(s.successes),
+                failures=_i64(s.failures),
+                cancelled=_i64(s.cancelled),
                 success_rate=s.successes / done if done else 0.0,
-                input_tokens=s.input_tokens,
-                output_tokens=s.output_tokens,
-                cost_nanos=s.cost_nanos,
+                input_tokens=_i64(s.input_tokens),
+                output_tokens=_i64(s.output_tokens),
+                cost_nanos=_i64(s.cost_nanos),
                 avg_latency_ms=s.total_latency_s * 1e3 / done if done else 0.0,
             )
             if s.last_request_unix_s is not None:

@@ -6,13 +6,12 @@ the adapter and the transport.
 
 from __future__ import annotations
 
-import time
-
 import grpc
 import structlog
-from grpc._cython import cygrpc
 
 from aurea.api import convert
+from aurea.api.interceptors import WRITE_FAILED
+from aurea.edge import current_scope
 from aurea.inference import (
     CallerGone,
     CallRecord,
@@ -24,17 +23,12 @@ from aurea.inference import (
     Started,
     UsageUpdate,
 )
+from aurea.inference.writer import CoalescingWriter
 from aurea.runtime.context import request_id_var
 from aurea.v1 import inference_pb2 as pb
 from aurea.v1 import inference_pb2_grpc
 
 R = pb.GenerateStreamResponse
-# What ``context.write`` raises once the stream is broken (grpc's own, not public API).
-_CLIENT_GONE: tuple[type[BaseException], ...] = tuple(
-    c
-    for c in (getattr(cygrpc, "ExecuteBatchError", None), getattr(cygrpc, "UsageError", None))
-    if isinstance(c, type)
-)
 
 
 def log_record(record: CallRecord) -> None:
@@ -62,9 +56,12 @@ def log_record(record: CallRecord) -> None:
     structlog.contextvars.bind_contextvars(**fields)
 
 
-def _deadline(context: grpc.aio.ServicerContext) -> float | None:
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
+def _scope() -> tuple[str, float | None]:
+    """The request id and deadline the edge set for this call."""
+    scope = current_scope.get()
+    if scope is None:  # not behind the edge (a servicer driven directly in a test)
+        return request_id_var.get(), None
+    return scope.request_id, scope.deadline
 
 
 def _event_pb(ev: GenEvent) -> pb.GenerateStreamResponse:
@@ -106,7 +103,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def Generate(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> pb.GenerateResponse:
-        call = convert.generate_call(request, request_id_var.get(), _deadline(context))
+        call = convert.generate_call(request, *_scope())
         f = await self._inference.generate(call)
         return pb.GenerateResponse(
             request_id=call.request_id,
@@ -126,25 +123,26 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def GenerateStream(
         self, request: pb.GenerateStreamRequest, context: grpc.aio.ServicerContext
     ) -> None:
-        call = convert.generate_call(request, request_id_var.get(), _deadline(context))
+        call = convert.generate_call(request, *_scope())
         write = context.write
 
         async def emit(ev: GenEvent) -> None:
             msg = R(delta=pb.TextDelta(text=ev.text)) if type(ev) is Delta else _event_pb(ev)
             try:
                 await write(msg)
-            except _CLIENT_GONE as exc:
+            except WRITE_FAILED as exc:
                 # grpc raises its own batch error when the stream is gone (the client cancelled
                 # or disconnected): the caller's cancellation, not a bug; unwind as one.
                 raise CallerGone("the client went away") from exc
 
-        final = await self._inference.stream(call, emit)
-        await emit(final)
+        async with CoalescingWriter(emit) as writer:
+            final = await self._inference.stream(call, writer.emit)
+            await writer.emit(final)
 
     async def Embed(
         self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext
     ) -> pb.EmbedResponse:
-        call = convert.embed_call(request, request_id_var.get(), _deadline(context))
+        call = convert.embed_call(request, *_scope())
         r = await self._inference.embed(call)
         return pb.EmbedResponse(
             request_id=call.request_id,

@@ -102,11 +102,6 @@ def test_ctrl_c_during_serve_startup(aurea_popen: Callable[..., Any]) -> None:
     assert out.rstrip().endswith("aurea: interrupted"), out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aurea.server.serve must stop a server whose start was cancelled (Ctrl-C before its "
-    "signal handlers are installed); until then grpc's Server.__del__ complains at exit",
-)
 def test_ctrl_c_after_start_before_signal_handlers(aurea_popen: Callable[..., Any]) -> None:
     ap = aurea_popen(
         "serve", "--port", "0", prelude=HOLD_IN_START.format(after=True), stderr="merge"
