@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from aurea.runtime.context import request_id_var
 from aurea.telemetry._sink import LineSink, SinkLoggerFactory, sink_for
 
 STDERR_FD = 2  # the descriptor, not sys.stderr: test harnesses swap the object
@@ -51,6 +52,16 @@ class _SinkHandler(logging.Handler):
             self.handleError(record)
 
 
+def add_request_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Name the call a line belongs to even where the edge's log context is not bound (inside
+    an actor handling the call's message: the runtime restores ``request_id_var`` there)."""
+    if "request_id" not in event:
+        rid = request_id_var.get()
+        if rid:
+            event["request_id"] = rid
+    return event
+
+
 def configure(
     level: str = "info", fmt: str = "auto", redact: bool = False, *, stdlib: bool = False
 ) -> None:
@@ -61,6 +72,7 @@ def configure(
     use_console = fmt == "console" or (fmt == "auto" and os.isatty(STDERR_FD))
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

@@ -440,3 +440,83 @@ async def test_actors_still_reach_downstream_actors_while_stopping() -> None:
     gate.open.set()
     await stopping
     assert ledger[0].total == 4  # the router's drained message still reached the ledger
+
+
+async def test_request_id_travels_with_messages_into_the_actor() -> None:
+    """An actor handling a call's message sees that call's request id (for its log lines)."""
+    from aurea.runtime.context import request_id_var
+    from aurea.telemetry.logging import add_request_id
+
+    seen: list[str] = []
+
+    class Echo(Actor[Any]):
+        async def receive(self, msg: Any) -> Any:
+            seen.append(request_id_var.get())
+            return add_request_id(None, "info", {"event": "x"})
+
+    system = ActorSystem()
+    ref = system.spawn("echo", Echo)
+    async with system:
+        request_id_var.set("call-1")
+        first = await ref.ask(Get())
+        request_id_var.set("call-2")
+        ref.tell(Add(1))
+        await ref.ask(Get())
+    assert seen == ["call-1", "call-2", "call-2"]
+    assert first["request_id"] == "call-1"
+
+
+async def test_later_replies_after_io_without_blocking_the_mailbox() -> None:
+    from aurea.runtime import Later
+
+    gate = asyncio.Event()
+
+    class Store(Actor[Any]):
+        async def receive(self, msg: Any) -> Any:
+            if isinstance(msg, Wait):
+
+                async def io() -> int:
+                    await gate.wait()
+                    return 7
+
+                return Later(io())
+            return "quick"
+
+    system = ActorSystem()
+    ref = system.spawn("store", Store)
+    async with system:
+        slow = asyncio.ensure_future(ref.ask(Wait()))
+        assert await ref.ask(Get()) == "quick"  # the mailbox was not blocked by the I/O
+        assert not slow.done()
+        gate.set()
+        assert await slow == 7
+
+
+async def test_child_tasks_are_cancelled_when_the_actor_crashes() -> None:
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    class Parent(Actor[Any]):
+        async def receive(self, msg: Any) -> Any:
+            if isinstance(msg, Wait):
+
+                async def child() -> None:
+                    started.set()
+                    try:
+                        await asyncio.Event().wait()
+                    except asyncio.CancelledError:
+                        cancelled.set()
+                        raise
+
+                self.spawn_child(child())
+                return None
+            raise RuntimeError("boom")
+
+    system = ActorSystem(policy=FAST)
+    ref = system.spawn("parent", Parent)
+    async with system:
+        await ref.ask(Wait())
+        await started.wait()
+        with pytest.raises(ActorCrashed):
+            await ref.ask(Boom())
+        await asyncio.wait_for(cancelled.wait(), 1.0)
