@@ -19,7 +19,7 @@ from aurea.actors.provider import ProviderActor, ProviderBook, ProviderMsg
 from aurea.actors.router import Router, RouterMsg
 from aurea.api.admin import AdminServicer
 from aurea.api.health import CappedHealthServicer
-from aurea.api.inference import InferenceServicer, log_record
+from aurea.api.inference import InferenceServicer
 from aurea.api.interceptors import server_kwargs
 from aurea.api.unimplemented import fill_unimplemented
 from aurea.config import ConfigError, Settings
@@ -29,6 +29,7 @@ from aurea.inference import AllowDenyGuard, Inference
 from aurea.providers._base import Provider
 from aurea.providers._tokens import preload
 from aurea.providers.registry import build_provider
+from aurea.routing import RouterView, RoutingTable
 from aurea.runtime import ActorRef, ActorSystem, RestartPolicy
 from aurea.telemetry.cpu import CpuWindow
 from aurea.v1 import (
@@ -125,8 +126,9 @@ class AureaServer:
         self._stopping = False
 
     def _actor_dead(self, name: str) -> None:
-        # Without its router the inference service cannot serve: tell load balancers.
-        if name == "router":
+        # Routing survives a dead router (calls use its last published table); with every
+        # provider's actor dead nothing can serve a call: tell load balancers.
+        if name.startswith("provider:") and not any(r.alive for r in self.provider_refs.values()):
             for service in ("", "aurea.v1.InferenceService"):
                 task = asyncio.ensure_future(
                     self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -141,8 +143,11 @@ class AureaServer:
     def _build_actors(self) -> Inference:
         s = self.settings
         cap = s.runtime.mailbox_capacity
+        self.router_view = RouterView(RoutingTable(models=s.models, settings=s.routing))
         self.router = self.system.spawn(
-            "router", lambda: Router(models=s.models, settings=s.routing), capacity=cap
+            "router",
+            lambda: Router(models=s.models, settings=s.routing, view=self.router_view),
+            capacity=cap,
         )
         for name, spec in s.providers.items():
             try:
@@ -165,7 +170,7 @@ class AureaServer:
 
             self.provider_refs[name] = self.system.spawn(f"provider:{name}", factory, capacity=cap)
         return Inference(
-            router=self.router,
+            view=self.router_view,
             providers=self.provider_refs,
             retry=s.retry,
             ask_timeout_s=s.runtime.ask_timeout_s,
@@ -173,7 +178,6 @@ class AureaServer:
                 AllowDenyGuard(allowed=s.routing.allowed_models, denied=s.routing.denied_models),
             ],
             default_call_timeout_s=s.server.default_call_timeout_s,
-            sinks=[log_record],
         )
 
     def _features(self) -> list[str]:

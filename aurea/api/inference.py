@@ -7,14 +7,12 @@ the adapter and the transport.
 from __future__ import annotations
 
 import grpc
-import structlog
 
 from aurea.api import convert
 from aurea.api.interceptors import WRITE_FAILED
 from aurea.edge import current_scope
 from aurea.inference import (
     CallerGone,
-    CallRecord,
     Delta,
     FallbackEvent,
     Final,
@@ -29,31 +27,6 @@ from aurea.v1 import inference_pb2 as pb
 from aurea.v1 import inference_pb2_grpc
 
 R = pb.GenerateStreamResponse
-
-
-def log_record(record: CallRecord) -> None:
-    """A record sink: the call's figures join the canonical ``rpc_finished`` line (the edge
-    writes it with the request's context variables)."""
-    fields: dict[str, object] = {
-        "model": record.model,
-        "provider": record.provider,
-        "attempts": len(record.attempts),
-        "input_tokens": record.usage.input_tokens,
-        "output_tokens": record.usage.output_tokens,
-        "cost_nanos": record.cost_nanos,
-        "outcome": record.outcome.value,
-    }
-    if record.fallbacks:
-        fields["fallbacks"] = record.fallbacks
-    if record.finish_reason is not None:
-        fields["finish"] = record.finish_reason.value
-    if record.error:
-        fields["error"] = record.error
-    if record.labels:
-        fields["labels"] = dict(record.labels)
-    if record.job_id:
-        fields["job_id"] = record.job_id
-    structlog.contextvars.bind_contextvars(**fields)
 
 
 def _scope() -> tuple[str, float | None]:

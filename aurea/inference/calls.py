@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 from aurea.providers._base import ChatMessage, FinishReason, Usage
 from aurea.types import Policy
@@ -148,3 +150,34 @@ class CallRecord:
     error: str = ""  # the reason of the error that ended the call
     finish_reason: FinishReason | None = None
     cache_hit: bool = False
+
+
+# The record of the call running in this task: the canonical log line reads it when (and only
+# when) it is written, so a call pays nothing for log fields that a log level filters out.
+current_record: ContextVar[CallRecord | None] = ContextVar("aurea_call_record", default=None)
+
+
+def log_fields(record: CallRecord) -> dict[str, Any]:
+    """The record's fields for the canonical ``rpc_finished`` line."""
+    fields: dict[str, Any] = {
+        "model": record.model,
+        "provider": record.provider,
+        "attempts": len(record.attempts),
+        "input_tokens": record.usage.input_tokens,
+        "output_tokens": record.usage.output_tokens,
+        "cost_nanos": record.cost_nanos,
+        "outcome": record.outcome.value,
+    }
+    if record.fallbacks:
+        fields["fallbacks"] = record.fallbacks
+    if record.ttft_s is not None:
+        fields["ttft_ms"] = round(record.ttft_s * 1e3, 3)
+    if record.finish_reason is not None:
+        fields["finish"] = record.finish_reason.value
+    if record.error:
+        fields["error"] = record.error
+    if record.labels:
+        fields["labels"] = dict(record.labels)
+    if record.job_id:
+        fields["job_id"] = record.job_id
+    return fields

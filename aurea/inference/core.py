@@ -9,15 +9,14 @@ a stream has no generator layers between the adapter and the transport.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
 
 import structlog
 
 from aurea.actors.provider import ProviderMsg
-from aurea.actors.router import Candidate, Route, RouterMsg
 from aurea.config import RetrySettings
 from aurea.errors import AureaError, DeadlineExceeded
 from aurea.inference._common import Emit, mapped, provider_request, settle
@@ -30,6 +29,7 @@ from aurea.inference.calls import (
     EmbedResult,
     Final,
     GenerateCall,
+    current_record,
 )
 from aurea.inference.guards import AttemptInfo, Guard
 from aurea.inference.stream import StreamRun
@@ -44,6 +44,7 @@ from aurea.providers._tokens import (
     estimate_messages_tokens_async,
     estimate_text_tokens_async,
 )
+from aurea.routing import Candidate, RouterView
 from aurea.runtime import ActorRef
 
 log = structlog.get_logger("aurea.inference")
@@ -56,7 +57,7 @@ class Inference:
     def __init__(
         self,
         *,
-        router: ActorRef[RouterMsg],
+        view: RouterView,
         providers: Mapping[str, ActorRef[ProviderMsg]],
         retry: RetrySettings,
         ask_timeout_s: float,
@@ -67,7 +68,7 @@ class Inference:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self._router = router
+        self._view = view
         self._timeout = ask_timeout_s
         self._default_timeout_s = default_call_timeout_s
         self._sinks = tuple(sinks)
@@ -90,7 +91,7 @@ class Inference:
         record = self._record(call.request_id, CallKind.STREAM, call.job_id, call.labels)
         t0 = self._clock()
         async with self._bounded(call.deadline, record, t0) as deadline:
-            candidates = await self._route(call.model, "chat", call, call.fallbacks)
+            candidates = self._route(call.model, "chat", call, call.fallbacks)
             run = StreamRun(call, emit, record, t0, self._clock)
             final = await self._loop.run(
                 self._info(call.request_id, CallKind.STREAM, call.job_id, call.max_tokens),
@@ -108,7 +109,7 @@ class Inference:
         record = self._record(call.request_id, CallKind.UNARY, call.job_id, call.labels)
         t0 = self._clock()
         async with self._bounded(call.deadline, record, t0) as deadline:
-            candidates = await self._route(call.model, "chat", call, call.fallbacks)
+            candidates = self._route(call.model, "chat", call, call.fallbacks)
 
             async def body(cand: Candidate, attempt: Attempt) -> Final:
                 model = cand.model
@@ -156,7 +157,7 @@ class Inference:
         record = self._record(call.request_id, CallKind.EMBED, call.job_id, call.labels)
         t0 = self._clock()
         async with self._bounded(call.deadline, record, t0) as deadline:
-            candidates = await self._route(call.model, "embedding", None, ())
+            candidates = self._route(call.model, "embedding", None, ())
 
             async def body(cand: Candidate, attempt: Attempt) -> EmbedResult:
                 model = cand.model
@@ -198,50 +199,73 @@ class Inference:
     # -- shared pieces ---------------------------------------------------------------------
 
     def _record(self, rid: str, kind: CallKind, job: str, labels: Mapping[str, str]) -> CallRecord:
-        return CallRecord(request_id=rid, kind=kind, job_id=job, labels=labels)
+        record = CallRecord(request_id=rid, kind=kind, job_id=job, labels=labels)
+        current_record.set(record)
+        return record
 
     @staticmethod
     def _info(rid: str, kind: CallKind, job: str, max_tokens: int) -> AttemptInfo:
         return AttemptInfo(request_id=rid, kind=kind, job_id=job, max_tokens=max_tokens)
 
-    async def _route(
+    def _route(
         self, model: str, kind: str, call: GenerateCall | None, fallbacks: tuple[str, ...]
     ) -> tuple[Candidate, ...]:
+        # The router's published snapshot: no mailbox hop per call.
         policy = call.policy if call is not None else None
-        msg = Route(model=model, kind=kind, policy=policy, fallbacks=fallbacks)
-        return await self._router.ask(msg, timeout_s=self._timeout)
+        return self._view.table.route(model, kind, policy, fallbacks)
 
-    @contextlib.asynccontextmanager
-    async def _bounded(
-        self, deadline: float | None, record: CallRecord, t0: float
-    ) -> AsyncIterator[float]:
+    def _bounded(self, deadline: float | None, record: CallRecord, t0: float) -> _Bounded:
         """Bound the whole call (every retry and candidate) by the caller's deadline or, when
         it set none, by ``server.default_call_timeout_s``; finish the record however it ends."""
         if deadline is None:
             deadline = t0 + self._default_timeout_s
+        return _Bounded(self, deadline, record, t0)
+
+
+class _Bounded:
+    """The call's bound as an async context manager (a class: cheaper than a generator one on
+    the hot path). Yields the deadline; turns its expiry into ``DeadlineExceeded``."""
+
+    __slots__ = ("_core", "_deadline", "_record", "_t0", "_timeout")
+
+    def __init__(self, core: Inference, deadline: float, record: CallRecord, t0: float) -> None:
+        self._core = core
+        self._deadline = deadline
+        self._record = record
+        self._t0 = t0
+        self._timeout = asyncio.timeout(max(deadline - core._clock(), 0.0))
+
+    async def __aenter__(self) -> float:
+        await self._timeout.__aenter__()
+        return self._deadline
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        core, record = self._core, self._record
         try:
-            async with asyncio.timeout(max(deadline - self._clock(), 0.0)):
-                yield deadline
+            await self._timeout.__aexit__(exc_type, exc, tb)
         except TimeoutError:
             record.outcome = CallOutcome.DEADLINE
             record.error = DeadlineExceeded.reason
             raise DeadlineExceeded(
                 f"the call did not finish within its deadline "
-                f"({deadline - t0:.3g} s after it started)"
+                f"({self._deadline - self._t0:.3g} s after it started)"
             ) from None
-        except AureaError as exc:
-            record.error = exc.reason
-            raise
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError | GeneratorExit):
-                record.outcome = CallOutcome.CANCELLED
-            else:
-                record.error = "INTERNAL"
-            raise
         finally:
-            record.latency_s = self._clock() - t0
-            for sink in self._sinks:
+            if exc is not None and record.outcome is not CallOutcome.DEADLINE:
+                if isinstance(exc, AureaError):
+                    record.error = exc.reason
+                elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
+                    record.outcome = CallOutcome.CANCELLED
+                else:
+                    record.error = "INTERNAL"
+            record.latency_s = core._clock() - self._t0
+            for sink in core._sinks:
                 try:
                     sink(record)
-                except Exception as exc:  # a sink must never fail the call it reports
-                    log.error("record_sink_failed", error=repr(exc), exc_info=exc)
+                except Exception as err:  # a sink must never fail the call it reports
+                    log.error("record_sink_failed", error=repr(err), exc_info=err)

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from aurea.inference.calls import current_record, log_fields
 from aurea.runtime.context import request_id_var
 from aurea.telemetry._sink import LineSink, SinkLoggerFactory, sink_for
 
@@ -62,6 +63,22 @@ def add_request_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
+def add_call_record(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """The canonical ``rpc_finished`` line carries the call's record (model, provider,
+    attempts, tokens, cost, outcome, labels), rendered only when the line is written."""
+    if event.get("event") == "rpc_finished":
+        record = current_record.get()
+        if record is not None:
+            for k, v in log_fields(record).items():
+                event.setdefault(k, v)
+    return event
+
+
+def context_processors() -> list[Any]:
+    """The processors that add a line's call context (also for ``capture_logs`` in tests)."""
+    return [structlog.contextvars.merge_contextvars, add_request_id, add_call_record]
+
+
 def configure(
     level: str = "info", fmt: str = "auto", redact: bool = False, *, stdlib: bool = False
 ) -> None:
@@ -71,8 +88,7 @@ def configure(
     the command line asks for it)."""
     use_console = fmt == "console" or (fmt == "auto" and os.isatty(STDERR_FD))
     processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        add_request_id,
+        *context_processors(),
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

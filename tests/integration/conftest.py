@@ -10,12 +10,12 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
-import structlog
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from structlog.testing import capture_logs
 
 from aurea.config import Settings
+from aurea.telemetry.logging import context_processors
 from aurea.testing import RunningServer, running_server, test_settings
 from aurea.v1 import (
     admin_pb2_grpc,
@@ -122,7 +122,7 @@ def server_logs(request: pytest.FixtureRequest) -> Iterator[list[dict[str, Any]]
     if not request.node.module.__name__.rpartition(".")[2].startswith("test_spine_"):
         yield []
         return
-    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+    with capture_logs(processors=context_processors()) as logs:
         yield logs
     bugs = [e for e in logs if e.get("event") == "rpc_bug"]
     assert not bugs, f"a call ended INTERNAL (a bug): {bugs}"

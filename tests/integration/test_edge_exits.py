@@ -14,7 +14,6 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
-import structlog
 from google.rpc import error_details_pb2
 from grpc._cython import cygrpc
 from grpc_status import rpc_status
@@ -24,6 +23,7 @@ from aurea.api.interceptors import AureaInterceptor
 from aurea.config import ApiKey, hash_key
 from aurea.edge import Edge, current_scope
 from aurea.errors import NotFound, Overloaded, ProviderServerError
+from aurea.telemetry.logging import context_processors
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +134,7 @@ async def rig() -> AsyncIterator[Rig]:
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        with capture_logs(processors=context_processors()) as logs:
             yield Rig(edge, channel, logs)
     finally:
         await channel.close()

@@ -14,7 +14,6 @@ import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aurea.actors.provider import ProviderActor
-from aurea.actors.router import ListModels, Router
 from aurea.errors import Overloaded
 from aurea.testing import RunningServer, running_server
 from aurea.testing import test_settings as settings_for
@@ -69,17 +68,17 @@ async def test_call_that_hits_a_crash_is_unavailable_then_retry_succeeds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The call in flight when the actor crashes gets a retryable status, never INTERNAL."""
-    original = Router.receive
+    original = ProviderActor.receive
     crashes = 0
 
-    async def crash_once(self: Router, msg: Any) -> Any:
+    async def crash_once(self: ProviderActor, msg: Any) -> Any:
         nonlocal crashes
         if crashes == 0:
             crashes += 1
-            raise RuntimeError("router bug (injected by the test)")
+            raise RuntimeError("provider actor bug (injected by the test)")
         return await original(self, msg)
 
-    monkeypatch.setattr(Router, "receive", crash_once)
+    monkeypatch.setattr(ProviderActor, "receive", crash_once)
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await generate(server)
     d = details(info.value)
@@ -89,13 +88,11 @@ async def test_call_that_hits_a_crash_is_unavailable_then_retry_succeeds(
     assert "injected" not in d.message  # internals stay in the log
     reply = await generate(server)
     assert reply.text
-    assert (await restarts_of(server, make_stubs))["router"] == 1
+    assert (await restarts_of(server, make_stubs))["provider:simulated"] == 1
 
 
-async def test_actor_out_of_restarts_gives_unavailable_not_a_hang(
-    server: RunningServer, details: Callable[[grpc.RpcError], Any]
-) -> None:
-    ref = server.server.system.get("router")
+async def kill(ref: Any) -> None:
+    """Crash ``ref``'s actor until it is out of restarts (bounded)."""
     for _ in range(50):
         if not ref.alive:
             break
@@ -106,8 +103,26 @@ async def test_actor_out_of_restarts_gives_unavailable_not_a_hang(
         await asyncio.sleep(0.02)
     deadline = asyncio.get_running_loop().time() + 5.0
     while ref.alive:
-        assert asyncio.get_running_loop().time() < deadline, "the router never ran out of restarts"
+        assert asyncio.get_running_loop().time() < deadline, f"{ref.name} never died"
         await asyncio.sleep(0.02)
+
+
+async def test_calls_are_routed_from_the_published_table_while_the_router_is_down(
+    server: RunningServer,
+) -> None:
+    """Routing reads the router's last published table: a dead router does not stop calls."""
+    await kill(server.server.system.get("router"))
+    reply = await generate(server)
+    assert reply.text and reply.model == "sim-small"
+    assert await serving(server)
+
+
+async def test_actor_out_of_restarts_gives_unavailable_not_a_hang(
+    server: RunningServer, details: Callable[[grpc.RpcError], Any]
+) -> None:
+    """The only provider's actor is dead: calls fail fast, health says inference is down."""
+    ref = server.server.system.get("provider:simulated")
+    await kill(ref)
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await generate(server)
     d = details(info.value)
@@ -163,10 +178,7 @@ async def fill(ref: Any, msg: Callable[[], Any]) -> None:
 
 @pytest.mark.parametrize(
     ("actor", "cls", "filler"),
-    [
-        pytest.param("router", Router, ListModels, id="router"),
-        pytest.param("provider:simulated", ProviderActor, Block, id="provider"),
-    ],
+    [pytest.param("provider:simulated", ProviderActor, Block, id="provider")],
 )
 @pytest.mark.parametrize("rpc", ["Generate", "GenerateStream", "Embed"])
 async def test_full_mailbox_gives_unavailable_promptly(

@@ -13,7 +13,6 @@ import pytest
 
 from aurea import errors as e
 from aurea.actors.provider import Admit, GetStats, ProviderActor, ProviderBook
-from aurea.actors.router import Candidate, Router
 from aurea.config import RetrySettings, build_settings
 from aurea.inference import (
     AllowDenyGuard,
@@ -43,6 +42,7 @@ from aurea.providers._base import (
     Usage,
     UsageReport,
 )
+from aurea.routing import Candidate, RouterView, RoutingTable
 from aurea.runtime import ActorSystem, RestartPolicy
 
 pytestmark = pytest.mark.timeout(10)
@@ -202,8 +202,8 @@ class Harness:
         self.log: list[tuple[str, Any]] = []
         self.counting = CountingGuard("g", self.log)
         self.books = {p.name: ProviderBook() for p in (a, b or Scripted("b"))}
-        router = self.system.spawn(
-            "router", lambda: Router(models=self.settings.models, settings=self.settings.routing)
+        self.view = RouterView(
+            RoutingTable(models=self.settings.models, settings=self.settings.routing)
         )
         self.providers = {p.name: p for p in (a, b or Scripted("b"))}
         self.refs = {
@@ -224,7 +224,7 @@ class Harness:
 
         r = self.settings.routing
         self.inference = Inference(
-            router=router,
+            view=self.view,
             providers=self.refs,
             retry=RetrySettings(max_retries=max_retries, backoff_base_s=0.1, backoff_max_s=1.0),
             ask_timeout_s=2.0,
@@ -532,9 +532,6 @@ async def test_provider_actor_crash_moves_to_next_candidate_and_keeps_stats() ->
     h.system = ActorSystem(
         policy=RestartPolicy(max_restarts=5, backoff_base_s=0.001, backoff_max_s=0.001)
     )
-    router = h.system.spawn(
-        "router", lambda: Router(models=h.settings.models, settings=h.settings.routing)
-    )
     h.refs["a"] = h.system.spawn(
         "provider:a",
         lambda: Crashy(provider=h.providers["a"], kind="f", max_concurrency=4, book=book),
@@ -543,7 +540,6 @@ async def test_provider_actor_crash_moves_to_next_candidate_and_keeps_stats() ->
         "provider:b",
         lambda: ProviderActor(provider=h.providers["b"], kind="f", max_concurrency=4),
     )
-    h.inference._router = router
     h.inference._loop._providers = h.refs
     async with h.system:
         await collect(h, call())
