@@ -4,12 +4,13 @@ a success."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import structlog
 
 from aurea.actors.router import Candidate
-from aurea.errors import AureaError, StreamBroken
+from aurea.errors import AureaError, BudgetExceeded, StreamBroken
 from aurea.inference._common import Emit, mapped, provider_request, settle
 from aurea.inference.attempts import Attempt
 from aurea.inference.calls import (
@@ -22,7 +23,7 @@ from aurea.inference.calls import (
     UsageUpdate,
 )
 from aurea.pricing import cost_nanos
-from aurea.providers._base import Finish, TextDelta, Usage, UsageReport
+from aurea.providers._base import Finish, FinishReason, TextDelta, Usage, UsageReport
 from aurea.providers._tokens import (
     estimate_chars,
     estimate_messages_tokens_async,
@@ -109,8 +110,10 @@ class StreamRun:
         finish: Finish | None = None
         ttft = 0.0
         deltas = 0
+        chars = 0
         interval = call.usage_interval
         out: list[str] = []
+        input_tokens = 0
         try:
             while True:
                 try:
@@ -123,21 +126,40 @@ class StreamRun:
                     if not deltas:
                         ttft = clock() - self.t0
                         attempt.committed = True
+                        input_tokens = await self._input(model.upstream)
                     deltas += 1
+                    chars += len(ev.text)
                     out.append(ev.text)
+                    # Permits see every delta's estimated spend (a local check, no ask): a
+                    # ledger permit stops the stream here when the job's budget runs out.
+                    est = Usage(
+                        input_tokens=input_tokens,
+                        output_tokens=max(deltas, chars // 4),
+                        estimated=True,
+                    )
+                    cost = cost_nanos(model, est)
+                    try:
+                        attempt.observe(est, cost)
+                    except BudgetExceeded:
+                        finish = Finish(FinishReason.BUDGET_EXCEEDED, "budget")
+                        break  # the delta that would cross the budget is not sent
                     await emit(Delta(ev.text))
                     if interval and deltas % interval == 0:
-                        est = Usage(
-                            input_tokens=await self._input(model.upstream),
-                            output_tokens=deltas,
-                            estimated=True,
+                        # Adapters send about a token per delta; the permits above were shown
+                        # the more cautious of that and a characters-based count.
+                        shown = Usage(
+                            input_tokens=input_tokens, output_tokens=deltas, estimated=True
                         )
-                        cost = cost_nanos(model, est)
-                        attempt.observe(est, cost)
-                        await emit(UsageUpdate(usage=est, cost_nanos=cost))
+                        await emit(UsageUpdate(usage=shown, cost_nanos=cost_nanos(model, shown)))
                 elif type(ev) is UsageReport:
                     usage = ev.usage
-                    attempt.observe(usage, cost_nanos(model, usage))
+                    try:
+                        attempt.observe(usage, cost_nanos(model, usage))
+                    except BudgetExceeded:
+                        if attempt.committed:
+                            finish = Finish(FinishReason.BUDGET_EXCEEDED, "budget")
+                            break
+                        raise
                 elif type(ev) is Finish:
                     finish = ev
             if finish is None:
@@ -150,28 +172,36 @@ class StreamRun:
                 # Output has begun: report what was spent, then end with the error's status.
                 spent = usage or self._estimate_now(model.upstream, out)
                 cost = cost_nanos(model, spent)
-                attempt.observe(spent, cost)
+                _observe_final(attempt, spent, cost)
                 self.record.usage, self.record.cost_nanos = spent, cost
                 await emit(UsageUpdate(usage=spent, cost_nanos=cost))
             raise
         except BaseException:
             if attempt.committed:  # the caller left mid-stream: still count what was spent
                 spent = usage or self._estimate_now(model.upstream, out)
-                attempt.observe(spent, cost_nanos(model, spent))
+                _observe_final(attempt, spent, cost_nanos(model, spent))
             raise
         finally:
             try:
                 await events.aclose()  # type: ignore[attr-defined]
             except Exception as exc:  # closing must not hide the call's own outcome
                 log.warning("adapter_close_failed", provider=model.provider, error=repr(exc))
-        if usage is None:
+        if finish.reason is FinishReason.BUDGET_EXCEEDED:
+            # Stopped by Aurea: the upstream's own count (if any) covers more than was relayed,
+            # and it is what was paid for, so it is what is charged.
+            usage = usage or Usage(
+                input_tokens=input_tokens,
+                output_tokens=max(deltas, chars // 4),
+                estimated=True,
+            )
+        elif usage is None:
             usage = Usage(
                 input_tokens=await self._input(model.upstream),
                 output_tokens=await estimate_text_tokens_async("".join(out), model.upstream),
                 estimated=True,
             )
         cost = cost_nanos(model, usage)
-        attempt.observe(usage, cost)
+        _observe_final(attempt, usage, cost)
         final = Final(
             finish_reason=finish.reason,
             usage=usage,
@@ -185,3 +215,11 @@ class StreamRun:
         )
         settle(self.record, final)
         return final
+
+
+def _observe_final(attempt: Attempt, usage: Usage, cost: int) -> None:
+    """The attempt's last word on spend: permits settle from it, so a permit's refusal here
+    (the budget is already crossed) must not lose it or fail a finished answer."""
+    for p in attempt.permits:
+        with contextlib.suppress(BudgetExceeded):
+            p.observe(usage, cost)

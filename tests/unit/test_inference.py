@@ -682,3 +682,46 @@ async def test_policy_ranks_only_permitted_models_then_fallbacks() -> None:
     async with h.system:
         events = await collect(h, call(policy=Policy.COST))
     assert events[-1].model == "m-b" and h.providers["a"].calls == 0
+
+
+class CappedPermit(CountingPermit):
+    """Like a ledger lease: refuses (raises BudgetExceeded) past ``cap`` output tokens."""
+
+    def __init__(self, log: list[tuple[str, Any]], cap: int) -> None:
+        super().__init__(log, "cap")
+        self.cap = cap
+
+    def observe(self, usage: Usage, cost_nanos: int) -> None:
+        self.observed.append(cost_nanos)
+        if usage.output_tokens > self.cap:
+            raise e.BudgetExceeded("over", job_id="j", spent_nanos=cost_nanos, budget_nanos=1)
+
+
+class CappingGuard:
+    name = "cap"
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.permits: list[CappedPermit] = []
+
+    async def admit(self, call: AttemptInfo, candidate: Candidate) -> CappedPermit:
+        p = CappedPermit([], self.cap)
+        self.permits.append(p)
+        return p
+
+
+async def test_a_permit_refusing_mid_stream_stops_it_with_budget_exceeded() -> None:
+    guard = CappingGuard(cap=3)
+    a = Scripted("a", tokens=10)
+    h = Harness(a, guards=[guard])
+    async with h.system:
+        events = await collect(h, call())
+        stats = await h.stats()
+    final = events[-1]
+    assert final.finish_reason is FinishReason.BUDGET_EXCEEDED
+    text = "".join(ev.text for ev in events if isinstance(ev, Delta))
+    assert text == "t0 t1 t2 "  # the delta that would cross the cap was not sent
+    assert a.closed_streams == 1  # the upstream was closed at once
+    permit = guard.permits[0]
+    assert permit.observed[-1] == final.cost_nanos  # the permit settles on the final cost
+    assert h.balanced() and stats.in_flight == 0
