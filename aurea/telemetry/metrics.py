@@ -1,0 +1,474 @@
+"""Aurea's Prometheus metrics: one process-wide registry, its metric families, and the typed
+functions that code recording a series calls.
+
+Recording is cheap (no I/O, no allocation on the hot path once a label set was seen: labelled
+children are cached) and never raises into the caller. Label values are bounded: model and
+provider names go through ``model_label``/``provider_label``, which map anything outside the
+configured catalog to ``"other"``, so a raw request string can never become a series.
+
+Who records what:
+
+* the edge (``aurea.edge``): ``rpc_finished`` per RPC, ``inference_started``/``inference_ended``
+  around inference RPCs;
+* the call record sink ``record_call`` (registered on ``Inference(sinks=...)``): tasks, tokens,
+  cost, time to first token, upstream attempts, retries and fallbacks by cause, budget refusals
+  and budget stops;
+* the breaker: ``breaker_state``; the limiter: ``ratelimit_waited``, ``ratelimit_refused``;
+  the cache: ``cache_hit``, ``cache_miss``; the task queue: ``task_enqueued``,
+  ``task_started``, ``task_finished``; the provisioner: ``resource_operation``,
+  ``resources_active``; the router: ``route_selected``;
+* actors: read from ``ActorSystem.stats()`` at scrape time (``watch_actors``), no per-message cost.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from aurea.inference.calls import CallRecord
+    from aurea.runtime import ActorSystem
+
+__all__ = [
+    "BREAKER_STATES",
+    "REGISTRY",
+    "breaker_state",
+    "build_info",
+    "cache_hit",
+    "cache_miss",
+    "inference_ended",
+    "inference_started",
+    "model_label",
+    "provider_label",
+    "ratelimit_refused",
+    "ratelimit_waited",
+    "record_call",
+    "resource_operation",
+    "resources_active",
+    "route_selected",
+    "rpc_finished",
+    "set_catalog",
+    "task_enqueued",
+    "task_finished",
+    "task_started",
+    "unwatch_actors",
+    "watch_actors",
+]
+
+OTHER: Final = "other"  # the label value of a name outside the catalog
+
+# Seconds. Calls run from milliseconds (cache hits, embeddings) to minutes (long generations).
+LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+TTFT_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+WAIT_BUCKETS: Final = (0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+# ``*_created`` series double the exposition and nothing here reads them.
+disable_created_metrics()
+REGISTRY: Final = CollectorRegistry(auto_describe=True)
+for _c in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    REGISTRY.register(_c)
+
+_r = REGISTRY
+
+# -- requests (the edge) ---------------------------------------------------------------------
+REQUESTS = Counter(
+    "aurea_requests", "RPCs answered, by method and status code", ["method", "code"], registry=_r
+)
+REQUEST_LATENCY = Histogram(
+    "aurea_request_latency_seconds",
+    "RPC latency from admission to the final status, by method",
+    ["method"],
+    buckets=LATENCY_BUCKETS,
+    registry=_r,
+)
+ACTIVE_TASKS = Gauge("aurea_active_tasks", "Inference calls in flight", registry=_r)
+
+# -- calls (the call record sink) ------------------------------------------------------------
+TASKS = Counter(
+    "aurea_tasks",
+    "Inference calls finished, by the model that answered (or was last tried) and outcome",
+    ["model", "status"],
+    registry=_r,
+)
+TOKENS = Counter(
+    "aurea_llm_tokens",
+    "Tokens, by model and direction (input, output)",
+    ["model", "direction"],
+    registry=_r,
+)
+COST = Counter("aurea_llm_cost_usd", "Spend in US dollars, by model", ["model"], registry=_r)
+TTFT = Histogram(
+    "aurea_ttft_seconds",
+    "Time to first token of streamed calls, by model",
+    ["model"],
+    buckets=TTFT_BUCKETS,
+    registry=_r,
+)
+ATTEMPTS = Counter(
+    "aurea_upstream_attempts",
+    "Upstream attempts, by model, provider and outcome (ok, or the error's reason)",
+    ["model", "provider", "outcome"],
+    registry=_r,
+)
+RETRIES = Counter(
+    "aurea_upstream_retries",
+    "Attempts retried on the same model, by model and cause (the failed attempt's reason)",
+    ["model", "cause"],
+    registry=_r,
+)
+FALLBACKS = Counter(
+    "aurea_fallbacks",
+    "Moves to the next candidate model, by the model left, the model tried next and cause",
+    ["from_model", "to_model", "cause"],
+    registry=_r,
+)
+BUDGET_REFUSALS = Counter(
+    "aurea_budget_refusals", "Calls refused for lack of budget, by model", ["model"], registry=_r
+)
+BUDGET_STOPS = Counter(
+    "aurea_budget_stops",
+    "Streams stopped mid-answer at the job's budget (finish BUDGET_EXCEEDED), by model",
+    ["model"],
+    registry=_r,
+)
+
+# -- guards and subsystems -------------------------------------------------------------------
+RATELIMIT_WAITS = Histogram(
+    "aurea_ratelimit_wait_seconds",
+    "Time attempts waited for rate-limit capacity, by model",
+    ["model"],
+    buckets=WAIT_BUCKETS,
+    registry=_r,
+)
+RATELIMIT_REFUSALS = Counter(
+    "aurea_ratelimit_refusals",
+    "Attempts refused by Aurea's own rate limits, by model and limit (rpm, tpm, ...)",
+    ["model", "limit"],
+    registry=_r,
+)
+BREAKER_STATE = Gauge(
+    "aurea_breaker_state",
+    "Circuit breaker state by provider and model: 0 closed, 1 half-open, 2 open",
+    ["provider", "model"],
+    registry=_r,
+)
+BREAKER_TRANSITIONS = Counter(
+    "aurea_breaker_transitions",
+    "Circuit breaker transitions, by provider, model and the state entered",
+    ["provider", "model", "state"],
+    registry=_r,
+)
+# Seed 001's cache series keep their names (no aurea_ prefix) so its dashboards still work.
+CACHE_HITS = Counter("cache_hits", "Cache hits, by cache type", ["cache_type"], registry=_r)
+CACHE_MISSES = Counter("cache_misses", "Cache misses, by cache type", ["cache_type"], registry=_r)
+QUEUE_TASKS = Counter(
+    "aurea_queue_tasks",
+    "Queued tasks finished, by kind and final status",
+    ["kind", "status"],
+    registry=_r,
+)
+QUEUE_ENQUEUED = Counter(
+    "aurea_queue_tasks_enqueued", "Tasks submitted to the queue, by kind", ["kind"], registry=_r
+)
+QUEUE_RUNNING = Gauge(
+    "aurea_queue_tasks_running", "Queued tasks running now, by kind", ["kind"], registry=_r
+)
+RESOURCE_OPS = Counter(
+    "aurea_resource_operations",
+    "Provisioning operations, by backend, operation (provision, release, scale) and outcome",
+    ["backend", "operation", "outcome"],
+    registry=_r,
+)
+RESOURCES_ACTIVE = Gauge(
+    "aurea_resources_active", "Provisioned resources alive, by backend", ["backend"], registry=_r
+)
+ROUTE_SELECTIONS = Counter(
+    "aurea_route_selections",
+    "Models chosen by the router, by model and policy",
+    ["model", "policy"],
+    registry=_r,
+)
+BUILD_INFO = Gauge(
+    "aurea_build_info", "Always 1; the labels name the build", ["version", "python"], registry=_r
+)
+
+BREAKER_STATES: Final = {"closed": 0, "half_open": 1, "open": 2}
+
+# -- bounded labels --------------------------------------------------------------------------
+_models: frozenset[str] | None = None  # None: no catalog given (unit tests): names pass as is
+_providers: frozenset[str] | None = None
+
+
+def set_catalog(models: Iterable[str], providers: Iterable[str]) -> None:
+    """The names that may appear as label values; anything else is recorded as ``other``."""
+    global _models, _providers
+    _models, _providers = frozenset(models), frozenset(providers)
+
+
+def model_label(name: str) -> str:
+    return name if _models is None or name in _models else OTHER
+
+
+def provider_label(name: str) -> str:
+    return name if _providers is None or name in _providers else OTHER
+
+
+def _bounded(value: str, allowed: frozenset[str]) -> str:
+    return value if value in allowed else OTHER
+
+
+# -- the edge --------------------------------------------------------------------------------
+class _RpcSeries:
+    __slots__ = ("count", "latency")
+
+    def __init__(self, method: str, code: str) -> None:
+        self.count = REQUESTS.labels(method, code)
+        self.latency = REQUEST_LATENCY.labels(method)
+
+
+_rpc: dict[tuple[str, str], _RpcSeries] = {}
+
+
+def rpc_finished(method: str, code: str, latency_s: float) -> None:
+    """One RPC answered. ``method`` is a bounded operation name (a registered RPC), ``code`` a
+    status name."""
+    key = (method, code)
+    series = _rpc.get(key)
+    if series is None:
+        series = _rpc[key] = _RpcSeries(method, code)
+    series.count.inc()
+    series.latency.observe(latency_s)
+
+
+def inference_started() -> None:
+    ACTIVE_TASKS.inc()
+
+
+def inference_ended() -> None:
+    ACTIVE_TASKS.dec()
+
+
+# -- the call record sink --------------------------------------------------------------------
+class _ModelSeries:
+    """The children a call of one model touches, resolved once."""
+
+    __slots__ = ("budget_refusals", "budget_stops", "cost", "tokens_in", "tokens_out", "ttft")
+
+    def __init__(self, model: str) -> None:
+        self.tokens_in = TOKENS.labels(model, "input")
+        self.tokens_out = TOKENS.labels(model, "output")
+        self.cost = COST.labels(model)
+        self.ttft = TTFT.labels(model)
+        self.budget_refusals = BUDGET_REFUSALS.labels(model)
+        self.budget_stops = BUDGET_STOPS.labels(model)
+
+
+_per_model: dict[str, _ModelSeries] = {}
+_BUDGET_EXCEEDED: Final = "BUDGET_EXCEEDED"
+
+
+def _model_series(model: str) -> _ModelSeries:
+    series = _per_model.get(model)
+    if series is None:
+        series = _per_model[model] = _ModelSeries(model)
+    return series
+
+
+def record_call(record: CallRecord) -> None:
+    """The metrics sink: every ``CallRecord`` of ``Inference`` comes here once."""
+    model = model_label(record.model) if record.model else "none"
+    TASKS.labels(model, record.outcome.value).inc()
+    series = _model_series(model)
+    usage = record.usage
+    if usage.input_tokens:
+        series.tokens_in.inc(usage.input_tokens)
+    if usage.output_tokens:
+        series.tokens_out.inc(usage.output_tokens)
+    if record.cost_nanos:
+        series.cost.inc(record.cost_nanos / 1e9)
+    if record.ttft_s is not None and record.kind == "stream":
+        series.ttft.observe(record.ttft_s)
+    if record.finish_reason is not None and record.finish_reason.value == "budget_exceeded":
+        series.budget_stops.inc()
+    elif record.error == _BUDGET_EXCEEDED:
+        series.budget_refusals.inc()
+    prev_model = prev_error = ""
+    for a in record.attempts:
+        a_model = model_label(a.model)
+        ATTEMPTS.labels(a_model, provider_label(a.provider), a.error or "ok").inc()
+        if prev_error:
+            if a_model == prev_model:
+                RETRIES.labels(a_model, prev_error).inc()
+            else:
+                FALLBACKS.labels(prev_model, a_model, prev_error).inc()
+        prev_model, prev_error = a_model, a.error
+
+
+# -- other subsystems ------------------------------------------------------------------------
+def ratelimit_waited(model: str, seconds: float) -> None:
+    """An attempt waited ``seconds`` for rate-limit capacity before it was admitted."""
+    RATELIMIT_WAITS.labels(model_label(model)).observe(seconds)
+
+
+_LIMITS: Final = frozenset({"rpm", "tpm", "concurrency", "key", "other"})
+
+
+def ratelimit_refused(model: str, limit: str) -> None:
+    """Aurea's own limiter refused an attempt; ``limit`` is rpm, tpm, concurrency or key."""
+    RATELIMIT_REFUSALS.labels(model_label(model), _bounded(limit, _LIMITS)).inc()
+
+
+def breaker_state(provider: str, model: str, state: str) -> None:
+    """A breaker entered ``state`` (closed, half_open, open); pass ``model=""`` for a
+    provider-wide breaker."""
+    p, m = provider_label(provider), model_label(model) if model else ""
+    s = state if state in BREAKER_STATES else OTHER
+    BREAKER_STATE.labels(p, m).set(BREAKER_STATES.get(state, -1))
+    BREAKER_TRANSITIONS.labels(p, m, s).inc()
+
+
+_CACHE_TYPES: Final = frozenset({"exact", "semantic", "embedding", "response", "other"})
+
+
+def cache_hit(cache_type: str = "exact") -> None:
+    CACHE_HITS.labels(_bounded(cache_type, _CACHE_TYPES)).inc()
+
+
+def cache_miss(cache_type: str = "exact") -> None:
+    CACHE_MISSES.labels(_bounded(cache_type, _CACHE_TYPES)).inc()
+
+
+def task_enqueued(kind: str) -> None:
+    """``kind`` must come from the registered task kinds, never from a request string."""
+    QUEUE_ENQUEUED.labels(kind).inc()
+
+
+def task_started(kind: str) -> None:
+    QUEUE_RUNNING.labels(kind).inc()
+
+
+def task_finished(kind: str, status: str, *, was_running: bool = True) -> None:
+    """A queued task ended with ``status`` (succeeded, failed, cancelled, expired)."""
+    QUEUE_TASKS.labels(kind, status).inc()
+    if was_running:
+        QUEUE_RUNNING.labels(kind).dec()
+
+
+def resource_operation(backend: str, operation: str, outcome: str) -> None:
+    RESOURCE_OPS.labels(backend, operation, outcome).inc()
+
+
+def resources_active(backend: str, count: int) -> None:
+    RESOURCES_ACTIVE.labels(backend).set(count)
+
+
+def route_selected(model: str, policy: str) -> None:
+    ROUTE_SELECTIONS.labels(model_label(model), policy or "explicit").inc()
+
+
+def build_info(version: str) -> None:
+    BUILD_INFO.labels(version, platform.python_version()).set(1)
+
+
+# -- read at scrape time ---------------------------------------------------------------------
+class _ScrapeCollector(Collector):
+    """Series computed when Prometheus scrapes: actor mailboxes and the cache hit rate."""
+
+    def __init__(self) -> None:
+        self._systems: weakref.WeakSet[ActorSystem] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def watch(self, system: ActorSystem) -> None:
+        with self._lock:
+            self._systems.add(system)
+
+    def unwatch(self, system: ActorSystem) -> None:
+        with self._lock:
+            self._systems.discard(system)
+
+    def describe(self) -> Iterable[Metric]:
+        return ()  # no fixed description: the registry must not call collect() at register
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily(
+            "aurea_actor_mailbox_depth", "Messages waiting in an actor's mailbox", labels=["actor"]
+        )
+        capacity = GaugeMetricFamily(
+            "aurea_actor_mailbox_capacity", "An actor's mailbox bound", labels=["actor"]
+        )
+        alive = GaugeMetricFamily(
+            "aurea_actor_alive", "1 while an actor runs, 0 once stopped or dead", labels=["actor"]
+        )
+        restarts = CounterMetricFamily(
+            "aurea_actor_restarts", "Restarts of a crashed actor", labels=["actor"]
+        )
+        handling = SummaryMetricFamily(
+            "aurea_actor_handling_seconds",
+            "Time actors spent in receive(): messages handled and their total duration",
+            labels=["actor"],
+        )
+        with self._lock:
+            systems = list(self._systems)
+        for system in systems:
+            for s in system.stats():
+                name = [s.name]
+                depth.add_metric(name, s.depth)
+                capacity.add_metric(name, s.capacity)
+                alive.add_metric(name, 1 if s.alive else 0)
+                restarts.add_metric(name, s.restarts)
+                handling.add_metric(name, s.processed, s.handling_seconds_total)
+        yield from (depth, capacity, alive, restarts, handling)
+        rate = GaugeMetricFamily(
+            "cache_hit_rate",
+            "Hits over hits plus misses since start, by cache type",
+            labels=["cache_type"],
+        )
+        hits = _totals(CACHE_HITS)
+        misses = _totals(CACHE_MISSES)
+        for kind in sorted(hits.keys() | misses.keys()):
+            total = hits.get(kind, 0.0) + misses.get(kind, 0.0)
+            rate.add_metric([kind], hits.get(kind, 0.0) / total if total else 0.0)
+        yield rate
+
+
+def _totals(counter: Counter) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for metric in counter.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                out[sample.labels["cache_type"]] = sample.value
+    return out
+
+
+_scrape = _ScrapeCollector()
+REGISTRY.register(_scrape)
+
+
+def watch_actors(system: ActorSystem) -> None:
+    """Report this system's actors (mailbox depth, handling time, restarts) at every scrape."""
+    _scrape.watch(system)
+
+
+def unwatch_actors(system: ActorSystem) -> None:
+    _scrape.unwatch(system)
