@@ -27,6 +27,10 @@ class AttemptInfo:
     job_id: str = ""
     principal: str = ""
     max_tokens: int = 0  # 0: the model's default
+    # For guards that wait or estimate (the rate limiter); the defaults mean "not known".
+    deadline: float | None = None  # monotonic instant the whole call must end by
+    input_tokens: int = 0  # an estimate of the prompt's tokens (actual usage corrects it)
+    candidates: tuple[Candidate, ...] = ()  # the call's candidates, in order
 
 
 class Permit(Protocol):
