@@ -51,6 +51,7 @@ from aurea.config._sections import (
     STORES,
     BreakerSettings,
     CacheSettings,
+    HttpSettings,
     LedgerSettings,
     LimitsSettings,
     LogSettings,
@@ -83,6 +84,7 @@ __all__ = [
     "BreakerSettings",
     "CacheSettings",
     "ConfigError",
+    "HttpSettings",
     "LedgerSettings",
     "LimitsSettings",
     "LogSettings",
@@ -117,6 +119,7 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     api_keys: tuple[ApiKey, ...] = ()
     providers: Mapping[str, ProviderSpec] = field(default_factory=dict)
     models: Mapping[str, ModelSpec] = field(default_factory=dict)

@@ -22,6 +22,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
 POLICIES = ("cost", "quality", "latency", "balanced")
 STORES = ("memory", "sqlite")
+DEFAULT_HTTP_PORT = 8080
 
 _DAY_S = 86_400.0
 _YEAR_S = 365 * _DAY_S
@@ -232,6 +233,28 @@ class TlsSettings:
     require_client_cert: bool = setting(False, "refuse clients without a valid certificate")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpSettings:
+    """``[http]``: the OpenAI-compatible HTTP door (``/v1/chat/completions``, ``/v1/embeddings``,
+    ``/v1/models``), served beside the gRPC server with the same keys, scopes and state."""
+
+    enabled: bool = setting(True, "serve the OpenAI-compatible HTTP door")
+    host: str = setting("127.0.0.1", "address the HTTP door listens on")
+    port: int = setting(
+        DEFAULT_HTTP_PORT,
+        "TCP port of the HTTP door; 0 picks a free one. If the default port is taken the door "
+        "is skipped with an error log line; any other port must be free or the start fails",
+        lo=0,
+        hi=65535,
+    )
+    max_body_bytes: int = setting(
+        4 << 20,
+        "largest request body the door reads; a larger one is refused (413)",
+        lo=1024,
+        hi=1 << 30,
+    )
+
+
 SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "log": LogSettings,
@@ -245,4 +268,5 @@ SECTIONS: dict[str, type] = {
     "redis": RedisSettings,
     "telemetry": TelemetrySettings,
     "tls": TlsSettings,
+    "http": HttpSettings,
 }
