@@ -1,6 +1,7 @@
 """Who may call what: API-key authentication and the scope each operation needs.
 
-Scopes fail closed: an operation needs only ``user`` when it is listed in ``USER_OPERATIONS``;
+Scopes fail closed: an operation needs only ``user`` when it is listed in ``USER_OPERATIONS`` (or,
+for the HTTP door, ``HTTP_USER_OPERATIONS``);
 any other operation, including an RPC added to the protos and not classified here yet, needs
 ``admin``. Transport-neutral: headers are a plain mapping with lower-case names.
 """
@@ -15,6 +16,7 @@ from aurea.errors import PermissionDenied, Unauthenticated
 from aurea.types import Scope
 
 __all__ = [
+    "HTTP_USER_OPERATIONS",
     "USER_OPERATIONS",
     "Authenticator",
     "Principal",
@@ -55,12 +57,22 @@ USER_OPERATIONS: frozenset[str] = frozenset({
     "aurea.v1.AdminService/GetProviderStats",
 })  # fmt: skip
 
+# The HTTP door's operations ("METHOD /path", the route's pattern), also `user`: the same calls
+# as the InferenceService RPCs and a read of the permitted catalog.
+HTTP_USER_OPERATIONS: frozenset[str] = frozenset({
+    "POST /v1/chat/completions",
+    "POST /v1/embeddings",
+    "GET /v1/models",
+    "GET /v1/models/{model}",
+})  # fmt: skip
+
+_USER = USER_OPERATIONS | HTTP_USER_OPERATIONS
 _ALL_SCOPES = frozenset(Scope)
 
 
 def required_scope(operation: str) -> Scope:
     """The scope ``operation`` needs: ``user`` if classified so, else ``admin`` (fail closed)."""
-    return Scope.USER if operation in USER_OPERATIONS else Scope.ADMIN
+    return Scope.USER if operation in _USER else Scope.ADMIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +132,7 @@ class Authenticator:
 
 def check_scope(principal: Principal, operation: str) -> None:
     """Raise PermissionDenied unless ``principal`` holds the scope ``operation`` needs."""
-    needed = Scope.USER if operation in USER_OPERATIONS else Scope.ADMIN
+    needed = Scope.USER if operation in _USER else Scope.ADMIN
     if needed not in principal.scopes:
         name = operation.rpartition("/")[2] or operation
         has = ", ".join(sorted(principal.scopes)) or "no scope"
