@@ -39,8 +39,15 @@ RESOURCE_STATUS_RELEASED: ResourceStatus
 RESOURCE_STATUS_FAILED: ResourceStatus
 
 class ResourceSpec(_message.Message):
-    __slots__ = ("cpu_millis", "memory_mib", "disk_gib", "gpu_count", "gpu_type", "image", "template", "node", "storage", "env", "network")
+    __slots__ = ("cpu_millis", "memory_mib", "disk_gib", "gpu_count", "gpu_type", "image", "template", "node", "storage", "env", "network", "labels")
     class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +65,7 @@ class ResourceSpec(_message.Message):
     STORAGE_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     cpu_millis: int
     memory_mib: int
     disk_gib: int
@@ -69,7 +77,8 @@ class ResourceSpec(_message.Message):
     storage: str
     env: _containers.ScalarMap[str, str]
     network: str
-    def __init__(self, cpu_millis: _Optional[int] = ..., memory_mib: _Optional[int] = ..., disk_gib: _Optional[int] = ..., gpu_count: _Optional[int] = ..., gpu_type: _Optional[str] = ..., image: _Optional[str] = ..., template: _Optional[str] = ..., node: _Optional[str] = ..., storage: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., network: _Optional[str] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, cpu_millis: _Optional[int] = ..., memory_mib: _Optional[int] = ..., disk_gib: _Optional[int] = ..., gpu_count: _Optional[int] = ..., gpu_type: _Optional[str] = ..., image: _Optional[str] = ..., template: _Optional[str] = ..., node: _Optional[str] = ..., storage: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., network: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Resource(_message.Message):
     __slots__ = ("resource_id", "backend", "spec", "status", "status_message", "replicas", "backend_ids", "addresses", "create_time", "last_used_time", "release_time")
@@ -267,13 +276,21 @@ class GetStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatsResponse(_message.Message):
-    __slots__ = ("total_capacity", "available_capacity", "status_counts", "backend_counts")
+    __slots__ = ("total_capacity", "available_capacity", "status_counts", "backend_counts", "executions", "containers_created", "vms_created", "processes_created")
     TOTAL_CAPACITY_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_CAPACITY_FIELD_NUMBER: _ClassVar[int]
     STATUS_COUNTS_FIELD_NUMBER: _ClassVar[int]
     BACKEND_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_CREATED_FIELD_NUMBER: _ClassVar[int]
+    VMS_CREATED_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_CREATED_FIELD_NUMBER: _ClassVar[int]
     total_capacity: ComputeCapacity
     available_capacity: ComputeCapacity
     status_counts: _containers.RepeatedCompositeFieldContainer[ResourceStatusCount]
     backend_counts: _containers.RepeatedCompositeFieldContainer[ComputeBackendCount]
-    def __init__(self, total_capacity: _Optional[_Union[ComputeCapacity, _Mapping]] = ..., available_capacity: _Optional[_Union[ComputeCapacity, _Mapping]] = ..., status_counts: _Optional[_Iterable[_Union[ResourceStatusCount, _Mapping]]] = ..., backend_counts: _Optional[_Iterable[_Union[ComputeBackendCount, _Mapping]]] = ...) -> None: ...
+    executions: int
+    containers_created: int
+    vms_created: int
+    processes_created: int
+    def __init__(self, total_capacity: _Optional[_Union[ComputeCapacity, _Mapping]] = ..., available_capacity: _Optional[_Union[ComputeCapacity, _Mapping]] = ..., status_counts: _Optional[_Iterable[_Union[ResourceStatusCount, _Mapping]]] = ..., backend_counts: _Optional[_Iterable[_Union[ComputeBackendCount, _Mapping]]] = ..., executions: _Optional[int] = ..., containers_created: _Optional[int] = ..., vms_created: _Optional[int] = ..., processes_created: _Optional[int] = ...) -> None: ...

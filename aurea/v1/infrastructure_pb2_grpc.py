@@ -110,8 +110,8 @@ class InfrastructureServiceServicer:
 
         Needs the `admin` scope. Returns INVALID_ARGUMENT when `backend` is unspecified, when a
         spec field is out of range, or when DOCKER lacks `image`, a Proxmox backend lacks
-        `template`, or the source set does not fit `backend`; NOT_FOUND when the named node,
-        storage, template or network does not exist; FAILED_PRECONDITION when the backend is not
+        `template`, or the source set does not fit `backend`; NOT_FOUND when the named image,
+        node, storage, template or network does not exist; FAILED_PRECONDITION when the backend is not
         configured on this server; RESOURCE_EXHAUSTED when the backend lacks the capacity for the
         spec; PERMISSION_DENIED without the `admin` scope.
         """
@@ -143,8 +143,8 @@ class InfrastructureServiceServicer:
     def Execute(self, request, context):
         """Runs a command in a running resource and streams its output as it is produced. The
         order of messages is given on ExecuteResponse. A command that exits non-zero still ends
-        the stream with OK; its `exit` message carries the code. Cancelling the call kills the
-        command.
+        the stream with OK; its `exit` message carries the code. Cancelling the call, or its
+        deadline passing, kills the command.
 
         Needs the `admin` scope. Returns INVALID_ARGUMENT when `resource_id` or `command` is
         empty, when `replica` is out of range, or when `timeout_ms` is negative; NOT_FOUND when
