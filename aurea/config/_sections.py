@@ -90,7 +90,9 @@ class LogSettings:
 
     level: str = setting("info", "least severe level written", choices=LOG_LEVELS)
     format: str = setting("auto", "auto = console on a TTY, JSON otherwise", choices=LOG_FORMATS)
-    redact_pii: bool = setting(False, "mask e-mail addresses, phone numbers, ... in log lines")
+    redact_pii: bool = setting(
+        True, "mask e-mail addresses, phone numbers, cards, IPs, keys, secrets in log lines"
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

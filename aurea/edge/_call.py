@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
+from typing import Protocol
 
 import structlog
 
@@ -57,6 +58,17 @@ _NO_LABELS: Mapping[str, str] = MappingProxyType({})
 def valid_request_id(value: str) -> bool:
     """A client-chosen request id is kept when it is 1-128 printable ASCII characters, no space."""
     return 0 < len(value) <= 128 and value.isascii() and value.isprintable() and " " not in value
+
+
+class CallObserver(Protocol):
+    """Telemetry around each call (``aurea.telemetry.observer.CallTelemetry``): ``opened`` and
+    ``finished`` run once per call, in its task; neither may raise."""
+
+    def opened(
+        self, operation: str, headers: Mapping[str, str], request_id: str, transport: str
+    ) -> None: ...
+
+    def finished(self, status: str, latency_s: float) -> None: ...
 
 
 class CallTracker:
@@ -94,6 +106,7 @@ class Edge:
         self.auth = Authenticator(keys)
         self.tracker = tracker if tracker is not None else CallTracker()
         self.clock = clock
+        self.observer: CallObserver | None = None  # set by the server when telemetry is on
 
     @property
     def draining(self) -> bool:
@@ -122,6 +135,9 @@ class Edge:
         structlog.contextvars.bind_contextvars(
             request_id=rid, rpc=operation.rpartition("/")[2] or operation
         )
+        if self.observer is not None:  # before any refusal, so refusals are counted and traced
+            with contextlib.suppress(Exception):
+                self.observer.opened(operation, headers, rid, transport)
         if self.tracker.draining and operation not in DRAIN_EXEMPT:
             raise ShuttingDown(
                 "the server is draining for shutdown; retry on another replica", retry_after_s=1.0
@@ -146,9 +162,12 @@ class Edge:
         """End the call ``open_call`` admitted: one ``rpc_finished`` line with the status the
         client received. Never raises: a failing log sink must not fail or wedge a call."""
         self.tracker.leave()
+        latency_s = self.clock() - started
         with contextlib.suppress(Exception):
-            latency_ms = round((self.clock() - started) * 1e3, 3)
-            log.info("rpc_finished", status=status, latency_ms=latency_ms)
+            log.info("rpc_finished", status=status, latency_ms=round(latency_s * 1e3, 3))
+        if self.observer is not None:
+            with contextlib.suppress(Exception):
+                self.observer.finished(status, latency_s)
 
 
 def log_bug(exc: BaseException) -> None:

@@ -1,5 +1,5 @@
-"""structlog setup: context vars first, one JSON object per line off a TTY (console on one),
-and an optional PII-redaction processor.
+"""structlog setup: context vars first (request id, trace id), one JSON object per line off a TTY
+(console on one), and the PII-redaction processor (on by default, ``[log] redact_pii``).
 
 Lines go to stderr through a ``LineSink`` (see ``_sink``): logging never raises into a call and
 never blocks the event loop, whatever happens to the reader of stderr.
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -18,24 +17,17 @@ import structlog
 from aurea.inference.calls import current_record, log_fields
 from aurea.runtime.context import request_id_var
 from aurea.telemetry._sink import LineSink, SinkLoggerFactory, sink_for
+from aurea.telemetry.redact import redact_event
+from aurea.telemetry.tracing import trace_ids
 
 STDERR_FD = 2  # the descriptor, not sys.stderr: test harnesses swap the object
 
-_PII = (
-    (re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"), "[email]"),
-    (re.compile(r"\b(?:\d[ -]?){13,19}\b"), "[card]"),
-    (re.compile(r"\+?\d[\d ().-]{7,}\d"), "[phone]"),
-)
-
 
 def redact_pii(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Mask e-mail addresses, card and phone numbers in string values."""
-    for k, v in event.items():
-        if isinstance(v, str) and k not in ("timestamp", "request_id"):
-            for rx, mask in _PII:
-                v = rx.sub(mask, v)
-            event[k] = v
-    return event
+    """Mask personal data and secrets anywhere in an event, nested values included (see
+    ``aurea.telemetry.redact``). Runs after exceptions are formatted, so tracebacks are masked
+    too."""
+    return redact_event(event)
 
 
 class _SinkHandler(logging.Handler):
@@ -74,13 +66,23 @@ def add_call_record(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+def add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """The trace and span ids of the span current where the line is logged (when traced), so a
+    log line leads to its trace."""
+    if "trace_id" not in event:
+        ids = trace_ids()
+        if ids is not None:
+            event["trace_id"], event["span_id"] = ids
+    return event
+
+
 def context_processors() -> list[Any]:
     """The processors that add a line's call context (also for ``capture_logs`` in tests)."""
-    return [structlog.contextvars.merge_contextvars, add_request_id, add_call_record]
+    return [structlog.contextvars.merge_contextvars, add_request_id, add_trace_id, add_call_record]
 
 
 def configure(
-    level: str = "info", fmt: str = "auto", redact: bool = False, *, stdlib: bool = False
+    level: str = "info", fmt: str = "auto", redact: bool = True, *, stdlib: bool = False
 ) -> None:
     """Configure structlog for the ``aurea`` process: ``level`` and up, ``fmt`` json, console or
     auto (console on a TTY), to stderr through the process's ``LineSink``. With ``stdlib``, the
@@ -92,10 +94,10 @@ def configure(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if redact or not use_console:  # redaction must see tracebacks as text
+        processors.append(structlog.processors.format_exc_info)
     if redact:
         processors.append(redact_pii)
-    if not use_console:
-        processors.append(structlog.processors.format_exc_info)
     renderer: Any = (
         structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
     )
@@ -105,7 +107,7 @@ def configure(
         renderer(None, "warning", {"event": "log_lines_dropped", "level": "warning", "count": n})
     )
     if stdlib:
-        _route_stdlib(sink, renderer, level)
+        _route_stdlib(sink, renderer, level, redact)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -116,15 +118,18 @@ def configure(
     )
 
 
-def _route_stdlib(sink: LineSink, renderer: Any, level: str) -> None:
+def _route_stdlib(sink: LineSink, renderer: Any, level: str, redact: bool) -> None:
+    chain: list[Any] = [
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+    ]
+    if redact:  # asyncio, grpc and aiohttp lines may quote addresses and payloads too
+        chain.append(redact_pii)
     formatter = structlog.stdlib.ProcessorFormatter(
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-        foreign_pre_chain=[
-            structlog.stdlib.add_log_level,
-            structlog.stdlib.add_logger_name,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-        ],
+        foreign_pre_chain=chain,
     )
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _SinkHandler)]:
