@@ -4,9 +4,10 @@ server's lifecycle (start, drain on SIGTERM, stop). The only module that imports
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -26,12 +27,17 @@ from aurea.config import ConfigError, Settings
 from aurea.edge import Edge
 from aurea.errors import AureaError
 from aurea.inference import AllowDenyGuard, Inference
+from aurea.inference.calls import CallRecord
 from aurea.providers._base import Provider
 from aurea.providers._tokens import preload
 from aurea.providers.registry import build_provider
 from aurea.routing import RouterView, RoutingTable
 from aurea.runtime import ActorRef, ActorSystem, RestartPolicy
+from aurea.telemetry import metrics
 from aurea.telemetry.cpu import CpuWindow
+from aurea.telemetry.http import ReadyCheck, TelemetryHttp
+from aurea.telemetry.observer import CallTelemetry
+from aurea.telemetry.tracing import Tracing, TracingGuard, build_tracing
 from aurea.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -109,8 +115,16 @@ def _is_loopback(host: str) -> bool:
 class AureaServer:
     """One Aurea server. ``async with AureaServer(settings) as s:`` serves on ``s.port``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, span_exporter: Any = None) -> None:
         self.settings = settings
+        # Tracing (``[telemetry] otlp_endpoint``, or this exporter: tests pass an in-memory one)
+        self.tracing: Tracing | None = build_tracing(
+            settings.telemetry, version=VERSION, exporter=span_exporter
+        )
+        self.telemetry_http: TelemetryHttp | None = None
+        self.metrics_port = 0  # the side port (/metrics, /healthz, /readyz); 0: not serving
+        # /readyz runs these (None: ready, else why not); stores add theirs before start()
+        self.ready_checks: dict[str, ReadyCheck] = {"providers": self._providers_ready}
         self.system = ActorSystem(policy=RestartPolicy(), on_dead=self._actor_dead)
         self.edge = Edge(keys=settings.api_keys)
         self.tracker = self.edge.tracker
@@ -175,10 +189,51 @@ class AureaServer:
             retry=s.retry,
             ask_timeout_s=s.runtime.ask_timeout_s,
             guards=[
+                # first, so the attempt span sees later guards' refusals as its outcome
+                *([TracingGuard(self.tracing)] if self.tracing is not None else []),
                 AllowDenyGuard(allowed=s.routing.allowed_models, denied=s.routing.denied_models),
             ],
             default_call_timeout_s=s.server.default_call_timeout_s,
+            sinks=self._record_sinks(),
         )
+
+    def _record_sinks(self) -> list[Callable[[CallRecord], None]]:
+        """Who reads each call's record: metrics, the call's span."""
+        sinks: list[Callable[[CallRecord], None]] = []
+        if self.settings.telemetry.metrics_enabled:
+            sinks.append(metrics.record_call)
+        if self.tracing is not None:
+            sinks.append(self.tracing.record_call)
+        return sinks
+
+    async def _start_telemetry_http(self) -> None:
+        """The side port; a port that cannot be bound costs the metrics, not the service."""
+        t = self.settings.telemetry
+        side = TelemetryHttp(
+            host=t.http_host,
+            port=t.http_port,
+            ready=lambda: self._server is not None and not self.draining,
+            checks=self.ready_checks,
+            metrics=t.metrics_enabled,
+            reuse_port=self.settings.server.reuse_port,
+        )
+        try:
+            self.metrics_port = await side.start()
+        except OSError as exc:
+            log.error(
+                "telemetry_http_unavailable",
+                host=t.http_host,
+                port=t.http_port,
+                error=f"{type(exc).__name__}: {exc.strerror or exc}",
+                hint="set [telemetry] http_port (0 picks a free port)",
+            )
+            return
+        self.telemetry_http = side
+
+    async def _providers_ready(self) -> str | None:
+        if any(r.alive for r in self.provider_refs.values()):
+            return None
+        return "no provider actor is running"
 
     def _features(self) -> list[str]:
         kinds = {spec.kind for spec in self.settings.providers.values()}
@@ -205,6 +260,14 @@ class AureaServer:
                 host=host,
                 hint="no API keys configured: every caller on this host has full access",
             )
+        if s.telemetry.metrics_enabled or self.tracing is not None:
+            self.edge.observer = CallTelemetry(
+                metrics_on=s.telemetry.metrics_enabled, tracing=self.tracing
+            )
+        if s.telemetry.metrics_enabled:
+            metrics.set_catalog(s.models, s.providers)
+            metrics.build_info(VERSION)
+            metrics.watch_actors(self.system)
         inference = self._build_actors()
         # Load tokenizers off the loop now, so the first estimate does not stall a call.
         await asyncio.to_thread(preload, sorted({m.upstream for m in s.models.values()}))
@@ -244,6 +307,7 @@ class AureaServer:
         self.cpu.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._start_telemetry_http()
         log.info(
             "server_started",
             host=host,
@@ -274,8 +338,17 @@ class AureaServer:
         if self._server is not None:
             await self._server.stop(0.5)
         await self.system.stop(grace_s=2.0)
+        await self._stop_telemetry()
         log.info("server_stopped")
         self._stopped.set()
+
+    async def _stop_telemetry(self) -> None:
+        if self.telemetry_http is not None:
+            await self.telemetry_http.stop()
+        metrics.unwatch_actors(self.system)
+        if self.tracing is not None:  # flush queued spans; a dead collector must not hold exit
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.to_thread(self.tracing.shutdown), 5.0)
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

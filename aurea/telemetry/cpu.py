@@ -1,9 +1,11 @@
-"""The process's recent CPU use: a sample of CPU time each second, so "the last 10 seconds"
-means that, not the average since the process started."""
+"""Recent CPU use, the process's and the host's: a sample of CPU time each second, so "the last
+10 seconds" means that, not the average since the process (or the host) started. Also the host's
+memory, for the system view."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import time
 from collections import deque
@@ -15,6 +17,40 @@ WINDOW_S = 10.0
 def process_cpu_s() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
+
+
+def host_cpu_s() -> float:
+    """CPU seconds the host's cores have spent busy since boot (every state but idle and
+    iowait, summed over cores), from ``/proc/stat``; 0.0 where there is no such file."""
+    try:
+        with open("/proc/stat", "rb") as f:  # a memory file system: never blocks on disk
+            fields = f.readline().split()
+    except OSError:
+        return 0.0
+    if len(fields) < 6 or fields[0] != b"cpu":
+        return 0.0
+    ticks = [int(x) for x in fields[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]  # minus idle and iowait
+    return busy / _CLOCK_TICKS
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+HOST_CPUS = os.cpu_count() or 1
+
+
+def host_memory_bytes() -> tuple[int, int]:
+    """The host's (total, available) memory in bytes from ``/proc/meminfo`` (MemAvailable: what
+    new work can use without swapping); (0, 0) where there is no such file."""
+    found: dict[bytes, int] = {}
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                name, _, rest = line.partition(b":")
+                if name in (b"MemTotal", b"MemAvailable"):
+                    found[name] = int(rest.split()[0]) * 1024  # the file says kB
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    return found.get(b"MemTotal", 0), found.get(b"MemAvailable", 0)
 
 
 class CpuWindow:
@@ -67,3 +103,14 @@ class CpuWindow:
             start_t, start_cpu = t, c
         elapsed = now - start_t
         return 100.0 * max(cpu_now - start_cpu, 0.0) / elapsed if elapsed > 0 else 0.0
+
+
+def host_cpu_window(*, window_s: float = WINDOW_S, interval_s: float = 1.0) -> CpuWindow:
+    """A window over the host's busy CPU time; ``host_percent(window)`` reads it in percent of
+    all cores."""
+    return CpuWindow(window_s=window_s, interval_s=interval_s, cpu=host_cpu_s)
+
+
+def host_percent(window: CpuWindow) -> float:
+    """A host window's reading in percent of all the host's cores, in [0, 100]."""
+    return min(window.percent() / HOST_CPUS, 100.0)

@@ -30,9 +30,7 @@ SECRET_KEY: Final = re.compile(
 _NOT_SECRET: Final = frozenset({"api_key"})  # the key's name, bound by the edge
 
 # Keys whose values Aurea writes itself and that are never personal data.
-_SKIP: Final = frozenset(
-    {"timestamp", "level", "logger", "logger_name", "trace_id", "span_id"}
-)
+_SKIP: Final = frozenset({"timestamp", "level", "logger", "logger_name", "trace_id", "span_id"})
 
 _IPV4_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _PATTERN: Final = re.compile(
