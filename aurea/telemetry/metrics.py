@@ -13,7 +13,8 @@ Who records what:
 * the call record sink ``record_call`` (registered on ``Inference(sinks=...)``): tasks, tokens,
   cost, time to first token, upstream attempts, retries and fallbacks by cause, budget refusals
   and budget stops;
-* the breaker: ``breaker_state``; the limiter: ``ratelimit_waited``, ``ratelimit_refused``;
+* the breaker: ``breaker_transition`` (its state gauge is read at scrape time,
+  ``watch_breakers``); the limiter: ``ratelimit_waited``, ``ratelimit_refused``;
   the cache: ``cache_hit``, ``cache_miss``; the task queue: ``task_enqueued``,
   ``task_started``, ``task_finished``; the provisioner: ``resource_operation``,
   ``resources_active``; the router: ``route_selected``;
@@ -25,7 +26,7 @@ from __future__ import annotations
 import platform
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Final
 
 from prometheus_client import (
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BREAKER_STATES",
     "REGISTRY",
-    "breaker_state",
+    "breaker_transition",
     "build_info",
     "cache_hit",
     "cache_miss",
@@ -73,9 +74,12 @@ __all__ = [
     "task_finished",
     "task_started",
     "unwatch_actors",
+    "unwatch_breakers",
     "watch_actors",
+    "watch_breakers",
 ]
 
+BreakerSource = Callable[[], Iterable[tuple[str, str, str]]]
 OTHER: Final = "other"  # the label value of a name outside the catalog
 
 # Seconds. Calls run from milliseconds (cache hits, embeddings) to minutes (long generations).
@@ -165,12 +169,6 @@ RATELIMIT_REFUSALS = Counter(
     "aurea_ratelimit_refusals",
     "Attempts refused by Aurea's own rate limits, by model and limit (rpm, tpm, ...)",
     ["model", "limit"],
-    registry=_r,
-)
-BREAKER_STATE = Gauge(
-    "aurea_breaker_state",
-    "Circuit breaker state by provider and model: 0 closed, 1 half-open, 2 open",
-    ["provider", "model"],
     registry=_r,
 )
 BREAKER_TRANSITIONS = Counter(
@@ -339,13 +337,11 @@ def ratelimit_refused(model: str, limit: str) -> None:
     RATELIMIT_REFUSALS.labels(model_label(model), _bounded(limit, _LIMITS)).inc()
 
 
-def breaker_state(provider: str, model: str, state: str) -> None:
-    """A breaker entered ``state`` (closed, half_open, open); pass ``model=""`` for a
-    provider-wide breaker."""
+def breaker_transition(provider: str, model: str, state: str) -> None:
+    """A breaker entered ``state`` (closed, half_open, open). The state gauge itself is read
+    from the breakers at scrape time (``watch_breakers``)."""
     p, m = provider_label(provider), model_label(model) if model else ""
-    s = state if state in BREAKER_STATES else OTHER
-    BREAKER_STATE.labels(p, m).set(BREAKER_STATES.get(state, -1))
-    BREAKER_TRANSITIONS.labels(p, m, s).inc()
+    BREAKER_TRANSITIONS.labels(p, m, state if state in BREAKER_STATES else OTHER).inc()
 
 
 _CACHE_TYPES: Final = frozenset({"exact", "semantic", "embedding", "response", "other"})
@@ -397,6 +393,7 @@ class _ScrapeCollector(Collector):
 
     def __init__(self) -> None:
         self._systems: weakref.WeakSet[ActorSystem] = weakref.WeakSet()
+        self._breakers: list[BreakerSource] = []
         self._lock = threading.Lock()
 
     def watch(self, system: ActorSystem) -> None:
@@ -430,6 +427,7 @@ class _ScrapeCollector(Collector):
         )
         with self._lock:
             systems = list(self._systems)
+            breaker_sources = list(self._breakers)
         for system in systems:
             for s in system.stats():
                 name = [s.name]
@@ -439,6 +437,17 @@ class _ScrapeCollector(Collector):
                 restarts.add_metric(name, s.restarts)
                 handling.add_metric(name, s.processed, s.handling_seconds_total)
         yield from (depth, capacity, alive, restarts, handling)
+        breakers = GaugeMetricFamily(
+            "aurea_breaker_state",
+            "Circuit breaker state by provider and model: 0 closed, 1 half-open, 2 open",
+            labels=["provider", "model"],
+        )
+        for source in breaker_sources:
+            for provider, model, state in source():
+                breakers.add_metric(
+                    [provider_label(provider), model_label(model)], BREAKER_STATES.get(state, -1)
+                )
+        yield breakers
         rate = GaugeMetricFamily(
             "cache_hit_rate",
             "Hits over hits plus misses since start, by cache type",
@@ -472,3 +481,16 @@ def watch_actors(system: ActorSystem) -> None:
 
 def unwatch_actors(system: ActorSystem) -> None:
     _scrape.unwatch(system)
+
+
+def watch_breakers(source: BreakerSource) -> None:
+    """Report ``aurea_breaker_state`` at every scrape from ``source()``: (provider, model,
+    state) for every breaker, state one of closed, half_open, open."""
+    with _scrape._lock:
+        _scrape._breakers.append(source)
+
+
+def unwatch_breakers(source: BreakerSource) -> None:
+    with _scrape._lock:
+        if source in _scrape._breakers:
+            _scrape._breakers.remove(source)
