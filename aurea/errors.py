@@ -113,7 +113,22 @@ class ResourceExhausted(AureaError):
 
 
 class RateLimited(ResourceExhausted):
+    """``model`` is over ``limit`` (``rpm``, ``tpm``, ``max_concurrency``, or ``upstream``: the
+    provider said so and Aurea holds back until its limit resets)."""
+
     reason = "RATE_LIMITED"
+
+    def __init__(
+        self,
+        message: str,
+        retry_after_s: float | None = None,
+        *,
+        model: str = "",
+        limit: str = "",
+    ) -> None:
+        super().__init__(message, retry_after_s)
+        self.model = model
+        self.limit = limit
 
 
 class BudgetExceeded(ResourceExhausted):

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import ipaddress
 import signal
+import time
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
@@ -28,11 +29,13 @@ from aurea.edge import Edge
 from aurea.errors import AureaError
 from aurea.inference import AllowDenyGuard, Inference
 from aurea.inference.calls import CallRecord
+from aurea.limits import LimiterGuard, LimitsTable
 from aurea.providers._base import Provider
 from aurea.providers._tokens import preload
 from aurea.providers.registry import build_provider
 from aurea.routing import RouterView, RoutingTable
 from aurea.runtime import ActorRef, ActorSystem, RestartPolicy
+from aurea.stores.memory import MemoryLimiterStore
 from aurea.telemetry import metrics
 from aurea.telemetry.cpu import CpuWindow
 from aurea.telemetry.http import ReadyCheck, TelemetryHttp
@@ -115,8 +118,20 @@ def _is_loopback(host: str) -> bool:
 class AureaServer:
     """One Aurea server. ``async with AureaServer(settings) as s:`` serves on ``s.port``."""
 
-    def __init__(self, settings: Settings, *, span_exporter: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        span_exporter: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
+        # The clocks of the circuit breakers (monotonic) and the rate limits (wall, as stores
+        # keep it); tests inject fake ones to step through open timeouts and limit windows.
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.limits = LimitsTable(models=settings.models, settings=settings.limits)
         # Tracing (``[telemetry] otlp_endpoint``, or this exporter: tests pass an in-memory one)
         self.tracing: Tracing | None = build_tracing(
             settings.telemetry, version=VERSION, exporter=span_exporter
@@ -180,7 +195,15 @@ class AureaServer:
                 n: int = spec.max_concurrency,
                 b: ProviderBook = book,
             ) -> ProviderActor:
-                return ProviderActor(provider=p, kind=k, max_concurrency=n, book=b)
+                return ProviderActor(
+                    provider=p,
+                    kind=k,
+                    max_concurrency=n,
+                    book=b,
+                    breaker=s.breaker,
+                    clock=self.clock,
+                    wall_clock=self.wall_clock,
+                )
 
             self.provider_refs[name] = self.system.spawn(f"provider:{name}", factory, capacity=cap)
         return Inference(
@@ -192,6 +215,12 @@ class AureaServer:
                 # first, so the attempt span sees later guards' refusals as its outcome
                 *([TracingGuard(self.tracing)] if self.tracing is not None else []),
                 AllowDenyGuard(allowed=s.routing.allowed_models, denied=s.routing.denied_models),
+                LimiterGuard(
+                    table=self.limits,
+                    store=MemoryLimiterStore(),
+                    max_wait_s=s.limits.max_wait_s,
+                    wall_clock=self.wall_clock,
+                ),
             ],
             default_call_timeout_s=s.server.default_call_timeout_s,
             sinks=self._record_sinks(),
@@ -283,6 +312,7 @@ class AureaServer:
                 features=self._features(),
                 draining=lambda: self.draining,
                 cpu=self.cpu,
+                limits=self.limits,
             ),
         }
         for module, base, add, name in _SERVICES:

@@ -10,8 +10,10 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from aurea.actors.provider import GetStats, ProviderMsg, ProviderStats
+from aurea.api.resilience import breakers_pb, list_model_limits, set_model_limits
 from aurea.config import Settings
 from aurea.errors import InvalidRequest, NotFound, Unavailable
+from aurea.limits import LimitsTable
 from aurea.providers._base import ProviderSpec
 from aurea.providers._urls import safe_url
 from aurea.runtime import ActorRef, ActorSystem
@@ -62,8 +64,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         features: list[str],
         draining: Callable[[], bool],
         cpu: CpuWindow | None = None,
+        limits: LimitsTable | None = None,
     ) -> None:
         self._cpu = cpu if cpu is not None else CpuWindow()
+        self._limits = limits or LimitsTable(models=settings.models, settings=settings.limits)
         self._settings = settings
         self._system = system
         self._providers = providers
@@ -141,15 +145,17 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         for name in page:
             spec = self._settings.providers[name]
             st = await self._stats(name)
+            state, breakers = breakers_pb(st.breakers if st else (), self._models_of(name))
             out.append(
                 pb.Provider(
                     name=name,
                     kind=spec.kind,
                     base_url=safe_url(spec.base_url),
                     healthy=st is not None and st.last_ok is not False,
-                    circuit_state=pb.CIRCUIT_STATE_CLOSED,
+                    circuit_state=state,
                     models=self._models_of(name),
                     api_key_configured=_key_configured(spec),
+                    breakers=breakers,
                 )
             )
         nxt = names[start + size] if start + size < len(names) else ""
@@ -182,8 +188,22 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 output_tokens=_i64(s.output_tokens),
                 cost_nanos=_i64(s.cost_nanos),
                 avg_latency_ms=s.total_latency_s * 1e3 / done if done else 0.0,
+                rejected=_i64(s.rejected),
             )
+            state, breakers = breakers_pb(s.breakers, self._models_of(name))
+            msg.circuit_state = state
+            msg.breakers.extend(breakers)
             if s.last_request_unix_s is not None:
                 msg.last_request_time.CopyFrom(_ts(s.last_request_unix_s))
             out.append(msg)
         return pb.GetProviderStatsResponse(providers=out)
+
+    async def SetModelLimits(
+        self, request: pb.SetModelLimitsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetModelLimitsResponse:
+        return set_model_limits(self._limits, request)
+
+    async def ListModelLimits(
+        self, request: pb.ListModelLimitsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelLimitsResponse:
+        return list_model_limits(self._limits, request)

@@ -225,6 +225,8 @@ def to_status(exc: e.AureaError) -> grpc.Status:
         metadata["provider"] = exc.provider
         if exc.status is not None:
             metadata["upstream_status"] = str(exc.status)
+    if isinstance(exc, e.RateLimited) and exc.model:
+        metadata.update(model=exc.model, limit=exc.limit)
     if isinstance(exc, e.BudgetExceeded):
         metadata.update(
             job_id=exc.job_id, spent_nanos=str(exc.spent_nanos), budget_nanos=str(exc.budget_nanos)
@@ -242,7 +244,8 @@ def to_status(exc: e.AureaError) -> grpc.Status:
     if isinstance(exc, e.BudgetExceeded):
         details.append(_quota(f"job:{exc.job_id}", message))
     elif isinstance(exc, e.RateLimited):
-        details.append(_quota("rate", message))
+        subject = f"model:{exc.model}:{exc.limit}" if exc.model else "rate"
+        details.append(_quota(subject, message))
     pairs: list[tuple[str, str]] = []
     if isinstance(exc, e.InvalidRequest):
         pairs = [(v.field, v.description) for v in exc.violations]

@@ -80,6 +80,9 @@ class ModelSpec:
     )
     rpm: int = setting(0, "requests per minute; 0 = [limits] default_rpm", lo=0, hi=1e9)
     tpm: int = setting(0, "tokens per minute; 0 = [limits] default_tpm", lo=0, hi=1e12)
+    max_concurrency: int = setting(
+        0, "calls in flight at once on this model, per server process; 0 = no limit", lo=0, hi=1e6
+    )
 
 
 DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {

@@ -137,6 +137,13 @@ class LimitsSettings:
     default_tpm: int = setting(
         0, "tokens (input + output) per minute per model; 0 = unlimited", lo=0, hi=1e12
     )
+    max_wait_s: float = setting(
+        0.5,
+        "seconds a call over its last candidate's limit may wait for room (never past its "
+        "deadline) before it ends RESOURCE_EXHAUSTED; 0 = never wait",
+        lo=0,
+        hi=60,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

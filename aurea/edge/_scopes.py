@@ -55,6 +55,7 @@ USER_OPERATIONS: frozenset[str] = frozenset({
     "aurea.v1.AdminService/GetCacheStats",
     "aurea.v1.AdminService/ListProviders",
     "aurea.v1.AdminService/GetProviderStats",
+    "aurea.v1.AdminService/ListModelLimits",
 })  # fmt: skip
 
 # The HTTP door's operations ("METHOD /path", the route's pattern), also `user`: the same calls

@@ -39,6 +39,7 @@ from aurea.providers._retry import (
     clamp_retry_after,
     parse_duration,
     parse_retry_after,
+    report_rate_headers,
     retry_after_from_headers,
 )
 from aurea.providers._sse import SSEEvent, aiter_sse
@@ -434,6 +435,8 @@ class HttpClient:
                 ) from exc
             response = Response(self, raw, deadline, self.timeouts.first_byte_s)
             try:
+                # The rate limiter hears what the upstream says of its own limits (any status).
+                await report_rate_headers(raw.status, raw.headers)
                 if not 200 <= raw.status < 300:
                     raise await self._status_error(response)
                 yield response

@@ -206,7 +206,7 @@ class ClearCacheResponse(_message.Message):
     def __init__(self, entries_removed: _Optional[int] = ..., bytes_freed: _Optional[int] = ...) -> None: ...
 
 class Provider(_message.Message):
-    __slots__ = ("name", "kind", "base_url", "healthy", "circuit_state", "models", "api_key_configured")
+    __slots__ = ("name", "kind", "base_url", "healthy", "circuit_state", "models", "api_key_configured", "breakers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     BASE_URL_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +214,7 @@ class Provider(_message.Message):
     CIRCUIT_STATE_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     API_KEY_CONFIGURED_FIELD_NUMBER: _ClassVar[int]
+    BREAKERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     base_url: str
@@ -221,7 +222,24 @@ class Provider(_message.Message):
     circuit_state: CircuitState
     models: _containers.RepeatedScalarFieldContainer[str]
     api_key_configured: bool
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., base_url: _Optional[str] = ..., healthy: _Optional[bool] = ..., circuit_state: _Optional[_Union[CircuitState, str]] = ..., models: _Optional[_Iterable[str]] = ..., api_key_configured: _Optional[bool] = ...) -> None: ...
+    breakers: _containers.RepeatedCompositeFieldContainer[ModelBreaker]
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., base_url: _Optional[str] = ..., healthy: _Optional[bool] = ..., circuit_state: _Optional[_Union[CircuitState, str]] = ..., models: _Optional[_Iterable[str]] = ..., api_key_configured: _Optional[bool] = ..., breakers: _Optional[_Iterable[_Union[ModelBreaker, _Mapping]]] = ...) -> None: ...
+
+class ModelBreaker(_message.Message):
+    __slots__ = ("model", "state", "consecutive_failures", "times_opened", "last_transition_time", "half_open_time")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    TIMES_OPENED_FIELD_NUMBER: _ClassVar[int]
+    LAST_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    HALF_OPEN_TIME_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    state: CircuitState
+    consecutive_failures: int
+    times_opened: int
+    last_transition_time: _timestamp_pb2.Timestamp
+    half_open_time: _timestamp_pb2.Timestamp
+    def __init__(self, model: _Optional[str] = ..., state: _Optional[_Union[CircuitState, str]] = ..., consecutive_failures: _Optional[int] = ..., times_opened: _Optional[int] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., half_open_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListProvidersRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
@@ -246,7 +264,7 @@ class GetProviderStatsRequest(_message.Message):
     def __init__(self, provider: _Optional[str] = ...) -> None: ...
 
 class ProviderStats(_message.Message):
-    __slots__ = ("provider", "requests", "successes", "failures", "success_rate", "input_tokens", "output_tokens", "cost_nanos", "avg_latency_ms", "last_request_time", "cancelled")
+    __slots__ = ("provider", "requests", "successes", "failures", "success_rate", "input_tokens", "output_tokens", "cost_nanos", "avg_latency_ms", "last_request_time", "cancelled", "circuit_state", "breakers", "rejected")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     SUCCESSES_FIELD_NUMBER: _ClassVar[int]
@@ -258,6 +276,9 @@ class ProviderStats(_message.Message):
     AVG_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_REQUEST_TIME_FIELD_NUMBER: _ClassVar[int]
     CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    CIRCUIT_STATE_FIELD_NUMBER: _ClassVar[int]
+    BREAKERS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
     provider: str
     requests: int
     successes: int
@@ -269,7 +290,10 @@ class ProviderStats(_message.Message):
     avg_latency_ms: float
     last_request_time: _timestamp_pb2.Timestamp
     cancelled: int
-    def __init__(self, provider: _Optional[str] = ..., requests: _Optional[int] = ..., successes: _Optional[int] = ..., failures: _Optional[int] = ..., success_rate: _Optional[float] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_nanos: _Optional[int] = ..., avg_latency_ms: _Optional[float] = ..., last_request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancelled: _Optional[int] = ...) -> None: ...
+    circuit_state: CircuitState
+    breakers: _containers.RepeatedCompositeFieldContainer[ModelBreaker]
+    rejected: int
+    def __init__(self, provider: _Optional[str] = ..., requests: _Optional[int] = ..., successes: _Optional[int] = ..., failures: _Optional[int] = ..., success_rate: _Optional[float] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_nanos: _Optional[int] = ..., avg_latency_ms: _Optional[float] = ..., last_request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancelled: _Optional[int] = ..., circuit_state: _Optional[_Union[CircuitState, str]] = ..., breakers: _Optional[_Iterable[_Union[ModelBreaker, _Mapping]]] = ..., rejected: _Optional[int] = ...) -> None: ...
 
 class GetProviderStatsResponse(_message.Message):
     __slots__ = ("providers",)
@@ -278,16 +302,30 @@ class GetProviderStatsResponse(_message.Message):
     def __init__(self, providers: _Optional[_Iterable[_Union[ProviderStats, _Mapping]]] = ...) -> None: ...
 
 class ModelLimits(_message.Message):
-    __slots__ = ("model", "rpm", "tpm", "max_concurrency")
+    __slots__ = ("model", "rpm", "tpm", "max_concurrency", "overridden")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     RPM_FIELD_NUMBER: _ClassVar[int]
     TPM_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDDEN_FIELD_NUMBER: _ClassVar[int]
     model: str
     rpm: int
     tpm: int
     max_concurrency: int
-    def __init__(self, model: _Optional[str] = ..., rpm: _Optional[int] = ..., tpm: _Optional[int] = ..., max_concurrency: _Optional[int] = ...) -> None: ...
+    overridden: bool
+    def __init__(self, model: _Optional[str] = ..., rpm: _Optional[int] = ..., tpm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., overridden: _Optional[bool] = ...) -> None: ...
+
+class ListModelLimitsRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class ListModelLimitsResponse(_message.Message):
+    __slots__ = ("limits",)
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    limits: _containers.RepeatedCompositeFieldContainer[ModelLimits]
+    def __init__(self, limits: _Optional[_Iterable[_Union[ModelLimits, _Mapping]]] = ...) -> None: ...
 
 class SetModelLimitsRequest(_message.Message):
     __slots__ = ("model", "rpm", "tpm", "max_concurrency")

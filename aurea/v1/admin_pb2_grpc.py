@@ -35,6 +35,13 @@ class AdminServiceStub:
     Scopes: ClearCache and SetModelLimits need the `admin` scope; every other RPC needs the
     `user` scope.
 
+    Circuit breakers: each model of each provider has one. It opens after
+    `breaker.failure_threshold` failed calls in a row (cancelled calls and requests the provider
+    rejected as bad are not failures); while open, calls skip the model at once and move to their
+    next candidate (a call with none left ends UNAVAILABLE, reason CIRCUIT_OPEN, with RetryInfo
+    saying when the breaker lets a trial call through). After `breaker.open_timeout_s` exactly
+    one trial call goes through: its success closes the breaker, its failure opens it again.
+
     Errors common to every RPC: UNAUTHENTICATED for a missing or wrong API key (when keys are
     configured); UNAVAILABLE (with RetryInfo) when an actor the RPC asks is overloaded;
     DEADLINE_EXCEEDED when the caller's deadline passes.
@@ -91,6 +98,11 @@ class AdminServiceStub:
                 request_serializer=aurea_dot_v1_dot_admin__pb2.SetModelLimitsRequest.SerializeToString,
                 response_deserializer=aurea_dot_v1_dot_admin__pb2.SetModelLimitsResponse.FromString,
                 _registered_method=True)
+        self.ListModelLimits = channel.unary_unary(
+                '/aurea.v1.AdminService/ListModelLimits',
+                request_serializer=aurea_dot_v1_dot_admin__pb2.ListModelLimitsRequest.SerializeToString,
+                response_deserializer=aurea_dot_v1_dot_admin__pb2.ListModelLimitsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -102,6 +114,13 @@ class AdminServiceServicer:
 
     Scopes: ClearCache and SetModelLimits need the `admin` scope; every other RPC needs the
     `user` scope.
+
+    Circuit breakers: each model of each provider has one. It opens after
+    `breaker.failure_threshold` failed calls in a row (cancelled calls and requests the provider
+    rejected as bad are not failures); while open, calls skip the model at once and move to their
+    next candidate (a call with none left ends UNAVAILABLE, reason CIRCUIT_OPEN, with RetryInfo
+    saying when the breaker lets a trial call through). After `breaker.open_timeout_s` exactly
+    one trial call goes through: its success closes the breaker, its failure opens it again.
 
     Errors common to every RPC: UNAUTHENTICATED for a missing or wrong API key (when keys are
     configured); UNAVAILABLE (with RetryInfo) when an actor the RPC asks is overloaded;
@@ -171,8 +190,8 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListProviders(self, request, context):
-        """Lists the configured providers with their health, circuit breaker state and models,
-        ordered by name. API keys are never returned.
+        """Lists the configured providers with their health, circuit breakers and models, ordered
+        by name. API keys are never returned.
 
         Needs the `user` scope. Returns INVALID_ARGUMENT when `page_size` is negative or
         `page_token` is not one this RPC returned; PERMISSION_DENIED without the `user` scope.
@@ -182,8 +201,8 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetProviderStats(self, request, context):
-        """Gets call counts, tokens, cost and latency per provider since the server started: of one
-        provider, or of every configured provider.
+        """Gets call counts, tokens, cost, latency and circuit breakers per provider since the server
+        started: of one provider, or of every configured provider.
 
         Needs the `user` scope. Returns NOT_FOUND when `provider` names no configured provider;
         PERMISSION_DENIED without the `user` scope.
@@ -194,12 +213,28 @@ class AdminServiceServicer:
 
     def SetModelLimits(self, request, context):
         """Overrides one model's rate and concurrency limits and returns the limits now in force.
-        The override applies at once and lasts until the server restarts; the configuration file
-        holds the lasting values.
+        The override applies to the next attempt and lasts until the server restarts; the
+        configuration file holds the lasting values (`[models.NAME]` `rpm`, `tpm`,
+        `max_concurrency`, defaults in `[limits]`). What the current minute already used
+        carries over in proportion: a model that used half its requests per minute has half of
+        the new limit left.
 
-        Needs the `admin` scope. Returns INVALID_ARGUMENT when `model` is empty or a limit is
-        negative; NOT_FOUND when `model` is not in the catalog; PERMISSION_DENIED without the
-        `admin` scope.
+        Needs the `admin` scope. Returns INVALID_ARGUMENT (a BadRequest naming the field) when
+        `model` is empty or a limit is negative or above its maximum (`rpm` 1e9, `tpm` 1e12,
+        `max_concurrency` 1e6); NOT_FOUND when `model` is not in the catalog; PERMISSION_DENIED
+        without the `admin` scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModelLimits(self, request, context):
+        """Lists the rate and concurrency limits in force, for every model of the catalog or for one,
+        ordered by model name: the configured values, or those SetModelLimits set since the server
+        started.
+
+        Needs the `user` scope. Returns NOT_FOUND when `model` is not in the catalog;
+        PERMISSION_DENIED without the `user` scope.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -253,6 +288,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=aurea_dot_v1_dot_admin__pb2.SetModelLimitsRequest.FromString,
                     response_serializer=aurea_dot_v1_dot_admin__pb2.SetModelLimitsResponse.SerializeToString,
             ),
+            'ListModelLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModelLimits,
+                    request_deserializer=aurea_dot_v1_dot_admin__pb2.ListModelLimitsRequest.FromString,
+                    response_serializer=aurea_dot_v1_dot_admin__pb2.ListModelLimitsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'aurea.v1.AdminService', rpc_method_handlers)
@@ -270,6 +310,13 @@ class AdminService:
 
     Scopes: ClearCache and SetModelLimits need the `admin` scope; every other RPC needs the
     `user` scope.
+
+    Circuit breakers: each model of each provider has one. It opens after
+    `breaker.failure_threshold` failed calls in a row (cancelled calls and requests the provider
+    rejected as bad are not failures); while open, calls skip the model at once and move to their
+    next candidate (a call with none left ends UNAVAILABLE, reason CIRCUIT_OPEN, with RetryInfo
+    saying when the breaker lets a trial call through). After `breaker.open_timeout_s` exactly
+    one trial call goes through: its success closes the breaker, its failure opens it again.
 
     Errors common to every RPC: UNAUTHENTICATED for a missing or wrong API key (when keys are
     configured); UNAVAILABLE (with RetryInfo) when an actor the RPC asks is overloaded;
@@ -509,6 +556,33 @@ class AdminService:
             '/aurea.v1.AdminService/SetModelLimits',
             aurea_dot_v1_dot_admin__pb2.SetModelLimitsRequest.SerializeToString,
             aurea_dot_v1_dot_admin__pb2.SetModelLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModelLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aurea.v1.AdminService/ListModelLimits',
+            aurea_dot_v1_dot_admin__pb2.ListModelLimitsRequest.SerializeToString,
+            aurea_dot_v1_dot_admin__pb2.ListModelLimitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,6 +31,8 @@ IMPLEMENTED = {
     "AdminService.GetSystemMetrics",
     "AdminService.ListProviders",
     "AdminService.GetProviderStats",
+    "AdminService.SetModelLimits",
+    "AdminService.ListModelLimits",
 }
 # The capability each not-yet-built service (or RPC) arrives with, as the message must say.
 CAPABILITY_WORDS = {
@@ -42,7 +44,6 @@ CAPABILITY_WORDS = {
     "AdminService.WatchEvents": "event",
     "AdminService.GetCacheStats": "cache",
     "AdminService.ClearCache": "cache",
-    "AdminService.SetModelLimits": "rate limit",
 }
 
 

@@ -1,0 +1,235 @@
+"""The rate-limiter guard: per model, requests and tokens per minute (and calls in flight),
+checked on every attempt against a ``LimiterStore`` (in memory now; Redis later, unchanged here).
+
+An attempt takes one request and an estimate of its tokens (prompt + the most it may generate)
+in one all-or-none ``acquire``; its permit corrects the tokens by the usage it saw when the
+attempt ends, and gives everything back when the attempt never reached the upstream (a later
+guard or the provider's breaker refused it). A model over its limit refuses with
+``RateLimited``, which the attempt loop answers by moving to the next candidate; on the call's
+last candidate a short wait (``[limits] max_wait_s``, never past the call's deadline) comes
+first. What an upstream says of its own limits (a 429's Retry-After, remaining counts of 0 until
+a reset) holds the model back in the store until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import Token
+from types import TracebackType
+
+import structlog
+
+from aurea.actors.router import Candidate
+from aurea.edge import current_scope
+from aurea.errors import AureaError, ProviderError, ProviderRateLimited, RateLimited
+from aurea.inference.calls import CallKind
+from aurea.inference.guards import AttemptInfo
+from aurea.limits._table import FORCE_BURST, LimitsTable, Plan
+from aurea.providers._base import Usage
+from aurea.providers._retry import RateHint, RateHintSink, rate_hint_sink
+from aurea.stores import Admission, LimiterStore, Quota, WallClock, wall_clock
+
+__all__ = ["LimiterGuard", "LimiterPermit"]
+
+log = structlog.get_logger("aurea.limits")
+
+_CONCURRENCY_RETRY_S = 0.1  # a slot frees when any call on the model ends: soon, unknown when
+_MIN_WAIT_S = 0.001
+
+
+class LimiterGuard:
+    """Admits attempts against their model's limits; no per-call state (but calls in flight)."""
+
+    name = "limiter"
+
+    def __init__(
+        self,
+        *,
+        table: LimitsTable,
+        store: LimiterStore,
+        max_wait_s: float = 0.0,
+        wall_clock: WallClock = wall_clock,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.table = table
+        self._store = store
+        self._max_wait_s = max_wait_s
+        self._wall = wall_clock
+        self._clock = clock
+        self._sleep = sleep
+        self._in_flight: dict[str, int] = {}
+
+    def in_flight(self, model: str) -> int:
+        return self._in_flight.get(model, 0)
+
+    async def admit(self, call: AttemptInfo, candidate: Candidate) -> LimiterPermit:
+        spec = candidate.model
+        name = spec.name
+        plan = self.table.plan(name)
+        limits = plan.limits
+        if limits.max_concurrency and self._in_flight.get(name, 0) >= limits.max_concurrency:
+            raise RateLimited(
+                f"model {name!r} is at its max_concurrency limit "
+                f"({limits.max_concurrency} calls in flight)",
+                _CONCURRENCY_RETRY_S,
+                model=name,
+                limit="max_concurrency",
+            )
+        tokens = 0
+        if limits.tpm:
+            tokens = call.input_tokens
+            if call.kind is not CallKind.EMBED:
+                tokens += call.max_tokens or spec.default_max_tokens
+        quotas = plan.quotas(tokens)
+        admission = await self._store.acquire(quotas, now=self._wall())
+        if not admission.granted:
+            await self._wait(call, candidate, plan, quotas, admission, tokens)
+        self._in_flight[name] = self._in_flight.get(name, 0) + 1
+        return LimiterPermit(self, plan, quotas, tokens)
+
+    async def _wait(
+        self,
+        call: AttemptInfo,
+        candidate: Candidate,
+        plan: Plan,
+        quotas: tuple[Quota, ...],
+        admission: Admission,
+        tokens: int,
+    ) -> None:
+        """Wait for room when this is the call's last candidate and the wait is short; else (or
+        if the room is gone again) raise the refusal."""
+        waited = 0.0
+        last = bool(call.candidates) and call.candidates[-1].model.name == candidate.model.name
+        deadline = call.deadline
+        if deadline is None:
+            scope = current_scope.get()
+            deadline = scope.deadline if scope is not None else None
+        while True:
+            delay = max(admission.retry_after_s, _MIN_WAIT_S)
+            if (
+                not last
+                or waited + delay > self._max_wait_s
+                or (deadline is not None and self._clock() + delay >= deadline)
+            ):
+                raise self._refusal(plan, admission, tokens)
+            await self._sleep(delay)
+            waited += delay
+            admission = await self._store.acquire(quotas, now=self._wall())
+            if admission.granted:
+                return
+
+    @staticmethod
+    def _refusal(plan: Plan, admission: Admission, tokens: int) -> RateLimited:
+        limits, name = plan.limits, plan.limits.model
+        limit = plan.limit_of(admission.limiting_key)
+        wait = admission.retry_after_s
+        if limit == "rpm":
+            what = f"its rpm limit ({limits.rpm} requests per minute)"
+        elif limit == "tpm":
+            what = (
+                f"its tpm limit ({limits.tpm} tokens per minute; this call needs an "
+                f"estimated {tokens})"
+            )
+        else:
+            what = "its upstream's rate limit (the provider asked Aurea to hold back)"
+        return RateLimited(
+            f"model {name!r} is over {what}; room again in {wait:.3g} s",
+            wait,
+            model=name,
+            limit=limit,
+        )
+
+    async def settle(self, permit: LimiterPermit, exc: BaseException | None) -> None:
+        """The attempt ended: give back what it did not use, charge what it used beyond its
+        estimate, and hold the model back if the upstream refused it with a retry hint."""
+        plan = permit.plan
+        name = plan.limits.model
+        self._in_flight[name] -= 1
+        now = self._wall()
+        if isinstance(exc, ProviderRateLimited) and exc.retry_after_s:
+            await self.hold(plan, exc.retry_after_s, "upstream_429")
+        usage = permit.usage
+        if usage is None and isinstance(exc, AureaError) and not isinstance(exc, ProviderError):
+            # Refused after this guard admitted it (a later guard, the breaker, the provider's
+            # cap): the upstream never saw it.
+            taken = [q for q in permit.quotas if q.cost]
+            if taken:
+                await self._store.refund(taken, now=now)
+            return
+        if not plan.limits.tpm:
+            return
+        charged = permit.quotas[-1].cost  # the token quota is the last one
+        if usage is not None:
+            used = usage.input_tokens + usage.output_tokens
+        elif isinstance(exc, ProviderError):
+            used = 0  # failed upstream without a word of usage: it charged none Aurea knows of
+        else:
+            return  # no usage seen: the estimate stands
+        if used < charged:
+            await self._store.refund([plan.tpm_quota(charged - used)], now=now)
+        elif used > charged:
+            await self._store.acquire([plan.tpm_quota(used - charged, burst=FORCE_BURST)], now=now)
+
+    async def hold(self, plan: Plan, seconds: float, reason: str) -> None:
+        """Admit nothing on the model for ``seconds`` (the upstream said so)."""
+        await self._store.hold(plan.hold_key, self._wall() + seconds)
+        log.info("upstream_limit_hold", model=plan.limits.model, hold_s=seconds, reason=reason)
+
+    async def on_hint(self, plan: Plan, hint: RateHint) -> None:
+        """An upstream response's rate-limit headers: hold the model until what they say is
+        exhausted resets (a 429 holds for its Retry-After)."""
+        hold_s, reason = 0.0, ""
+        if hint.status == 429 and hint.retry_after_s:
+            hold_s, reason = hint.retry_after_s, "upstream_429"
+        reset = hint.requests_reset_s
+        if hint.requests_remaining == 0 and reset is not None and reset > hold_s:
+            hold_s, reason = reset, "upstream_requests_exhausted"
+        reset = hint.tokens_reset_s
+        if hint.tokens_remaining == 0 and reset is not None and reset > hold_s:
+            hold_s, reason = reset, "upstream_tokens_exhausted"
+        if hold_s > 0:
+            await self.hold(plan, hold_s, reason)
+
+
+class LimiterPermit:
+    """One admitted attempt's share of its model's limits. While entered, it listens for the
+    upstream's rate-limit headers (``rate_hint_sink``)."""
+
+    __slots__ = ("_guard", "_token", "plan", "quotas", "tokens", "usage")
+
+    def __init__(
+        self, guard: LimiterGuard, plan: Plan, quotas: tuple[Quota, ...], tokens: int
+    ) -> None:
+        self._guard = guard
+        self.plan = plan
+        self.quotas = quotas
+        self.tokens = tokens
+        self.usage: Usage | None = None
+        self._token: Token[RateHintSink | None] | None = None
+
+    def observe(self, usage: Usage, cost_nanos: int) -> None:
+        self.usage = usage
+
+    async def _on_hint(self, hint: RateHint) -> None:
+        await self._guard.on_hint(self.plan, hint)
+
+    async def __aenter__(self) -> LimiterPermit:
+        self._token = rate_hint_sink.set(self._on_hint)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            # Exited in another context than entered: nothing to undo there.
+            with contextlib.suppress(ValueError):
+                rate_hint_sink.reset(self._token)
+            self._token = None
+        await self._guard.settle(self, exc)

@@ -1,0 +1,171 @@
+"""The rate limits in force per model: ``[limits]`` defaults, ``[models.NAME]`` overrides, and
+run-time overrides from ``AdminService.SetModelLimits`` (kept until the server restarts), each
+turned once into the GCRA quotas the limiter guard asks its store for.
+
+Requests and tokens per minute are buckets that hold one minute's worth and refill continuously
+(GCRA: ``rate = limit / 60 s``, ``burst = limit``), the same shape as OpenAI's and Anthropic's own
+limits. A change applies at once; the fraction of the minute's quota already used carries over
+(the store keeps a fill level in seconds, and a minute's bucket is 60 s at any rate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from aurea.config import LimitsSettings, ModelSpec
+from aurea.errors import InvalidRequest, UnknownModel
+from aurea.stores import Quota
+
+__all__ = ["MAX_CONCURRENCY", "MAX_RPM", "MAX_TPM", "LimitsTable", "ModelLimits", "Plan"]
+
+log = structlog.get_logger("aurea.limits")
+
+# The same ranges the configuration accepts.
+MAX_RPM = 1_000_000_000
+MAX_TPM = 1_000_000_000_000
+MAX_CONCURRENCY = 1_000_000
+_WINDOW_S = 60.0
+# A burst no charge can exceed: how a usage larger than its estimate is charged after the fact
+# (the bucket's level moves, and later admissions wait for it; nothing is refused).
+FORCE_BURST = 1e18
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelLimits:
+    """One model's limits; 0 means no limit."""
+
+    model: str
+    rpm: int = 0
+    tpm: int = 0
+    max_concurrency: int = 0  # calls in flight at once, per server process
+    overridden: bool = False  # changed at run time since the server started
+
+
+class Plan:
+    """A model's limits as store quotas, built once per change (the hot path only fills in a
+    token estimate). The ``hold`` quota costs nothing: it is there so an upstream's "not before"
+    (``LimiterStore.hold``) stops admissions even for a model with no limits of its own."""
+
+    __slots__ = ("_base", "hold_key", "limits", "rpm_key", "tpm_burst", "tpm_key", "tpm_rate")
+
+    def __init__(self, limits: ModelLimits) -> None:
+        name = limits.model
+        self.limits = limits
+        # One hash tag per model, so a Redis script can take all of a model's keys at once.
+        self.hold_key = f"{{{name}}}:upstream"
+        self.rpm_key = f"{{{name}}}:rpm"
+        self.tpm_key = f"{{{name}}}:tpm"
+        base = [Quota(key=self.hold_key, cost=0, rate_per_s=1.0, burst=1.0)]
+        if limits.rpm:
+            base.append(
+                Quota(key=self.rpm_key, cost=1, rate_per_s=limits.rpm / _WINDOW_S, burst=limits.rpm)
+            )
+        self._base = tuple(base)
+        self.tpm_rate = limits.tpm / _WINDOW_S
+        self.tpm_burst = float(limits.tpm)
+
+    def quotas(self, tokens: int) -> tuple[Quota, ...]:
+        """The quotas of one attempt estimated at ``tokens``. A call larger than a minute's
+        tokens is admitted when the bucket is full (its actual usage is charged at the end),
+        rather than never."""
+        if not self.limits.tpm:
+            return self._base
+        cost = min(tokens, self.limits.tpm)
+        return (*self._base, self.tpm_quota(cost))
+
+    def tpm_quota(self, cost: int, *, burst: float | None = None) -> Quota:
+        return Quota(
+            key=self.tpm_key,
+            cost=cost,
+            rate_per_s=self.tpm_rate,
+            burst=self.tpm_burst if burst is None else burst,
+        )
+
+    def limit_of(self, key: str) -> str:
+        """Which limit a store key is: ``rpm``, ``tpm`` or ``upstream``."""
+        if key == self.rpm_key:
+            return "rpm"
+        if key == self.tpm_key:
+            return "tpm"
+        return "upstream"
+
+
+def _check(field: str, value: int | None, hi: int) -> None:
+    if value is not None and not 0 <= value <= hi:
+        raise InvalidRequest.field(field, f"must be between 0 and {hi}, got {value}")
+
+
+class LimitsTable:
+    """Per catalog model: the limits in force and their plan. Owned by the composition root;
+    read by the limiter guard on every attempt (a dict lookup) and changed only by ``set``."""
+
+    def __init__(self, *, models: Mapping[str, ModelSpec], settings: LimitsSettings) -> None:
+        self._models = dict(models)
+        self._plans: dict[str, Plan] = {}
+        for name, spec in self._models.items():
+            self._plans[name] = Plan(
+                ModelLimits(
+                    model=name,
+                    rpm=spec.rpm or settings.default_rpm,
+                    tpm=spec.tpm or settings.default_tpm,
+                    max_concurrency=spec.max_concurrency,
+                )
+            )
+
+    def plan(self, model: str) -> Plan:
+        plan = self._plans.get(model)
+        if plan is None:  # not in the catalog (a test's ad-hoc model): no limits
+            plan = self._plans[model] = Plan(ModelLimits(model=model))
+        return plan
+
+    def get(self, model: str) -> ModelLimits:
+        """The limits in force for a catalog model; ``UnknownModel`` for any other name."""
+        if model not in self._models:
+            raise UnknownModel(f"model {model[:80]!r} is not in the catalog")
+        return self.plan(model).limits
+
+    def all(self) -> list[ModelLimits]:
+        """Every catalog model's limits, by name."""
+        return [self.plan(name).limits for name in sorted(self._models)]
+
+    def set(
+        self,
+        model: str,
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        max_concurrency: int | None = None,
+    ) -> tuple[ModelLimits, ModelLimits]:
+        """Override some of a model's limits at once (None keeps a value, 0 removes a limit);
+        returns (now in force, previous). Bad values raise ``InvalidRequest`` naming the field,
+        before anything changes."""
+        if not model:
+            raise InvalidRequest.field("model", "is required")
+        _check("rpm", rpm, MAX_RPM)
+        _check("tpm", tpm, MAX_TPM)
+        _check("max_concurrency", max_concurrency, MAX_CONCURRENCY)
+        previous = self.get(model)
+        now = ModelLimits(
+            model=model,
+            rpm=previous.rpm if rpm is None else rpm,
+            tpm=previous.tpm if tpm is None else tpm,
+            max_concurrency=(
+                previous.max_concurrency if max_concurrency is None else max_concurrency
+            ),
+            overridden=True,
+        )
+        self._plans[model] = Plan(now)
+        log.info(
+            "model_limits_changed",
+            model=model,
+            rpm=now.rpm,
+            tpm=now.tpm,
+            max_concurrency=now.max_concurrency,
+            previous_rpm=previous.rpm,
+            previous_tpm=previous.tpm,
+            previous_max_concurrency=previous.max_concurrency,
+        )
+        return now, previous
