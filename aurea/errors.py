@@ -8,12 +8,19 @@
     ├── PermissionDenied          key lacks a scope
     │   └── ModelDenied           model is on the deny list / not on the allow list
     ├── NotFound
-    │   └── UnknownModel
+    │   ├── UnknownModel
+    │   ├── TaskNotFound          no task has the id
+    │   ├── UnknownTaskKind       no task kind is registered under the name
+    │   └── UnknownPool           no worker pool has the name
     ├── FailedPrecondition        the system is not in a state that allows the call
+    │   ├── IdempotencyConflict   an idempotency key reused for a different task
+    │   └── TaskFinished          the task already ended (succeeded, failed, timed out)
     ├── Unimplemented             an RPC a later capability provides
     ├── ResourceExhausted
     │   ├── RateLimited           Aurea's own limiter (retry_after_s)
-    │   └── BudgetExceeded        a job's budget (spent_nanos, budget_nanos)
+    │   ├── BudgetExceeded        a job's budget (spent, reserved, budget nanos)
+    │   ├── QueueFull             a worker pool's queue is at its capacity (retry_after_s)
+    │   └── SubscriberLagged      a stream's reader fell too far behind; reconnect
     ├── Unavailable               (retry_after_s)
     │   ├── Overloaded            a full mailbox / concurrency cap
     │   ├── CircuitOpen
@@ -26,7 +33,9 @@
         ├── ProviderRateLimited       429 upstream (retry_after_s)
         ├── ProviderOverloaded        503/529 upstream
         ├── ProviderServerError       other 5xx upstream
-        ├── ProviderTimeout           connect / first byte / idle timeout
+        ├── ProviderTimeout           an upstream took longer than a configured limit
+        │   ├── ProviderSilent            no connection or first token in time; never retried
+        │   └── ProviderStalled           silence between chunks past the stall limit
         ├── ProviderConnectionError   could not connect, or the connection dropped before a reply
         ├── StreamBroken              the stream ended without its terminal event
         └── UpstreamRejected          4xx the request itself caused; never retried
@@ -96,8 +105,28 @@ class UnknownModel(NotFound):
         self.field = field
 
 
+class TaskNotFound(NotFound):
+    reason = "TASK_NOT_FOUND"
+
+
+class UnknownTaskKind(NotFound):
+    reason = "TASK_KIND_NOT_FOUND"
+
+
+class UnknownPool(NotFound):
+    reason = "POOL_NOT_FOUND"
+
+
 class FailedPrecondition(AureaError):
     reason = "FAILED_PRECONDITION"
+
+
+class IdempotencyConflict(FailedPrecondition):
+    reason = "IDEMPOTENCY_KEY_REUSED"
+
+
+class TaskFinished(FailedPrecondition):
+    reason = "TASK_FINISHED"
 
 
 class Unimplemented(AureaError):
@@ -132,13 +161,35 @@ class RateLimited(ResourceExhausted):
 
 
 class BudgetExceeded(ResourceExhausted):
+    """Job ``job_id`` cannot pay for more: its ``budget_nanos`` less ``spent_nanos`` and the
+    ``reserved_nanos`` held by its calls in flight does not cover the attempt. ``retry_after_s``
+    is set when the refusal is only for the reservations (they return as those calls end)."""
+
     reason = "BUDGET_EXCEEDED"
 
-    def __init__(self, message: str, *, job_id: str, spent_nanos: int, budget_nanos: int) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str,
+        spent_nanos: int,
+        budget_nanos: int,
+        reserved_nanos: int = 0,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, retry_after_s)
         self.job_id = job_id
         self.spent_nanos = spent_nanos
         self.budget_nanos = budget_nanos
+        self.reserved_nanos = reserved_nanos
+
+
+class QueueFull(ResourceExhausted):
+    reason = "QUEUE_FULL"
+
+
+class SubscriberLagged(ResourceExhausted):
+    reason = "SUBSCRIBER_LAGGED"
 
 
 class Unavailable(AureaError):
@@ -212,6 +263,19 @@ class ProviderServerError(ProviderError):
 
 class ProviderTimeout(ProviderError):
     reason = "UPSTREAM_TIMEOUT"
+
+
+class ProviderSilent(ProviderTimeout):
+    """No connection within the connect limit, or no first token within the time-to-first-token
+    limit: a silent upstream stays silent, so the call moves to the next candidate at once."""
+
+    reason = "UPSTREAM_SILENT"
+
+
+class ProviderStalled(ProviderTimeout):
+    """The stream went silent between two chunks for longer than the stall limit."""
+
+    reason = "UPSTREAM_STALLED"
 
 
 class ProviderConnectionError(ProviderError):

@@ -47,7 +47,7 @@ class Dropped:
 
 
 class Subscription(Generic[T]):
-    """One reader's bounded view of a hub; ``async with`` (or ``close``) unsubscribes."""
+    """One reader's bounded view of a hub; ``with`` (or ``close``) unsubscribes."""
 
     __slots__ = ("_buffer", "_capacity", "_end", "_hub", "_lost", "_overflow", "_ready", "match")
 
@@ -126,10 +126,10 @@ class Subscription(Generic[T]):
     async def __anext__(self) -> T | Dropped:
         return await self.get()
 
-    async def __aenter__(self) -> Subscription[T]:
+    def __enter__(self) -> Subscription[T]:
         return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
