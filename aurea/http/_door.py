@@ -1,0 +1,298 @@
+"""The OpenAI-compatible HTTP door: an aiohttp app over the same edge and inference core as the
+gRPC server, so both doors share keys, scopes, request ids, draining, in-flight counting, the
+canonical log line, routing, guards and every actor's state.
+
+Each route is one edge operation (``"POST /v1/chat/completions"``, listed as a user operation
+in ``aurea.edge._scopes``). Every exit path ends with a status: an AureaError through the one
+error table (HTTP status, OpenAI ``type``/``code``, ``Retry-After``), anything else 500 with a
+generic message and an ``rpc_bug`` log line, a client that left as ``CANCELLED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from aurea.api.status import openai_error, row_for
+from aurea.config import HttpSettings
+from aurea.edge import Edge, log_bug
+from aurea.errors import AureaError, InvalidRequest, UnknownModel
+from aurea.http._chat import parse_chat
+from aurea.http._embed import encode_vector, parse_embed
+from aurea.http._render import (
+    HEADER_COST,
+    HEADER_MODEL,
+    HEADER_PROVIDER,
+    HEADER_REQUEST_ID,
+    completion,
+    dumps,
+    embeddings,
+    error_headers,
+    model_entry,
+)
+from aurea.http._sse import SseStream, broken_answer
+from aurea.inference import Inference
+from aurea.routing import RouterView
+from aurea.runtime.context import request_id_var
+
+__all__ = ["ROUTES", "HttpDoor"]
+
+log = structlog.get_logger("aurea.http")
+
+# What a route's body returns: the response, and the error it ended with in-band (a stream
+# that had begun), for the log line's status.
+Served = tuple[web.StreamResponse, BaseException | None]
+Serve = Callable[[web.Request, float], Awaitable[Served]]
+
+ROUTES = (
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/embeddings"),
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/{model}"),
+)
+
+
+def _json_response(
+    status: int, payload: Any, request_id: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status,
+        body=dumps(payload),
+        content_type="application/json",
+        headers={HEADER_REQUEST_ID: request_id, **(headers or {})},
+    )
+
+
+def error_response(exc: BaseException, request_id: str) -> web.Response:
+    status, body = openai_error(exc, request_id)
+    return _json_response(status, body, request_id, error_headers(exc))
+
+
+def status_name(exc: BaseException) -> str:
+    """The status the canonical log line names (the gRPC code's name, as for the gRPC door)."""
+    if not isinstance(exc, AureaError):
+        return "INTERNAL"
+    return str(row_for(exc).grpc.name)
+
+
+def _too_large(limit: int, request_id: str) -> web.Response:
+    body = {
+        "error": {
+            "message": f"the request body is larger than this server accepts ({limit} bytes)",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "request_too_large",
+        }
+    }
+    return _json_response(413, body, request_id)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class HttpDoor:
+    """``start(host, port)`` serves the door; ``stop()`` closes it (after the server drained)."""
+
+    def __init__(
+        self,
+        *,
+        settings: HttpSettings,
+        edge: Edge,
+        inference: Inference,
+        view: RouterView,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._edge = edge
+        self._inference = inference
+        self._view = view
+        self._wall = wall_clock
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.app = self._build_app()
+
+    def _build_app(self) -> web.Application:
+        # One byte over the limit so aiohttp's own check never fires first: the door answers
+        # 413 in OpenAI's shape itself.
+        app = web.Application(client_max_size=self._settings.max_body_bytes + 1)
+        serve: dict[str, Serve] = {
+            "/v1/chat/completions": self._chat,
+            "/v1/embeddings": self._embeddings,
+            "/v1/models": self._models,
+            "/v1/models/{model}": self._model,
+        }
+        for method, path in ROUTES:
+            app.router.add_route(method, path, self._handler(f"{method} {path}", serve[path]))
+        app.middlewares.append(_unrouted)
+        return app
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self, host: str, port: int) -> int:
+        """Listen on ``host:port`` (0: a free port); returns the bound port. Raises OSError
+        when the address cannot be bound. Idempotent."""
+        if self._runner is not None:
+            return self.port
+        # handler_cancellation: a client that disconnects cancels its call (and the upstream
+        # request) instead of leaving it to run to the end for nobody.
+        runner = web.AppRunner(
+            self.app,
+            handle_signals=False,
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=0.5,
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+        return self.port
+
+    async def stop(self) -> None:
+        """Close the listener and any connection still open (idempotent). The server drains
+        calls through the shared tracker before it calls this."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    # -- the edge around every route -----------------------------------------------------
+    def _handler(
+        self, operation: str, serve: Serve
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        edge = self._edge
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            started = edge.clock()
+            status = "OK"
+            http_status = 0
+            try:
+                edge.open_call(operation, request.headers, None, transport="http")
+                response, failed = await serve(request, started)
+                http_status = response.status
+                if failed is not None:
+                    status = status_name(failed)
+                    if status == "INTERNAL":
+                        log_bug(failed)
+                return response
+            except asyncio.CancelledError:
+                status, http_status = "CANCELLED", 499  # nginx's "client closed request"
+                raise
+            except _TooLarge:
+                status, http_status = "INVALID_ARGUMENT", 413
+                return _too_large(self._settings.max_body_bytes, request_id_var.get())
+            except Exception as exc:
+                status = status_name(exc)
+                if status == "INTERNAL":
+                    log_bug(exc)
+                response = error_response(exc, request_id_var.get())
+                http_status = response.status
+                return response
+            finally:
+                structlog.contextvars.bind_contextvars(rpc=operation, http_status=http_status)
+                edge.finish_call(status, started)
+
+        return handle
+
+    async def _body(self, request: web.Request) -> Any:
+        limit = self._settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise _TooLarge
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _TooLarge from None
+        if len(raw) > limit:
+            raise _TooLarge
+        if not raw:
+            raise InvalidRequest("the request body is empty; send a JSON object")
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            # ValueError covers bad JSON, bad UTF-8 and integers too long to parse.
+            raise InvalidRequest(f"the request body is not valid JSON: {str(exc)[:200]}") from None
+
+    # -- routes ----------------------------------------------------------------------------
+    async def _chat(self, request: web.Request, started: float) -> Served:
+        body = await self._body(request)
+        rid = request_id_var.get()
+        req = parse_chat(body, request.headers, rid, started)
+        created = int(self._wall())
+        if req.stream:
+            stream = SseStream(request, rid, created, req.include_usage)
+            failed = await stream.run(self._inference, req.call)
+            assert stream.response is not None
+            return stream.response, failed
+        final = await self._inference.generate(req.call)
+        broken = broken_answer(final)
+        if broken is not None:
+            raise broken
+        headers = {
+            HEADER_COST: str(final.cost_nanos),
+            HEADER_MODEL: final.model,
+            HEADER_PROVIDER: final.provider,
+        }
+        return _json_response(200, completion(final, rid, created), rid, headers), None
+
+    async def _embeddings(self, request: web.Request, started: float) -> Served:
+        body = await self._body(request)
+        rid = request_id_var.get()
+        req = parse_embed(body, request.headers, rid, started)
+        result = await self._inference.embed(req.call)
+        vectors = [encode_vector(v, req.base64) for v in result.vectors]
+        headers = {
+            HEADER_COST: str(result.cost_nanos),
+            HEADER_MODEL: result.model,
+            HEADER_PROVIDER: result.provider,
+        }
+        return _json_response(200, embeddings(result, vectors), rid, headers), None
+
+    async def _models(self, request: web.Request, started: float) -> Served:
+        table = self._view.table
+        data = [model_entry(m.name, m.provider, m.kind) for m in table.permitted_models()]
+        rid = request_id_var.get()
+        return _json_response(200, {"object": "list", "data": data}, rid), None
+
+    async def _model(self, request: web.Request, started: float) -> Served:
+        name = request.match_info["model"]
+        table = self._view.table
+        spec = table.models.get(name)
+        if spec is None or not table.permitted(name):
+            shown = name if len(name) <= 80 else f"{name[:80]}..."
+            raise UnknownModel(f"model {shown!r} is not in this server's catalog", "model")
+        rid = request_id_var.get()
+        return _json_response(200, model_entry(spec.name, spec.provider, spec.kind), rid), None
+
+
+@web.middleware
+async def _unrouted(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Unknown paths and wrong methods answer in OpenAI's error shape, not aiohttp's text."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status not in (404, 405):
+            raise
+        message = f"Invalid URL ({request.method} {request.path})"
+        if exc.status == 405:
+            message = f"{request.method} is not allowed on {request.path}"
+        body = {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "unknown_url" if exc.status == 404 else "method_not_allowed",
+            }
+        }
+        return web.Response(status=exc.status, body=dumps(body), content_type="application/json")
