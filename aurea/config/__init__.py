@@ -60,6 +60,7 @@ from aurea.config._sections import (
     RoutingSettings,
     RuntimeSettings,
     ServerSettings,
+    TasksSettings,
     TelemetrySettings,
     TlsSettings,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "RuntimeSettings",
     "ServerSettings",
     "Settings",
+    "TasksSettings",
     "TelemetrySettings",
     "TlsSettings",
     "build_settings",
@@ -119,6 +121,7 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
+    tasks: TasksSettings = field(default_factory=TasksSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     api_keys: tuple[ApiKey, ...] = ()
     providers: Mapping[str, ProviderSpec] = field(default_factory=dict)

@@ -13,9 +13,11 @@ from aurea.config._rules import (
     NANOS_PER_USD,
     ConfigError,
     as_str,
+    as_strs,
     budget_nanos,
     http_url,
     setting,
+    show,
 )
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -264,6 +266,112 @@ class HttpSettings:
     )
 
 
+POOL_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.")
+MAX_POOL_WORKERS = 1024
+DEFAULT_POOLS = ("llm=4", "tool=4", "whisper=1", "background=2", "general=4")
+
+
+def _pools(v: Any, key: str) -> tuple[str, ...]:
+    """Worker pools as ``name=workers`` entries: a TOML table (``{llm = 4}``), a list of
+    ``"name=workers"`` strings, or (from the environment) ``"llm=4,general=2"``."""
+    if isinstance(v, dict):
+        v = [f"{name}={size}" for name, size in v.items()]
+    entries = as_strs(v, key)
+    out: dict[str, int] = {}
+    for entry in entries:
+        name, sep, size = entry.partition("=")
+        name = name.strip().lower()
+        if not sep or not name or len(name) > 64 or not set(name) <= POOL_NAME_CHARS:
+            raise ConfigError(key, f"{show(entry)} is not name=workers (a name of a-z, 0-9, _ - .)")
+        try:
+            workers = int(size.strip())
+        except ValueError:
+            workers = -1
+        if not 0 <= workers <= MAX_POOL_WORKERS:
+            raise ConfigError(key, f"pool {name!r}: workers must be in [0, {MAX_POOL_WORKERS}]")
+        if name in out:
+            raise ConfigError(key, f"pool {name!r} is listed twice")
+        out[name] = workers
+    if not out:
+        raise ConfigError(key, "needs at least one pool")
+    return tuple(f"{name}={workers}" for name, workers in out.items())
+
+
+def _modules(v: Any, key: str) -> tuple[str, ...]:
+    names = as_strs(v, key)
+    for name in names:
+        if not name or not all(part.isidentifier() for part in name.split(".")):
+            raise ConfigError(key, f"{show(name)} is not a Python module name")
+    return names
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TasksSettings:
+    """``[tasks]``: the task queue and its worker pools (see TaskService in the protos)."""
+
+    store: str = setting("sqlite", "where tasks live; sqlite survives a restart", choices=STORES)
+    sqlite_path: str = setting(
+        "", "SQLite file; '' = the ledger's file ($AUREA_HOME/aurea.db, else ~/.local/share/...)"
+    )
+    pools: tuple[str, ...] = setting(
+        DEFAULT_POOLS,
+        "worker pools and their workers, as name=workers",
+        parse=_pools,
+        allowed=f"name=workers entries, names of a-z 0-9 _ - ., workers in [0, {MAX_POOL_WORKERS}]",
+    )
+    modules: tuple[str, ...] = setting(
+        (),
+        "Python modules imported at start; their @task functions become task kinds",
+        parse=_modules,
+        allowed="list of module names",
+    )
+    cpu_threshold_percent: float = setting(
+        90.0,
+        "host CPU (last 10 s, % of all cores) at which a pool starts no new task while it has "
+        "one running; 100 = no threshold",
+        lo=1,
+        hi=100,
+    )
+    queue_capacity: int = setting(
+        100_000, "tasks one pool's queue holds; more are refused", lo=1, hi=_MANY
+    )
+    result_retention_s: float = setting(
+        _DAY_S,
+        "seconds a finished task (its result, its idempotency key) is kept",
+        lo=1,
+        hi=_YEAR_S,
+    )
+    aging_s_per_priority: float = setting(
+        300.0,
+        "seconds of waiting worth one priority level, so nothing starves",
+        lo=0,
+        lo_open=True,
+        hi=_DAY_S,
+    )
+    lease_s: float = setting(
+        15.0,
+        "seconds a running task's lease lasts unless renewed; a dead worker's task runs again "
+        "after it",
+        lo=0.1,
+        hi=3600,
+    )
+    poll_interval_s: float = setting(
+        0.5,
+        "seconds between queue polls of an idle pool (a submit wakes it at once)",
+        lo=0.01,
+        hi=60,
+    )
+    max_payload_bytes: int = setting(1 << 20, "largest task payload, as JSON", lo=2, hi=64 << 20)
+    max_result_bytes: int = setting(
+        1 << 20, "largest task result, as JSON; a bigger one fails the attempt", lo=2, hi=64 << 20
+    )
+
+    @property
+    def pool_sizes(self) -> dict[str, int]:
+        """The pools as a name -> workers mapping, in configured order."""
+        return {name: int(n) for name, _, n in (p.partition("=") for p in self.pools)}
+
+
 SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "log": LogSettings,
@@ -277,5 +385,6 @@ SECTIONS: dict[str, type] = {
     "redis": RedisSettings,
     "telemetry": TelemetrySettings,
     "tls": TlsSettings,
+    "tasks": TasksSettings,
     "http": HttpSettings,
 }

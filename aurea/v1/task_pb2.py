@@ -26,55 +26,63 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61urea/v1/task.proto\x12\x08\x61urea.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x03\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x07 \x01(\x05\x12\x12\n\ntimeout_ms\x18\x08 \x01(\x03\x12$\n\x06status\x18\t \x01(\x0e\x32\x14.aurea.v1.TaskStatus\x12\x10\n\x08\x61ttempts\x18\n \x01(\x05\x12&\n\x06result\x18\x0b \x01(\x0b\x32\x16.google.protobuf.Value\x12\x15\n\rerror_message\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xae\x01\n\x11SubmitTaskRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x06 \x01(\x05\x12\x12\n\ntimeout_ms\x18\x07 \x01(\x03\"H\n\x12SubmitTaskResponse\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.aurea.v1.Task\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\"2\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07wait_ms\x18\x02 \x01(\x03\"/\n\x0fGetTaskResponse\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.aurea.v1.Task\"}\n\x10ListTasksRequest\x12&\n\x08statuses\x18\x01 \x03(\x0e\x32\x14.aurea.v1.TaskStatus\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"K\n\x11ListTasksResponse\x12\x1d\n\x05tasks\x18\x01 \x03(\x0b\x32\x0e.aurea.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"2\n\x12\x43\x61ncelTaskResponse\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.aurea.v1.Task\"Z\n\x11WatchTasksRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x17\n\x0finclude_current\x18\x04 \x01(\x08\"\x8a\x01\n\nTaskChange\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.aurea.v1.Task\x12-\n\x0fprevious_status\x18\x02 \x01(\x0e\x32\x14.aurea.v1.TaskStatus\x12/\n\x0b\x63hange_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x12WatchTasksResponse\x12!\n\x07\x63urrent\x18\x01 \x01(\x0b\x32\x0e.aurea.v1.TaskH\x00\x12&\n\x06\x63hange\x18\x02 \x01(\x0b\x32\x14.aurea.v1.TaskChangeH\x00\x42\x07\n\x05\x65vent\"}\n\x08TaskKind\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65\x66\x61ult_pool\x18\x03 \x01(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_max_attempts\x18\x04 \x01(\x05\x12\x1a\n\x12\x64\x65\x66\x61ult_timeout_ms\x18\x05 \x01(\x03\"=\n\x14ListTaskKindsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"S\n\x15ListTaskKindsResponse\x12!\n\x05kinds\x18\x01 \x03(\x0b\x32\x12.aurea.v1.TaskKind\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n\x04Pool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07workers\x18\x02 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x03 \x01(\x05\x12\x0e\n\x06queued\x18\x04 \x01(\x03\x12\x16\n\x0equeue_capacity\x18\x05 \x01(\x03\"9\n\x10ListPoolsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"K\n\x11ListPoolsResponse\x12\x1d\n\x05pools\x18\x01 \x03(\x0b\x32\x0e.aurea.v1.Pool\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\x10ScalePoolRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x0f\n\x07workers\x18\x02 \x01(\x05\"1\n\x11ScalePoolResponse\x12\x1c\n\x04pool\x18\x01 \x01(\x0b\x32\x0e.aurea.v1.Pool*\xc3\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATUS_QUEUED\x10\x01\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x02\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x03\x12\x16\n\x12TASK_STATUS_FAILED\x10\x04\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x05\x12\x19\n\x15TASK_STATUS_TIMED_OUT\x10\x06\x32\xce\x04\n\x0bTaskService\x12G\n\nSubmitTask\x12\x1b.aurea.v1.SubmitTaskRequest\x1a\x1c.aurea.v1.SubmitTaskResponse\x12>\n\x07GetTask\x12\x18.aurea.v1.GetTaskRequest\x1a\x19.aurea.v1.GetTaskResponse\x12\x44\n\tListTasks\x12\x1a.aurea.v1.ListTasksRequest\x1a\x1b.aurea.v1.ListTasksResponse\x12G\n\nCancelTask\x12\x1b.aurea.v1.CancelTaskRequest\x1a\x1c.aurea.v1.CancelTaskResponse\x12I\n\nWatchTasks\x12\x1b.aurea.v1.WatchTasksRequest\x1a\x1c.aurea.v1.WatchTasksResponse0\x01\x12P\n\rListTaskKinds\x12\x1e.aurea.v1.ListTaskKindsRequest\x1a\x1f.aurea.v1.ListTaskKindsResponse\x12\x44\n\tListPools\x12\x1a.aurea.v1.ListPoolsRequest\x1a\x1b.aurea.v1.ListPoolsResponse\x12\x44\n\tScalePool\x12\x1a.aurea.v1.ScalePoolRequest\x1a\x1b.aurea.v1.ScalePoolResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61urea/v1/task.proto\x12\x08\x61urea.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n\x0cTaskProgress\x12\x10\n\x08\x66raction\x18\x01 \x01(\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\x12/\n\x0breport_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe9\x04\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x08priority\x18\x04 \x01(\x0e\x32\x16.aurea.v1.TaskPriority\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x07 \x01(\x05\x12\x12\n\ntimeout_ms\x18\x08 \x01(\x03\x12$\n\x06status\x18\t \x01(\x0e\x32\x14.aurea.v1.TaskStatus\x12\x10\n\x08\x61ttempts\x18\n \x01(\x05\x12&\n\x06result\x18\x0b \x01(\x0b\x32\x16.google.protobuf.Value\x12\x15\n\rerror_message\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06job_id\x18\x10 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x65rror_reason\x18\x12 \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x13 \x01(\x08\x12(\n\x08progress\x18\x14 \x01(\x0b\x32\x16.aurea.v1.TaskProgress\"\xb0\x02\n\x11SubmitTaskRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12*\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12\x16\n\x0cpayload_json\x18\n \x01(\tH\x00\x12(\n\x08priority\x18\x03 \x01(\x0e\x32\x16.aurea.v1.TaskPriority\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x06 \x01(\x05\x12\x12\n\ntimeout_ms\x18\x07 \x01(\x03\x12\x0e\n\x06job_id\x18\x08 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\n\x0epayload_source\"H\n\x12SubmitTaskResponse\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.aurea.v1.Task\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\"2\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07wait_ms\x18\x02 \x01(\x03\"/\n\x0fGetTaskResponse\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.aurea.v1.Task\"\xaf\x01\n\x10ListTasksRequest\x12&\n\x08statuses\x18\x01 \x03(\x0e\x32\x14.aurea.v1.TaskStatus\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x0e\n\x06job_id\x18\x06 \x01(\t\x12 \n\x04view\x18\x07 \x01(\x0e\x32\x12.aurea.v1.TaskView\"K\n\x11ListTasksResponse\x12\x1d\n\x05tasks\x18\x01 \x03(\x0b\x32\x0e.aurea.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"2\n\x12\x43\x61ncelTaskResponse\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.aurea.v1.Task\"\x8c\x01\n\x11WatchTasksRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x0c\n\x04pool\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x17\n\x0finclude_current\x18\x04 \x01(\x08\x12\x0e\n\x06job_id\x18\x05 \x01(\t\x12 \n\x04view\x18\x06 \x01(\x0e\x32\x12.aurea.v1.TaskView\"\x8a\x01\n\nTaskChange\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.aurea.v1.Task\x12-\n\x0fprevious_status\x18\x02 \x01(\x0e\x32\x14.aurea.v1.TaskStatus\x12/\n\x0b\x63hange_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"`\n\x12TaskProgressUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12(\n\x08progress\x18\x03 \x01(\x0b\x32\x16.aurea.v1.TaskProgress\"\x9a\x01\n\x12WatchTasksResponse\x12!\n\x07\x63urrent\x18\x01 \x01(\x0b\x32\x0e.aurea.v1.TaskH\x00\x12&\n\x06\x63hange\x18\x02 \x01(\x0b\x32\x14.aurea.v1.TaskChangeH\x00\x12\x30\n\x08progress\x18\x03 \x01(\x0b\x32\x1c.aurea.v1.TaskProgressUpdateH\x00\x42\x07\n\x05\x65vent\"\xe6\x01\n\x08TaskKind\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65\x66\x61ult_pool\x18\x03 \x01(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_max_attempts\x18\x04 \x01(\x05\x12\x1a\n\x12\x64\x65\x66\x61ult_timeout_ms\x18\x05 \x01(\x03\x12\x18\n\x10retry_backoff_ms\x18\x06 \x01(\x03\x12\x1c\n\x14retry_backoff_max_ms\x18\x07 \x01(\x03\x12/\n\x0epayload_schema\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\"=\n\x14ListTaskKindsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"S\n\x15ListTaskKindsResponse\x12!\n\x05kinds\x18\x01 \x03(\x0b\x32\x12.aurea.v1.TaskKind\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"l\n\x04Pool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07workers\x18\x02 \x01(\x05\x12\x0c\n\x04\x62usy\x18\x03 \x01(\x05\x12\x0e\n\x06queued\x18\x04 \x01(\x03\x12\x16\n\x0equeue_capacity\x18\x05 \x01(\x03\x12\x0f\n\x07running\x18\x06 \x01(\x03\"9\n\x10ListPoolsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"K\n\x11ListPoolsResponse\x12\x1d\n\x05pools\x18\x01 \x03(\x0b\x32\x0e.aurea.v1.Pool\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\x10ScalePoolRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x0f\n\x07workers\x18\x02 \x01(\x05\"1\n\x11ScalePoolResponse\x12\x1c\n\x04pool\x18\x01 \x01(\x0b\x32\x0e.aurea.v1.Pool*\xc3\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATUS_QUEUED\x10\x01\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x02\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x03\x12\x16\n\x12TASK_STATUS_FAILED\x10\x04\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x05\x12\x19\n\x15TASK_STATUS_TIMED_OUT\x10\x06*\x92\x01\n\x0cTaskPriority\x12\x1d\n\x19TASK_PRIORITY_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_PRIORITY_LOW\x10\x01\x12\x18\n\x14TASK_PRIORITY_NORMAL\x10\x02\x12\x16\n\x12TASK_PRIORITY_HIGH\x10\x03\x12\x1a\n\x16TASK_PRIORITY_CRITICAL\x10\x04*N\n\x08TaskView\x12\x19\n\x15TASK_VIEW_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_VIEW_BASIC\x10\x01\x12\x12\n\x0eTASK_VIEW_FULL\x10\x02\x32\xce\x04\n\x0bTaskService\x12G\n\nSubmitTask\x12\x1b.aurea.v1.SubmitTaskRequest\x1a\x1c.aurea.v1.SubmitTaskResponse\x12>\n\x07GetTask\x12\x18.aurea.v1.GetTaskRequest\x1a\x19.aurea.v1.GetTaskResponse\x12\x44\n\tListTasks\x12\x1a.aurea.v1.ListTasksRequest\x1a\x1b.aurea.v1.ListTasksResponse\x12G\n\nCancelTask\x12\x1b.aurea.v1.CancelTaskRequest\x1a\x1c.aurea.v1.CancelTaskResponse\x12I\n\nWatchTasks\x12\x1b.aurea.v1.WatchTasksRequest\x1a\x1c.aurea.v1.WatchTasksResponse0\x01\x12P\n\rListTaskKinds\x12\x1e.aurea.v1.ListTaskKindsRequest\x1a\x1f.aurea.v1.ListTaskKindsResponse\x12\x44\n\tListPools\x12\x1a.aurea.v1.ListPoolsRequest\x1a\x1b.aurea.v1.ListPoolsResponse\x12\x44\n\tScalePool\x12\x1a.aurea.v1.ScalePoolRequest\x1a\x1b.aurea.v1.ScalePoolResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'aurea.v1.task_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSTATUS']._serialized_start=2131
-  _globals['_TASKSTATUS']._serialized_end=2326
-  _globals['_TASK']._serialized_start=97
-  _globals['_TASK']._serialized_end=537
-  _globals['_SUBMITTASKREQUEST']._serialized_start=540
-  _globals['_SUBMITTASKREQUEST']._serialized_end=714
-  _globals['_SUBMITTASKRESPONSE']._serialized_start=716
-  _globals['_SUBMITTASKRESPONSE']._serialized_end=788
-  _globals['_GETTASKREQUEST']._serialized_start=790
-  _globals['_GETTASKREQUEST']._serialized_end=840
-  _globals['_GETTASKRESPONSE']._serialized_start=842
-  _globals['_GETTASKRESPONSE']._serialized_end=889
-  _globals['_LISTTASKSREQUEST']._serialized_start=891
-  _globals['_LISTTASKSREQUEST']._serialized_end=1016
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1018
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1093
-  _globals['_CANCELTASKREQUEST']._serialized_start=1095
-  _globals['_CANCELTASKREQUEST']._serialized_end=1131
-  _globals['_CANCELTASKRESPONSE']._serialized_start=1133
-  _globals['_CANCELTASKRESPONSE']._serialized_end=1183
-  _globals['_WATCHTASKSREQUEST']._serialized_start=1185
-  _globals['_WATCHTASKSREQUEST']._serialized_end=1275
-  _globals['_TASKCHANGE']._serialized_start=1278
-  _globals['_TASKCHANGE']._serialized_end=1416
-  _globals['_WATCHTASKSRESPONSE']._serialized_start=1418
-  _globals['_WATCHTASKSRESPONSE']._serialized_end=1522
-  _globals['_TASKKIND']._serialized_start=1524
-  _globals['_TASKKIND']._serialized_end=1649
-  _globals['_LISTTASKKINDSREQUEST']._serialized_start=1651
-  _globals['_LISTTASKKINDSREQUEST']._serialized_end=1712
-  _globals['_LISTTASKKINDSRESPONSE']._serialized_start=1714
-  _globals['_LISTTASKKINDSRESPONSE']._serialized_end=1797
-  _globals['_POOL']._serialized_start=1799
-  _globals['_POOL']._serialized_end=1890
-  _globals['_LISTPOOLSREQUEST']._serialized_start=1892
-  _globals['_LISTPOOLSREQUEST']._serialized_end=1949
-  _globals['_LISTPOOLSRESPONSE']._serialized_start=1951
-  _globals['_LISTPOOLSRESPONSE']._serialized_end=2026
-  _globals['_SCALEPOOLREQUEST']._serialized_start=2028
-  _globals['_SCALEPOOLREQUEST']._serialized_end=2077
-  _globals['_SCALEPOOLRESPONSE']._serialized_start=2079
-  _globals['_SCALEPOOLRESPONSE']._serialized_end=2128
-  _globals['_TASKSERVICE']._serialized_start=2329
-  _globals['_TASKSERVICE']._serialized_end=2919
+  _globals['_TASKSTATUS']._serialized_start=2912
+  _globals['_TASKSTATUS']._serialized_end=3107
+  _globals['_TASKPRIORITY']._serialized_start=3110
+  _globals['_TASKPRIORITY']._serialized_end=3256
+  _globals['_TASKVIEW']._serialized_start=3258
+  _globals['_TASKVIEW']._serialized_end=3336
+  _globals['_TASKPROGRESS']._serialized_start=96
+  _globals['_TASKPROGRESS']._serialized_end=194
+  _globals['_TASK']._serialized_start=197
+  _globals['_TASK']._serialized_end=814
+  _globals['_SUBMITTASKREQUEST']._serialized_start=817
+  _globals['_SUBMITTASKREQUEST']._serialized_end=1121
+  _globals['_SUBMITTASKRESPONSE']._serialized_start=1123
+  _globals['_SUBMITTASKRESPONSE']._serialized_end=1195
+  _globals['_GETTASKREQUEST']._serialized_start=1197
+  _globals['_GETTASKREQUEST']._serialized_end=1247
+  _globals['_GETTASKRESPONSE']._serialized_start=1249
+  _globals['_GETTASKRESPONSE']._serialized_end=1296
+  _globals['_LISTTASKSREQUEST']._serialized_start=1299
+  _globals['_LISTTASKSREQUEST']._serialized_end=1474
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1476
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1551
+  _globals['_CANCELTASKREQUEST']._serialized_start=1553
+  _globals['_CANCELTASKREQUEST']._serialized_end=1589
+  _globals['_CANCELTASKRESPONSE']._serialized_start=1591
+  _globals['_CANCELTASKRESPONSE']._serialized_end=1641
+  _globals['_WATCHTASKSREQUEST']._serialized_start=1644
+  _globals['_WATCHTASKSREQUEST']._serialized_end=1784
+  _globals['_TASKCHANGE']._serialized_start=1787
+  _globals['_TASKCHANGE']._serialized_end=1925
+  _globals['_TASKPROGRESSUPDATE']._serialized_start=1927
+  _globals['_TASKPROGRESSUPDATE']._serialized_end=2023
+  _globals['_WATCHTASKSRESPONSE']._serialized_start=2026
+  _globals['_WATCHTASKSRESPONSE']._serialized_end=2180
+  _globals['_TASKKIND']._serialized_start=2183
+  _globals['_TASKKIND']._serialized_end=2413
+  _globals['_LISTTASKKINDSREQUEST']._serialized_start=2415
+  _globals['_LISTTASKKINDSREQUEST']._serialized_end=2476
+  _globals['_LISTTASKKINDSRESPONSE']._serialized_start=2478
+  _globals['_LISTTASKKINDSRESPONSE']._serialized_end=2561
+  _globals['_POOL']._serialized_start=2563
+  _globals['_POOL']._serialized_end=2671
+  _globals['_LISTPOOLSREQUEST']._serialized_start=2673
+  _globals['_LISTPOOLSREQUEST']._serialized_end=2730
+  _globals['_LISTPOOLSRESPONSE']._serialized_start=2732
+  _globals['_LISTPOOLSRESPONSE']._serialized_end=2807
+  _globals['_SCALEPOOLREQUEST']._serialized_start=2809
+  _globals['_SCALEPOOLREQUEST']._serialized_end=2858
+  _globals['_SCALEPOOLRESPONSE']._serialized_start=2860
+  _globals['_SCALEPOOLRESPONSE']._serialized_end=2909
+  _globals['_TASKSERVICE']._serialized_start=3339
+  _globals['_TASKSERVICE']._serialized_end=3929
 # @@protoc_insertion_point(module_scope)

@@ -27,10 +27,14 @@ if _version_not_supported:
 
 class TaskServiceStub:
     """TaskService queues tasks and runs them on worker pools. A task is one invocation of a
-    registered task kind (a handler known to the server) with a JSON payload. Tasks run in
-    priority order, then in submission order, with up to `max_attempts` attempts each; they
-    survive a restart when a durable store is configured, and replicas sharing Redis share one
-    queue.
+    registered task kind (a handler known to the server) with a JSON payload. Each pool runs its
+    tasks by priority with aging: a task's rank is its submission time minus its priority level
+    times the server's `tasks.aging_s_per_priority` (300 s by default), and the lowest rank
+    starts first, ties in submission order. So higher priorities go first, one priority is FIFO,
+    and a task waiting longer than that interval per level overtakes newer tasks of higher
+    priority: nothing starves. Tasks are written to the server's store before SubmitTask returns
+    (SQLite by default, so they survive a crash); a task whose worker died runs again once its
+    lease expires, while attempts remain.
 
     Scopes: ScalePool needs the `admin` scope; every other RPC needs the `user` scope.
 
@@ -89,10 +93,14 @@ class TaskServiceStub:
 
 class TaskServiceServicer:
     """TaskService queues tasks and runs them on worker pools. A task is one invocation of a
-    registered task kind (a handler known to the server) with a JSON payload. Tasks run in
-    priority order, then in submission order, with up to `max_attempts` attempts each; they
-    survive a restart when a durable store is configured, and replicas sharing Redis share one
-    queue.
+    registered task kind (a handler known to the server) with a JSON payload. Each pool runs its
+    tasks by priority with aging: a task's rank is its submission time minus its priority level
+    times the server's `tasks.aging_s_per_priority` (300 s by default), and the lowest rank
+    starts first, ties in submission order. So higher priorities go first, one priority is FIFO,
+    and a task waiting longer than that interval per level overtakes newer tasks of higher
+    priority: nothing starves. Tasks are written to the server's store before SubmitTask returns
+    (SQLite by default, so they survive a crash); a task whose worker died runs again once its
+    lease expires, while attempts remain.
 
     Scopes: ScalePool needs the `admin` scope; every other RPC needs the `user` scope.
 
@@ -102,15 +110,20 @@ class TaskServiceServicer:
     """
 
     def SubmitTask(self, request, context):
-        """Submits a task and returns it, queued. A submission that repeats the `idempotency_key`
-        of a task submitted in the last 24 hours returns that task instead of queuing a new one.
+        """Submits a task and returns it, queued. It is stored durably before the reply. A
+        submission that repeats the `idempotency_key` of a task the server still keeps (see
+        `tasks.result_retention_s`, 24 hours by default after the task ends) returns that task
+        instead of queuing a new one.
 
         Needs the `user` scope. Returns INVALID_ARGUMENT when `kind` is empty, when `priority`,
-        `max_attempts` or `timeout_ms` is out of range, or when the payload exceeds 1 MiB;
-        NOT_FOUND when `kind` is not registered or `pool` does not exist; FAILED_PRECONDITION
-        when `idempotency_key` was used for a task with a different kind, payload or pool;
+        `max_attempts` or `timeout_ms` is out of range, when the payload is not a JSON object
+        (unparsable `payload_json`, a NaN or infinite number), exceeds the server's size limit
+        (1 MiB by default) or does not match the kind's payload schema, when `deadline` has
+        passed, or when `idempotency_key` or `job_id` is longer than 128 characters; NOT_FOUND
+        when `kind` is not registered or `pool` does not exist; FAILED_PRECONDITION when
+        `idempotency_key` was used for a task with a different kind, payload or pool;
         RESOURCE_EXHAUSTED (with RetryInfo) when the pool's queue is full; PERMISSION_DENIED
-        without the `user` scope.
+        without the `user` scope. Nothing is stored when it fails.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,20 +143,23 @@ class TaskServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTasks(self, request, context):
-        """Lists tasks that match every given filter, most recently submitted first.
+        """Lists tasks that match every given filter, in submission order (oldest first). A page
+        may hold fewer tasks than `page_size` (FULL views are cut at about 3 MiB); only an empty
+        `next_page_token` means the end.
 
         Needs the `user` scope. Returns INVALID_ARGUMENT when `page_size` is negative or
-        `page_token` is not one this RPC returned for the same filters; PERMISSION_DENIED without
-        the `user` scope.
+        `page_token` is not one this RPC returned; PERMISSION_DENIED without the `user` scope.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelTask(self, request, context):
-        """Cancels a task and returns it. A queued task never runs; a running task's handler is
-        cancelled and its attempt ends. Cancelling a task that is already cancelled returns it
-        unchanged.
+        """Cancels a task and returns it. A queued task is cancelled at once and never runs. A
+        running task's handler is cancelled (an inference call it makes is closed upstream), and
+        the reply waits up to 10 seconds for that attempt to end; a handler that ignores
+        cancellation longer is returned still RUNNING with `cancel_requested` set, and ends
+        CANCELLED when it stops. Cancelling a task that is already cancelled returns it unchanged.
 
         Needs the `user` scope. Returns INVALID_ARGUMENT when `task_id` is empty; NOT_FOUND when
         no task has that id; FAILED_PRECONDITION when the task already succeeded, failed or timed
@@ -158,7 +174,7 @@ class TaskServiceServicer:
         order of messages is given on WatchTasksResponse.
 
         Needs the `user` scope. Returns INVALID_ARGUMENT when more than 1000 task ids are given;
-        RESOURCE_EXHAUSTED when the caller falls more than 1000 messages behind (reconnect with
+        RESOURCE_EXHAUSTED when the caller falls more than 10000 messages behind (reconnect with
         `include_current` to resynchronize); UNAVAILABLE when the server starts draining;
         PERMISSION_DENIED without the `user` scope.
         """
@@ -189,7 +205,7 @@ class TaskServiceServicer:
     def ScalePool(self, request, context):
         """Sets the number of workers of a pool and returns the pool. Added workers start at once;
         removed workers finish their current task first, so `busy` can exceed `workers` for a
-        while. 0 workers pauses the pool: its tasks stay queued.
+        while. 0 workers pauses the pool: its tasks stay queued. No task is lost or run twice.
 
         Needs the `admin` scope. Returns INVALID_ARGUMENT when `pool` is empty or `workers` is
         outside [0, 1024]; NOT_FOUND when the pool does not exist; PERMISSION_DENIED without the
@@ -252,10 +268,14 @@ def add_TaskServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class TaskService:
     """TaskService queues tasks and runs them on worker pools. A task is one invocation of a
-    registered task kind (a handler known to the server) with a JSON payload. Tasks run in
-    priority order, then in submission order, with up to `max_attempts` attempts each; they
-    survive a restart when a durable store is configured, and replicas sharing Redis share one
-    queue.
+    registered task kind (a handler known to the server) with a JSON payload. Each pool runs its
+    tasks by priority with aging: a task's rank is its submission time minus its priority level
+    times the server's `tasks.aging_s_per_priority` (300 s by default), and the lowest rank
+    starts first, ties in submission order. So higher priorities go first, one priority is FIFO,
+    and a task waiting longer than that interval per level overtakes newer tasks of higher
+    priority: nothing starves. Tasks are written to the server's store before SubmitTask returns
+    (SQLite by default, so they survive a crash); a task whose worker died runs again once its
+    lease expires, while attempts remain.
 
     Scopes: ScalePool needs the `admin` scope; every other RPC needs the `user` scope.
 
