@@ -214,6 +214,30 @@ def _quota(subject: str, description: str) -> any_pb2.Any:
     return _pack(error_details_pb2.QuotaFailure(violations=[violation]))
 
 
+def _budget_quota(exc: e.BudgetExceeded) -> any_pb2.Any:
+    """The job's figures, readable (``description``) and typed: ``quota_value`` is the budget,
+    ``quota_dimensions`` name the job and hold what it spent and has reserved, in nano-dollars."""
+    # Figures first: a long job id is what gets cut when the text is bounded.
+    description = (
+        f"budget {exc.budget_nanos}, spent {exc.spent_nanos}, reserved {exc.reserved_nanos} "
+        f"nano-dollars, job {exc.job_id!r}"
+    )
+    violation = error_details_pb2.QuotaFailure.Violation(
+        subject=bound_text(f"job:{exc.job_id}", MAX_FIELD_BYTES),
+        description=bound_text(description, MAX_DESCRIPTION_BYTES),
+        api_service=DOMAIN,
+        quota_metric=f"{DOMAIN}/job_budget_nanos",
+        quota_id="JobBudget",
+        quota_dimensions={
+            "job_id": bound_text(exc.job_id, MAX_FIELD_BYTES),
+            "spent_nanos": str(exc.spent_nanos),
+            "reserved_nanos": str(exc.reserved_nanos),
+        },
+        quota_value=exc.budget_nanos,
+    )
+    return _pack(error_details_pb2.QuotaFailure(violations=[violation]))
+
+
 def to_status(exc: e.AureaError) -> grpc.Status:
     """A grpc.Status (code, bounded message, ``grpc-status-details-bin``) for ``exc``."""
     row = row_for(exc)
@@ -229,7 +253,10 @@ def to_status(exc: e.AureaError) -> grpc.Status:
         metadata.update(model=exc.model, limit=exc.limit)
     if isinstance(exc, e.BudgetExceeded):
         metadata.update(
-            job_id=exc.job_id, spent_nanos=str(exc.spent_nanos), budget_nanos=str(exc.budget_nanos)
+            job_id=exc.job_id,
+            spent_nanos=str(exc.spent_nanos),
+            budget_nanos=str(exc.budget_nanos),
+            reserved_nanos=str(exc.reserved_nanos),
         )
     info = error_details_pb2.ErrorInfo(
         reason=exc.reason,
@@ -242,7 +269,7 @@ def to_status(exc: e.AureaError) -> grpc.Status:
     if retry is not None:
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=_duration(retry))))
     if isinstance(exc, e.BudgetExceeded):
-        details.append(_quota(f"job:{exc.job_id}", message))
+        details.append(_budget_quota(exc))
     elif isinstance(exc, e.RateLimited):
         subject = f"model:{exc.model}:{exc.limit}" if exc.model else "rate"
         details.append(_quota(subject, message))

@@ -71,6 +71,13 @@ class ModelSpec:
         parse=price_nanos,
         allowed=PRICE_RANGE,
     )
+    reasoning_nanos_per_mtok: int = setting(
+        0,
+        "USD per million reasoning (hidden output) tokens; defaults to the output price",
+        key="reasoning_usd_per_mtok",
+        parse=price_nanos,
+        allowed=PRICE_RANGE,
+    )
     quality: float = setting(0.5, "the router's prior for answer quality", lo=0, hi=1)
     default_max_tokens: int = setting(
         256, "output tokens when the request sets none", lo=1, hi=MAX_CONTEXT_TOKENS
@@ -215,6 +222,8 @@ def _model(name: str, block: Any, known_providers: Mapping[str, ProviderSpec]) -
     values = read_fields(ModelSpec, t)
     if not t.has("cached_input_usd_per_mtok"):
         values["cached_input_nanos_per_mtok"] = values["input_nanos_per_mtok"]
+    if not t.has("reasoning_usd_per_mtok"):
+        values["reasoning_nanos_per_mtok"] = values["output_nanos_per_mtok"]
     t.done()
     window = values["context_window"]
     if window and values["default_max_tokens"] > window:

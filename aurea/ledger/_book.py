@@ -1,0 +1,410 @@
+"""The ledger's book: each job's budget, spend and reservations, decided in memory and written,
+in the same order, to the ledger store.
+
+**Why decide in memory.** This process owns its store (memory, or a SQLite file that one process
+serves; replicas share budgets through Redis, a later issue, where blocks of budget are leased
+instead). So the book can hold every job it has touched exactly (budget, spent, reserved), and a
+reservation is one comparison and two additions in the caller's task: no mailbox hop, and no store
+round trip before the upstream call. The operation still goes to the store, through ``Journal``,
+in the order the book decided it, so the store's figures equal the book's after each operation
+and the store never refuses what the book granted. A call's one store round trip is the settle it
+awaits at its end (for a durable store), so the spend of every answer a client received has been
+committed: a ``kill -9`` loses only calls still in flight, whose reservations ``expire_all``
+returns at the next start, never counted as spent.
+
+**Exactness.** ``reserve`` refuses unless ``budget - spent - reserved >= amount`` (and at least a
+nano-dollar is left: a job with nothing left runs nothing, even on a free model); ``extend`` grows
+a lease only by what fits; ``close`` charges at most the lease. So ``spent <= budget`` always,
+whatever the concurrency, and ``reserved`` returns to 0 when nothing is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from aurea.errors import BudgetExceeded
+from aurea.ledger._journal import Journal, Op
+from aurea.stores import (
+    JobView,
+    LedgerStore,
+    Page,
+    Spend,
+    StoreUnavailable,
+    Summary,
+    UsageTotals,
+    WallClock,
+    wall_clock,
+)
+
+__all__ = ["Account", "Lease", "LedgerBook"]
+
+log = structlog.get_logger("aurea.ledger")
+
+# A refusal caused only by other calls' reservations may succeed once they settle: say so.
+_RETRY_AFTER_RESERVED_S = 1.0
+
+
+@dataclass(slots=True, eq=False)
+class Account:
+    """One job as the book knows it: the store's figures plus what this process holds."""
+
+    job_id: str
+    budget: int | None  # None: unlimited
+    spent: int
+    reserved: int = 0
+    active: int = 0
+
+    def room(self) -> int | None:
+        """What may still be reserved; None when unlimited (may be negative after a cut)."""
+        return None if self.budget is None else self.budget - self.spent - self.reserved
+
+
+@dataclass(slots=True, eq=False)
+class Lease:
+    """One attempt's reservation."""
+
+    lease_id: str
+    account: Account
+    amount: int
+    model: str
+    provider: str
+    renewed_at: float
+    open: bool = True
+
+
+class LedgerBook:
+    """Budgets and leases for every job this process touches; owns the store's write order.
+
+    ``start`` (idempotent) first expires every lease a previous process left active (its calls
+    died with it), then starts the journal; ``stop`` applies what is queued, within a grace.
+    """
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        *,
+        default_budget_nanos: int | None,
+        lease_ttl_s: float,
+        durable: bool,
+        settle_wait_s: float = 5.0,
+        max_backlog: int = 20_000,
+        max_accounts: int = 100_000,
+        wall: WallClock = wall_clock,
+        clock: Callable[[], float] = time.monotonic,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.store = store
+        self._on_stop = on_stop  # closes what the store runs on (its database)
+        self.default_budget_nanos = default_budget_nanos
+        self.lease_ttl_s = lease_ttl_s
+        self.durable = durable  # a settle is awaited until the store committed it
+        self.settle_wait_s = settle_wait_s
+        self.max_backlog = max_backlog
+        self.max_accounts = max_accounts
+        self._wall = wall
+        self._clock = clock
+        self.journal = Journal(clock=clock)
+        self._accounts: collections.OrderedDict[str, Account] = collections.OrderedDict()
+        self._loading: dict[str, asyncio.Future[Account]] = {}
+        self._open: dict[str, Lease] = {}
+        self._ids = f"{os.getpid():x}-{os.urandom(4).hex()}-"
+        self._seq = 0
+        self._tick: asyncio.Task[None] | None = None
+        self.expired_at_start = 0
+        # Settled spend since this process started, by (model, provider): what the admin
+        # summary reports, from the very settles the store records.
+        self.totals: dict[tuple[str, str], UsageTotals] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._tick is not None:
+            return
+        # Before any call: a dead process's reservations return at once, never spent.
+        self.expired_at_start = await self.store.expire_all(now=self._wall())
+        if self.expired_at_start:
+            log.info("ledger_leases_expired_at_start", leases=self.expired_at_start)
+        self.journal.start()
+        self._tick = asyncio.get_running_loop().create_task(self._maintain(), name="ledger-tick")
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        tick, self._tick = self._tick, None
+        if tick is not None:
+            tick.cancel()
+            await asyncio.wait([tick])
+        await self.journal.stop(grace_s)
+        on_stop, self._on_stop = self._on_stop, None
+        if on_stop is not None:
+            await on_stop()
+
+    async def _maintain(self) -> None:
+        """Renew open leases before they expire in the store, let the store forget old closed
+        leases, and keep the number of cached jobs bounded."""
+        period = min(max(self.lease_ttl_s / 4, 0.05), 30.0)
+        while True:
+            await asyncio.sleep(period)
+            self.renew_due()
+            self.journal.append(Op("expire", lambda: self.store.expire(now=self._wall())))
+            self._evict()
+
+    def renew_due(self) -> int:
+        """Queue a renewal of every open lease older than half its time to live."""
+        now, ttl, store = self._clock(), self.lease_ttl_s, self.store
+        n = 0
+        for lease in self._open.values():
+            if now - lease.renewed_at >= ttl / 2:
+                lease.renewed_at = now
+                self.journal.append(Op("renew", self._renewal(store, lease.lease_id, ttl)))
+                n += 1
+        return n
+
+    def _renewal(
+        self, store: LedgerStore, lease_id: str, ttl: float
+    ) -> Callable[[], Awaitable[Any]]:
+        return lambda: store.extend(lease_id, 0, ttl, now=self._wall())
+
+    def _evict(self, keep: int | None = None) -> None:
+        excess = len(self._accounts) - (self.max_accounts if keep is None else keep)
+        if excess <= 0:
+            return
+        # Oldest first; a job with calls in flight stays (its leases point at its account).
+        for job_id in [j for j, a in self._accounts.items() if not a.active][:excess]:
+            del self._accounts[job_id]
+
+    # -- the hot path --------------------------------------------------------------------------
+
+    def cached(self, job_id: str) -> Account | None:
+        acct = self._accounts.get(job_id)
+        if acct is not None:
+            self._accounts.move_to_end(job_id)
+        return acct
+
+    async def account(self, job_id: str) -> Account:
+        """The job's account, read from the store the first time (one load per job at once)."""
+        acct = self.cached(job_id)
+        if acct is not None:
+            return acct
+        fut = self._loading.get(job_id)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._loading[job_id] = fut
+            # The future also carries a failed load's error to every waiter.
+            self.journal.append(
+                Op(
+                    "load",
+                    lambda: self.store.get_job(job_id),
+                    then=self._installer(job_id),
+                    future=fut,
+                )
+            )
+        try:
+            # Shielded: one caller giving up must not fail the others waiting on the same load.
+            return await asyncio.shield(fut)
+        finally:
+            if fut.done() and self._loading.get(job_id) is fut:
+                del self._loading[job_id]  # a failed load is tried afresh by the next call
+
+    def _installer(self, job_id: str) -> Callable[[Any], None]:
+        def install(view: JobView | None) -> None:
+            # Runs in the writer, after every operation queued before the load: the store's
+            # figures are the whole truth here.
+            if view is None:
+                acct = Account(job_id=job_id, budget=self.default_budget_nanos, spent=0)
+            else:
+                acct = Account(job_id=job_id, budget=view.budget_nanos, spent=view.spent_nanos)
+            self._evict(keep=self.max_accounts - 1)
+            self._accounts[job_id] = acct
+            fut = self._loading.pop(job_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(acct)
+
+        return install
+
+    def reserve(self, acct: Account, amount: int, model: str, provider: str) -> Lease:
+        """Hold ``amount`` for one attempt, or raise ``BudgetExceeded`` (nothing changed)."""
+        if self.journal.backlog >= self.max_backlog:
+            raise StoreUnavailable(
+                "the ledger's store is not keeping up; no new reservations until it does",
+                retry_after_s=1.0,
+            )
+        room = acct.room()
+        if room is not None and room < max(amount, 1):
+            raise self._refusal(acct, amount)
+        acct.reserved += amount
+        acct.active += 1
+        self._seq += 1
+        lease = Lease(
+            lease_id=f"{self._ids}{self._seq}",
+            account=acct,
+            amount=amount,
+            model=model,
+            provider=provider,
+            renewed_at=self._clock(),
+        )
+        self._open[lease.lease_id] = lease
+        store, ttl, default = self.store, self.lease_ttl_s, self.default_budget_nanos
+        self.journal.append(
+            Op(
+                "reserve",
+                lambda: store.reserve(
+                    acct.job_id,
+                    lease.lease_id,
+                    amount,
+                    ttl,
+                    now=self._wall(),
+                    default_budget_nanos=default,
+                    model=model,
+                    provider=provider,
+                ),
+                then=lambda r: self._check_reserved(lease, r),
+            )
+        )
+        return lease
+
+    def extend(self, lease: Lease, need: int, want: int) -> int:
+        """Grow ``lease`` by at least ``need`` and at most ``want`` (as much as fits); return
+        the growth, 0 (nothing changed) when the job cannot cover ``need``."""
+        acct = lease.account
+        room = acct.room()
+        if room is None:
+            add = want
+        elif room < need:
+            return 0
+        else:
+            add = min(want, room)
+        if add <= 0:
+            return 0
+        acct.reserved += add
+        lease.amount += add
+        lease.renewed_at = self._clock()
+        lid, ttl, store = lease.lease_id, self.lease_ttl_s, self.store
+        self.journal.append(Op("extend", lambda: store.extend(lid, add, ttl, now=self._wall())))
+        return add
+
+    def close(self, lease: Lease, spend: Spend | None) -> asyncio.Future[Any] | None:
+        """Settle ``lease`` with ``spend`` (its cost at most the lease), or release it when
+        ``spend`` is None. Returns a future of the store's commit when the store is durable."""
+        if not lease.open:
+            return None
+        lease.open = False
+        self._open.pop(lease.lease_id, None)
+        acct = lease.account
+        acct.reserved -= lease.amount
+        acct.active -= 1
+        lid, store = lease.lease_id, self.store
+        if spend is None:
+            self.journal.append(Op("release", lambda: store.release(lid, now=self._wall())))
+            return None
+        acct.spent += spend.cost_nanos
+        key = (lease.model, lease.provider)
+        prev = self.totals.get(key) or UsageTotals(model=lease.model, provider=lease.provider)
+        self.totals[key] = prev.plus(spend)
+        fut: asyncio.Future[Any] | None = None
+        if self.durable:
+            fut = asyncio.get_running_loop().create_future()
+        self.journal.append(
+            Op("settle", lambda: store.settle(lid, spend, now=self._wall()), future=fut)
+        )
+        return fut
+
+    def _refusal(self, acct: Account, amount: int) -> BudgetExceeded:
+        budget = acct.budget if acct.budget is not None else 0
+        room = max(budget - acct.spent - acct.reserved, 0)
+        # Only the calls in flight stand in the way: their reservations come back soon.
+        retry = _RETRY_AFTER_RESERVED_S if acct.reserved and budget - acct.spent >= amount else None
+        return _budget_error(
+            acct,
+            f"job {acct.job_id!r} cannot pay for this call: it may cost up to {amount} "
+            f"nano-dollars and {room} of its budget of {budget} remain ({acct.spent} spent, "
+            f"{acct.reserved} reserved by calls in flight)",
+            retry,
+        )
+
+    @staticmethod
+    def exhausted(acct: Account) -> BudgetExceeded:
+        """The error that stops an attempt whose lease cannot grow."""
+        return _budget_error(
+            acct,
+            f"job {acct.job_id!r} ran out of budget mid-call ({acct.spent} of "
+            f"{acct.budget} nano-dollars spent, {acct.reserved} reserved)",
+            None,
+        )
+
+    def _check_reserved(self, lease: Lease, result: Any) -> None:
+        if not getattr(result, "granted", False):
+            # Cannot happen while this process alone writes the store; if it does, the book
+            # still holds the truth for this process, and the log says the store disagreed.
+            log.error(
+                "ledger_store_diverged",
+                job_id=lease.account.job_id,
+                lease_id=lease.lease_id,
+                status=str(getattr(result, "status", "")),
+            )
+
+    # -- reads and budgets ---------------------------------------------------------------------
+
+    def _overlay(self, view: JobView) -> JobView:
+        """The store's view with this process's in-flight figures (the truth while it lives)."""
+        acct = self._accounts.get(view.job_id)
+        if acct is None or (
+            acct.reserved == view.reserved_nanos and acct.active == view.active_leases
+        ):
+            return view
+        return JobView(
+            job_id=view.job_id,
+            budget_nanos=view.budget_nanos,
+            spent_nanos=view.spent_nanos,
+            reserved_nanos=acct.reserved,
+            active_leases=acct.active,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+            by_model=view.by_model,
+        )
+
+    async def get_job(self, job_id: str) -> JobView | None:
+        """The job as the store has it once everything decided so far is applied."""
+        view: JobView | None = await self.journal.call(
+            "get_job", lambda: self.store.get_job(job_id)
+        )
+        return None if view is None else self._overlay(view)
+
+    async def list_jobs(self, *, prefix: str, after: str | None, limit: int) -> Page[JobView]:
+        page: Page[JobView] = await self.journal.call(
+            "list_jobs", lambda: self.store.list_jobs(prefix=prefix, after=after, limit=limit)
+        )
+        return Page(tuple(self._overlay(v) for v in page.items), page.next_cursor)
+
+    async def summary(self, *, since: float | None, until: float | None) -> Summary:
+        result: Summary = await self.journal.call(
+            "summary", lambda: self.store.summary(since=since, until=until)
+        )
+        return result
+
+    async def set_budget(self, job_id: str, budget_nanos: int | None) -> JobView:
+        """Set the job's budget (None: unlimited); calls in flight keep their reservations."""
+        acct = await self.account(job_id)
+        acct.budget = budget_nanos  # at once, in the order of the store's operations
+        view: JobView = await self.journal.call(
+            "set_budget",
+            lambda: self.store.set_budget(job_id, budget_nanos, now=self._wall()),
+        )
+        return self._overlay(view)
+
+
+def _budget_error(acct: Account, message: str, retry_after_s: float | None) -> BudgetExceeded:
+    return BudgetExceeded(
+        message,
+        job_id=acct.job_id,
+        spent_nanos=acct.spent,
+        budget_nanos=acct.budget if acct.budget is not None else 0,
+        reserved_nanos=acct.reserved,
+        retry_after_s=retry_after_s,
+    )

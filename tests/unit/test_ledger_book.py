@@ -1,0 +1,334 @@
+"""The ledger book: exact reservations decided in memory, written in the same order to the store
+(memory and SQLite), so that the store's figures equal the book's after every operation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aurea.errors import BudgetExceeded
+from aurea.ledger import LedgerBook
+from aurea.ledger._book import Lease
+from aurea.stores import LedgerStore, Spend, StoreUnavailable
+from aurea.stores.memory import MemoryLedgerStore
+from aurea.stores.sqlite import SqliteDatabase, SqliteLedgerStore
+
+T0 = 1_700_000_000.0
+TTL = 60.0
+
+
+class FakeWall:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LedgerStore]:
+    if request.param == "memory":
+        yield MemoryLedgerStore()
+        return
+    async with await SqliteDatabase.open(tmp_path / "ledger.db") as db:
+        yield SqliteLedgerStore(db)
+
+
+async def _book(store: LedgerStore, budget: int | None = 1000, **kw: Any) -> LedgerBook:
+    book = LedgerBook(
+        store,
+        default_budget_nanos=budget,
+        lease_ttl_s=TTL,
+        durable=not isinstance(store, MemoryLedgerStore),
+        wall=FakeWall(),
+        **kw,
+    )
+    await book.start()
+    return book
+
+
+async def _agree(book: LedgerBook, job: str) -> None:
+    """After everything queued is applied, the store says what the book says."""
+    assert await book.journal.drain(5.0)
+    view = await book.store.get_job(job)
+    acct = book.cached(job)
+    assert view is not None and acct is not None
+    assert (view.budget_nanos, view.spent_nanos, view.reserved_nanos, view.active_leases) == (
+        acct.budget,
+        acct.spent,
+        acct.reserved,
+        acct.active,
+    )
+
+
+async def test_reserve_settle_release_in_memory_and_in_the_store(store: LedgerStore) -> None:
+    book = await _book(store)
+    try:
+        acct = await book.account("j")
+        a = book.reserve(acct, 400, "m", "p")
+        b = book.reserve(acct, 500, "m", "p")
+        assert (acct.reserved, acct.active) == (900, 2)
+        await _agree(book, "j")
+        fut = book.close(a, Spend(cost_nanos=150, input_tokens=10, output_tokens=5))
+        if fut is not None:  # durable: resolved once the store committed the settle
+            await fut
+            assert (await store.get_job("j")).spent_nanos == 150  # type: ignore[union-attr]
+        book.close(b, None)
+        assert (acct.spent, acct.reserved, acct.active) == (150, 0, 0)
+        await _agree(book, "j")
+        view = await book.get_job("j")
+        assert view is not None and [(t.model, t.calls, t.cost_nanos) for t in view.by_model] == [
+            ("m", 1, 150)
+        ]
+        assert book.totals[("m", "p")].cost_nanos == 150
+    finally:
+        await book.stop()
+
+
+async def test_refusal_changes_nothing_and_carries_the_figures(store: LedgerStore) -> None:
+    book = await _book(store)
+    try:
+        acct = await book.account("j")
+        held = book.reserve(acct, 700, "m", "p")
+        with pytest.raises(BudgetExceeded) as info:
+            book.reserve(acct, 301, "m", "p")
+        exc = info.value
+        assert (exc.job_id, exc.budget_nanos, exc.spent_nanos, exc.reserved_nanos) == (
+            "j",
+            1000,
+            0,
+            700,
+        )
+        # Only the call in flight stands in the way: worth retrying soon.
+        assert exc.retry_after_s is not None
+        assert (acct.reserved, acct.active) == (700, 1)
+        rest = book.reserve(acct, 300, "m", "p")  # exactly what is left fits
+        book.close(held, Spend(cost_nanos=700))
+        book.close(rest, Spend(cost_nanos=300))
+        with pytest.raises(BudgetExceeded) as info:
+            book.reserve(acct, 1, "m", "p")
+        assert info.value.retry_after_s is None  # spent, not held: retrying cannot help
+        await _agree(book, "j")
+    finally:
+        await book.stop()
+
+
+async def test_budget_zero_runs_nothing_and_unlimited_runs_anything(store: LedgerStore) -> None:
+    book = await _book(store, budget=0)
+    try:
+        acct = await book.account("zero")
+        with pytest.raises(BudgetExceeded):
+            book.reserve(acct, 0, "free", "p")  # even a free call: no spend allowed
+        view = await book.set_budget("open", None)
+        assert view.budget_nanos is None
+        big = book.reserve(book.cached("open") or await book.account("open"), 10**15, "m", "p")
+        book.close(big, Spend(cost_nanos=10**15))
+        await _agree(book, "open")
+    finally:
+        await book.stop()
+
+
+async def test_extend_grows_by_what_fits_or_not_at_all(store: LedgerStore) -> None:
+    book = await _book(store)
+    try:
+        acct = await book.account("j")
+        lease = book.reserve(acct, 500, "m", "p")
+        other = book.reserve(acct, 300, "m", "p")
+        assert book.extend(lease, 100, 150) == 150
+        assert book.extend(lease, 10, 500) == 50  # only 50 left: capped at what fits
+        assert book.extend(lease, 1, 1) == 0  # nothing left
+        assert (lease.amount, acct.reserved) == (700, 1000)
+        await _agree(book, "j")
+        book.close(lease, Spend(cost_nanos=700))
+        book.close(other, None)
+        await _agree(book, "j")
+        assert acct.spent == 700 and acct.reserved == 0
+    finally:
+        await book.stop()
+
+
+async def test_lowered_budget_keeps_calls_in_flight_and_refuses_the_next(
+    store: LedgerStore,
+) -> None:
+    book = await _book(store)
+    try:
+        acct = await book.account("j")
+        lease = book.reserve(acct, 600, "m", "p")
+        view = await book.set_budget("j", 100)
+        assert (view.budget_nanos, view.reserved_nanos) == (100, 600)
+        with pytest.raises(BudgetExceeded):
+            book.reserve(acct, 1, "m", "p")
+        book.close(lease, Spend(cost_nanos=50))
+        await _agree(book, "j")
+        # spent 50 of the new 100: 50 may be reserved again
+        book.close(book.reserve(acct, 50, "m", "p"), None)
+        await _agree(book, "j")
+    finally:
+        await book.stop()
+
+
+async def test_random_operations_never_overspend_and_the_store_agrees(store: LedgerStore) -> None:
+    rng = random.Random(7)
+    book = await _book(store, budget=50_000)
+    try:
+        acct = await book.account("j")
+        open_leases: list[Lease] = []
+        for step in range(600):
+            r = rng.random()
+            if r < 0.45:
+                with contextlib.suppress(BudgetExceeded):
+                    open_leases.append(book.reserve(acct, rng.randrange(0, 3000), "m", "p"))
+            elif r < 0.6 and open_leases:
+                lease = rng.choice(open_leases)
+                need = rng.randrange(1, 500)
+                book.extend(lease, need, need * 2)
+            elif open_leases:
+                lease = open_leases.pop(rng.randrange(len(open_leases)))
+                if rng.random() < 0.3:
+                    book.close(lease, None)
+                else:
+                    book.close(lease, Spend(cost_nanos=rng.randrange(0, lease.amount + 1)))
+            assert acct.budget is not None
+            assert acct.spent + acct.reserved <= acct.budget
+            if step % 50 == 0:
+                await _agree(book, "j")
+        for lease in open_leases:
+            book.close(lease, Spend(cost_nanos=lease.amount))
+        await _agree(book, "j")
+        assert acct.reserved == 0 and acct.spent <= 50_000
+    finally:
+        await book.stop()
+
+
+async def test_start_returns_a_dead_process_reservations(store: LedgerStore) -> None:
+    await store.reserve("j", "dead-1", 400, TTL, now=T0, default_budget_nanos=1000)
+    await store.reserve("j", "dead-2", 100, TTL, now=T0, default_budget_nanos=1000)
+    await store.settle("dead-2", Spend(cost_nanos=80), now=T0)
+    book = await _book(store)
+    try:
+        assert book.expired_at_start == 1
+        acct = await book.account("j")
+        assert (acct.spent, acct.reserved) == (80, 0)
+        book.close(book.reserve(acct, 920, "m", "p"), None)  # all that was not spent
+    finally:
+        await book.stop()
+
+
+async def test_one_load_per_job_however_many_callers(store: LedgerStore) -> None:
+    book = await _book(store)
+    try:
+        before = book.journal.applied
+        accounts = await asyncio.gather(*(book.account("j") for _ in range(50)))
+        assert all(a is accounts[0] for a in accounts)
+        assert book.journal.applied - before == 1
+    finally:
+        await book.stop()
+
+
+async def test_only_idle_jobs_are_forgotten_and_reloads_are_exact(store: LedgerStore) -> None:
+    book = await _book(store, max_accounts=2)
+    try:
+        busy = await book.account("busy")
+        lease = book.reserve(busy, 100, "m", "p")
+        for job in ("a", "b", "c"):
+            acct = await book.account(job)
+            book.close(book.reserve(acct, 10, "m", "p"), Spend(cost_nanos=7))
+        assert book.cached("busy") is busy  # a job with a call in flight is kept
+        assert book.cached("a") is None
+        again = await book.account("a")  # read back after its settle was applied
+        assert again.spent == 7
+        book.close(lease, None)
+    finally:
+        await book.stop()
+
+
+class FlakyStore(MemoryLedgerStore):
+    """Fails its first ``failures`` operations with StoreUnavailable (a locked database)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.ops: list[str] = []
+
+    async def reserve(self, *args: Any, **kw: Any) -> Any:
+        self._maybe_fail()
+        self.ops.append("reserve")
+        return await super().reserve(*args, **kw)
+
+    async def settle(self, *args: Any, **kw: Any) -> Any:
+        self._maybe_fail()
+        self.ops.append("settle")
+        return await super().settle(*args, **kw)
+
+    def _maybe_fail(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("database is locked")
+
+
+async def test_a_failing_store_is_retried_in_order_and_loses_nothing() -> None:
+    store = FlakyStore(failures=0)
+    book = LedgerBook(store, default_budget_nanos=1000, lease_ttl_s=TTL, durable=True)
+    await book.start()
+    try:
+        acct = await book.account("j")
+        store.failures = 3
+        lease = book.reserve(acct, 500, "m", "p")
+        fut = book.close(lease, Spend(cost_nanos=120))
+        assert fut is not None
+        await asyncio.wait_for(fut, 10)
+        assert store.ops == ["reserve", "settle"] and store.failures == 0
+        await _agree(book, "j")
+        assert acct.spent == 120
+    finally:
+        await book.stop()
+
+
+async def test_a_store_that_falls_behind_stops_new_reservations() -> None:
+    store = FlakyStore(failures=10**9)  # never answers
+    book = LedgerBook(
+        store, default_budget_nanos=None, lease_ttl_s=TTL, durable=True, max_backlog=3
+    )
+    await book.start()
+    try:
+        acct = await book.account("j")
+        for _ in range(3):
+            book.reserve(acct, 1, "m", "p")
+        with pytest.raises(StoreUnavailable):
+            book.reserve(acct, 1, "m", "p")
+    finally:
+        await book.stop(grace_s=0)
+
+
+async def test_leases_are_renewed_before_the_store_expires_them(store: LedgerStore) -> None:
+    clock = [0.0]
+    wall = FakeWall()
+    book = LedgerBook(
+        store,
+        default_budget_nanos=1000,
+        lease_ttl_s=TTL,
+        durable=False,
+        wall=wall,
+        clock=lambda: clock[0],
+    )
+    await book.start()
+    try:
+        acct = await book.account("j")
+        lease = book.reserve(acct, 300, "m", "p")
+        clock[0] = TTL * 0.6
+        wall.now = T0 + TTL * 0.6
+        assert book.renew_due() == 1
+        assert book.renew_due() == 0  # renewed just now
+        wall.now = T0 + TTL * 1.2  # past the first expiry, before the renewed one
+        assert await book.journal.drain(5)
+        assert await store.expire(now=wall.now) == 0
+        await _agree(book, "j")
+        book.close(lease, None)
+    finally:
+        await book.stop()
