@@ -23,6 +23,7 @@ import structlog
 from aurea.errors import AureaError
 from aurea.inference.guards import AttemptInfo, Permit
 from aurea.providers._base import Usage
+from aurea.telemetry.redact import redact_text
 
 if TYPE_CHECKING:
     from aurea.config import TelemetrySettings
@@ -103,7 +104,8 @@ class Tracing:
                 "rpc.system": transport,
                 "rpc.service": service,
                 "rpc.method": method,
-                "aurea.request_id": request_id,
+                # a caller may choose its request id: it could be an e-mail address
+                "aurea.request_id": redact_text(request_id),
             },
         )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
