@@ -17,14 +17,16 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from aurea.actors.breaker import BreakerState
 from aurea.actors.provider import ProviderActor, ProviderBook, ProviderMsg
 from aurea.actors.router import Router, RouterMsg
 from aurea.api.admin import AdminServicer
 from aurea.api.health import CappedHealthServicer
 from aurea.api.inference import InferenceServicer
 from aurea.api.interceptors import server_kwargs
+from aurea.api.router import RouterServicer
 from aurea.api.unimplemented import fill_unimplemented
-from aurea.config import ConfigError, Settings
+from aurea.config import ConfigError, ModelSpec, Settings
 from aurea.edge import Edge
 from aurea.errors import AureaError
 from aurea.inference import AllowDenyGuard, Inference
@@ -33,7 +35,7 @@ from aurea.limits import LimiterGuard, LimitsTable
 from aurea.providers._base import Provider
 from aurea.providers._tokens import preload
 from aurea.providers.registry import build_provider
-from aurea.routing import RouterView, RoutingTable
+from aurea.routing import RecordInbox, RouterView, RoutingTable, StatsStore, open_stats_store
 from aurea.runtime import ActorRef, ActorSystem, RestartPolicy
 from aurea.stores.memory import MemoryLimiterStore
 from aurea.telemetry import metrics
@@ -147,6 +149,8 @@ class AureaServer:
         self.provider_refs: dict[str, ActorRef[ProviderMsg]] = {}
         self.provider_books: dict[str, ProviderBook] = {}
         self.router: ActorRef[RouterMsg] | None = None
+        self.router_inbox = RecordInbox()  # every call's record, for the router to learn from
+        self.router_stats: StatsStore | None = None  # opened by start_core()
         self.health = CappedHealthServicer(max_watches=settings.server.max_health_watches)
         self.cpu = CpuWindow()
         self.port = 0
@@ -173,9 +177,20 @@ class AureaServer:
         s = self.settings
         cap = s.runtime.mailbox_capacity
         self.router_view = RouterView(RoutingTable(models=s.models, settings=s.routing))
+        stats = self.router_stats
+        assert stats is not None, "start_core() opens the router's store first"
         self.router = self.system.spawn(
             "router",
-            lambda: Router(models=s.models, settings=s.routing, view=self.router_view),
+            lambda: Router(
+                models=s.models,
+                settings=s.routing,
+                view=self.router_view,
+                store=stats.store,
+                inbox=self.router_inbox,
+                health=self._breaker_open,
+                clock=self.clock,
+                wall_clock=self.wall_clock,
+            ),
             capacity=cap,
         )
         for name, spec in s.providers.items():
@@ -227,8 +242,8 @@ class AureaServer:
         )
 
     def _record_sinks(self) -> list[Callable[[CallRecord], None]]:
-        """Who reads each call's record: metrics, the call's span."""
-        sinks: list[Callable[[CallRecord], None]] = []
+        """Who reads each call's record: the router's stats, metrics, the call's span."""
+        sinks: list[Callable[[CallRecord], None]] = [self.router_inbox]
         if self.settings.telemetry.metrics_enabled:
             sinks.append(metrics.record_call)
         if self.tracing is not None:
@@ -258,6 +273,15 @@ class AureaServer:
             )
             return
         self.telemetry_http = side
+
+    def _breaker_open(self, model: ModelSpec) -> bool:
+        """Whether ``model``'s breaker refuses every attempt now (open, no probe due yet): read
+        by routing per call, so the closed case costs two lookups."""
+        book = self.provider_books.get(model.provider)
+        breaker = book.breakers.get(model.name) if book is not None else None
+        if breaker is None or breaker.state is BreakerState.CLOSED:
+            return False
+        return breaker.view(self.clock()).state is BreakerState.OPEN
 
     async def _providers_ready(self) -> str | None:
         if any(r.alive for r in self.provider_refs.values()):
@@ -297,6 +321,8 @@ class AureaServer:
             metrics.set_catalog(s.models, s.providers)
             metrics.build_info(VERSION)
             metrics.watch_actors(self.system)
+        if self.router_stats is None:
+            self.router_stats = await open_stats_store(s.routing)
         inference = self._build_actors()
         # Load tokenizers off the loop now, so the first estimate does not stall a call.
         await asyncio.to_thread(preload, sorted({m.upstream for m in s.models.values()}))
@@ -313,6 +339,12 @@ class AureaServer:
                 draining=lambda: self.draining,
                 cpu=self.cpu,
                 limits=self.limits,
+            ),
+            "RouterService": self.router
+            and RouterServicer(
+                view=self.router_view,
+                router=self.router,
+                ask_timeout_s=s.runtime.ask_timeout_s,
             ),
         }
         for module, base, add, name in _SERVICES:
@@ -368,6 +400,8 @@ class AureaServer:
         if self._server is not None:
             await self._server.stop(0.5)
         await self.system.stop(grace_s=2.0)
+        if self.router_stats is not None:  # after the router wrote what it still held
+            await self.router_stats.close()
         await self._stop_telemetry()
         log.info("server_stopped")
         self._stopped.set()

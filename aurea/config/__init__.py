@@ -205,7 +205,33 @@ def _check(s: Settings) -> None:
         for name in names:
             if name not in s.models:
                 raise ConfigError(key, f"{show(name)} is not in the model catalog ({catalog})")
+    _check_routing(s)
     _check_tls(s.tls)
+
+
+def _check_routing(s: Settings) -> None:
+    """Route groups name catalog models of one kind and no model; the default weights sum to 1;
+    'auto' (the best-scored model) is no model's name."""
+    r = s.routing
+    if "auto" in s.models:
+        raise ConfigError("models.auto", "'auto' is reserved: it asks for the best-scored model")
+    total = r.cost_weight + r.quality_weight + r.latency_weight
+    if abs(total - 1.0) > 1e-6:
+        raise ConfigError(
+            "routing.cost_weight",
+            f"routing.cost_weight, quality_weight and latency_weight must sum to 1, got {total:g}",
+        )
+    for name, members in r.groups:
+        key = f"routing.groups.{name}"
+        if not name or name == "auto" or name in s.models:
+            raise ConfigError(key, "a group needs a name that is neither 'auto' nor a model's")
+        kinds = set()
+        for model in members:
+            if model not in s.models:
+                raise ConfigError(key, f"{show(model)} is not in the model catalog")
+            kinds.add(s.models[model].kind)
+        if len(kinds) > 1:
+            raise ConfigError(key, "mixes chat and embedding models")
 
 
 def _check_tls(tls: TlsSettings) -> None:

@@ -4,6 +4,7 @@ with their defaults so code can read them now."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -120,15 +121,85 @@ class RuntimeSettings:
     )
 
 
+MAX_GROUP_MODELS = 16
+
+RouteGroups = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def _route_groups(v: Any, key: str) -> RouteGroups:
+    """Named route groups: a TOML table ``{fast = ["a", "b"]}`` or (from the environment) the
+    same as JSON. Each name maps to 1 to 16 catalog models, tried in that order."""
+    if isinstance(v, str):
+        try:
+            v = json.loads(v) if v.strip() else {}
+        except ValueError:
+            raise ConfigError(key, "must be a JSON object of name -> [models]") from None
+    if not isinstance(v, dict):
+        raise ConfigError(key, f"{show(v)} is not a table of name = [models]")
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for name, models in v.items():
+        where = f"{key}.{name}"
+        members = as_strs(models, where) if not isinstance(models, str) else None
+        if not members or not 1 <= len(members) <= MAX_GROUP_MODELS:
+            raise ConfigError(where, f"must list 1 to {MAX_GROUP_MODELS} catalog models")
+        if len(set(members)) != len(members):
+            raise ConfigError(where, "lists a model twice")
+        out.append((str(name), members))
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoutingSettings:
-    """``[routing]``: the default policy and models, and which models may be used at all."""
+    """``[routing]``: the default policy and models, which models may be used at all, route
+    groups, and how the router learns from outcomes (see ``aurea.routing``)."""
 
     policy: str = setting("balanced", "how models are ranked when none is named", choices=POLICIES)
     default_model: str = setting("sim-small", "chat model when none is named; '' = use policy")
     default_embedding_model: str = setting("sim-embed", "embedding model when none is named")
     allowed_models: tuple[str, ...] = setting((), "catalog models callers may use; empty = all")
     denied_models: tuple[str, ...] = setting((), "catalog models nobody may use; deny wins")
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = setting(
+        (),
+        "route groups a request may name as its model: name = [model, fallback, ...]",
+        parse=_route_groups,
+        allowed="a table of name = [1 to 16 catalog models]",
+    )
+    cost_weight: float = setting(
+        0.4, "weight of cost until weights are set or optimized", lo=0, hi=1
+    )
+    quality_weight: float = setting(
+        0.4, "weight of quality (success rate) until weights are set or optimized", lo=0, hi=1
+    )
+    latency_weight: float = setting(
+        0.2, "weight of latency until weights are set or optimized; the three sum to 1", lo=0, hi=1
+    )
+    stats_store: str = setting("sqlite", "where router stats and weights live", choices=STORES)
+    sqlite_path: str = setting(
+        "", "SQLite file; '' = $AUREA_HOME/aurea.db, else ~/.local/share/aurea/aurea.db"
+    )
+    stats_half_life_s: float = setting(
+        300.0,
+        "seconds after which an outcome counts half in recent success rate and latency",
+        lo=0,
+        lo_open=True,
+        hi=_YEAR_S,
+    )
+    min_samples: int = setting(
+        5,
+        "recent outcomes (decayed by the half-life) a model needs before its measured figures "
+        "replace the catalog priors",
+        lo=1,
+        hi=_MANY,
+    )
+    optimize_interval_s: float = setting(
+        0.0, "seconds between automatic OptimizeWeights runs; 0 = only when asked", lo=0, hi=_YEAR_S
+    )
+    publish_interval_s: float = setting(
+        0.1,
+        "least seconds between two routing tables rebuilt from new outcomes (batching)",
+        lo=0.001,
+        hi=60,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,18 +26,29 @@ if _version_not_supported:
 
 
 class RouterServiceStub:
-    """RouterService chooses the model that serves a call and learns from the outcomes of calls.
-    It scores every catalog model on four factors (cost, quality, latency and reliability),
-    combines the factor scores with the current weights or a selection policy, and skips
-    denied models and providers whose circuit breaker is open. Router stats and weights
-    survive a restart when a durable store is configured, and replicas sharing Redis share them.
+    """RouterService chooses the model that serves a call and learns from the outcome of every call.
+
+    Each model is scored on three factors, each in [0, 1] and higher better: cost (the expected
+    cost of a call, inverted and normalized across the candidate models: the cheapest scores 1,
+    one that costs k times as much scores 1/k), latency (the expected time to the first token,
+    normalized the same way) and quality (the model's success rate). The score is
+    `cost * cost_weight + quality * quality_weight + latency * latency_weight`.
+
+    Every InferenceService call feeds the figures automatically; RecordOutcome adds outcomes
+    observed elsewhere. Success rate and latency are recent figures: an outcome counts half after
+    `routing.stats_half_life_s` seconds. Until a model has `routing.min_samples` recent outcomes,
+    its catalog priors stand in (success rate = the catalog's quality, cost = its prices, latency
+    = the mean of the other models'), so a model left alone after failing is tried again.
+    Models whose circuit breaker is open are ranked last. Stats and weights survive a restart
+    with the SQLite store (the default).
 
     Scopes: SelectModel, RecordOutcome, ListModelStats and GetWeights need the `user` scope;
     OptimizeWeights and SetWeights need the `admin` scope.
 
     Errors common to every RPC: UNAUTHENTICATED for a missing or wrong API key (when keys are
-    configured); UNAVAILABLE (with RetryInfo) when the router is overloaded or the server is
-    draining; DEADLINE_EXCEEDED when the caller's deadline passes.
+    configured); PERMISSION_DENIED without the needed scope; UNAVAILABLE (with RetryInfo) when
+    the router is overloaded, its store fails or the server is draining; DEADLINE_EXCEEDED when
+    the caller's deadline passes.
     """
 
     def __init__(self, channel):
@@ -79,89 +90,95 @@ class RouterServiceStub:
 
 
 class RouterServiceServicer:
-    """RouterService chooses the model that serves a call and learns from the outcomes of calls.
-    It scores every catalog model on four factors (cost, quality, latency and reliability),
-    combines the factor scores with the current weights or a selection policy, and skips
-    denied models and providers whose circuit breaker is open. Router stats and weights
-    survive a restart when a durable store is configured, and replicas sharing Redis share them.
+    """RouterService chooses the model that serves a call and learns from the outcome of every call.
+
+    Each model is scored on three factors, each in [0, 1] and higher better: cost (the expected
+    cost of a call, inverted and normalized across the candidate models: the cheapest scores 1,
+    one that costs k times as much scores 1/k), latency (the expected time to the first token,
+    normalized the same way) and quality (the model's success rate). The score is
+    `cost * cost_weight + quality * quality_weight + latency * latency_weight`.
+
+    Every InferenceService call feeds the figures automatically; RecordOutcome adds outcomes
+    observed elsewhere. Success rate and latency are recent figures: an outcome counts half after
+    `routing.stats_half_life_s` seconds. Until a model has `routing.min_samples` recent outcomes,
+    its catalog priors stand in (success rate = the catalog's quality, cost = its prices, latency
+    = the mean of the other models'), so a model left alone after failing is tried again.
+    Models whose circuit breaker is open are ranked last. Stats and weights survive a restart
+    with the SQLite store (the default).
 
     Scopes: SelectModel, RecordOutcome, ListModelStats and GetWeights need the `user` scope;
     OptimizeWeights and SetWeights need the `admin` scope.
 
     Errors common to every RPC: UNAUTHENTICATED for a missing or wrong API key (when keys are
-    configured); UNAVAILABLE (with RetryInfo) when the router is overloaded or the server is
-    draining; DEADLINE_EXCEEDED when the caller's deadline passes.
+    configured); PERMISSION_DENIED without the needed scope; UNAVAILABLE (with RetryInfo) when
+    the router is overloaded, its store fails or the server is draining; DEADLINE_EXCEEDED when
+    the caller's deadline passes.
     """
 
     def SelectModel(self, request, context):
-        """Selects the best model for a prompt or task description under a selection policy and
-        returns it with its score, the runners-up and the reason for the choice. Nothing is
-        called or charged. Denied models are never selected.
+        """Selects the model a call to `target` would be routed to, with its score, the weights that
+        ranked it and the ranked alternatives. Nothing is called or charged.
 
-        Needs the `user` scope. Returns INVALID_ARGUMENT when neither `prompt` nor
-        `task_description` is set or the one set is too long, when `max_cost_nanos` is negative,
-        or when `expected_output_tokens` or `max_alternatives` is out of range;
-        FAILED_PRECONDITION when no allowed model has every required capability within
-        `max_cost_nanos`; UNAVAILABLE when every matching model's provider has an open circuit
-        breaker; PERMISSION_DENIED without the `user` scope.
+        Returns INVALID_ARGUMENT when `policy`, `kind` or `max_alternatives` is out of range, or
+        when `target` is a model or group of the other kind; NOT_FOUND when `target` names neither
+        a catalog model nor a route group; PERMISSION_DENIED when it names a denied model or no
+        model of the kind is permitted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RecordOutcome(self, request, context):
-        """Records the outcome of one call made to a model, so that later selections learn from it,
-        and returns the model's updated stats. Aurea records its own InferenceService calls
-        itself; this RPC is for calls made elsewhere.
+        """Records the outcome of one call made to a model outside Aurea, so that later selections
+        learn from it, and returns the model's updated stats. Aurea records its own
+        InferenceService calls itself. A bad request records nothing.
 
-        Needs the `user` scope. Returns INVALID_ARGUMENT when `model` is empty, when
-        `latency_ms`, `cost_nanos` or a token count is negative, or when `quality_score` is
-        outside [0, 1]; NOT_FOUND when `model` is not in the catalog; PERMISSION_DENIED without
-        the `user` scope.
+        Returns INVALID_ARGUMENT, naming the field, when `model` is empty or not in the catalog,
+        or when `latency_ms`, `cost_nanos` or `ttft_ms` is negative or not finite, or `ttft_ms`
+        exceeds `latency_ms`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListModelStats(self, request, context):
-        """Lists the recorded stats of catalog models, ordered by model name. Models with no
-        recorded calls are listed with zero counts.
+        """Lists the stats of catalog models, ordered by model name. Models with no recorded outcome
+        are listed with zero counts.
 
-        Needs the `user` scope. Returns INVALID_ARGUMENT when `page_size` is negative or
-        `page_token` is not one this RPC returned for the same `models`; PERMISSION_DENIED
-        without the `user` scope.
+        Returns INVALID_ARGUMENT when `page_size` is negative, when `models` has more than 100
+        entries, or when `page_token` is not one this RPC returned.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def OptimizeWeights(self, request, context):
-        """Recomputes the routing weights from the recorded outcomes, applies them (unless
-        `validate_only` is set) and returns the new weights and what changed.
+        """Recomputes the weights from the recorded outcomes: each factor's weight is proportional to
+        the variance of its scores across the chat models with live figures (a factor on which the
+        models differ decides more). Applies them unless `validate_only` is set. When no factor
+        varies the weights stay as they are. With `routing.optimize_interval_s` set, the server
+        also runs this on a timer.
 
-        Needs the `admin` scope. Returns FAILED_PRECONDITION when fewer outcomes are recorded
-        than `min_outcomes`; INVALID_ARGUMENT when `min_outcomes` is negative; PERMISSION_DENIED
-        without the `admin` scope.
+        Needs the `admin` scope. Returns FAILED_PRECONDITION when fewer than two chat models have
+        live figures.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetWeights(self, request, context):
-        """Gets the routing weights the BALANCED policy uses now.
-
-        Needs the `user` scope. Returns PERMISSION_DENIED without the `user` scope.
+        """Gets the weights the BALANCED policy uses now.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetWeights(self, request, context):
-        """Replaces the routing weights. The new weights apply to the next selection.
+        """Replaces the weights; they apply to the next call. Stored before the reply.
 
-        Needs the `admin` scope. Returns INVALID_ARGUMENT when `weights` is unset, when a weight
-        is outside [0, 1], or when the four weights do not sum to 1 (within 1e-6);
-        PERMISSION_DENIED without the `admin` scope.
+        Needs the `admin` scope. Returns INVALID_ARGUMENT, naming the field, when `weights` is
+        unset, when a weight is not a number in [0, 1], or when the three do not sum to 1 (within
+        1e-6); nothing changes then.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -209,18 +226,29 @@ def add_RouterServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RouterService:
-    """RouterService chooses the model that serves a call and learns from the outcomes of calls.
-    It scores every catalog model on four factors (cost, quality, latency and reliability),
-    combines the factor scores with the current weights or a selection policy, and skips
-    denied models and providers whose circuit breaker is open. Router stats and weights
-    survive a restart when a durable store is configured, and replicas sharing Redis share them.
+    """RouterService chooses the model that serves a call and learns from the outcome of every call.
+
+    Each model is scored on three factors, each in [0, 1] and higher better: cost (the expected
+    cost of a call, inverted and normalized across the candidate models: the cheapest scores 1,
+    one that costs k times as much scores 1/k), latency (the expected time to the first token,
+    normalized the same way) and quality (the model's success rate). The score is
+    `cost * cost_weight + quality * quality_weight + latency * latency_weight`.
+
+    Every InferenceService call feeds the figures automatically; RecordOutcome adds outcomes
+    observed elsewhere. Success rate and latency are recent figures: an outcome counts half after
+    `routing.stats_half_life_s` seconds. Until a model has `routing.min_samples` recent outcomes,
+    its catalog priors stand in (success rate = the catalog's quality, cost = its prices, latency
+    = the mean of the other models'), so a model left alone after failing is tried again.
+    Models whose circuit breaker is open are ranked last. Stats and weights survive a restart
+    with the SQLite store (the default).
 
     Scopes: SelectModel, RecordOutcome, ListModelStats and GetWeights need the `user` scope;
     OptimizeWeights and SetWeights need the `admin` scope.
 
     Errors common to every RPC: UNAUTHENTICATED for a missing or wrong API key (when keys are
-    configured); UNAVAILABLE (with RetryInfo) when the router is overloaded or the server is
-    draining; DEADLINE_EXCEEDED when the caller's deadline passes.
+    configured); PERMISSION_DENIED without the needed scope; UNAVAILABLE (with RetryInfo) when
+    the router is overloaded, its store fails or the server is draining; DEADLINE_EXCEEDED when
+    the caller's deadline passes.
     """
 
     @staticmethod
