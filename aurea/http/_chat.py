@@ -16,6 +16,7 @@ from typing import Any
 
 from aurea.errors import FieldViolation, InvalidRequest
 from aurea.http._inputs import (
+    BAD_TEXT,
     MAX_MESSAGES,
     MAX_MODEL_NAME,
     MAX_STOP,
@@ -25,6 +26,7 @@ from aurea.http._inputs import (
     deadline_of,
     is_int,
     is_number,
+    is_text,
 )
 from aurea.inference import GenerateCall
 from aurea.providers._base import ChatMessage, Role
@@ -155,6 +157,9 @@ def _messages(raw: Any, bad: list[FieldViolation]) -> list[ChatMessage]:
         if not text:
             bad.append(FieldViolation(f"{at}.content", "must not be empty"))
             continue
+        if not is_text(text):
+            bad.append(FieldViolation(f"{at}.content", BAD_TEXT))
+            continue
         out.append(ChatMessage(role, text))
     if out and not bad and all(m.role is Role.SYSTEM for m in out):
         bad.append(FieldViolation("messages", "needs at least one user or assistant message"))
@@ -192,7 +197,7 @@ def _stop(raw: Any, bad: list[FieldViolation]) -> tuple[str, ...]:
         bad.append(FieldViolation("stop", f"must be a string or a list of at most {MAX_STOP}"))
         return ()
     for i, s in enumerate(items):
-        if not isinstance(s, str) or not s:
+        if not isinstance(s, str) or not s or not is_text(s):
             bad.append(FieldViolation(f"stop[{i}]", "must be a non-empty string"))
     return tuple(s for s in items if isinstance(s, str) and s)
 

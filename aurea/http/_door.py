@@ -178,6 +178,7 @@ class HttpDoor:
             http_status = 0
             try:
                 edge.open_call(operation, request.headers, None, transport="http")
+                structlog.contextvars.bind_contextvars(rpc=operation)
                 response, failed = await serve(request, started)
                 http_status = response.status
                 if failed is not None:

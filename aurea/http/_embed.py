@@ -14,10 +14,12 @@ from typing import Any
 
 from aurea.errors import FieldViolation, InvalidRequest
 from aurea.http._inputs import (
+    BAD_TEXT,
     MAX_EMBED_INPUTS,
     MAX_MODEL_NAME,
     aurea_inputs,
     deadline_of,
+    is_text,
 )
 from aurea.inference import EmbedCall
 
@@ -63,6 +65,8 @@ def parse_embed(
                 )
             elif not isinstance(text, str) or not text:
                 bad.append(FieldViolation(f"input[{i}]", "must be a non-empty string"))
+            elif not is_text(text):
+                bad.append(FieldViolation(f"input[{i}]", BAD_TEXT))
             else:
                 inputs.append(text)
     fmt = body.get("encoding_format") or "float"

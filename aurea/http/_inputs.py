@@ -50,6 +50,21 @@ class AureaInputs:
     timeout_ms: int | None = None
 
 
+def is_text(s: str) -> bool:
+    """Whether ``s`` can be sent on as UTF-8: JSON may escape a lone surrogate (``"\\ud800"``),
+    which no upstream (and no protobuf string) accepts."""
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+BAD_TEXT = "is not valid Unicode text (it holds a lone surrogate)"
+
+
 def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
