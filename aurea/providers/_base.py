@@ -68,6 +68,9 @@ class ProviderRequest:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     request_id: str = ""
+    # This attempt's limits (the model's, resolved against its provider's); None: the
+    # provider's own. HTTP adapters bound connect, first byte, gaps and the whole call by them.
+    timeouts: Timeouts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +120,10 @@ class Embeddings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Timeouts:
-    """Seconds. ``first_byte_s`` bounds the wait for response headers / the first chunk;
-    ``idle_s`` bounds the gap between two chunks of a stream; ``total_s`` the whole call."""
+    """Seconds, each honoured as given (none is added to another). ``connect_s`` bounds opening
+    the connection; ``first_byte_s`` the time from the request's start to the first byte of a
+    stream's body; ``idle_s`` the gap between two chunks of a stream; ``total_s`` the whole
+    call."""
 
     connect_s: float = 10.0
     first_byte_s: float = 60.0

@@ -29,11 +29,13 @@ from aurea.errors import (
     ProviderOverloaded,
     ProviderRateLimited,
     ProviderServerError,
+    ProviderSilent,
+    ProviderStalled,
     ProviderTimeout,
     StreamBroken,
     UpstreamRejected,
 )
-from aurea.providers._base import ProviderSpec
+from aurea.providers._base import ProviderSpec, Timeouts
 from aurea.providers._retry import (
     MAX_RETRY_AFTER_S,
     clamp_retry_after,
@@ -187,17 +189,28 @@ def parse_json(text: str | bytes, *, provider: str, what: str, broken: type[E]) 
 
 
 class Response:
-    """An open HTTP response whose body reads honour the first-byte / idle / total timeouts."""
+    """An open HTTP response whose body reads honour the first-byte / idle / total timeouts.
+
+    ``first_by`` is the instant (loop time) by which the body's first byte must come: the same
+    instant that bounded the headers, so headers that came late leave the body less time
+    rather than a fresh ``first_byte_s``.
+    """
 
     def __init__(
-        self, client: HttpClient, raw: aiohttp.ClientResponse, deadline: float, first_s: float
+        self,
+        client: HttpClient,
+        raw: aiohttp.ClientResponse,
+        deadline: float,
+        first_by: float,
+        timeouts: Timeouts,
     ) -> None:
         self._client = client
         self.raw = raw
         self.status = raw.status
         self.headers: Mapping[str, str] = raw.headers
         self._deadline = deadline
-        self._first_s = first_s
+        self._first_by = first_by
+        self._timeouts = timeouts
         self._readers: list[AsyncGenerator[Any, None]] = []
 
     def events(self) -> AsyncIterator[SSEEvent]:
@@ -225,12 +238,15 @@ class Response:
         self, *, broken: type[ProviderError] = StreamBroken
     ) -> AsyncGenerator[bytes, None]:
         """Body chunks as they arrive; a dropped connection raises ``broken``."""
-        limit, label = self._first_s, "first_byte_s"
+        loop = asyncio.get_running_loop()
+        limit = self._first_by - loop.time()
+        silent: type[ProviderTimeout] = ProviderSilent
+        label = "first_byte_s"
         while True:
-            data = await self._read_some(limit, label, broken)
+            data = await self._read_some(limit, label, broken, silent)
             if not data:
                 return
-            limit, label = self._client.timeouts.idle_s, "idle_s"
+            limit, label, silent = self._timeouts.idle_s, "idle_s", ProviderStalled
             yield data
 
     async def read(self, *, limit: int | None = None, truncate: bool = False) -> bytes:
@@ -270,16 +286,23 @@ class Response:
             broken=ProviderServerError,
         )
 
-    async def _read_some(self, limit: float, label: str, broken: type[ProviderError]) -> bytes:
+    async def _read_some(
+        self,
+        limit: float,
+        label: str,
+        broken: type[ProviderError],
+        silent: type[ProviderTimeout],
+    ) -> bytes:
         remaining = self._deadline - asyncio.get_running_loop().time()
         if remaining < limit:
-            limit, label = max(remaining, 0.0), "total_s"
+            limit, label, silent = remaining, "total_s", ProviderTimeout
+        limit = max(limit, 0.0)
         try:
             async with asyncio.timeout(limit):
                 return await self.raw.content.readany()
         except TimeoutError as exc:
             raise self._client.error(
-                ProviderTimeout, f"no data from the upstream for {limit:g} s ({label})"
+                silent, f"no data from the upstream for {limit:.3g} s ({label})"
             ) from exc
         except aiohttp.ClientError as exc:  # payload, connection, content-encoding errors
             raise self._client.error(
@@ -316,6 +339,9 @@ class HttpClient:
         self._max_connections = max(1, spec.max_concurrency)
         self._parse_error = parse_error
         self._session: aiohttp.ClientSession | None = None
+        self._connect = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=self.timeouts.connect_s
+        )
 
     @property
     def api_key(self) -> str:
@@ -371,12 +397,15 @@ class HttpClient:
             retry_after_s=clamp_retry_after(retry_after_s),
         )
 
+    def _connect_timeout(self, limits: Timeouts) -> aiohttp.ClientTimeout:
+        if limits.connect_s == self._connect.sock_connect:
+            return self._connect
+        return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=limits.connect_s)
+
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=None, sock_connect=self.timeouts.connect_s
-                ),
+                timeout=self._connect,
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 raise_for_status=False,
             )
@@ -392,37 +421,42 @@ class HttpClient:
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         streaming: bool = False,
+        timeouts: Timeouts | None = None,
     ) -> AsyncIterator[Response]:
         """Open ``method url`` and yield the 2xx response; any other status raises via the parser.
 
         Pass a ``yarl.URL(..., encoded=True)`` to send a path byte for byte (signed requests).
 
-        The wait for response headers is bounded by ``first_byte_s`` for streams; a unary
-        generation's headers only come when the whole answer is ready, so there ``total_s`` bounds
-        it. Leaving the block early (an exception, ``aclose()``, cancellation) closes the
-        connection at once so the upstream sees the disconnect; a fully read body goes back to
-        the pool.
+        ``timeouts`` (default: the provider's) are each honoured as given, counted from the
+        request's start, none added to another: ``connect_s`` bounds opening the connection
+        (``ProviderSilent``); for streams, ``first_byte_s`` bounds the headers and the body's
+        first byte together (``ProviderSilent``), ``idle_s`` each later gap
+        (``ProviderStalled``); a unary generation's headers only come when the whole answer is
+        ready, so there ``total_s`` bounds them. Leaving the block early (an exception,
+        ``aclose()``, cancellation) closes the connection at once so the upstream sees the
+        disconnect; a fully read body goes back to the pool.
         """
+        limits = timeouts or self.timeouts
         async with self._semaphore:
             loop = asyncio.get_running_loop()
-            total = self.timeouts.total_s
-            deadline = loop.time() + total
-            wait = self.timeouts.connect_s + self.timeouts.first_byte_s if streaming else total
+            start = loop.time()
+            total = limits.total_s
+            deadline = start + total
+            wait = min(limits.first_byte_s, total) if streaming else total
             label = "first_byte_s" if streaming and wait < total else "total_s"
-            wait = min(wait, total)
+            late = ProviderSilent if label == "first_byte_s" else ProviderTimeout
+            connect = self._connect_timeout(limits)
             try:
                 async with asyncio.timeout(wait):
                     raw = await self._get_session().request(
-                        method, url, json=json_body, data=data, headers=headers
+                        method, url, json=json_body, data=data, headers=headers, timeout=connect
                     )
             except aiohttp.ConnectionTimeoutError as exc:  # a TimeoutError too: check it first
                 raise self.error(
-                    ProviderTimeout, f"connect timed out after {self.timeouts.connect_s:g} s"
+                    ProviderSilent, f"connect timed out after {limits.connect_s:g} s (connect_s)"
                 ) from exc
             except TimeoutError as exc:
-                raise self.error(
-                    ProviderTimeout, f"no response within {wait:g} s ({label})"
-                ) from exc
+                raise self.error(late, f"no response within {wait:g} s ({label})") from exc
             except aiohttp.ClientError as exc:
                 raise self.error(
                     ProviderConnectionError,
@@ -433,7 +467,7 @@ class HttpClient:
                     ProviderConnectionError,
                     f"{method} {safe_url(str(url))} could not be sent: {type(exc).__name__}",
                 ) from exc
-            response = Response(self, raw, deadline, self.timeouts.first_byte_s)
+            response = Response(self, raw, deadline, start + limits.first_byte_s, limits)
             try:
                 # The rate limiter hears what the upstream says of its own limits (any status).
                 await report_rate_headers(raw.status, raw.headers)

@@ -27,6 +27,7 @@ from aurea.providers._base import (
     UsageReport,
 )
 from aurea.providers._boundary import MalformedReply, adapter_boundary, check_options, json_type
+from aurea.providers._chunks import SKIPPABLE, ChunkSkipper, MalformedChunk
 from aurea.providers._http import (
     HttpClient,
     error_for_status,
@@ -92,6 +93,16 @@ def _stop_reason(value: Any, where: str) -> str:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def _text_delta(delta: Mapping[str, Any]) -> str:
+    """The text of a content_block_delta's ``delta`` ("" for other delta types)."""
+    if delta.get("type") != "text_delta":
+        return ""
+    text = delta.get("text")
+    if not isinstance(text, str):
+        raise MalformedReply(f"content_block_delta.delta.text is {json_type(text)}, not text")
+    return text
 
 
 def error_from_body(
@@ -185,51 +196,46 @@ class AnthropicProvider:
         usage: dict[str, Any] = {}
         stop_reason = ""
         finished = False
+        skipper = ChunkSkipper(self.name)
         async with self._http.request(
             "POST",
             url,
             json_body=self._body(request, stream=True),
             headers=self._headers(),
             streaming=True,
+            timeouts=request.timeouts,
         ) as response:
             async for event in response.events():
-                data = parse_json(
-                    event.data,
-                    provider=self.name,
-                    what=f"a {event.event[:64]} event",
-                    broken=StreamBroken,
-                )
-                if not isinstance(data, Mapping):
-                    raise self._http.error(StreamBroken, "a stream event is not a JSON object")
-                kind = data.get("type") or event.event
-                if kind == "message_start":
-                    usage.update(_mapping(_mapping(data.get("message")).get("usage")))
-                elif kind == "content_block_delta":
-                    delta = _mapping(data.get("delta"))
-                    if delta.get("type") == "text_delta":
-                        text = delta.get("text")
-                        if not isinstance(text, str):
-                            raise MalformedReply(
-                                f"content_block_delta.delta.text is {json_type(text)}, not text"
-                            )
-                        if text:
-                            parts.append(text)
-                            yield TextDelta(text)
-                elif kind == "message_delta":
-                    delta = _mapping(data.get("delta"))
-                    stop_reason = _stop_reason(delta.get("stop_reason"), "message_delta.delta") or (
-                        stop_reason
-                    )
-                    # Counts here are cumulative: they replace what message_start said.
-                    usage.update(
-                        {k: v for k, v in _mapping(data.get("usage")).items() if v is not None}
-                    )
-                elif kind == "message_stop":
-                    finished = True
-                    break
-                elif kind == "error":
-                    raise self._http.scrub(error_from_body(self.name, None, data))
-        if not finished:
+                text = ""
+                try:
+                    data = self._event(event.data, event.event)
+                    kind = data.get("type") or event.event
+                    if kind == "message_start":
+                        usage.update(_mapping(_mapping(data.get("message")).get("usage")))
+                    elif kind == "content_block_delta":
+                        text = _text_delta(_mapping(data.get("delta")))
+                    elif kind == "message_delta":
+                        delta = _mapping(data.get("delta"))
+                        reason = _stop_reason(delta.get("stop_reason"), "message_delta.delta")
+                        stop_reason = reason or stop_reason
+                        # Counts here are cumulative: they replace what message_start said.
+                        usage.update(
+                            {k: v for k, v in _mapping(data.get("usage")).items() if v is not None}
+                        )
+                    elif kind == "message_stop":
+                        finished = True
+                        break
+                    elif kind == "error":
+                        raise self._http.scrub(error_from_body(self.name, None, data))
+                except SKIPPABLE as exc:
+                    skipper.skip(exc)
+                    continue
+                if text:
+                    parts.append(text)
+                    yield TextDelta(text)
+        # No message_stop but a stop_reason (message_delta): the answer is complete; neither:
+        # the stream was cut.
+        if not finished and not stop_reason:
             raise self._http.error(StreamBroken, "the stream ended before message_stop")
         final = await reported_usage(
             usage_counts(usage) if usage else None,
@@ -240,10 +246,24 @@ class AnthropicProvider:
         yield UsageReport(final)
         yield Finish(_FINISH.get(stop_reason, FinishReason.STOP), stop_reason)
 
+    def _event(self, data: str, name: str) -> Mapping[str, Any]:
+        parsed = parse_json(
+            data, provider=self.name, what=f"a {name[:64]} event", broken=MalformedChunk
+        )
+        if not isinstance(parsed, Mapping):
+            raise MalformedChunk(
+                f"{self.name}: a stream event is not a JSON object", provider=self.name
+            )
+        return parsed
+
     async def complete(self, request: ProviderRequest) -> Completion:
         url = f"{self._http.base_url}/v1/messages"
         async with self._http.request(
-            "POST", url, json_body=self._body(request, stream=False), headers=self._headers()
+            "POST",
+            url,
+            json_body=self._body(request, stream=False),
+            headers=self._headers(),
+            timeouts=request.timeouts,
         ) as response:
             data = json_object(await response.json(), provider=self.name, what="the reply")
         if data.get("type") == "error":

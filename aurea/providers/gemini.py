@@ -35,6 +35,7 @@ from aurea.providers._base import (
     UsageReport,
 )
 from aurea.providers._boundary import MalformedReply, adapter_boundary, check_options, json_type
+from aurea.providers._chunks import SKIPPABLE, ChunkSkipper, MalformedChunk
 from aurea.providers._http import (
     HttpClient,
     error_for_status,
@@ -256,16 +257,28 @@ class GeminiProvider:
         parts: list[str] = []
         counts: Counts | None = None
         finish = ""
+        skipper = ChunkSkipper(self.name)
         async with self._http.request(
-            "POST", url, json_body=self._body(request), headers=self._headers(), streaming=True
+            "POST",
+            url,
+            json_body=self._body(request),
+            headers=self._headers(),
+            streaming=True,
+            timeouts=request.timeouts,
         ) as response:
             async for event in response.events():
-                data = parse_json(
-                    event.data, provider=self.name, what="a stream chunk", broken=StreamBroken
-                )
-                if not isinstance(data, Mapping):
-                    raise self._http.error(StreamBroken, "a stream chunk is not a JSON object")
-                text, reason = self._read(data)
+                try:
+                    data = parse_json(
+                        event.data, provider=self.name, what="a stream chunk", broken=MalformedChunk
+                    )
+                    if not isinstance(data, Mapping):
+                        raise MalformedChunk(
+                            f"{self.name}: a stream chunk is not a JSON object", provider=self.name
+                        )
+                    text, reason = self._read(data)
+                except SKIPPABLE as exc:
+                    skipper.skip(exc)
+                    continue
                 counts = parse_usage(data.get("usageMetadata")) or counts
                 if text:
                     parts.append(text)
@@ -283,7 +296,11 @@ class GeminiProvider:
     async def complete(self, request: ProviderRequest) -> Completion:
         url = self._url(request.model, "generateContent")
         async with self._http.request(
-            "POST", url, json_body=self._body(request), headers=self._headers()
+            "POST",
+            url,
+            json_body=self._body(request),
+            headers=self._headers(),
+            timeouts=request.timeouts,
         ) as response:
             data = json_object(await response.json(), provider=self.name, what="the reply")
         text, reason = self._read(data)

@@ -55,6 +55,7 @@ from aurea.providers._base import (
     UsageReport,
 )
 from aurea.providers._boundary import MalformedReply, adapter_boundary, check_options, json_type
+from aurea.providers._chunks import SKIPPABLE, ChunkSkipper, MalformedChunk
 from aurea.providers._http import (
     HttpClient,
     error_for_status,
@@ -321,7 +322,11 @@ class GenericHTTPProvider:
         values = self._values(request)
         body = render_template(self._body_template, values)
         async with self._http.request(
-            self._method, self._target(self._url, values), json_body=body, headers=self._headers()
+            self._method,
+            self._target(self._url, values),
+            json_body=body,
+            headers=self._headers(),
+            timeouts=request.timeouts,
         ) as response:
             document = await response.json()
         self._check_error(document, in_stream=False)
@@ -357,31 +362,39 @@ class GenericHTTPProvider:
         given_out: int | None = None
         finish: Finish | None = None
         done = False
+        skipper = ChunkSkipper(self.name)
+        pointer = self._pointers["stream_text_pointer"]
         async with self._http.request(
             self._method,
             url,
             json_body=render_template(template, values),
             headers=self._headers(),
             streaming=True,
+            timeouts=request.timeouts,
         ) as response:
             async for event in response.events():
                 if event.data.strip() == done_marker:
                     done = True
                     break
-                document = parse_json(
-                    event.data, provider=self.name, what="a stream event", broken=StreamBroken
-                )
-                self._check_error(document, in_stream=True)
-                pointer = self._pointers["stream_text_pointer"]
-                text = text_of(resolve_pointer(document, pointer), f"the text at {pointer!r}")
+                try:
+                    document = parse_json(
+                        event.data, provider=self.name, what="a stream event", broken=MalformedChunk
+                    )
+                    self._check_error(document, in_stream=True)
+                    text = text_of(resolve_pointer(document, pointer), f"the text at {pointer!r}")
+                    seen = self._finish(document)
+                except SKIPPABLE as exc:
+                    skipper.skip(exc)
+                    continue
                 if text:
                     parts.append(text)
                     yield TextDelta(text)
-                finish = self._finish(document) or finish
+                finish = seen or finish
                 seen_in, seen_out = self._reported(document)  # cumulative: the last one wins
                 given_in = seen_in if seen_in is not None else given_in
                 given_out = seen_out if seen_out is not None else given_out
-        if not done and self._options.get("stream_require_done", False):
+        # Without the end marker, a finish reason still completes the answer.
+        if not done and finish is None and self._options.get("stream_require_done", False):
             raise self._http.error(StreamBroken, f"the stream ended before {done_marker!r}")
         yield UsageReport(await usage_from_counts((given_in, given_out), request, "".join(parts)))
         yield finish or Finish(FinishReason.STOP, "")

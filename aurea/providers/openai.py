@@ -33,6 +33,7 @@ from aurea.providers._base import (
     UsageReport,
 )
 from aurea.providers._boundary import MalformedReply, adapter_boundary, check_options, json_type
+from aurea.providers._chunks import SKIPPABLE, ChunkSkipper, MalformedChunk
 from aurea.providers._http import (
     HttpClient,
     error_for_status,
@@ -248,37 +249,59 @@ class OpenAIProvider:
                 body["stream_options"] = {"include_usage": True}
         return body
 
+    def _chunk(self, data: str) -> tuple[str, Finish | None, Counts | None]:
+        """(text, finish, usage counts) of one stream chunk; MalformedChunk / MalformedReply for
+        a chunk that breaks the format, the error it names for an in-stream error."""
+        chunk = parse_json(data, provider=self.name, what="a stream chunk", broken=MalformedChunk)
+        if not isinstance(chunk, Mapping):
+            raise MalformedChunk(
+                f"{self.name}: a stream chunk is not a JSON object", provider=self.name
+            )
+        if "error" in chunk:
+            raise self._http.scrub(error_from_body(self.name, None, chunk["error"]))
+        counts = parse_usage(chunk.get("usage"))
+        texts: list[str] = []
+        finish: Finish | None = None
+        for i, choice in enumerate(_choices(chunk, "chunk")):
+            where = f"chunk.choices[{i}]"
+            if choice_index(choice.get("index"), where) != 0:
+                continue  # Aurea asks for one choice; a server sending more is ignored
+            delta = _object(choice.get("delta"), f"{where}.delta")
+            texts.append(content_text(delta.get("content"), f"{where}.delta.content"))
+            finish = _finish_of(choice, where) or finish
+        return "".join(texts), finish, counts
+
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         url = f"{self._http.base_url}/chat/completions"
         body = self._body(request, stream=True)
         parts: list[str] = []
         counts: Counts | None = None
         finish: Finish | None = None
+        skipper = ChunkSkipper(self.name)
         async with self._http.request(
-            "POST", url, json_body=body, headers=self._headers(), streaming=True
+            "POST",
+            url,
+            json_body=body,
+            headers=self._headers(),
+            streaming=True,
+            timeouts=request.timeouts,
         ) as response:
             async for event in response.events():
                 if event.data.strip() == "[DONE]":
                     finish = finish or Finish(FinishReason.STOP, "")
                     break
-                chunk = parse_json(
-                    event.data, provider=self.name, what="a stream chunk", broken=StreamBroken
-                )
-                if not isinstance(chunk, Mapping):
-                    raise self._http.error(StreamBroken, "a stream chunk is not a JSON object")
-                if "error" in chunk:
-                    raise self._http.scrub(error_from_body(self.name, None, chunk["error"]))
-                counts = parse_usage(chunk.get("usage")) or counts
-                for i, choice in enumerate(_choices(chunk, "chunk")):
-                    where = f"chunk.choices[{i}]"
-                    if choice_index(choice.get("index"), where) != 0:
-                        continue  # Aurea asks for one choice; a server sending more is ignored
-                    delta = _object(choice.get("delta"), f"{where}.delta")
-                    text = content_text(delta.get("content"), f"{where}.delta.content")
-                    if text:
-                        parts.append(text)
-                        yield TextDelta(text)
-                    finish = _finish_of(choice, where) or finish
+                try:
+                    text, seen, reported = self._chunk(event.data)
+                except SKIPPABLE as exc:
+                    skipper.skip(exc)
+                    continue
+                counts = reported or counts
+                finish = seen or finish
+                if text:
+                    parts.append(text)
+                    yield TextDelta(text)
+        # No ``[DONE]`` but a finish_reason: the answer is complete (some servers never send
+        # the marker); neither: the stream was cut.
         if finish is None:
             raise self._http.error(StreamBroken, "the stream ended before any finish_reason")
         yield UsageReport(
@@ -291,7 +314,11 @@ class OpenAIProvider:
     async def complete(self, request: ProviderRequest) -> Completion:
         url = f"{self._http.base_url}/chat/completions"
         async with self._http.request(
-            "POST", url, json_body=self._body(request, stream=False), headers=self._headers()
+            "POST",
+            url,
+            json_body=self._body(request, stream=False),
+            headers=self._headers(),
+            timeouts=request.timeouts,
         ) as response:
             data = json_object(await response.json(), provider=self.name, what="the reply")
         choices = [

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from provider_helpers import KEY_ENV, chat, collect, make_spec, wait_for_abort
+from structlog.testing import capture_logs
 
 from aurea.errors import (
     ContentFiltered,
@@ -226,7 +227,6 @@ async def test_http_faults(
     ("kind", "error"),
     [
         (FaultKind.CUT_STREAM, StreamBroken),
-        (FaultKind.MALFORMED, StreamBroken),
         (FaultKind.STREAM_ERROR, ProviderServerError),
     ],
 )
@@ -240,6 +240,16 @@ async def test_stream_faults(
     with pytest.raises(error) as caught:
         await collect(streaming.stream(chat("one two three")))
     assert type(caught.value) is error
+
+
+async def test_a_malformed_chunk_is_skipped_and_counted(
+    fake: FakeHTTPModel, streaming: GenericHTTPProvider
+) -> None:
+    fake.inject(Fault(FaultKind.MALFORMED_CHUNK, after_tokens=1))
+    with capture_logs() as logs:
+        got = await collect(streaming.stream(chat("one two three")))
+    assert got.text == "Echo: one two three" and got.finish.reason is FinishReason.STOP
+    assert [e["skipped"] for e in logs if e["event"] == "upstream_chunk_skipped"] == [1]
 
 
 async def test_early_eof_needs_stream_require_done(fake: FakeHTTPModel) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from provider_helpers import chat, closed_port, collect, make_spec
+from structlog.testing import capture_logs
 from vendor_shapes import AWS_ENV, DONE, VENDOR_IDS, VENDORS, Vendor, check_completion, check_events
 
 from aurea.errors import (
@@ -231,9 +232,17 @@ async def test_openai_non_text_content_is_a_malformed_chunk(
     openai: tuple[FakeOpenAI, OpenAIProvider], content: Any
 ) -> None:
     fake, provider = openai
-    fake.script(Scripted.sse(openai_chunk("ok "), openai_chunk(content), *OPENAI_END, done=DONE))
-    with pytest.raises(StreamBroken, match=r"malformed upstream reply: .*delta\.content"):
-        await collect(provider.stream(chat("hi")))
+    fake.script(
+        Scripted.sse(
+            openai_chunk("ok "), openai_chunk(content), openai_chunk("then"), *OPENAI_END, done=DONE
+        )
+    )
+    # In a stream the bad chunk is skipped and counted; the rest of the answer arrives.
+    with capture_logs() as logs:
+        got = await collect(provider.stream(chat("hi")))
+    assert got.text == "ok then"
+    (skipped,) = [e for e in logs if e["event"] == "upstream_chunk_skipped"]
+    assert "delta.content" in skipped["error"] and skipped["skipped"] == 1
     reply = {"choices": [{"index": 0, "message": {"content": content}, "finish_reason": "stop"}]}
     fake.script(Scripted.json(reply))
     with pytest.raises(ProviderServerError, match=r"malformed upstream reply: .*message\.content"):
@@ -259,9 +268,13 @@ async def test_openai_index_sent_as_a_string(openai: tuple[FakeOpenAI, OpenAIPro
     got = await collect(provider.stream(chat("hi")))
     assert got.text == "one two"  # "0" is choice 0; choice 1 (never asked for) is not mixed in
     for index in ("x", -0.5, [0], True):
-        fake.script(Scripted.sse(openai_chunk("a", index), *OPENAI_END, done=DONE))
-        with pytest.raises(StreamBroken, match=r"index is"):
-            await collect(provider.stream(chat("hi")))
+        fake.script(
+            Scripted.sse(openai_chunk("a", index), openai_chunk("b"), *OPENAI_END, done=DONE)
+        )
+        with capture_logs() as logs:
+            got = await collect(provider.stream(chat("hi")))
+        assert got.text == "b"  # the chunk with the bad index was skipped
+        assert any("index is" in e.get("error", "") for e in logs)
 
 
 NON_TEXT_REPLIES = {
@@ -295,8 +308,16 @@ async def test_non_text_where_text_is_expected(env: str, vendor: Vendor) -> None
         with pytest.raises(ProviderServerError, match=r"malformed upstream reply: .*not text"):
             await provider.complete(chat("hi"))
         fake.script(*vendor.stream(stream))
-        with pytest.raises(StreamBroken, match=r"malformed upstream reply: .*not text"):
-            await collect(provider.stream(chat("hi")))
+        # In a stream the chunk is skipped and counted, not fatal: the stream completes when a
+        # finish still arrives (Gemini's was in the skipped chunk: broken).
+        with capture_logs() as logs:
+            if vendor.kind == "gemini":
+                with pytest.raises(StreamBroken, match="before any finishReason"):
+                    await collect(provider.stream(chat("hi")))
+            else:
+                assert (await collect(provider.stream(chat("hi")))).text == ""
+        skipped = [e for e in logs if e["event"] == "upstream_chunk_skipped"]
+        assert len(skipped) == 1 and "not text" in skipped[0]["error"]
 
     await with_vendor(vendor, body)
 
