@@ -84,6 +84,8 @@ _TABLE: dict[type[BaseException], Row] = {
         C.RESOURCE_EXHAUSTED, 429, "rate_limit_error", "rate_limit_exceeded"
     ),
     e.ProviderTimeout: Row(C.UNAVAILABLE, 504, "api_error", "timeout"),
+    e.ProviderSilent: Row(C.UNAVAILABLE, 504, "api_error", "timeout"),
+    e.ProviderStalled: Row(C.UNAVAILABLE, 504, "api_error", "timeout"),
     e.UpstreamRejected: Row(C.INVALID_ARGUMENT, 400, "invalid_request_error"),
     e.ContextLengthExceeded: Row(
         C.INVALID_ARGUMENT, 400, "invalid_request_error", "context_length_exceeded"

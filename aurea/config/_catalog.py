@@ -85,6 +85,31 @@ class ModelSpec:
     context_window: int = setting(
         0, "tokens the model accepts, prompt + output; 0 = unknown", lo=0, hi=MAX_CONTEXT_TOKENS
     )
+    connect_timeout_s: float = setting(
+        0.0, "seconds to connect; 0 = the provider's connect_timeout_s", lo=0, hi=600
+    )
+    ttft_timeout_s: float = setting(
+        0.0,
+        "seconds from an attempt's start to its first token; past it the call moves to the "
+        "next candidate; 0 = the provider's first_byte_timeout_s",
+        lo=0,
+        hi=3600,
+    )
+    stall_timeout_s: float = setting(
+        0.0,
+        "most seconds of silence between two chunks of a stream; 0 = the provider's "
+        "idle_timeout_s",
+        lo=0,
+        hi=3600,
+    )
+    total_timeout_s: float = setting(
+        0.0, "seconds for one attempt; 0 = the provider's total_timeout_s", lo=0, hi=86_400
+    )
+    accepts_prefill: bool = setting(
+        False,
+        "continues a partial answer sent as a trailing assistant message, so a stream cut "
+        "mid-answer elsewhere can continue here seamlessly",
+    )
     rpm: int = setting(0, "requests per minute; 0 = [limits] default_rpm", lo=0, hi=1e9)
     tpm: int = setting(0, "tokens per minute; 0 = [limits] default_tpm", lo=0, hi=1e12)
     max_concurrency: int = setting(
