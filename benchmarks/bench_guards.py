@@ -9,7 +9,13 @@ in-memory provider (a 32-token stream, or one completion), and varies only the g
   ``observe`` per usage update);
 * ``allow_deny``: the shipped ``AllowDenyGuard`` alone (an in-memory guard, no mailbox hop);
 * ``actor_hop``: one guard that asks an in-memory actor per attempt (one mailbox round trip,
-  what an in-memory guard costs if it decides inside an actor instead of in the caller's task).
+  what an in-memory guard costs if it decides inside an actor instead of in the caller's task);
+* ``metrics``: no guard, but everything the server records per call in Prometheus: the edge's
+  observer around the call (request count and latency, in-flight gauge) and the call record
+  sink (tasks, tokens, cost, TTFT, attempts);
+* ``tracing``: ``metrics`` plus tracing as the server runs it with an OTLP endpoint set: the call
+  span opened and closed by the edge's observer, the attempt span from ``TracingGuard``, the
+  record annotating the call span, spans handed to a batch processor (its exporter drops them).
 
 Each configuration runs ``--calls`` sequential calls per round, rounds interleaved across
 configurations, and reports per call the wall time (p50, p90) and the process CPU, each the
@@ -41,10 +47,10 @@ from typing import Any
 
 import uvloop
 from _common import RESULTS_DIR, machine, run_main, source, write_result
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from aurea.actors.provider import ProviderActor, ProviderBook
-from aurea.actors.router import Candidate, Router
-from aurea.config import RetrySettings, build_settings
+from aurea.config import RetrySettings, TelemetrySettings, build_settings
 from aurea.inference import AllowDenyGuard, AttemptInfo, GenerateCall, Inference
 from aurea.providers._base import (
     ChatMessage,
@@ -60,7 +66,11 @@ from aurea.providers._base import (
     Usage,
     UsageReport,
 )
+from aurea.routing import Candidate, RouterView, RoutingTable
 from aurea.runtime import Actor, ActorSystem, Ask
+from aurea.telemetry import metrics
+from aurea.telemetry.observer import CallTelemetry
+from aurea.telemetry.tracing import TracingGuard, build_tracing
 
 RESULTS = RESULTS_DIR / "guards.json"
 MODEL = "bench-model"
@@ -68,6 +78,7 @@ TOKENS = 32
 NOOP_COUNTS = (0, 1, 2, 4, 8)
 BUDGET_IN_MEMORY_GUARD_P50_US_MAX = 10.0
 RPCS = ("Generate", "GenerateStream")
+OPERATIONS = {rpc: f"aurea.v1.InferenceService/{rpc}" for rpc in RPCS}
 
 
 class InstantProvider:
@@ -151,12 +162,39 @@ class HopGuard:
         return CountingPermit()
 
 
+class _DropSpans(SpanExporter):
+    def export(self, spans: Any) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def telemetry(name: str) -> tuple[list[Any], list[Any], CallTelemetry | None]:
+    """(extra guards, record sinks, edge observer) of a telemetry configuration."""
+    if name == "metrics":
+        return [], [metrics.record_call], CallTelemetry(metrics_on=True)
+    if name == "tracing":
+        tracing = build_tracing(
+            TelemetrySettings(), version="bench", exporter=_DropSpans(), batch=True
+        )
+        assert tracing is not None
+        return (
+            [TracingGuard(tracing)],
+            [metrics.record_call, tracing.record_call],
+            CallTelemetry(metrics_on=True, tracing=tracing),
+        )
+    return [], [], None
+
+
+TELEMETRY = ("metrics", "tracing")
+
+
 def configurations(system: ActorSystem) -> dict[str, list[Any]]:
     configs: dict[str, list[Any]] = {
         f"noop_{n}": [NoopGuard() for _ in range(n)] for n in NOOP_COUNTS
     }
     configs["allow_deny"] = [AllowDenyGuard(allowed=(MODEL,), denied=("other",))]
     configs["actor_hop"] = [HopGuard(system.spawn("decider", Decider))]
+    for name in TELEMETRY:
+        configs[name] = telemetry(name)[0]
     return configs
 
 
@@ -184,9 +222,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         }
     )
     system = ActorSystem()
-    router = system.spawn(
-        "router", lambda: Router(models=settings.models, settings=settings.routing)
-    )
+    view = RouterView(RoutingTable(models=settings.models, settings=settings.routing))
     provider = system.spawn(
         "provider:bench",
         lambda: ProviderActor(
@@ -196,14 +232,16 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     configs = configurations(system)
     cores = {
         name: Inference(
-            router=router,
+            view=view,
             providers={"bench": provider},
             retry=RetrySettings(max_retries=0),
             ask_timeout_s=5.0,
             guards=guards,
+            sinks=telemetry(name)[1],
         )
         for name, guards in configs.items()
     }
+    observers = {name: telemetry(name)[2] for name in configs}
     messages = (ChatMessage(Role.USER, "Benchmark prompt: say something steady."),)
     unary_call = GenerateCall(request_id="bench", messages=messages, model=MODEL)
     stream_call = GenerateCall(
@@ -228,8 +266,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 if r % 2:
                     order.reverse()  # cancel out any drift within a round
                 for name, core in order:
+                    obs = observers[name]
                     for _ in range(args.warmup_calls):
-                        await _one(core, rpc, unary_call, stream_call, emit)
+                        await _one(core, rpc, unary_call, stream_call, emit, obs)
                     samples: list[float] = []
                     # Collect first and pause the collector while sampling, as timeit does,
                     # so a collection does not land on one configuration only.
@@ -239,7 +278,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                         c0 = cpu()
                         for _ in range(n_calls):  # bounded in count; rounds bound the time
                             t0 = perf()
-                            await _one(core, rpc, unary_call, stream_call, emit)
+                            await _one(core, rpc, unary_call, stream_call, emit, obs)
                             samples.append(perf() - t0)
                         c1 = cpu()
                     finally:
@@ -262,12 +301,29 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _one(
-    core: Inference, rpc: str, unary_call: GenerateCall, stream_call: GenerateCall, emit: Any
+    core: Inference,
+    rpc: str,
+    unary_call: GenerateCall,
+    stream_call: GenerateCall,
+    emit: Any,
+    obs: CallTelemetry | None = None,
 ) -> None:
-    if rpc == "Generate":
-        await core.generate(unary_call)
-    else:
-        await core.stream(stream_call, emit)
+    if obs is None:
+        if rpc == "Generate":
+            await core.generate(unary_call)
+        else:
+            await core.stream(stream_call, emit)
+        return
+    # what the edge does around a call when telemetry is on (the CallTelemetry hooks)
+    t0 = time.monotonic()
+    obs.opened(OPERATIONS[rpc], {}, "bench", "grpc")
+    try:
+        if rpc == "Generate":
+            await core.generate(unary_call)
+        else:
+            await core.stream(stream_call, emit)
+    finally:
+        obs.finished("OK", time.monotonic() - t0)
 
 
 def summarize(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
@@ -281,6 +337,9 @@ def summarize(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]
             row[f"noop_guard_{key}"] = round(slope(pts), 2)
             row[f"allow_deny_guard_{key}"] = round(by_config["allow_deny"][key] - base[key], 2)
             row[f"actor_hop_guard_{key}"] = round(by_config["actor_hop"][key] - base[key], 2)
+            for name in TELEMETRY:
+                if name in by_config:
+                    row[f"{name}_per_call_{key}"] = round(by_config[name][key] - base[key], 2)
         per_guard[rpc] = row
         limit = BUDGET_IN_MEMORY_GUARD_P50_US_MAX
         met[rpc] = {

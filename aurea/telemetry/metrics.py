@@ -47,6 +47,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from aurea.telemetry._calls import CallBook
+
 if TYPE_CHECKING:
     from aurea.inference.calls import CallRecord
     from aurea.runtime import ActorSystem
@@ -95,67 +97,9 @@ for _c in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
 
 _r = REGISTRY
 
-# -- requests (the edge) ---------------------------------------------------------------------
-REQUESTS = Counter(
-    "aurea_requests", "RPCs answered, by method and status code", ["method", "code"], registry=_r
-)
-REQUEST_LATENCY = Histogram(
-    "aurea_request_latency_seconds",
-    "RPC latency from admission to the final status, by method",
-    ["method"],
-    buckets=LATENCY_BUCKETS,
-    registry=_r,
-)
-ACTIVE_TASKS = Gauge("aurea_active_tasks", "Inference calls in flight", registry=_r)
-
-# -- calls (the call record sink) ------------------------------------------------------------
-TASKS = Counter(
-    "aurea_tasks",
-    "Inference calls finished, by the model that answered (or was last tried) and outcome",
-    ["model", "status"],
-    registry=_r,
-)
-TOKENS = Counter(
-    "aurea_llm_tokens",
-    "Tokens, by model and direction (input, output)",
-    ["model", "direction"],
-    registry=_r,
-)
-COST = Counter("aurea_llm_cost_usd", "Spend in US dollars, by model", ["model"], registry=_r)
-TTFT = Histogram(
-    "aurea_ttft_seconds",
-    "Time to first token of streamed calls, by model",
-    ["model"],
-    buckets=TTFT_BUCKETS,
-    registry=_r,
-)
-ATTEMPTS = Counter(
-    "aurea_upstream_attempts",
-    "Upstream attempts, by model, provider and outcome (ok, or the error's reason)",
-    ["model", "provider", "outcome"],
-    registry=_r,
-)
-RETRIES = Counter(
-    "aurea_upstream_retries",
-    "Attempts retried on the same model, by model and cause (the failed attempt's reason)",
-    ["model", "cause"],
-    registry=_r,
-)
-FALLBACKS = Counter(
-    "aurea_fallbacks",
-    "Moves to the next candidate model, by the model left, the model tried next and cause",
-    ["from_model", "to_model", "cause"],
-    registry=_r,
-)
-BUDGET_REFUSALS = Counter(
-    "aurea_budget_refusals", "Calls refused for lack of budget, by model", ["model"], registry=_r
-)
-BUDGET_STOPS = Counter(
-    "aurea_budget_stops",
-    "Streams stopped mid-answer at the job's budget (finish BUDGET_EXCEEDED), by model",
-    ["model"],
-    registry=_r,
-)
+# -- the per-call series (plain numbers, rendered at scrape: see ``_calls``) -------------------
+CALLS: Final = CallBook(latency_bounds=LATENCY_BUCKETS, ttft_bounds=TTFT_BUCKETS)
+REGISTRY.register(CALLS)
 
 # -- guards and subsystems -------------------------------------------------------------------
 RATELIMIT_WAITS = Histogram(
@@ -236,91 +180,27 @@ def _bounded(value: str, allowed: frozenset[str]) -> str:
     return value if value in allowed else OTHER
 
 
-# -- the edge --------------------------------------------------------------------------------
-class _RpcSeries:
-    __slots__ = ("count", "latency")
-
-    def __init__(self, method: str, code: str) -> None:
-        self.count = REQUESTS.labels(method, code)
-        self.latency = REQUEST_LATENCY.labels(method)
-
-
-_rpc: dict[tuple[str, str], _RpcSeries] = {}
-
-
+# -- the edge and the call record sink (event loop thread only) ------------------------------
 def rpc_finished(method: str, code: str, latency_s: float) -> None:
     """One RPC answered. ``method`` is a bounded operation name (a registered RPC), ``code`` a
     status name."""
-    key = (method, code)
-    series = _rpc.get(key)
-    if series is None:
-        series = _rpc[key] = _RpcSeries(method, code)
-    series.count.inc()
-    series.latency.observe(latency_s)
+    CALLS.rpc_finished(method, code, latency_s)
 
 
 def inference_started() -> None:
-    ACTIVE_TASKS.inc()
+    CALLS.active += 1
 
 
 def inference_ended() -> None:
-    ACTIVE_TASKS.dec()
-
-
-# -- the call record sink --------------------------------------------------------------------
-class _ModelSeries:
-    """The children a call of one model touches, resolved once."""
-
-    __slots__ = ("budget_refusals", "budget_stops", "cost", "tokens_in", "tokens_out", "ttft")
-
-    def __init__(self, model: str) -> None:
-        self.tokens_in = TOKENS.labels(model, "input")
-        self.tokens_out = TOKENS.labels(model, "output")
-        self.cost = COST.labels(model)
-        self.ttft = TTFT.labels(model)
-        self.budget_refusals = BUDGET_REFUSALS.labels(model)
-        self.budget_stops = BUDGET_STOPS.labels(model)
-
-
-_per_model: dict[str, _ModelSeries] = {}
-_BUDGET_EXCEEDED: Final = "BUDGET_EXCEEDED"
-
-
-def _model_series(model: str) -> _ModelSeries:
-    series = _per_model.get(model)
-    if series is None:
-        series = _per_model[model] = _ModelSeries(model)
-    return series
+    CALLS.active -= 1
 
 
 def record_call(record: CallRecord) -> None:
-    """The metrics sink: every ``CallRecord`` of ``Inference`` comes here once."""
-    model = model_label(record.model) if record.model else "none"
-    TASKS.labels(model, record.outcome.value).inc()
-    series = _model_series(model)
-    usage = record.usage
-    if usage.input_tokens:
-        series.tokens_in.inc(usage.input_tokens)
-    if usage.output_tokens:
-        series.tokens_out.inc(usage.output_tokens)
-    if record.cost_nanos:
-        series.cost.inc(record.cost_nanos / 1e9)
-    if record.ttft_s is not None and record.kind == "stream":
-        series.ttft.observe(record.ttft_s)
-    if record.finish_reason is not None and record.finish_reason.value == "budget_exceeded":
-        series.budget_stops.inc()
-    elif record.error == _BUDGET_EXCEEDED:
-        series.budget_refusals.inc()
-    prev_model = prev_error = ""
-    for a in record.attempts:
-        a_model = model_label(a.model)
-        ATTEMPTS.labels(a_model, provider_label(a.provider), a.error or "ok").inc()
-        if prev_error:
-            if a_model == prev_model:
-                RETRIES.labels(a_model, prev_error).inc()
-            else:
-                FALLBACKS.labels(prev_model, a_model, prev_error).inc()
-        prev_model, prev_error = a_model, a.error
+    """The metrics sink: every ``CallRecord`` of ``Inference`` comes here once. Counts the task,
+    tokens, cost, time to first token (streams), each attempt by outcome, retries (the same
+    model again) and fallbacks (another model) by the failed attempt's reason, budget refusals
+    (the call failed BUDGET_EXCEEDED) and budget stops (a stream ended BUDGET_EXCEEDED)."""
+    CALLS.record(record, model_label, provider_label)
 
 
 # -- other subsystems ------------------------------------------------------------------------

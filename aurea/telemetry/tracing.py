@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from aurea.errors import AureaError
-from aurea.inference.guards import AttemptInfo, Permit
+from aurea.inference.guards import NOOP_PERMIT, AttemptInfo, Permit
 from aurea.providers._base import Usage
 from aurea.telemetry.redact import redact_text
 
@@ -128,7 +128,7 @@ class Tracing:
     def record_call(self, record: CallRecord) -> None:
         """Annotate the call's span with its record (a sink on ``Inference``)."""
         call = current_call_trace.get()
-        if call is None:
+        if call is None or not call.span.is_recording():
             return
         span = call.span
         span.set_attributes(
@@ -173,6 +173,8 @@ class TracingGuard:
         model = candidate.model
         ct = current_call_trace.get()
         number = 1
+        if ct is not None and not ct.span.is_recording():
+            return NOOP_PERMIT  # the call is not sampled: neither are its attempts
         if ct is not None:
             ct.attempts += 1
             number = ct.attempts
@@ -281,10 +283,15 @@ def trace_ids() -> tuple[str, str] | None:
 
 
 def build_tracing(
-    settings: TelemetrySettings, *, version: str, exporter: SpanExporter | None = None
+    settings: TelemetrySettings,
+    *,
+    version: str,
+    exporter: SpanExporter | None = None,
+    batch: bool = False,
 ) -> Tracing | None:
     """Tracing per ``[telemetry]``: None (off) unless ``otlp_endpoint`` is set or an
-    ``exporter`` is given (tests pass the SDK's in-memory exporter, exported synchronously)."""
+    ``exporter`` is given (tests pass the SDK's in-memory exporter, exported synchronously
+    unless ``batch``; OTLP export is always batched, off the event loop)."""
     if not HAVE_OTEL:
         if settings.otlp_endpoint:
             log.warning(
@@ -299,7 +306,8 @@ def build_tracing(
         sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio)),
     )
     if exporter is not None:
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+        provider.add_span_processor(processor)
     else:
         otlp = _otlp_exporter(settings.otlp_endpoint)
         if otlp is None:
