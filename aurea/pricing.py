@@ -7,11 +7,18 @@ count times a price is an exact integer in nano-dollars x 10^-6 ("micro-nanos").
 exactly, and the sum is rounded *up* once, to a whole nano-dollar: ``ceil(sum / 10^6)``. Nothing
 is rounded per token or per kind, so the same usage always costs the same, and a cost is never
 below what the provider bills (many small calls never add up to less than they cost). Worked
-example: 1,234 input tokens (200 of them cached) and 56 output tokens (10 of them reasoning) on
-a model priced $0.15 / $0.075 cached / $0.60 output / $2.40 reasoning per million tokens::
+examples (prices in USD per million tokens; $1/Mtok is 1,000,000,000 nano-dollars per Mtok):
 
-    1,034 x 150,000 + 200 x 75,000 + 46 x 600,000 + 10 x 2,400,000 = 221,700,000 micro-nanos
-    ceil(221,700,000 / 1,000,000) = 222 nano-dollars
+* 1,234 input tokens (200 of them cached) and 56 output tokens (10 of them reasoning), at
+  $0.15 input, $0.075 cached, $0.60 output and $2.40 reasoning::
+
+    1,034 x 150,000,000 + 200 x 75,000,000 + 46 x 600,000,000 + 10 x 2,400,000,000
+      = 221,700,000,000 micro-nanos  ->  221,700 nano-dollars (exact: nothing to round)
+
+* 3 input and 7 output tokens at $0.1234567 input and $0.7654321 output::
+
+    3 x 123,456,700 + 7 x 765,432,100 = 5,728,394,800 micro-nanos
+      -> ceil(5,728.3948) = 5,729 nano-dollars
 
 The ledger reserves ``worst_case_nanos`` before an attempt and settles ``cost_nanos`` after it,
 both by this rule.

@@ -24,6 +24,7 @@ from aurea.api.admin import AdminServicer
 from aurea.api.health import CappedHealthServicer
 from aurea.api.inference import InferenceServicer
 from aurea.api.interceptors import server_kwargs
+from aurea.api.ledger import LedgerServicer
 from aurea.api.router import RouterServicer
 from aurea.api.unimplemented import fill_unimplemented
 from aurea.config import ConfigError, ModelSpec, Settings
@@ -31,6 +32,7 @@ from aurea.edge import Edge
 from aurea.errors import AureaError
 from aurea.inference import AllowDenyGuard, Inference
 from aurea.inference.calls import CallRecord
+from aurea.ledger import CallMetricsBook, LedgerBook, LedgerGuard, open_ledger
 from aurea.limits import LimiterGuard, LimitsTable
 from aurea.providers._base import Provider
 from aurea.providers._tokens import preload
@@ -151,6 +153,11 @@ class AureaServer:
         self.router: ActorRef[RouterMsg] | None = None
         self.router_inbox = RecordInbox()  # every call's record, for the router to learn from
         self.router_stats: StatsStore | None = None  # opened by start_core()
+        self.ledger: LedgerBook | None = None  # opened by start_core()
+        # Calls since start (GetMetricsSummary): counted from every call's record.
+        self.call_metrics = CallMetricsBook(
+            {m.name: m.provider for m in settings.models.values()}
+        )
         self.health = CappedHealthServicer(max_watches=settings.server.max_health_watches)
         self.cpu = CpuWindow()
         self.port = 0
@@ -236,6 +243,9 @@ class AureaServer:
                     max_wait_s=s.limits.max_wait_s,
                     wall_clock=self.wall_clock,
                 ),
+                # after the limiter (a refused attempt reserves nothing), before the
+                # provider: no byte goes upstream unless the job can pay the worst case
+                *([LedgerGuard(self.ledger)] if self.ledger is not None else []),
             ],
             default_call_timeout_s=s.server.default_call_timeout_s,
             sinks=self._record_sinks(),
@@ -243,7 +253,7 @@ class AureaServer:
 
     def _record_sinks(self) -> list[Callable[[CallRecord], None]]:
         """Who reads each call's record: the router's stats, metrics, the call's span."""
-        sinks: list[Callable[[CallRecord], None]] = [self.router_inbox]
+        sinks: list[Callable[[CallRecord], None]] = [self.router_inbox, self.call_metrics]
         if self.settings.telemetry.metrics_enabled:
             sinks.append(metrics.record_call)
         if self.tracing is not None:
@@ -282,6 +292,12 @@ class AureaServer:
         if breaker is None or breaker.state is BreakerState.CLOSED:
             return False
         return breaker.view(self.clock()).state is BreakerState.OPEN
+
+    async def _ledger_ready(self) -> str | None:
+        since = self.ledger.journal.failing_since if self.ledger is not None else None
+        if since is None:
+            return None
+        return f"the ledger store has been failing for {self.clock() - since:.0f} s"
 
     async def _providers_ready(self) -> str | None:
         if any(r.alive for r in self.provider_refs.values()):
@@ -323,6 +339,14 @@ class AureaServer:
             metrics.watch_actors(self.system)
         if self.router_stats is None:
             self.router_stats = await open_stats_store(s.routing)
+        if self.ledger is None:  # before the guards: every call is charged to it
+            self.ledger = await open_ledger(
+                s.ledger,
+                settle_wait_s=s.runtime.ask_timeout_s,
+                wall=self.wall_clock,
+                clock=self.clock,
+            )
+            self.ready_checks["ledger"] = self._ledger_ready
         inference = self._build_actors()
         # Load tokenizers off the loop now, so the first estimate does not stall a call.
         await asyncio.to_thread(preload, sorted({m.upstream for m in s.models.values()}))
@@ -340,6 +364,7 @@ class AureaServer:
                 cpu=self.cpu,
                 limits=self.limits,
             ),
+            "LedgerService": self.ledger and LedgerServicer(self.ledger),
             "RouterService": self.router
             and RouterServicer(
                 view=self.router_view,
@@ -400,6 +425,8 @@ class AureaServer:
         if self._server is not None:
             await self._server.stop(0.5)
         await self.system.stop(grace_s=2.0)
+        if self.ledger is not None:  # every call has settled: write out what is queued
+            await self.ledger.stop()
         if self.router_stats is not None:  # after the router wrote what it still held
             await self.router_stats.close()
         await self._stop_telemetry()

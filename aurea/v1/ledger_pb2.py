@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61urea/v1/ledger.proto\x12\x08\x61urea.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"}\n\nModelSpend\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x03 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03\x12\x15\n\routput_tokens\x18\x05 \x01(\x03\x12\x12\n\ncost_nanos\x18\x06 \x01(\x03\"q\n\rProviderSpend\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\"\xe3\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\ncost_nanos\x18\x02 \x01(\x03\x12\x19\n\x0c\x62udget_nanos\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x16\n\x0ereserved_nanos\x18\x04 \x01(\x03\x12\x1c\n\x0fremaining_nanos\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\x14\n\x0cinput_tokens\x18\x06 \x01(\x03\x12\x15\n\routput_tokens\x18\x07 \x01(\x03\x12\r\n\x05\x63\x61lls\x18\x08 \x01(\x03\x12$\n\x06models\x18\t \x03(\x0b\x32\x14.aurea.v1.ModelSpend\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0f\n\r_budget_nanosB\x12\n\x10_remaining_nanos\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\",\n\x0eGetJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.aurea.v1.Job\"8\n\x10SetBudgetRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0c\x62udget_nanos\x18\x02 \x01(\x03\"/\n\x11SetBudgetResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.aurea.v1.Job\"8\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"H\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.aurea.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"q\n\x11GetSummaryRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xac\x02\n\x12GetSummaryResponse\x12\x18\n\x10total_cost_nanos\x18\x01 \x01(\x03\x12\x1a\n\x12total_input_tokens\x18\x02 \x01(\x03\x12\x1b\n\x13total_output_tokens\x18\x03 \x01(\x03\x12\x13\n\x0btotal_calls\x18\x04 \x01(\x03\x12*\n\tproviders\x18\x05 \x03(\x0b\x32\x17.aurea.v1.ProviderSpend\x12$\n\x06models\x18\x06 \x03(\x0b\x32\x14.aurea.v1.ModelSpend\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x9e\x02\n\rLedgerService\x12;\n\x06GetJob\x12\x17.aurea.v1.GetJobRequest\x1a\x18.aurea.v1.GetJobResponse\x12\x44\n\tSetBudget\x12\x1a.aurea.v1.SetBudgetRequest\x1a\x1b.aurea.v1.SetBudgetResponse\x12\x41\n\x08ListJobs\x12\x19.aurea.v1.ListJobsRequest\x1a\x1a.aurea.v1.ListJobsResponse\x12G\n\nGetSummary\x12\x1b.aurea.v1.GetSummaryRequest\x1a\x1c.aurea.v1.GetSummaryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61urea/v1/ledger.proto\x12\x08\x61urea.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"}\n\nModelSpend\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x03 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03\x12\x15\n\routput_tokens\x18\x05 \x01(\x03\x12\x12\n\ncost_nanos\x18\x06 \x01(\x03\"q\n\rProviderSpend\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_nanos\x18\x05 \x01(\x03\"\xfc\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\ncost_nanos\x18\x02 \x01(\x03\x12\x19\n\x0c\x62udget_nanos\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x16\n\x0ereserved_nanos\x18\x04 \x01(\x03\x12\x1c\n\x0fremaining_nanos\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\x14\n\x0cinput_tokens\x18\x06 \x01(\x03\x12\x15\n\routput_tokens\x18\x07 \x01(\x03\x12\r\n\x05\x63\x61lls\x18\x08 \x01(\x03\x12$\n\x06models\x18\t \x03(\x0b\x32\x14.aurea.v1.ModelSpend\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63\x61lls_in_flight\x18\x0c \x01(\x05\x42\x0f\n\r_budget_nanosB\x12\n\x10_remaining_nanos\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\",\n\x0eGetJobResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.aurea.v1.Job\"K\n\x10SetBudgetRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0c\x62udget_nanos\x18\x02 \x01(\x03\x12\x11\n\tunlimited\x18\x03 \x01(\x08\"/\n\x11SetBudgetResponse\x12\x1a\n\x03job\x18\x01 \x01(\x0b\x32\r.aurea.v1.Job\"O\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x15\n\rjob_id_prefix\x18\x03 \x01(\t\"H\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.aurea.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"q\n\x11GetSummaryRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xac\x02\n\x12GetSummaryResponse\x12\x18\n\x10total_cost_nanos\x18\x01 \x01(\x03\x12\x1a\n\x12total_input_tokens\x18\x02 \x01(\x03\x12\x1b\n\x13total_output_tokens\x18\x03 \x01(\x03\x12\x13\n\x0btotal_calls\x18\x04 \x01(\x03\x12*\n\tproviders\x18\x05 \x03(\x0b\x32\x17.aurea.v1.ProviderSpend\x12$\n\x06models\x18\x06 \x03(\x0b\x32\x14.aurea.v1.ModelSpend\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x9e\x02\n\rLedgerService\x12;\n\x06GetJob\x12\x17.aurea.v1.GetJobRequest\x1a\x18.aurea.v1.GetJobResponse\x12\x44\n\tSetBudget\x12\x1a.aurea.v1.SetBudgetRequest\x1a\x1b.aurea.v1.SetBudgetResponse\x12\x41\n\x08ListJobs\x12\x19.aurea.v1.ListJobsRequest\x1a\x1a.aurea.v1.ListJobsResponse\x12G\n\nGetSummary\x12\x1b.aurea.v1.GetSummaryRequest\x1a\x1c.aurea.v1.GetSummaryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,23 +37,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROVIDERSPEND']._serialized_start=195
   _globals['_PROVIDERSPEND']._serialized_end=308
   _globals['_JOB']._serialized_start=311
-  _globals['_JOB']._serialized_end=666
-  _globals['_GETJOBREQUEST']._serialized_start=668
-  _globals['_GETJOBREQUEST']._serialized_end=699
-  _globals['_GETJOBRESPONSE']._serialized_start=701
-  _globals['_GETJOBRESPONSE']._serialized_end=745
-  _globals['_SETBUDGETREQUEST']._serialized_start=747
-  _globals['_SETBUDGETREQUEST']._serialized_end=803
-  _globals['_SETBUDGETRESPONSE']._serialized_start=805
-  _globals['_SETBUDGETRESPONSE']._serialized_end=852
-  _globals['_LISTJOBSREQUEST']._serialized_start=854
-  _globals['_LISTJOBSREQUEST']._serialized_end=910
-  _globals['_LISTJOBSRESPONSE']._serialized_start=912
-  _globals['_LISTJOBSRESPONSE']._serialized_end=984
-  _globals['_GETSUMMARYREQUEST']._serialized_start=986
-  _globals['_GETSUMMARYREQUEST']._serialized_end=1099
-  _globals['_GETSUMMARYRESPONSE']._serialized_start=1102
-  _globals['_GETSUMMARYRESPONSE']._serialized_end=1402
-  _globals['_LEDGERSERVICE']._serialized_start=1405
-  _globals['_LEDGERSERVICE']._serialized_end=1691
+  _globals['_JOB']._serialized_end=691
+  _globals['_GETJOBREQUEST']._serialized_start=693
+  _globals['_GETJOBREQUEST']._serialized_end=724
+  _globals['_GETJOBRESPONSE']._serialized_start=726
+  _globals['_GETJOBRESPONSE']._serialized_end=770
+  _globals['_SETBUDGETREQUEST']._serialized_start=772
+  _globals['_SETBUDGETREQUEST']._serialized_end=847
+  _globals['_SETBUDGETRESPONSE']._serialized_start=849
+  _globals['_SETBUDGETRESPONSE']._serialized_end=896
+  _globals['_LISTJOBSREQUEST']._serialized_start=898
+  _globals['_LISTJOBSREQUEST']._serialized_end=977
+  _globals['_LISTJOBSRESPONSE']._serialized_start=979
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1051
+  _globals['_GETSUMMARYREQUEST']._serialized_start=1053
+  _globals['_GETSUMMARYREQUEST']._serialized_end=1166
+  _globals['_GETSUMMARYRESPONSE']._serialized_start=1169
+  _globals['_GETSUMMARYRESPONSE']._serialized_end=1469
+  _globals['_LEDGERSERVICE']._serialized_start=1472
+  _globals['_LEDGERSERVICE']._serialized_end=1758
 # @@protoc_insertion_point(module_scope)

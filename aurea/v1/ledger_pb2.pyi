@@ -40,7 +40,7 @@ class ProviderSpend(_message.Message):
     def __init__(self, provider: _Optional[str] = ..., calls: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_nanos: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "cost_nanos", "budget_nanos", "reserved_nanos", "remaining_nanos", "input_tokens", "output_tokens", "calls", "models", "create_time", "update_time")
+    __slots__ = ("job_id", "cost_nanos", "budget_nanos", "reserved_nanos", "remaining_nanos", "input_tokens", "output_tokens", "calls", "models", "create_time", "update_time", "calls_in_flight")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     COST_NANOS_FIELD_NUMBER: _ClassVar[int]
     BUDGET_NANOS_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class Job(_message.Message):
     MODELS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CALLS_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     cost_nanos: int
     budget_nanos: int
@@ -63,7 +64,8 @@ class Job(_message.Message):
     models: _containers.RepeatedCompositeFieldContainer[ModelSpend]
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, job_id: _Optional[str] = ..., cost_nanos: _Optional[int] = ..., budget_nanos: _Optional[int] = ..., reserved_nanos: _Optional[int] = ..., remaining_nanos: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., calls: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelSpend, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    calls_in_flight: int
+    def __init__(self, job_id: _Optional[str] = ..., cost_nanos: _Optional[int] = ..., budget_nanos: _Optional[int] = ..., reserved_nanos: _Optional[int] = ..., remaining_nanos: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., calls: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelSpend, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., calls_in_flight: _Optional[int] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -78,12 +80,14 @@ class GetJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class SetBudgetRequest(_message.Message):
-    __slots__ = ("job_id", "budget_nanos")
+    __slots__ = ("job_id", "budget_nanos", "unlimited")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     BUDGET_NANOS_FIELD_NUMBER: _ClassVar[int]
+    UNLIMITED_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     budget_nanos: int
-    def __init__(self, job_id: _Optional[str] = ..., budget_nanos: _Optional[int] = ...) -> None: ...
+    unlimited: bool
+    def __init__(self, job_id: _Optional[str] = ..., budget_nanos: _Optional[int] = ..., unlimited: _Optional[bool] = ...) -> None: ...
 
 class SetBudgetResponse(_message.Message):
     __slots__ = ("job",)
@@ -92,12 +96,14 @@ class SetBudgetResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token")
+    __slots__ = ("page_size", "page_token", "job_id_prefix")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_PREFIX_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    job_id_prefix: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., job_id_prefix: _Optional[str] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token")

@@ -27,11 +27,24 @@ if _version_not_supported:
 
 class LedgerServiceStub:
     """LedgerService reports what jobs have spent and sets their budgets. A job is any caller-chosen
-    id that calls are charged to; it comes into being with its first charge or its first budget.
-    Every call reserves its estimated cost against its job's budget before it starts and settles
-    its actual cost when it ends; a stream that crosses the budget is cut there, so a job
-    overshoots its budget by at most the output of one cut stream. Money is integer nano-dollars
-    (1e-9 USD) throughout.
+    id that calls are charged to; it comes into being with its first call or its first budget,
+    with the budget `ledger.default_job_budget_usd` (10 USD unless configured) until SetBudget
+    sets another. Calls without a `job_id` are charged to their API key's default job:
+    `default:KEYNAME`, or `default` when the server runs without keys.
+
+    Every attempt of a call reserves its worst-case cost (estimated prompt tokens at the input
+    price plus its output limit at the output price) against the job's budget before anything
+    is sent to a provider, and is refused with RESOURCE_EXHAUSTED (reason BUDGET_EXCEEDED, with
+    a QuotaFailure naming the job, its budget, spent and reserved amounts) when that does not
+    fit. When it ends, however it ends, it is charged what it consumed and the rest of the
+    reservation returns; a stream whose cost would cross the budget is stopped first (see
+    InferenceService). So a job's cost never exceeds its budget, and `reserved_nanos` is 0 when
+    none of its calls is in flight. Charges, budgets and jobs survive a restart; reservations of
+    calls that were in flight when the server died are returned when it starts again.
+
+    Money is integer nano-dollars (1e-9 USD) throughout. Costs are computed per attempt as the
+    sum over token kinds of tokens times the price per million tokens, rounded up once to a
+    whole nano-dollar.
 
     Scopes: GetJob, ListJobs and GetSummary need the `user` scope; SetBudget needs the `admin`
     scope.
@@ -71,11 +84,24 @@ class LedgerServiceStub:
 
 class LedgerServiceServicer:
     """LedgerService reports what jobs have spent and sets their budgets. A job is any caller-chosen
-    id that calls are charged to; it comes into being with its first charge or its first budget.
-    Every call reserves its estimated cost against its job's budget before it starts and settles
-    its actual cost when it ends; a stream that crosses the budget is cut there, so a job
-    overshoots its budget by at most the output of one cut stream. Money is integer nano-dollars
-    (1e-9 USD) throughout.
+    id that calls are charged to; it comes into being with its first call or its first budget,
+    with the budget `ledger.default_job_budget_usd` (10 USD unless configured) until SetBudget
+    sets another. Calls without a `job_id` are charged to their API key's default job:
+    `default:KEYNAME`, or `default` when the server runs without keys.
+
+    Every attempt of a call reserves its worst-case cost (estimated prompt tokens at the input
+    price plus its output limit at the output price) against the job's budget before anything
+    is sent to a provider, and is refused with RESOURCE_EXHAUSTED (reason BUDGET_EXCEEDED, with
+    a QuotaFailure naming the job, its budget, spent and reserved amounts) when that does not
+    fit. When it ends, however it ends, it is charged what it consumed and the rest of the
+    reservation returns; a stream whose cost would cross the budget is stopped first (see
+    InferenceService). So a job's cost never exceeds its budget, and `reserved_nanos` is 0 when
+    none of its calls is in flight. Charges, budgets and jobs survive a restart; reservations of
+    calls that were in flight when the server died are returned when it starts again.
+
+    Money is integer nano-dollars (1e-9 USD) throughout. Costs are computed per attempt as the
+    sum over token kinds of tokens times the price per million tokens, rounded up once to a
+    whole nano-dollar.
 
     Scopes: GetJob, ListJobs and GetSummary need the `user` scope; SetBudget needs the `admin`
     scope.
@@ -89,31 +115,35 @@ class LedgerServiceServicer:
         """Gets one job's spend, budget, reservations, and tokens and calls by model.
 
         Needs the `user` scope. Returns INVALID_ARGUMENT when `job_id` is empty or longer than
-        128 characters; NOT_FOUND when the job has neither a budget nor any charge;
-        PERMISSION_DENIED without the `user` scope.
+        128 characters; NOT_FOUND when no call was ever charged to the job and no budget set for
+        it; PERMISSION_DENIED without the `user` scope.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetBudget(self, request, context):
-        """Sets a job's budget, creating the job when it does not exist, and returns the job. A
-        budget below what the job has already spent and reserved is accepted; the job's next
-        reservation then fails with RESOURCE_EXHAUSTED. Calls in flight keep their reservations.
+        """Sets a job's budget (or makes it unlimited), creating the job when it does not exist,
+        and returns the job. A budget below what the job has already spent and reserved is
+        accepted; the job's next reservation then fails with RESOURCE_EXHAUSTED. Calls in flight
+        keep their reservations.
 
         Needs the `admin` scope. Returns INVALID_ARGUMENT when `job_id` is empty or longer than
-        128 characters or when `budget_nanos` is negative; PERMISSION_DENIED without the `admin`
-        scope.
+        128 characters, when `budget_nanos` is negative or above 4611686018427387904 (2^62), or
+        when `unlimited` is set with a non-zero `budget_nanos`; PERMISSION_DENIED without the
+        `admin` scope.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListJobs(self, request, context):
-        """Lists jobs, most recently updated first.
+        """Lists jobs in the order of their ids, optionally only those whose id starts with a
+        prefix.
 
-        Needs the `user` scope. Returns INVALID_ARGUMENT when `page_size` is negative or
-        `page_token` is not one this RPC returned; PERMISSION_DENIED without the `user` scope.
+        Needs the `user` scope. Returns INVALID_ARGUMENT when `page_size` is negative or above
+        1000, when `job_id_prefix` is longer than 128 characters, or when `page_token` is not one
+        this RPC returned for the same prefix; PERMISSION_DENIED without the `user` scope.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,10 +151,12 @@ class LedgerServiceServicer:
 
     def GetSummary(self, request, context):
         """Gets total cost and tokens, broken down by provider and by model, over an optional time
-        window. Charges are counted at the time they settled.
+        window. Charges are counted at the time they settled, in whole UTC hours: the window is
+        widened outward to whole hours, and the response says which window was summed.
 
         Needs the `user` scope. Returns INVALID_ARGUMENT when both times are set and `end_time`
-        is not after `start_time`; PERMISSION_DENIED without the `user` scope.
+        is not after `start_time`, or when a time is before 1970 or after 9999;
+        PERMISSION_DENIED without the `user` scope.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,11 +195,24 @@ def add_LedgerServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class LedgerService:
     """LedgerService reports what jobs have spent and sets their budgets. A job is any caller-chosen
-    id that calls are charged to; it comes into being with its first charge or its first budget.
-    Every call reserves its estimated cost against its job's budget before it starts and settles
-    its actual cost when it ends; a stream that crosses the budget is cut there, so a job
-    overshoots its budget by at most the output of one cut stream. Money is integer nano-dollars
-    (1e-9 USD) throughout.
+    id that calls are charged to; it comes into being with its first call or its first budget,
+    with the budget `ledger.default_job_budget_usd` (10 USD unless configured) until SetBudget
+    sets another. Calls without a `job_id` are charged to their API key's default job:
+    `default:KEYNAME`, or `default` when the server runs without keys.
+
+    Every attempt of a call reserves its worst-case cost (estimated prompt tokens at the input
+    price plus its output limit at the output price) against the job's budget before anything
+    is sent to a provider, and is refused with RESOURCE_EXHAUSTED (reason BUDGET_EXCEEDED, with
+    a QuotaFailure naming the job, its budget, spent and reserved amounts) when that does not
+    fit. When it ends, however it ends, it is charged what it consumed and the rest of the
+    reservation returns; a stream whose cost would cross the budget is stopped first (see
+    InferenceService). So a job's cost never exceeds its budget, and `reserved_nanos` is 0 when
+    none of its calls is in flight. Charges, budgets and jobs survive a restart; reservations of
+    calls that were in flight when the server died are returned when it starts again.
+
+    Money is integer nano-dollars (1e-9 USD) throughout. Costs are computed per attempt as the
+    sum over token kinds of tokens times the price per million tokens, rounded up once to a
+    whole nano-dollar.
 
     Scopes: GetJob, ListJobs and GetSummary need the `user` scope; SetBudget needs the `admin`
     scope.
