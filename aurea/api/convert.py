@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from aurea.errors import FieldViolation, InvalidRequest
-from aurea.inference import EmbedCall, Final, GenerateCall
+from aurea.inference import EmbedCall, FailoverMode, Final, GenerateCall
 from aurea.providers._base import ChatMessage, FinishReason, Role, Usage
 from aurea.types import Policy
 from aurea.v1 import inference_pb2 as pb
@@ -29,6 +29,13 @@ _POLICIES = {
     pb.ROUTING_POLICY_QUALITY: Policy.QUALITY,
     pb.ROUTING_POLICY_LATENCY: Policy.LATENCY,
     pb.ROUTING_POLICY_BALANCED: Policy.BALANCED,
+}
+_FAILOVER = {
+    pb.MID_STREAM_FAILOVER_UNSPECIFIED: FailoverMode.CONTINUE,
+    pb.MID_STREAM_FAILOVER_CONTINUE: FailoverMode.CONTINUE,
+    pb.MID_STREAM_FAILOVER_CONTINUE_OR_RESTART: FailoverMode.CONTINUE_OR_RESTART,
+    pb.MID_STREAM_FAILOVER_RESTART: FailoverMode.RESTART,
+    pb.MID_STREAM_FAILOVER_NONE: FailoverMode.NONE,
 }
 FINISH = {
     FinishReason.STOP: pb.FINISH_REASON_STOP,
@@ -139,6 +146,15 @@ def generate_call(req: Any, request_id: str, deadline: float | None = None) -> G
             "must be between 0 and 10000",
         )
         interval = req.usage_interval_deltas or 16
+    failover: FailoverMode | None = FailoverMode.CONTINUE
+    if hasattr(req, "mid_stream_failover"):
+        failover = _FAILOVER.get(req.mid_stream_failover)
+        _check(
+            bad,
+            failover is not None,
+            "mid_stream_failover",
+            "is not a known MidStreamFailover value",
+        )
     _raise(bad)
     return GenerateCall(
         request_id=request_id,
@@ -156,6 +172,7 @@ def generate_call(req: Any, request_id: str, deadline: float | None = None) -> G
         labels=dict(req.labels),
         usage_interval=interval,
         deadline=deadline,
+        failover=failover or FailoverMode.CONTINUE,
     )
 
 

@@ -63,6 +63,7 @@ def _event_pb(ev: GenEvent) -> pb.GenerateStreamResponse:
                     cause=ev.cause,
                     message=ev.message,
                     attempt=ev.attempt,
+                    restart=ev.restart,
                 )
             )
         case Final():

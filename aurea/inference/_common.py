@@ -9,16 +9,22 @@ from collections.abc import Awaitable, Callable
 from aurea.actors.provider import adapter_failure
 from aurea.actors.router import Candidate
 from aurea.inference.calls import CallRecord, Final, GenerateCall, GenEvent
-from aurea.providers._base import ProviderRequest
+from aurea.providers._base import ChatMessage, ProviderRequest, Timeouts
 
 Emit = Callable[[GenEvent], Awaitable[None]]
 _CONTROL = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
-def provider_request(call: GenerateCall, cand: Candidate) -> ProviderRequest:
+def provider_request(
+    call: GenerateCall,
+    cand: Candidate,
+    timeouts: Timeouts | None = None,
+    messages: tuple[ChatMessage, ...] | None = None,
+) -> ProviderRequest:
     return ProviderRequest(
         model=cand.model.upstream,
-        messages=call.messages,
+        messages=call.messages if messages is None else messages,
+        timeouts=timeouts,
         max_tokens=call.max_tokens or cand.model.default_max_tokens,
         temperature=call.temperature,
         top_p=call.top_p,

@@ -3,8 +3,10 @@
 For each candidate in order, and each retry of it: enter every guard's permit and the provider's
 own permit on one ``AsyncExitStack``, run the call's body with the adapter the provider permit
 names, and on error let the classification table decide: retry this candidate (backoff with
-jitter, Retry-After honoured, never past the call's deadline), move to the next candidate, or
-fail the call. Permits are released in reverse order on every exit path.
+jitter, Retry-After honoured up to ``retry.backoff_max_s``, never past the call's deadline), move
+to the next candidate, or fail the call. Permits are released in reverse order on every exit
+path. After a context-length rejection only candidates with a larger known context window are
+tried. A stream's ``Failover`` hooks decide what happens once output has reached the caller.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import structlog
 
 from aurea.actors.provider import Admit, ProviderMsg, ProviderPermit
 from aurea.actors.router import Candidate
-from aurea.config import RetrySettings
-from aurea.errors import AureaError
+from aurea.config import ModelSpec, RetrySettings
+from aurea.errors import AureaError, ContextLengthExceeded
 from aurea.inference.calls import AttemptRecord, CallRecord, FallbackEvent
 from aurea.inference.classify import Action, backoff_s, classify, final_error
 from aurea.inference.guards import AttemptInfo, Guard, Permit
@@ -34,16 +36,18 @@ T = TypeVar("T")
 
 class Attempt:
     """One attempt as its body sees it: the adapter to call, and the permits to tell about
-    usage. ``committed`` is set once output has reached the caller: from then on an error
-    cannot be retried elsewhere (mid-stream failover comes with the resilience work)."""
+    usage. ``committed`` is set once output has reached the caller: from then on an error is
+    not retried as if nothing happened (only a ``Failover`` may move the answer elsewhere);
+    ``prefilled`` when the attempt continues a partial answer sent as a prefill."""
 
-    __slots__ = ("committed", "number", "permits", "provider")
+    __slots__ = ("committed", "number", "permits", "prefilled", "provider")
 
     def __init__(self, number: int) -> None:
         self.number = number
         self.permits: list[Permit | ProviderPermit] = []
         self.provider: Provider | None = None
         self.committed = False
+        self.prefilled = False
 
     def observe(self, usage: Usage, cost_nanos: int) -> None:
         for p in self.permits:
@@ -57,6 +61,31 @@ class Attempt:
 
 Body = Callable[[Candidate, Attempt], Awaitable[T]]
 OnFallback = Callable[[FallbackEvent], Awaitable[None]]
+_UNKNOWN_WINDOW = 1 << 62  # a model whose window is unknown refused: no window is known larger
+
+
+class Failover(Protocol):
+    """What a body whose output may already have reached the caller adds to the loop."""
+
+    def accepts(self, cand: Candidate) -> bool:
+        """Whether ``cand`` may serve next, given what the caller already holds."""
+        ...
+
+    async def on_error(
+        self, err: AureaError, action: Action, attempt: Attempt, cand: Candidate
+    ) -> Action:
+        """The action for ``err`` (the table's is ``action``)."""
+        ...
+
+    def final(self, err: AureaError) -> AureaError:
+        """The error the call ends with, given the one the loop would end it with."""
+        ...
+
+
+def _fits(floor: int, model: ModelSpec) -> bool:
+    """After context-length rejections: is ``model``'s window known and larger than ``floor``
+    (the largest window that was too small)?"""
+    return floor < 0 or (model.context_window > 0 and model.context_window > floor)
 
 
 class AttemptLoop:
@@ -90,13 +119,31 @@ class AttemptLoop:
         *,
         deadline: float,
         on_fallback: OnFallback | None = None,
+        failover: Failover | None = None,
     ) -> T:
         """The body's result from the first attempt that succeeds; else the call's error."""
         clock, retry_cfg = self._clock, self._retry
         failed: list[tuple[str, AureaError]] = []
         number = 0
-        for i, cand in enumerate(candidates):
+        floor = -1  # the largest context window that was too small (-1: none was)
+        left: tuple[ModelSpec, AureaError] | None = None  # the model last left, and why
+        for cand in candidates:
             model = cand.model
+            if left is not None:
+                if not _fits(floor, model) or (failover is not None and not failover.accepts(cand)):
+                    continue
+                record.fallbacks += 1
+                if on_fallback is not None:
+                    await on_fallback(
+                        FallbackEvent(
+                            from_model=left[0].name,
+                            to_model=model.name,
+                            to_provider=model.provider,
+                            cause=left[1].reason,
+                            message=left[1].message,
+                            attempt=number + 1,
+                        )
+                    )
             record.model, record.provider = model.name, model.provider
             retries = 0
             while True:
@@ -146,9 +193,15 @@ class AttemptLoop:
                         latency_s=clock() - t0,
                     )
                 )
-                action = Action.FAIL if attempt.committed else classify(err)
+                action = classify(err)
+                if failover is not None:
+                    action = await failover.on_error(err, action, attempt, cand)
+                elif attempt.committed:
+                    action = Action.FAIL
                 if action is Action.FAIL:
-                    raise err
+                    raise err if failover is None else failover.final(err)
+                if action is Action.AGAIN:
+                    continue
                 if action is Action.RETRY and retries < retry_cfg.max_retries:
                     retries += 1
                     delay = backoff_s(
@@ -171,19 +224,9 @@ class AttemptLoop:
                         await self._sleep(delay)
                         continue
                 failed.append((model.name, err))
+                left = (model, err)
+                if isinstance(err, ContextLengthExceeded) and not attempt.prefilled:
+                    floor = max(floor, model.context_window or _UNKNOWN_WINDOW)
                 break
-            if i + 1 < len(candidates):
-                nxt, err = candidates[i + 1].model, failed[-1][1]
-                record.fallbacks += 1
-                if on_fallback is not None:
-                    await on_fallback(
-                        FallbackEvent(
-                            from_model=model.name,
-                            to_model=nxt.name,
-                            to_provider=nxt.provider,
-                            cause=err.reason,
-                            message=err.message,
-                            attempt=number + 1,
-                        )
-                    )
-        raise final_error(failed)
+        err = final_error(failed)
+        raise err if failover is None else failover.final(err)

@@ -19,6 +19,24 @@ class CallerGone(asyncio.CancelledError):
     failed write, not a cancellation): the call unwinds as a cancellation, not as a bug."""
 
 
+class FailoverMode(enum.StrEnum):
+    """What a stream does when its upstream breaks or stalls after output has begun and another
+    candidate remains."""
+
+    CONTINUE = "continue"  # continue by prefill where a candidate accepts it; else end (default)
+    CONTINUE_OR_RESTART = "continue_or_restart"  # ... else restart (the client discards)
+    RESTART = "restart"  # always restart on the next candidate (one model's whole answer)
+    NONE = "none"  # end with the error
+
+    @property
+    def continues(self) -> bool:
+        return self in (FailoverMode.CONTINUE, FailoverMode.CONTINUE_OR_RESTART)
+
+    @property
+    def restarts(self) -> bool:
+        return self in (FailoverMode.CONTINUE_OR_RESTART, FailoverMode.RESTART)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GenerateCall:
     request_id: str
@@ -36,6 +54,7 @@ class GenerateCall:
     labels: Mapping[str, str] = field(default_factory=dict)
     usage_interval: int = 16
     deadline: float | None = None  # monotonic instant; None: the server's default bound
+    failover: FailoverMode = FailoverMode.CONTINUE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +96,9 @@ class FallbackEvent:
     cause: str
     message: str
     attempt: int
+    # Output had begun and the next candidate starts the answer over: the client discards the
+    # text it received so far. (After output began without it, the next deltas continue it.)
+    restart: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

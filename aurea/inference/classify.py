@@ -12,17 +12,26 @@ class Action(enum.StrEnum):
     RETRY = "retry"  # the same candidate again, after a backoff (Retry-After honoured)
     NEXT = "next"  # skip to the next candidate at once
     FAIL = "fail"  # no other attempt can help: end the call with this error
+    # Never from the table: a stream's failover asks for the same candidate again at once, in
+    # another form (a restart after its prefill was refused); not a retry, no backoff.
+    AGAIN = "again"
 
 
 # Ordered most specific first; the first isinstance match wins. An error not listed fails the
 # call: an unknown condition must not be multiplied across candidates.
 TABLE: tuple[tuple[type[BaseException], Action], ...] = (
-    # The request itself is wrong (context length, content policy, 4xx): no candidate will
-    # like it better. (Resilience work refines context length to NEXT when fallbacks allow.)
+    # Too long for this model: a candidate whose catalog context window is larger may take it
+    # (the attempt loop skips the others; with none left the call ends INVALID_ARGUMENT).
+    (e.ContextLengthExceeded, Action.NEXT),
+    # The request itself is refused (content policy with the provider's reason, other 4xx):
+    # no candidate will like it better.
     (e.UpstreamRejected, Action.FAIL),
     # Aurea's credentials for this provider are wrong: its own config, not the request's.
     (e.ProviderAuthError, Action.NEXT),
-    (e.ProviderError, Action.RETRY),  # 429, 5xx, overloaded, timeout, unreachable, broken
+    # Silent (no connection or first token in time), stalled, or out of time: a silent upstream
+    # stays silent, so waiting for it again only burns the caller's deadline.
+    (e.ProviderTimeout, Action.NEXT),
+    (e.ProviderError, Action.RETRY),  # 429, 5xx, overloaded, reset / unreachable, broken
     # Aurea's own refusals for one candidate: somewhere else may have room.
     (e.Overloaded, Action.NEXT),
     (e.CircuitOpen, Action.NEXT),

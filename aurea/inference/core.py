@@ -18,7 +18,7 @@ import structlog
 
 from aurea.actors.provider import ProviderMsg
 from aurea.config import RetrySettings
-from aurea.errors import AureaError, DeadlineExceeded
+from aurea.errors import AureaError, DeadlineExceeded, ProviderTimeout
 from aurea.inference._common import Emit, mapped, provider_request, settle
 from aurea.inference.attempts import Attempt, AttemptLoop
 from aurea.inference.calls import (
@@ -31,6 +31,7 @@ from aurea.inference.calls import (
     GenerateCall,
     current_record,
 )
+from aurea.inference.deadlines import Deadlines
 from aurea.inference.guards import AttemptInfo, Guard
 from aurea.inference.stream import StreamRun
 from aurea.pricing import cost_nanos
@@ -38,6 +39,7 @@ from aurea.providers._base import (
     Completion,
     Embeddings,
     EmbedRequest,
+    Timeouts,
     Usage,
 )
 from aurea.providers._tokens import (
@@ -62,6 +64,7 @@ class Inference:
         retry: RetrySettings,
         ask_timeout_s: float,
         guards: Sequence[Guard] = (),
+        timeouts: Mapping[str, Timeouts] | None = None,
         default_call_timeout_s: float = 300.0,
         sinks: Sequence[RecordSink] = (),
         clock: Callable[[], float] = time.monotonic,
@@ -73,6 +76,9 @@ class Inference:
         self._default_timeout_s = default_call_timeout_s
         self._sinks = tuple(sinks)
         self._clock = clock
+        # Each model's limits; ``timeouts`` are the providers' (``[providers.X]``), the defaults
+        # of the models that set none.
+        self._deadlines = Deadlines(timeouts)
         self._loop = AttemptLoop(
             guards=guards,
             providers=providers,
@@ -92,7 +98,7 @@ class Inference:
         t0 = self._clock()
         async with self._bounded(call.deadline, record, t0) as deadline:
             candidates = self._route(call.model, "chat", call, call.fallbacks)
-            run = StreamRun(call, emit, record, t0, self._clock)
+            run = StreamRun(call, emit, record, t0, self._clock, self._deadlines)
             final = await self._loop.run(
                 self._info(call.request_id, CallKind.STREAM, call.job_id, call.max_tokens),
                 candidates,
@@ -100,6 +106,7 @@ class Inference:
                 record,
                 deadline=deadline,
                 on_fallback=run.on_fallback,
+                failover=run.mid,
             )
             record.outcome = CallOutcome.OK
             return final
@@ -113,10 +120,14 @@ class Inference:
 
             async def body(cand: Candidate, attempt: Attempt) -> Final:
                 model = cand.model
+                limits = self._deadlines.of(model)
                 try:
-                    result: Completion = await attempt.adapter.complete(
-                        provider_request(call, cand)
-                    )
+                    async with asyncio.timeout(limits.total_s):
+                        result: Completion = await attempt.adapter.complete(
+                            provider_request(call, cand, limits)
+                        )
+                except TimeoutError as exc:
+                    raise _too_long(model.provider, limits) from exc
                 except BaseException as exc:
                     raise mapped(model.provider, exc) from exc
                 usage = result.usage or Usage(
@@ -164,8 +175,12 @@ class Inference:
                 req = EmbedRequest(
                     model=model.upstream, inputs=call.inputs, request_id=call.request_id
                 )
+                limits = self._deadlines.of(model)
                 try:
-                    result: Embeddings = await attempt.adapter.embed(req)
+                    async with asyncio.timeout(limits.total_s):
+                        result: Embeddings = await attempt.adapter.embed(req)
+                except TimeoutError as exc:
+                    raise _too_long(model.provider, limits) from exc
                 except BaseException as exc:
                     raise mapped(model.provider, exc) from exc
                 usage = result.usage
@@ -220,6 +235,13 @@ class Inference:
         if deadline is None:
             deadline = t0 + self._default_timeout_s
         return _Bounded(self, deadline, record, t0)
+
+
+def _too_long(provider: str, limits: Timeouts) -> ProviderTimeout:
+    return ProviderTimeout(
+        f"{provider}: the attempt did not finish within {limits.total_s:g} s (total_timeout_s)",
+        provider=provider,
+    )
 
 
 class _Bounded:

@@ -1,9 +1,11 @@
 """The body of a streaming attempt: relay the adapter's events as they come (``started`` once,
-deltas, periodic usage estimates), let the permits observe usage, and never end a cut stream as
-a success."""
+deltas, periodic usage estimates), hold the upstream to its time-to-first-token, stall and total
+limits, let the permits observe usage, continue or restart an answer another candidate broke off
+(``failover.MidStream``), and never end a cut stream as a success."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 
@@ -22,8 +24,18 @@ from aurea.inference.calls import (
     Started,
     UsageUpdate,
 )
+from aurea.inference.deadlines import Deadlines, Watchdog
+from aurea.inference.failover import MidStream
 from aurea.pricing import cost_nanos
-from aurea.providers._base import Finish, FinishReason, TextDelta, Usage, UsageReport
+from aurea.providers._base import (
+    ChatMessage,
+    Finish,
+    FinishReason,
+    Role,
+    TextDelta,
+    Usage,
+    UsageReport,
+)
 from aurea.providers._tokens import (
     estimate_chars,
     estimate_messages_tokens_async,
@@ -35,9 +47,19 @@ log = structlog.get_logger("aurea.inference")
 
 
 class StreamRun:
-    """The per-call state of one stream: whether ``started`` went out, time to first token."""
+    """The per-call state of one stream: whether ``started`` went out, the failover state."""
 
-    __slots__ = ("_clock", "call", "emit", "input_tokens", "record", "started", "t0")
+    __slots__ = (
+        "_clock",
+        "_deadlines",
+        "call",
+        "emit",
+        "input_tokens",
+        "mid",
+        "record",
+        "started",
+        "t0",
+    )
 
     def __init__(
         self,
@@ -46,14 +68,17 @@ class StreamRun:
         record: CallRecord,
         t0: float,
         clock: Callable[[], float],
+        deadlines: Deadlines,
     ) -> None:
         self._clock = clock
+        self._deadlines = deadlines
         self.call = call
         self.emit = emit
         self.record = record
         self.t0 = t0
         self.started = False
         self.input_tokens = -1  # counted only when an estimate is needed
+        self.mid = MidStream(call.failover, record, self._emit_fallback)
 
     async def _start(self, cand: Candidate) -> None:
         # Sent once the first candidate is admitted (or has failed over), so a call refused by
@@ -82,33 +107,50 @@ class StreamRun:
                     reason="",
                 )
             )
+        await self.emit(self.mid.shape(ev))
+
+    async def _emit_fallback(self, ev: FallbackEvent) -> None:
         await self.emit(ev)
 
-    async def _input(self, upstream: str) -> int:
+    async def _input(self, upstream: str, prefill: str) -> int:
         if self.input_tokens < 0:
             self.input_tokens = await estimate_messages_tokens_async(self.call.messages, upstream)
+        if prefill:
+            return self.input_tokens + await estimate_text_tokens_async(prefill, upstream)
         return self.input_tokens
 
-    def _estimate_now(self, upstream: str, out: list[str]) -> Usage:
+    def _estimate_now(self, upstream: str, out: list[str], prefill: str) -> Usage:
         """A usage estimate without awaiting (for error and cancel paths)."""
         if self.input_tokens >= 0:
             input_tokens = self.input_tokens
         else:
             input_tokens = sum(estimate_chars(m.content) for m in self.call.messages)
         return Usage(
-            input_tokens=input_tokens,
+            input_tokens=input_tokens + (estimate_chars(prefill) if prefill else 0),
             output_tokens=estimate_text_tokens("".join(out), upstream),
             estimated=True,
         )
 
     async def body(self, cand: Candidate, attempt: Attempt) -> Final:
         await self._start(cand)
-        call, emit, clock = self.call, self.emit, self._clock
+        call, emit, clock, mid = self.call, self.emit, self._clock, self.mid
         model = cand.model
-        events = attempt.adapter.stream(provider_request(call, cand))
+        limits = self._deadlines.of(model)
+        request = provider_request(call, cand, limits)
+        prefill = mid.prefill()
+        trim = False
+        if prefill:
+            attempt.prefilled = True
+            messages = (*call.messages, ChatMessage(Role.ASSISTANT, prefill))
+            request = provider_request(call, cand, limits, messages)
+            # The client holds whitespace the prefill left out: the continuation's own leading
+            # whitespace would double it.
+            trim = "".join(mid.held) != prefill
+        watch = Watchdog(limits, model.provider)
+        events = attempt.adapter.stream(request)
+        loop_time = asyncio.get_running_loop().time
         usage: Usage | None = None
         finish: Finish | None = None
-        ttft = 0.0
         deltas = 0
         chars = 0
         interval = call.usage_interval
@@ -116,20 +158,37 @@ class StreamRun:
         input_tokens = 0
         try:
             while True:
+                watch.since = loop_time()
+                watch.waiting = True
                 try:
                     ev = await anext(events)
                 except StopAsyncIteration:
                     break
+                except asyncio.CancelledError as exc:
+                    expired = watch.expired()
+                    if expired is None:
+                        raise
+                    raise expired from exc
                 except BaseException as exc:
                     raise mapped(model.provider, exc) from exc
+                finally:
+                    watch.waiting = False
                 if type(ev) is TextDelta:
+                    text = ev.text
+                    if trim:
+                        text = text.lstrip()
+                        if not text:
+                            continue
+                        trim = False
                     if not deltas:
-                        ttft = clock() - self.t0
+                        watch.first = False
+                        if self.record.ttft_s is None:  # the first token the client saw
+                            self.record.ttft_s = clock() - self.t0
                         attempt.committed = True
-                        input_tokens = await self._input(model.upstream)
+                        input_tokens = await self._input(model.upstream, prefill)
                     deltas += 1
-                    chars += len(ev.text)
-                    out.append(ev.text)
+                    chars += len(text)
+                    out.append(text)
                     # Permits see every delta's estimated spend (a local check, no ask): a
                     # ledger permit stops the stream here when the job's budget runs out.
                     est = Usage(
@@ -143,14 +202,15 @@ class StreamRun:
                     except BudgetExceeded:
                         finish = Finish(FinishReason.BUDGET_EXCEEDED, "budget")
                         break  # the delta that would cross the budget is not sent
-                    await emit(Delta(ev.text))
+                    await emit(Delta(text))
                     if interval and deltas % interval == 0:
                         # Adapters send about a token per delta; the permits above were shown
                         # the more cautious of that and a characters-based count.
                         shown = Usage(
                             input_tokens=input_tokens, output_tokens=deltas, estimated=True
                         )
-                        await emit(UsageUpdate(usage=shown, cost_nanos=cost_nanos(model, shown)))
+                        shown, shown_cost = mid.total(shown, cost_nanos(model, shown))
+                        await emit(UsageUpdate(usage=shown, cost_nanos=shown_cost))
                 elif type(ev) is UsageReport:
                     usage = ev.usage
                     try:
@@ -169,19 +229,26 @@ class StreamRun:
                 )
         except AureaError:
             if attempt.committed:
-                # Output has begun: report what was spent, then end with the error's status.
-                spent = usage or self._estimate_now(model.upstream, out)
+                # Output has begun: count what was spent (a fallback may still take over).
+                spent = usage or self._estimate_now(model.upstream, out, prefill)
                 cost = cost_nanos(model, spent)
                 _observe_final(attempt, spent, cost)
-                self.record.usage, self.record.cost_nanos = spent, cost
-                await emit(UsageUpdate(usage=spent, cost_nanos=cost))
+                mid.spend(spent, cost)
+                mid.held.extend(out)
+                total, total_cost = mid.total(Usage(), 0)
+                self.record.usage, self.record.cost_nanos = total, total_cost
+                await emit(UsageUpdate(usage=total, cost_nanos=total_cost))
             raise
         except BaseException:
             if attempt.committed:  # the caller left mid-stream: still count what was spent
-                spent = usage or self._estimate_now(model.upstream, out)
-                _observe_final(attempt, spent, cost_nanos(model, spent))
+                spent = usage or self._estimate_now(model.upstream, out, prefill)
+                cost = cost_nanos(model, spent)
+                _observe_final(attempt, spent, cost)
+                mid.spend(spent, cost)
+                self.record.usage, self.record.cost_nanos = mid.total(Usage(), 0)
             raise
         finally:
+            watch.close()
             try:
                 await events.aclose()  # type: ignore[attr-defined]
             except Exception as exc:  # closing must not hide the call's own outcome
@@ -196,18 +263,19 @@ class StreamRun:
             )
         elif usage is None:
             usage = Usage(
-                input_tokens=await self._input(model.upstream),
+                input_tokens=await self._input(model.upstream, prefill),
                 output_tokens=await estimate_text_tokens_async("".join(out), model.upstream),
                 estimated=True,
             )
         cost = cost_nanos(model, usage)
         _observe_final(attempt, usage, cost)
+        total, total_cost = mid.total(usage, cost)
         final = Final(
             finish_reason=finish.reason,
-            usage=usage,
-            cost_nanos=cost,
+            usage=total,
+            cost_nanos=total_cost,
             latency_s=clock() - self.t0,
-            ttft_s=ttft or (clock() - self.t0),
+            ttft_s=self.record.ttft_s if self.record.ttft_s is not None else clock() - self.t0,
             model=model.name,
             provider=model.provider,
             attempts=attempt.number,

@@ -32,6 +32,14 @@ class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FINISH_REASON_BUDGET_EXCEEDED: _ClassVar[FinishReason]
     FINISH_REASON_ERROR: _ClassVar[FinishReason]
 
+class MidStreamFailover(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MID_STREAM_FAILOVER_UNSPECIFIED: _ClassVar[MidStreamFailover]
+    MID_STREAM_FAILOVER_CONTINUE: _ClassVar[MidStreamFailover]
+    MID_STREAM_FAILOVER_CONTINUE_OR_RESTART: _ClassVar[MidStreamFailover]
+    MID_STREAM_FAILOVER_RESTART: _ClassVar[MidStreamFailover]
+    MID_STREAM_FAILOVER_NONE: _ClassVar[MidStreamFailover]
+
 class UsageSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     USAGE_SOURCE_UNSPECIFIED: _ClassVar[UsageSource]
@@ -53,6 +61,11 @@ FINISH_REASON_CONTENT_FILTER: FinishReason
 FINISH_REASON_TOOL_CALLS: FinishReason
 FINISH_REASON_BUDGET_EXCEEDED: FinishReason
 FINISH_REASON_ERROR: FinishReason
+MID_STREAM_FAILOVER_UNSPECIFIED: MidStreamFailover
+MID_STREAM_FAILOVER_CONTINUE: MidStreamFailover
+MID_STREAM_FAILOVER_CONTINUE_OR_RESTART: MidStreamFailover
+MID_STREAM_FAILOVER_RESTART: MidStreamFailover
+MID_STREAM_FAILOVER_NONE: MidStreamFailover
 USAGE_SOURCE_UNSPECIFIED: UsageSource
 USAGE_SOURCE_PROVIDER_REPORTED: UsageSource
 USAGE_SOURCE_ESTIMATED: UsageSource
@@ -145,7 +158,7 @@ class GenerateResponse(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., text: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., attempts: _Optional[int] = ..., cache_hit: _Optional[bool] = ..., route_reason: _Optional[str] = ...) -> None: ...
 
 class GenerateStreamRequest(_message.Message):
-    __slots__ = ("prompt", "messages", "model", "max_tokens", "temperature", "top_p", "stop", "seed", "job_id", "routing_policy", "fallback_models", "cache_bypass", "labels", "usage_interval_deltas")
+    __slots__ = ("prompt", "messages", "model", "max_tokens", "temperature", "top_p", "stop", "seed", "job_id", "routing_policy", "fallback_models", "cache_bypass", "labels", "usage_interval_deltas", "mid_stream_failover")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +180,7 @@ class GenerateStreamRequest(_message.Message):
     CACHE_BYPASS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     USAGE_INTERVAL_DELTAS_FIELD_NUMBER: _ClassVar[int]
+    MID_STREAM_FAILOVER_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
     model: str
@@ -181,7 +195,8 @@ class GenerateStreamRequest(_message.Message):
     cache_bypass: bool
     labels: _containers.ScalarMap[str, str]
     usage_interval_deltas: int
-    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., job_id: _Optional[str] = ..., routing_policy: _Optional[_Union[RoutingPolicy, str]] = ..., fallback_models: _Optional[_Iterable[str]] = ..., cache_bypass: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., usage_interval_deltas: _Optional[int] = ...) -> None: ...
+    mid_stream_failover: MidStreamFailover
+    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., job_id: _Optional[str] = ..., routing_policy: _Optional[_Union[RoutingPolicy, str]] = ..., fallback_models: _Optional[_Iterable[str]] = ..., cache_bypass: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., usage_interval_deltas: _Optional[int] = ..., mid_stream_failover: _Optional[_Union[MidStreamFailover, str]] = ...) -> None: ...
 
 class StreamStarted(_message.Message):
     __slots__ = ("request_id", "model", "provider", "attempt", "route_reason", "cache_hit")
@@ -214,20 +229,22 @@ class UsageUpdate(_message.Message):
     def __init__(self, usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ...) -> None: ...
 
 class Fallback(_message.Message):
-    __slots__ = ("from_model", "to_model", "to_provider", "cause", "message", "attempt")
+    __slots__ = ("from_model", "to_model", "to_provider", "cause", "message", "attempt", "restart")
     FROM_MODEL_FIELD_NUMBER: _ClassVar[int]
     TO_MODEL_FIELD_NUMBER: _ClassVar[int]
     TO_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     CAUSE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    RESTART_FIELD_NUMBER: _ClassVar[int]
     from_model: str
     to_model: str
     to_provider: str
     cause: str
     message: str
     attempt: int
-    def __init__(self, from_model: _Optional[str] = ..., to_model: _Optional[str] = ..., to_provider: _Optional[str] = ..., cause: _Optional[str] = ..., message: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    restart: bool
+    def __init__(self, from_model: _Optional[str] = ..., to_model: _Optional[str] = ..., to_provider: _Optional[str] = ..., cause: _Optional[str] = ..., message: _Optional[str] = ..., attempt: _Optional[int] = ..., restart: _Optional[bool] = ...) -> None: ...
 
 class StreamFinal(_message.Message):
     __slots__ = ("finish_reason", "usage", "cost_nanos", "latency_ms", "time_to_first_token_ms", "model", "provider", "attempts")

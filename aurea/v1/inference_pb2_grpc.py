@@ -28,7 +28,8 @@ if _version_not_supported:
 class InferenceServiceStub:
     """InferenceService generates text and embeddings. Aurea picks the model (or honours the one
     asked for), keeps the call inside rate limits and the job's budget, retries and falls back
-    across providers before the first token, and reports normalized usage and cost.
+    across providers (a stream also after its first token: see MidStreamFailover), and reports
+    normalized usage and cost.
 
     Every RPC needs the `user` scope when API keys are configured. Errors common to all RPCs:
     UNAUTHENTICATED for a missing or wrong API key; INVALID_ARGUMENT (with BadRequest field
@@ -64,7 +65,8 @@ class InferenceServiceStub:
 class InferenceServiceServicer:
     """InferenceService generates text and embeddings. Aurea picks the model (or honours the one
     asked for), keeps the call inside rate limits and the job's budget, retries and falls back
-    across providers before the first token, and reports normalized usage and cost.
+    across providers (a stream also after its first token: see MidStreamFailover), and reports
+    normalized usage and cost.
 
     Every RPC needs the `user` scope when API keys are configured. Errors common to all RPCs:
     UNAUTHENTICATED for a missing or wrong API key; INVALID_ARGUMENT (with BadRequest field
@@ -84,7 +86,9 @@ class InferenceServiceServicer:
     def GenerateStream(self, request, context):
         """Generates a completion and streams it as events: `started` first, then any number of
         `fallback`, `delta` and `usage` events, then `final` last. A stream that ends without a
-        `final` event ended with a non-OK status.
+        `final` event ended with a non-OK status; its text is incomplete and never a success. When
+        the upstream breaks or stalls after text was sent, `mid_stream_failover` decides whether
+        another candidate continues or restarts the answer (see Fallback).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -126,7 +130,8 @@ def add_InferenceServiceServicer_to_server(servicer, server):
 class InferenceService:
     """InferenceService generates text and embeddings. Aurea picks the model (or honours the one
     asked for), keeps the call inside rate limits and the job's budget, retries and falls back
-    across providers before the first token, and reports normalized usage and cost.
+    across providers (a stream also after its first token: see MidStreamFailover), and reports
+    normalized usage and cost.
 
     Every RPC needs the `user` scope when API keys are configured. Errors common to all RPCs:
     UNAUTHENTICATED for a missing or wrong API key; INVALID_ARGUMENT (with BadRequest field

@@ -172,8 +172,18 @@ def _settings(**routing: Any) -> Any:
         {
             "providers": {"a": {"kind": "simulated"}, "b": {"kind": "simulated"}},
             "models": {
-                "m-a": {"provider": "a", "input_usd_per_mtok": "1", "output_usd_per_mtok": "2"},
-                "m-b": {"provider": "b", "input_usd_per_mtok": "3", "output_usd_per_mtok": "4"},
+                "m-a": {
+                    "provider": "a",
+                    "input_usd_per_mtok": "1",
+                    "output_usd_per_mtok": "2",
+                    "context_window": 8000,
+                },
+                "m-b": {
+                    "provider": "b",
+                    "input_usd_per_mtok": "3",
+                    "output_usd_per_mtok": "4",
+                    "context_window": 16000,
+                },
                 "e-a": {"provider": "a", "kind": "embedding", "input_usd_per_mtok": "1"},
             },
             "routing": {"default_model": "m-a", "default_embedding_model": "e-a", **routing},
@@ -314,14 +324,18 @@ async def test_embed_goes_through_the_same_loop() -> None:
 # -- the classification table, row by row ------------------------------------------------
 
 ROWS: list[tuple[BaseException, Action]] = [
-    (e.ContextLengthExceeded("x", provider="a"), Action.FAIL),
+    # Issue 8: a larger context window may take it (m-b's is larger); a silent or slow
+    # upstream is not retried.
+    (e.ContextLengthExceeded("x", provider="a"), Action.NEXT),
     (e.ContentFiltered("x", provider="a"), Action.FAIL),
     (e.UpstreamRejected("x", provider="a"), Action.FAIL),
     (e.ProviderAuthError("x", provider="a"), Action.NEXT),
     (e.ProviderRateLimited("x", provider="a"), Action.RETRY),
     (e.ProviderServerError("x", provider="a"), Action.RETRY),
     (e.ProviderOverloaded("x", provider="a"), Action.RETRY),
-    (e.ProviderTimeout("x", provider="a"), Action.RETRY),
+    (e.ProviderTimeout("x", provider="a"), Action.NEXT),
+    (e.ProviderSilent("x", provider="a"), Action.NEXT),
+    (e.ProviderStalled("x", provider="a"), Action.NEXT),
     (e.ProviderConnectionError("x", provider="a"), Action.RETRY),
     (e.StreamBroken("x", provider="a"), Action.RETRY),
     (e.ProviderError("x", provider="a"), Action.RETRY),

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import json
+import socket
+import struct
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -22,6 +25,7 @@ __all__ = [
     "RecordedRequest",
     "Scripted",
     "StreamAborted",
+    "continue_after",
     "count_words",
     "echo_reply",
     "frame_json",
@@ -44,11 +48,20 @@ class FaultKind(enum.StrEnum):
     MALFORMED = "malformed"  # a stream event whose JSON is broken
     EARLY_EOF = "early_eof"  # a stream that ends cleanly (HTTP-wise) before its terminal event
     SLOW_FIRST_BYTE = "slow_first_byte"  # response headers only after ``delay_s``
+    # Resilience faults (every fake, every path):
+    SILENT = "silent"  # the request is read, then nothing at all until the client leaves
+    RESET = "reset"  # the connection is reset (TCP RST) before any reply
+    # Stream faults after which the stream goes on (if the client is still there):
+    SLOW_FIRST_TOKEN = "slow_first_token"  # headers at once, the first token after ``delay_s``
+    STALL = "stall"  # silence for ``delay_s`` after ``after_tokens`` tokens
+    MALFORMED_CHUNK = "malformed_chunk"  # one broken chunk after ``after_tokens`` tokens
 
 
 _STREAM_FAULTS = frozenset(
     {FaultKind.CUT_STREAM, FaultKind.STREAM_ERROR, FaultKind.MALFORMED, FaultKind.EARLY_EOF}
 )
+_INTERLUDES = frozenset({FaultKind.SLOW_FIRST_TOKEN, FaultKind.STALL, FaultKind.MALFORMED_CHUNK})
+_LONGEST_HOLD_S = 3600.0  # SILENT: "forever", within reason
 
 
 @dataclass(slots=True)
@@ -56,9 +69,10 @@ class Fault:
     """One injected failure; the next request takes it from ``FakeServer.faults``."""
 
     kind: FaultKind
-    retry_after: str = "1"  # the Retry-After header value sent with RATE_LIMIT
+    # The Retry-After header value sent with RATE_LIMIT; "" sends none (and no other reset hint).
+    retry_after: str = "1"
     after_tokens: int = 2  # stream faults: how many tokens are sent before the fault
-    delay_s: float = 1.0  # SLOW_FIRST_BYTE: how long the headers are held back
+    delay_s: float = 1.0  # SLOW_FIRST_BYTE, SLOW_FIRST_TOKEN, STALL: how long the silence lasts
 
 
 @dataclass(slots=True)
@@ -139,6 +153,7 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any  # parsed JSON when it was JSON, else the raw bytes
+    at: float = 0.0  # when it arrived (the event loop's monotonic clock)
 
 
 class StreamAborted(Exception):
@@ -154,6 +169,25 @@ def split_tokens(text: str) -> list[str]:
     """Whitespace tokens, each after the first keeping its leading space (joins back to text)."""
     words = text.split(" ")
     return [words[0], *(" " + w for w in words[1:])]
+
+
+def continue_after(tokens: list[str], prefill: str) -> list[str]:
+    """The tokens of a reply that come after ``prefill`` (a partial answer sent as a trailing
+    assistant message), as a model that honours prefill continues it; the whole reply when it
+    does not start with ``prefill``."""
+    done = ""
+    for i, token in enumerate(tokens):
+        if done == prefill:
+            return tokens[i:]
+        done += token
+    if done == prefill:
+        return []
+    if not prefill or not done.startswith(prefill):
+        return tokens
+    rest = done[len(prefill) :]
+    if rest.startswith(" "):
+        return [" " + w for w in rest[1:].split(" ")]
+    return split_tokens(rest)
 
 
 def count_words(texts: Iterable[str]) -> int:
@@ -174,7 +208,10 @@ class FakeServer:
     Knobs shared by all fakes: ``api_key`` (what the fake accepts), ``token_delay_s`` (sleep
     between streamed tokens), ``reply`` (prompt -> reply text), ``cached_input_tokens`` and
     ``reasoning_tokens`` (reported in usage), ``finish_override`` (a provider-native finish
-    reason to report instead of the natural one).
+    reason to report instead of the natural one), ``always`` (a fault for every request while
+    the queue is empty: an upstream down for good), ``honour_prefill`` (continue a trailing
+    assistant message instead of answering anew) and ``reject_prefill`` (refuse one with a 400,
+    as models without prefill support do). ``requests`` are timestamped (``at``).
     """
 
     def __init__(
@@ -190,6 +227,9 @@ class FakeServer:
         self.cached_input_tokens = 0
         self.reasoning_tokens = 0
         self.finish_override: str | None = None
+        self.always: Fault | None = None
+        self.honour_prefill = False
+        self.reject_prefill = False
         self.faults: collections.deque[Fault] = collections.deque()
         self.scripted: collections.deque[Scripted] = collections.deque()
         self.requests: list[RecordedRequest] = []
@@ -246,6 +286,10 @@ class FakeServer:
     def request_count(self) -> int:
         return len(self.requests)
 
+    def attempts(self, path: str = "") -> list[RecordedRequest]:
+        """The requests whose path contains ``path``, in arrival order (each with ``at``)."""
+        return [r for r in self.requests if path in r.path]
+
     @property
     def last_request(self) -> RecordedRequest | None:
         return self.requests[-1] if self.requests else None
@@ -268,10 +312,12 @@ class FakeServer:
         raise NotImplementedError
 
     def take_fault(self) -> Fault | None:
-        return self.faults.popleft() if self.faults else None
+        return self.faults.popleft() if self.faults else self.always
 
-    def generate(self, prompt: str, max_tokens: int | None) -> Generation:
+    def generate(self, prompt: str, max_tokens: int | None, prefill: str = "") -> Generation:
         tokens = split_tokens(self.reply(prompt))
+        if prefill and self.honour_prefill:
+            tokens = continue_after(tokens, prefill)
         if max_tokens is not None and len(tokens) > max_tokens:
             return Generation(tokens[: max(max_tokens, 0)], truncated=True)
         return Generation(tokens, truncated=False)
@@ -288,6 +334,36 @@ class FakeServer:
                 await asyncio.sleep(min(0.01, max(until - loop.time(), 0)))
             return None
         return fault
+
+    async def hold(self, request: web.Request, seconds: float) -> None:
+        """Stay silent for ``seconds``; StreamAborted as soon as the client has gone."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        while loop.time() < until:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                raise StreamAborted
+            await asyncio.sleep(min(0.01, max(until - loop.time(), 0)))
+
+    async def interlude(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        fault: Fault | None,
+        index: int,
+        malformed: bytes,
+    ) -> None:
+        """Before token ``index``: the faults after which a stream goes on (SLOW_FIRST_TOKEN,
+        STALL, MALFORMED_CHUNK, whose broken frame is ``malformed``)."""
+        if fault is None or fault.kind not in _INTERLUDES:
+            return
+        at = 0 if fault.kind is FaultKind.SLOW_FIRST_TOKEN else fault.after_tokens
+        if index != at:
+            return
+        if fault.kind is FaultKind.MALFORMED_CHUNK:
+            await self.send(request, response, malformed)
+        else:
+            await self.hold(request, fault.delay_s)
 
     async def open_sse(self, request: web.Request, **headers: str) -> web.StreamResponse:
         response = web.StreamResponse(
@@ -381,6 +457,7 @@ class FakeServer:
     async def _record(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        at = asyncio.get_running_loop().time()
         raw = await request.read()
         body: Any = raw
         if raw:
@@ -395,13 +472,31 @@ class FakeServer:
                 query=dict(request.query),
                 headers=dict(request.headers),
                 body=body,
+                at=at,
             )
         )
+        head = self.faults[0] if self.faults else self.always
+        if head is not None and head.kind in (FaultKind.SILENT, FaultKind.RESET):
+            self.take_fault()
+            return await self._silence_or_reset(request, head)
         for scripted in self.scripted:
             if scripted.path in request.path:
                 self.scripted.remove(scripted)
                 return await scripted.serve(request)
         return await handler(request)
+
+    async def _silence_or_reset(self, request: web.Request, fault: Fault) -> web.StreamResponse:
+        if fault.kind is FaultKind.SILENT:
+            with contextlib.suppress(StreamAborted):
+                await self.hold(request, _LONGEST_HOLD_S)
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            sock = transport.get_extra_info("socket")
+            if fault.kind is FaultKind.RESET and sock is not None:
+                # Linger 0: close() sends a TCP RST instead of a FIN.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        return web.Response(status=500)
 
 
 def json_response(

@@ -30,6 +30,9 @@ _RATE_LIMIT_MESSAGE = (
 )
 
 
+_BROKEN_EVENT = b'event: content_block_delta\ndata: {"type":"content_block_delta",\n\n'
+
+
 def _error(type_: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": type_, "message": message}}
 
@@ -45,6 +48,8 @@ class FakeAnthropic(FakeServer):
     def __init__(self, *, api_key: str = "sk-ant-test", **kwargs: Any) -> None:
         super().__init__(api_key=api_key, **kwargs)
         self.cache_creation_input_tokens = 0
+        self.honour_prefill = True  # the Messages API continues a trailing assistant message
+        self.omit_message_stop = False  # end the stream after message_delta, without message_stop
         self.model_ids = ["claude-sonnet-4-20250514", "claude-3-5-haiku-20241022"]
 
     def add_routes(self, app: web.Application) -> None:
@@ -72,12 +77,13 @@ class FakeAnthropic(FakeServer):
         if kind is FaultKind.UNAUTHORIZED:
             return self._reply_error(401, "authentication_error", "invalid x-api-key")
         if kind is FaultKind.RATE_LIMIT:
+            hint = {"retry-after": fault.retry_after} if fault.retry_after else {}
             return self._reply_error(
                 429,
                 "rate_limit_error",
                 _RATE_LIMIT_MESSAGE,
                 **{
-                    "retry-after": fault.retry_after,
+                    **hint,
                     "anthropic-ratelimit-requests-limit": "50",
                     "anthropic-ratelimit-requests-remaining": "0",
                 },
@@ -106,6 +112,22 @@ class FakeAnthropic(FakeServer):
                 )
         if not body.get("messages"):
             return self._reply_error(400, "invalid_request_error", "messages: Field required")
+        last = body["messages"][-1]
+        if last.get("role") == "assistant":
+            if self.reject_prefill:
+                return self._reply_error(
+                    400,
+                    "invalid_request_error",
+                    "This model does not support assistant message prefill. The conversation "
+                    "must end with a user message.",
+                )
+            content = last.get("content")
+            if isinstance(content, str) and content != content.rstrip():
+                return self._reply_error(
+                    400,
+                    "invalid_request_error",
+                    "messages: final assistant content cannot end with trailing whitespace",
+                )
         return None
 
     def _usage(self, body: dict[str, Any], output: int) -> dict[str, Any]:
@@ -145,7 +167,9 @@ class FakeAnthropic(FakeServer):
         prompt = "\n".join(
             str(m.get("content", "")) for m in body["messages"] if m.get("role") == "user"
         )
-        generation = self.generate(prompt, int(body["max_tokens"]))
+        last = body["messages"][-1]
+        prefill = str(last.get("content", "")) if last.get("role") == "assistant" else ""
+        generation = self.generate(prompt, int(body["max_tokens"]), prefill)
         if fault is not None and fault.kind is FaultKind.CONTENT_FILTER:
             generation = Generation(generation.tokens[: fault.after_tokens], truncated=False)
         if body.get("stream"):
@@ -181,8 +205,7 @@ class FakeAnthropic(FakeServer):
             if fault.kind is FaultKind.CUT_STREAM:
                 self.cut(request)
             elif fault.kind is FaultKind.MALFORMED:
-                data = 'event: content_block_delta\ndata: {"type":"content_block_delta",\n\n'
-                await self.send(request, response, data.encode())
+                await self.send(request, response, _BROKEN_EVENT)
             elif fault.kind is FaultKind.STREAM_ERROR:
                 await event("error", _error("overloaded_error", "Overloaded"))
 
@@ -217,6 +240,7 @@ class FakeAnthropic(FakeServer):
             for index, token in enumerate(generation.tokens):
                 if fault is not None and index == stop_at:
                     return await fail(fault)
+                await self.interlude(request, response, fault, index, _BROKEN_EVENT)
                 await self.pause(request)
                 await event(
                     "content_block_delta",
@@ -240,7 +264,8 @@ class FakeAnthropic(FakeServer):
                     "usage": {"output_tokens": len(generation.tokens)},
                 },
             )
-            await event("message_stop", {"type": "message_stop"})
+            if not self.omit_message_stop:
+                await event("message_stop", {"type": "message_stop"})
 
         return await self.run_stream(request, response, emit)
 

@@ -235,6 +235,7 @@ class FakeGemini(FakeServer):
             for index, token in enumerate(tokens):
                 if fault is not None and index == stop_at:
                     return await self._fail(request, response, fault)
+                await self.interlude(request, response, fault, index, b'data: {"candidates": [\n\n')
                 await self.pause(request)
                 last = index == len(tokens) - 1 and stop_at != len(tokens)
                 await frame(self._chunk(body, model, token, generation, final=last))

@@ -131,6 +131,7 @@ class FakeHTTPModel(FakeServer):
             for index, token in enumerate(generation.tokens):
                 if fault is not None and index == stop_at:
                     return await fail(fault)
+                await self.interlude(request, response, fault, index, b'data: {"delta": \n\n')
                 await self.pause(request)
                 await data({"delta": {"text": token}})
             if fault is not None and stop_at == len(generation.tokens):

@@ -28,6 +28,7 @@ from aurea.testing.fakes._core import (
 __all__ = ["FakeOpenAI", "fake_embedding"]
 
 _CREATED = 1_700_000_000
+_BROKEN_CHUNK = b'data: {"id":"chatcmpl-x","object":\n\n'
 _FINGERPRINT = "fp_fake0001"
 
 
@@ -103,6 +104,13 @@ class FakeOpenAI(FakeServer):
         if kind is FaultKind.UNAUTHORIZED:
             return self._wrong_key("sk-revoked-key-0000")
         if kind is FaultKind.RATE_LIMIT:
+            # Consistent hints, as OpenAI sends them: the window resets when Retry-After says.
+            hints = {
+                "retry-after": fault.retry_after,
+                "x-ratelimit-limit-requests": "3",
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": f"{fault.retry_after}s",
+            }
             return json_response(
                 _error(
                     f"Rate limit reached for {model} in organization org-fake on requests per min"
@@ -112,12 +120,7 @@ class FakeOpenAI(FakeServer):
                     "rate_limit_exceeded",
                 ),
                 status=429,
-                headers={
-                    "retry-after": fault.retry_after,
-                    "x-ratelimit-limit-requests": "3",
-                    "x-ratelimit-remaining-requests": "0",
-                    "x-ratelimit-reset-requests": "20s",
-                },
+                headers=hints if fault.retry_after else {},
                 indent=4,
             )
         if kind is FaultKind.SERVER_ERROR:
@@ -202,9 +205,23 @@ class FakeOpenAI(FakeServer):
             if answer is not None:
                 return answer
         messages = body.get("messages", [])
+        prefill = ""
+        if messages and messages[-1].get("role") == "assistant":
+            if self.reject_prefill:
+                return json_response(
+                    _error(
+                        "This model does not support a trailing assistant message (prefill).",
+                        "invalid_request_error",
+                        None,
+                        "messages",
+                    ),
+                    status=400,
+                    indent=4,
+                )
+            prefill = str(messages[-1].get("content", ""))
         prompt = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        generation = self.generate(prompt, max_tokens)
+        generation = self.generate(prompt, max_tokens, prefill)
         if body.get("stream"):
             return await self._chat_stream(request, body, model, generation, fault)
         text = "".join(generation.tokens)
@@ -278,6 +295,7 @@ class FakeOpenAI(FakeServer):
                 if fault is not None and index == stop_at:
                     await self._stream_fault(request, response, fault)
                     return
+                await self.interlude(request, response, fault, index, _BROKEN_CHUNK)
                 await self.pause(request)
                 await self.send(request, response, chunk({"content": token}, None))
             if fault is not None and stop_at == len(generation.tokens):
@@ -309,7 +327,7 @@ class FakeOpenAI(FakeServer):
         elif fault.kind is FaultKind.EARLY_EOF:
             return
         elif fault.kind is FaultKind.MALFORMED:
-            await self.send(request, response, b'data: {"id":"chatcmpl-x","object":\n\n')
+            await self.send(request, response, _BROKEN_CHUNK)
         elif fault.kind is FaultKind.STREAM_ERROR:
             error = _error(
                 "The server had an error while processing your request. Sorry about that!",
