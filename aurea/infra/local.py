@@ -48,6 +48,18 @@ path = sys.argv[1]
 with open(path) as f:
     c = json.load(f)
 os.unlink(path)
+if c["detach"]:
+    # The holder must not be Aurea's child (it outlives Aurea, and no one waits for it): fork,
+    # tell Aurea the pid, and leave it to init.
+    pid = os.fork()
+    if pid:
+        sys.stdout.write(str(pid))
+        sys.stdout.flush()
+        os._exit(0)
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # Aurea reads the launcher's output to its end: let go of the pipes
+        os.dup2(null, fd)
 try:
     for procs in c["procs"]:
         with open(procs, "w") as f:
@@ -101,18 +113,27 @@ class LocalBackend:
         key = f"{ref.resource_id}-{ref.index}"
         workdir = self.root / key
         procs: list[str] = []
+        pid = 0
         try:
             workdir.mkdir(parents=True, exist_ok=True)
             procs = self._limit(key, spec)
             env = self._env(ref.owner, ref.resource_id, ref.index, "holder", spec, ())
-            proc = await self._spawn(
-                workdir, workdir, ["sleep", "infinity"], env, procs, spec, pipes=False
+            launcher = await self._spawn(
+                workdir, workdir, ["sleep", "infinity"], env, procs, spec, pipes=False, detach=True
             )
-            await _until_exec(proc, "sleep")
+            out, err = await launcher.communicate()
+            if launcher.returncode or not out.strip().isdigit():
+                raise FailedPrecondition(
+                    f"the local replica could not start: {err.decode(errors='replace')[:200]}"
+                )
+            pid = int(out)
+            await _until_exec(pid, "sleep")
         except BaseException:
+            if pid:
+                _killpg(pid)
             self._cleanup(key, workdir)
             raise
-        return Replica(str(proc.pid), key=key)
+        return Replica(str(pid), key=key)
 
     def _limit(self, key: str, spec: Spec) -> list[str]:
         cg = self._cg
@@ -157,6 +178,7 @@ class LocalBackend:
         *,
         pipes: bool,
         stdin: bool = False,
+        detach: bool = False,
     ) -> asyncio.subprocess.Process:
         limited = bool(procs)
         cfg = {
@@ -165,12 +187,13 @@ class LocalBackend:
             "cwd": str(cwd),
             "procs": procs,
             "as": 0 if limited or not spec.memory_mib else spec.memory_mib << 20,
+            "detach": detach,
         }
         path = workdir / f".aurea-launch-{secrets.token_hex(6)}.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(cfg, f)
-        pipe = asyncio.subprocess.PIPE if pipes else asyncio.subprocess.DEVNULL
+        pipe = asyncio.subprocess.PIPE if pipes or detach else asyncio.subprocess.DEVNULL
         try:
             return await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -321,22 +344,23 @@ async def _pump(proc: asyncio.subprocess.Process, stdin: bytes, sink: OutputSink
         _killpg(proc.pid)
 
 
-async def _until_exec(proc: asyncio.subprocess.Process, program: str) -> None:
+async def _until_exec(pid: int, program: str) -> None:
     """Wait until the launcher has exec'd ``program`` (limits applied), or raise if it died."""
     for _ in range(500):
-        if proc.returncode is not None:
-            raise FailedPrecondition(
-                f"the local replica's process exited at start (code {proc.returncode})"
-            )
-        try:
-            with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
-                argv0 = f.read().split(b"\0", 1)[0]
-        except OSError:
-            argv0 = b""
-        if argv0 == program.encode():
+        if not _alive(pid):
+            raise FailedPrecondition("the local replica's process exited at start")
+        if _argv0(pid) == program.encode():
             return
         await asyncio.sleep(0.01)
     raise FailedPrecondition("the local replica's process did not start within 5 s")
+
+
+def _argv0(pid: int) -> bytes:
+    try:  # /proc is in memory: no disk wait
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0", 1)[0]
+    except OSError:
+        return b""
 
 
 def _killpg(pgid: int) -> None:
