@@ -26,6 +26,7 @@ from aurea.api.inference import InferenceServicer
 from aurea.api.interceptors import server_kwargs
 from aurea.api.ledger import LedgerServicer
 from aurea.api.router import RouterServicer
+from aurea.api.tasks import TaskServicer
 from aurea.api.unimplemented import fill_unimplemented
 from aurea.config import ConfigError, ModelSpec, Settings
 from aurea.edge import Edge
@@ -34,14 +35,17 @@ from aurea.inference import AllowDenyGuard, Inference
 from aurea.inference.calls import CallRecord
 from aurea.ledger import CallMetricsBook, LedgerBook, LedgerGuard, open_ledger
 from aurea.limits import LimiterGuard, LimitsTable
-from aurea.providers._base import Provider
+from aurea.providers._base import FinishReason, Provider
 from aurea.providers._tokens import preload
 from aurea.providers.registry import build_provider
 from aurea.routing import RecordInbox, RouterView, RoutingTable, StatsStore, open_stats_store
 from aurea.runtime import ActorRef, ActorSystem, RestartPolicy
 from aurea.stores.memory import MemoryLimiterStore
+from aurea.tasks import PoolStats
+from aurea.tasks.setup import TaskSystem
 from aurea.telemetry import metrics
-from aurea.telemetry.cpu import CpuWindow
+from aurea.telemetry.cpu import CpuWindow, host_cpu_window, host_percent
+from aurea.telemetry.events import EventBus
 from aurea.telemetry.http import ReadyCheck, TelemetryHttp
 from aurea.telemetry.observer import CallTelemetry
 from aurea.telemetry.tracing import Tracing, TracingGuard, build_tracing
@@ -144,7 +148,13 @@ class AureaServer:
         self.metrics_port = 0  # the side port (/metrics, /healthz, /readyz); 0: not serving
         # /readyz runs these (None: ready, else why not); stores add theirs before start()
         self.ready_checks: dict[str, ReadyCheck] = {"providers": self._providers_ready}
-        self.system = ActorSystem(policy=RestartPolicy(), on_dead=self._actor_dead)
+        self.events = EventBus(clock=wall_clock)  # system events (AdminService.WatchEvents)
+        self.task_system = TaskSystem(
+            settings.tasks, events=self.events, wall=wall_clock, clock=clock
+        )
+        self.system = ActorSystem(
+            policy=RestartPolicy(), on_restart=self._actor_restarted, on_dead=self._actor_dead
+        )
         self.edge = Edge(keys=settings.api_keys)
         self.tracker = self.edge.tracker
         self.providers: dict[str, Provider] = {}
@@ -160,12 +170,17 @@ class AureaServer:
         )
         self.health = CappedHealthServicer(max_watches=settings.server.max_health_watches)
         self.cpu = CpuWindow()
+        self.host_cpu = host_cpu_window()  # task admission and system metrics read it
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
 
+    def _actor_restarted(self, name: str, exc: BaseException) -> None:
+        self.events.publish("actor.restarted", actor=name, error=type(exc).__name__)
+
     def _actor_dead(self, name: str) -> None:
+        self.events.publish("actor.dead", actor=name)
         # Routing survives a dead router (calls use its last published table); with every
         # provider's actor dead nothing can serve a call: tell load balancers.
         if name.startswith("provider:") and not any(r.alive for r in self.provider_refs.values()):
@@ -228,7 +243,7 @@ class AureaServer:
                 )
 
             self.provider_refs[name] = self.system.spawn(f"provider:{name}", factory, capacity=cap)
-        return Inference(
+        inference = Inference(
             view=self.router_view,
             providers=self.provider_refs,
             retry=s.retry,
@@ -250,6 +265,37 @@ class AureaServer:
             default_call_timeout_s=s.server.default_call_timeout_s,
             sinks=self._record_sinks(),
         )
+        self._build_tasks(inference)
+        return inference
+
+    def _build_tasks(self, inference: Inference) -> None:
+        """The task scheduler, with its kinds (built-in ones use ``inference``)."""
+        s = self.settings
+        registry = self.task_system.registry(inference=inference, providers=self.providers)
+        self.task_system.spawn(
+            self.system,
+            registry=registry,
+            cpu_percent=lambda: host_percent(self.host_cpu),
+            ask_timeout_s=s.runtime.ask_timeout_s,
+            mailbox_capacity=s.runtime.mailbox_capacity,
+        )
+
+    async def _task_pools(self) -> tuple[PoolStats, ...]:
+        tasks = self.task_system.tasks
+        return await tasks.pools() if tasks is not None else ()
+
+    def _budget_event(self, record: CallRecord) -> None:
+        """A call refused or stopped by its job's budget is a system event."""
+        if (
+            record.error == "BUDGET_EXCEEDED"
+            or record.finish_reason is FinishReason.BUDGET_EXCEEDED
+        ):
+            self.events.publish(
+                "budget.exceeded",
+                job_id=record.job_id,
+                model=record.model,
+                request_id=record.request_id,
+            )
 
     def _record_sinks(self) -> list[Callable[[CallRecord], None]]:
         """Who reads each call's record: the router's stats, metrics, the call's span."""
@@ -258,6 +304,7 @@ class AureaServer:
             sinks.append(metrics.record_call)
         if self.tracing is not None:
             sinks.append(self.tracing.record_call)
+        sinks.append(self._budget_event)
         return sinks
 
     async def _start_telemetry_http(self) -> None:
@@ -350,10 +397,12 @@ class AureaServer:
         inference = self._build_actors()
         # Load tokenizers off the loop now, so the first estimate does not stall a call.
         await asyncio.to_thread(preload, sorted({m.upstream for m in s.models.values()}))
+        await self.task_system.open()
         await self.system.start()
         server = grpc.aio.server(**server_kwargs(s, self.edge))
         servicers: Mapping[str, Any] = {
             "InferenceService": InferenceServicer(inference),
+            "TaskService": self.task_system.tasks and TaskServicer(self.task_system.tasks),
             "AdminService": AdminServicer(
                 settings=s,
                 system=self.system,
@@ -363,6 +412,9 @@ class AureaServer:
                 draining=lambda: self.draining,
                 cpu=self.cpu,
                 limits=self.limits,
+                host_cpu=self.host_cpu,
+                events=self.events,
+                pools=self._task_pools,
             ),
             "LedgerService": self.ledger and LedgerServicer(self.ledger),
             "RouterService": self.router
@@ -392,6 +444,7 @@ class AureaServer:
         await server.start()
         self._server = server
         self.cpu.start()
+        self.host_cpu.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         await self._start_telemetry_http()
@@ -413,8 +466,11 @@ class AureaServer:
             return
         self._stopping = True
         self.cpu.stop()
+        self.host_cpu.stop()
         grace = self.settings.server.grace_s if grace_s is None else grace_s
         self.tracker.draining = True
+        self.task_system.drain()  # task watches and waits would hold the drain: end them
+        self.events.close()
         await self.health.enter_graceful_shutdown()
         log.info("server_draining", in_flight=self.tracker.in_flight, grace_s=grace)
         if self.tracker.in_flight:
@@ -425,6 +481,7 @@ class AureaServer:
         if self._server is not None:
             await self._server.stop(0.5)
         await self.system.stop(grace_s=2.0)
+        await self.task_system.close()  # after the scheduler's last writes
         if self.ledger is not None:  # every call has settled: write out what is queued
             await self.ledger.stop()
         if self.router_stats is not None:  # after the router wrote what it still held

@@ -1,23 +1,27 @@
-"""AdminService: server info, actor metrics, providers and their stats."""
+"""AdminService: server info, process, host, actor and task pool metrics, system events,
+providers and their stats."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import grpc
 from google.protobuf import timestamp_pb2
 
 from aurea.actors.provider import GetStats, ProviderMsg, ProviderStats
 from aurea.api.resilience import breakers_pb, list_model_limits, set_model_limits
+from aurea.api.tasks import pool_pb
 from aurea.config import Settings
 from aurea.errors import InvalidRequest, NotFound, Unavailable
 from aurea.limits import LimitsTable
 from aurea.providers._base import ProviderSpec
 from aurea.providers._urls import safe_url
 from aurea.runtime import ActorRef, ActorSystem
-from aurea.telemetry.cpu import CpuWindow, process_cpu_s
+from aurea.tasks import PoolStats
+from aurea.telemetry.cpu import CpuWindow, host_memory_bytes, host_percent, process_cpu_s
+from aurea.telemetry.events import Dropped, EventBus
 from aurea.v1 import admin_pb2 as pb
 from aurea.v1 import admin_pb2_grpc
 
@@ -65,7 +69,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         draining: Callable[[], bool],
         cpu: CpuWindow | None = None,
         limits: LimitsTable | None = None,
+        host_cpu: CpuWindow | None = None,
+        events: EventBus | None = None,
+        pools: Callable[[], Awaitable[Sequence[PoolStats]]] | None = None,
     ) -> None:
+        self._host_cpu = host_cpu
+        self._events = events if events is not None else EventBus()
+        self._pools = pools
         self._cpu = cpu if cpu is not None else CpuWindow()
         self._limits = limits or LimitsTable(models=settings.models, settings=settings.limits)
         self._settings = settings
@@ -96,7 +106,18 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: pb.GetSystemMetricsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSystemMetricsResponse:
         rss = _rss_bytes()
+        total, available = host_memory_bytes()
+        pools: Sequence[PoolStats] = ()
+        if self._pools is not None:
+            try:
+                pools = await self._pools()
+            except Unavailable:  # the scheduler is down or its store is: report the rest
+                pools = ()
         return pb.GetSystemMetricsResponse(
+            host_cpu_percent=host_percent(self._host_cpu) if self._host_cpu else 0.0,
+            host_memory_total_bytes=total,
+            host_memory_available_bytes=available,
+            pools=[pool_pb(p) for p in pools],
             cpu_percent=self._cpu.percent(),
             cpu_time_ms=int(process_cpu_s() * 1e3),
             memory_rss_bytes=rss,
@@ -114,6 +135,26 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 for s in self._system.stats()
             ],
         )
+
+    async def WatchEvents(
+        self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchEventsResponse]:
+        if len(request.types) > 64:
+            raise InvalidRequest.field("types", "must hold at most 64 types")
+        with self._events.watch(request.types) as sub:
+            while True:  # ends by the caller leaving, or ShuttingDown at drain
+                item = await sub.get()
+                if isinstance(item, Dropped):
+                    yield pb.WatchEventsResponse(dropped=pb.EventsDropped(count=item.count))
+                    continue
+                yield pb.WatchEventsResponse(
+                    event=pb.SystemEvent(
+                        type=item.type,
+                        event_time=_ts(item.time_s),
+                        attributes=dict(item.attributes),
+                        sequence=item.sequence,
+                    )
+                )
 
     def _models_of(self, provider: str) -> list[str]:
         return sorted(m.name for m in self._settings.models.values() if m.provider == provider)

@@ -33,7 +33,7 @@ from aurea.tasks import (
 from aurea.v1 import task_pb2 as pb
 from aurea.v1 import task_pb2_grpc
 
-__all__ = ["TaskServicer", "task_pb"]
+__all__ = ["TaskServicer", "pool_pb", "task_pb"]
 
 MAX_WATCH_IDS = 1000
 MAX_PAGE = 1000
@@ -134,7 +134,7 @@ def _kind_pb(kind: TaskKind) -> pb.TaskKind:
     return msg
 
 
-def _pool_pb(p: PoolStats) -> pb.Pool:
+def pool_pb(p: PoolStats) -> pb.Pool:
     return pb.Pool(
         name=p.name,
         workers=p.workers,
@@ -314,13 +314,13 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
     ) -> pb.ListPoolsResponse:
         pools = {p.name: p for p in await self._tasks.pools()}
         page, token = _page(sorted(pools), request.page_token, request.page_size)
-        return pb.ListPoolsResponse(pools=[_pool_pb(pools[n]) for n in page], next_page_token=token)
+        return pb.ListPoolsResponse(pools=[pool_pb(pools[n]) for n in page], next_page_token=token)
 
     async def ScalePool(
         self, request: pb.ScalePoolRequest, context: grpc.aio.ServicerContext
     ) -> pb.ScalePoolResponse:
         stats = await self._tasks.scale(request.pool, request.workers)
-        return pb.ScalePoolResponse(pool=_pool_pb(stats))
+        return pb.ScalePoolResponse(pool=pool_pb(stats))
 
 
 def _check_finite(payload: struct_pb2.Struct) -> None:

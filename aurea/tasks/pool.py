@@ -29,6 +29,9 @@ log = structlog.get_logger("aurea.tasks")
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 _STORE_RETRY_S = 1.0  # wait after a failed claim before the next
+# An idle pool's polls back off (doubling) to this: the queue's own writes wake a pool at once,
+# so polls only find what another process put there (expired leases, another replica's tasks).
+MAX_IDLE_POLL_S = 5.0
 
 
 class _Worker:
@@ -74,6 +77,7 @@ class Pool:
         self._wake = asyncio.Event()  # the queue may have a task for us
         self._timers: set[asyncio.TimerHandle] = set()
         self._next_number = 0
+        self._idle_poll_s = poll_s
         self.target = 0
         self.busy = 0
 
@@ -146,7 +150,7 @@ class Pool:
             limit = len(self._idle)
             if self._cpu_busy():
                 if self.busy:
-                    await self._rest()
+                    await self._rest(self._poll_s)
                     continue
                 limit = 1
             reserved = self._reserved = [self._idle.popleft() for _ in range(limit)]
@@ -164,8 +168,14 @@ class Pool:
             self._hand_out(claimed, reserved)
             if claimed:
                 self._on_claimed(self.name, len(claimed))
+                self._idle_poll_s = self._poll_s
             if len(claimed) < limit:
-                await self._rest()
+                if await self._rest(self._idle_poll_s):
+                    self._idle_poll_s = self._poll_s
+                elif not claimed:
+                    self._idle_poll_s = min(
+                        self._idle_poll_s * 2, max(MAX_IDLE_POLL_S, self._poll_s)
+                    )
 
     def _hand_out(self, claimed: tuple[TaskRecord, ...], reserved: list[_Worker]) -> None:
         # Workers asked to retire during the claim take work last (a claimed task always has a
@@ -181,13 +191,14 @@ class Pool:
             else:
                 self._idle.append(worker)
 
-    async def _rest(self) -> None:
-        """Wait until woken (a submit, a retry coming due) or the poll interval passes."""
+    async def _rest(self, poll_s: float) -> bool:
+        """Wait until woken (a submit, a retry coming due: True) or ``poll_s`` passes."""
         try:
-            async with asyncio.timeout(self._poll_s):
+            async with asyncio.timeout(poll_s):
                 await self._wake.wait()
         except TimeoutError:
-            pass
+            return False
+        return True
 
     async def _work(self, worker: _Worker) -> None:
         try:

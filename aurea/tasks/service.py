@@ -170,7 +170,7 @@ class Tasks:
         self,
         *,
         scheduler: ActorRef[SchedulerMsg],
-        store: TaskQueueStore,
+        store: TaskQueueStore | Callable[[], TaskQueueStore],
         registry: TaskRegistry,
         hub: TaskHub,
         settings: TasksSettings,
@@ -180,7 +180,8 @@ class Tasks:
         new_id: Callable[[], str] = lambda: os.urandom(12).hex(),
     ) -> None:
         self._scheduler = scheduler
-        self._store = store
+        # A callable gives the store once it is open (the server opens it as actors start).
+        self._store_of: Callable[[], TaskQueueStore] = store if callable(store) else lambda: store
         self.registry = registry
         self._hub = hub
         self._settings = settings
@@ -275,7 +276,7 @@ class Tasks:
     # -- get, cancel -----------------------------------------------------------------------------
 
     async def _read(self, task_id: str) -> TaskRecord:
-        rec = await self._store.get(task_id)
+        rec = await self._store_of().get(task_id)
         if rec is None:
             raise TaskNotFound(f"no task has the id {task_id[:128]!r}")
         return rec
@@ -332,7 +333,7 @@ class Tasks:
         """Up to ``limit`` tasks after ``after`` in one of ``states``, in seq order, and
         whether more follow."""
         pages = [
-            await self._store.list_tasks(
+            await self._store_of().list_tasks(
                 TaskFilter(state=state, kind=base.kind, pool=base.pool, job_id=base.job_id),
                 after=str(after) if after else None,
                 limit=limit,

@@ -1,5 +1,6 @@
 import datetime
 
+from aurea.v1 import task_pb2 as _task_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -75,16 +76,24 @@ class ActorMetrics(_message.Message):
     def __init__(self, name: _Optional[str] = ..., mailbox_depth: _Optional[int] = ..., mailbox_capacity: _Optional[int] = ..., restarts: _Optional[int] = ..., processed: _Optional[int] = ..., avg_handling_ms: _Optional[float] = ...) -> None: ...
 
 class GetSystemMetricsResponse(_message.Message):
-    __slots__ = ("cpu_percent", "cpu_time_ms", "memory_rss_bytes", "actors")
+    __slots__ = ("cpu_percent", "cpu_time_ms", "memory_rss_bytes", "actors", "host_cpu_percent", "host_memory_total_bytes", "host_memory_available_bytes", "pools")
     CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
     CPU_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     ACTORS_FIELD_NUMBER: _ClassVar[int]
+    HOST_CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    HOST_MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    HOST_MEMORY_AVAILABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    POOLS_FIELD_NUMBER: _ClassVar[int]
     cpu_percent: float
     cpu_time_ms: int
     memory_rss_bytes: int
     actors: _containers.RepeatedCompositeFieldContainer[ActorMetrics]
-    def __init__(self, cpu_percent: _Optional[float] = ..., cpu_time_ms: _Optional[int] = ..., memory_rss_bytes: _Optional[int] = ..., actors: _Optional[_Iterable[_Union[ActorMetrics, _Mapping]]] = ...) -> None: ...
+    host_cpu_percent: float
+    host_memory_total_bytes: int
+    host_memory_available_bytes: int
+    pools: _containers.RepeatedCompositeFieldContainer[_task_pb2.Pool]
+    def __init__(self, cpu_percent: _Optional[float] = ..., cpu_time_ms: _Optional[int] = ..., memory_rss_bytes: _Optional[int] = ..., actors: _Optional[_Iterable[_Union[ActorMetrics, _Mapping]]] = ..., host_cpu_percent: _Optional[float] = ..., host_memory_total_bytes: _Optional[int] = ..., host_memory_available_bytes: _Optional[int] = ..., pools: _Optional[_Iterable[_Union[_task_pb2.Pool, _Mapping]]] = ...) -> None: ...
 
 class GetMetricsSummaryRequest(_message.Message):
     __slots__ = ()

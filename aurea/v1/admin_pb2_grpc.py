@@ -138,7 +138,8 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetSystemMetrics(self, request, context):
-        """Gets the server process's CPU and memory use and each actor's mailbox and message counts.
+        """Gets the server process's CPU and memory use, the host's CPU and memory, each actor's
+        mailbox and message counts, and each task pool's workers and queue.
 
         Needs the `user` scope. Returns PERMISSION_DENIED without the `user` scope.
         """
