@@ -1,0 +1,366 @@
+"""``AsyncClient`` (asyncio, ``grpc.aio``) and ``Client`` (blocking): the same calls, the same
+arguments, the same typed results and errors.
+
+    async with AsyncClient() as aurea:                      # $AUREA_TARGET, $AUREA_API_KEY
+        answer = await aurea.generate("Say hello", max_tokens=20)
+        async for event in aurea.stream("Count to five"):
+            ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
+
+import grpc
+
+from aurea_client import _convert
+from aurea_client._invoke import AioInvoker, SyncInvoker
+from aurea_client._options import DEFAULT_TIMEOUT_S, RetryPolicy, Tls, metadata, resolve
+from aurea_client._pb import inference_pb2 as pb
+from aurea_client._pb import inference_pb2_grpc
+from aurea_client._services import (
+    AdminCalls,
+    AsyncAdminCalls,
+    AsyncInfrastructureCalls,
+    AsyncLedgerCalls,
+    AsyncRouterCalls,
+    AsyncTasksCalls,
+    InfrastructureCalls,
+    LedgerCalls,
+    RouterCalls,
+    TasksCalls,
+)
+from aurea_client._types import Completion, Embeddings, MessageLike, Policy, StreamEvent
+
+__all__ = ["AsyncClient", "Client"]
+
+
+def _channel_args(tls: Tls | bool | None) -> tuple[Tls | None, list[tuple[str, Any]]]:
+    if tls is True:
+        tls = Tls()
+    if not isinstance(tls, Tls):
+        return None, []
+    return tls, tls.options()
+
+
+class _Common:
+    """Argument handling both clients share."""
+
+    target: str
+
+    @staticmethod
+    def _generate_fields(
+        prompt: str | None,
+        *,
+        messages: Sequence[MessageLike],
+        system: str | None,
+        model: str,
+        max_tokens: int,
+        temperature: float | None,
+        top_p: float | None,
+        stop: Sequence[str],
+        seed: int | None,
+        job_id: str,
+        policy: Policy | None,
+        fallbacks: Sequence[str],
+        cache_bypass: bool,
+        labels: Mapping[str, str] | None,
+    ) -> dict[str, Any]:
+        return _convert.generate_fields(
+            prompt=prompt,
+            messages=messages,
+            system=system,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            job_id=job_id,
+            policy=policy,
+            fallbacks=fallbacks,
+            cache_bypass=cache_bypass,
+            labels=labels,
+        )
+
+
+class AsyncClient(_Common):
+    """An asyncio client of one Aurea server. ``target`` is ``host:port`` (default
+    $AUREA_TARGET, else 127.0.0.1:50051); ``api_key`` is sent as ``authorization: Bearer``
+    (default $AUREA_API_KEY); ``tls`` True uses the system's roots, or pass a ``Tls``;
+    ``timeout_s`` is every call's default deadline (None: no deadline; retries included)."""
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        api_key: str | None = None,
+        tls: Tls | bool | None = None,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.target, key = resolve(target, api_key)
+        creds, extra = _channel_args(tls)
+        opts = [*extra, *options]
+        if creds is None:
+            self._channel = grpc.aio.insecure_channel(self.target, options=opts)
+        else:
+            self._channel = grpc.aio.secure_channel(self.target, creds.credentials(), opts)
+        self._invoke = AioInvoker(
+            metadata=metadata(key), retry=retry or RetryPolicy(), timeout_s=timeout_s
+        )
+        self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
+        self.tasks = AsyncTasksCalls(self._invoke, self._channel)
+        self.ledger = AsyncLedgerCalls(self._invoke, self._channel)
+        self.router = AsyncRouterCalls(self._invoke, self._channel)
+        self.admin = AsyncAdminCalls(self._invoke, self._channel)
+        self.infrastructure = AsyncInfrastructureCalls(self._invoke, self._channel)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def generate(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[MessageLike] = (),
+        system: str | None = None,
+        model: str = "",
+        max_tokens: int = 0,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+        job_id: str = "",
+        policy: Policy | None = None,
+        fallbacks: Sequence[str] = (),
+        cache_bypass: bool = False,
+        labels: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> Completion:
+        """One whole completion. Give ``prompt`` or ``messages`` (``system`` adds a system
+        message first). ``model`` empty lets Aurea route by ``policy``."""
+        fields = self._generate_fields(
+            prompt,
+            messages=messages,
+            system=system,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            job_id=job_id,
+            policy=policy,
+            fallbacks=fallbacks,
+            cache_bypass=cache_bypass,
+            labels=labels,
+        )
+        reply = await self._invoke.unary(
+            self._inference.Generate, pb.GenerateRequest(**fields), timeout_s
+        )
+        return _convert.completion(reply)
+
+    def stream(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[MessageLike] = (),
+        system: str | None = None,
+        model: str = "",
+        max_tokens: int = 0,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+        job_id: str = "",
+        policy: Policy | None = None,
+        fallbacks: Sequence[str] = (),
+        cache_bypass: bool = False,
+        labels: Mapping[str, str] | None = None,
+        usage_interval_deltas: int = 0,
+        timeout_s: float | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """The completion as typed events: ``Started`` first, then ``Fallback``, ``Delta`` and
+        ``UsageUpdate``, then ``Final``. A stream that fails raises its error instead of
+        ``Final`` (the text so far is incomplete)."""
+        fields = self._generate_fields(
+            prompt,
+            messages=messages,
+            system=system,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            job_id=job_id,
+            policy=policy,
+            fallbacks=fallbacks,
+            cache_bypass=cache_bypass,
+            labels=labels,
+        )
+        request = pb.GenerateStreamRequest(**fields, usage_interval_deltas=usage_interval_deltas)
+        return self._invoke.stream(
+            self._inference.GenerateStream, request, _convert.event, timeout_s
+        )
+
+    async def embed(
+        self,
+        inputs: str | Sequence[str],
+        *,
+        model: str = "",
+        job_id: str = "",
+        timeout_s: float | None = None,
+    ) -> Embeddings:
+        """One vector per input text, in input order."""
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        request = pb.EmbedRequest(model=model, inputs=texts, job_id=job_id)
+        reply = await self._invoke.unary(self._inference.Embed, request, timeout_s)
+        return _convert.embeddings(reply)
+
+
+class Client(_Common):
+    """The blocking client: ``AsyncClient``'s calls without asyncio (a stream is an iterator).
+    Use one per thread or share it: grpc channels are thread-safe."""
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        api_key: str | None = None,
+        tls: Tls | bool | None = None,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.target, key = resolve(target, api_key)
+        creds, extra = _channel_args(tls)
+        opts = [*extra, *options]
+        if creds is None:
+            self._channel = grpc.insecure_channel(self.target, options=opts)
+        else:
+            self._channel = grpc.secure_channel(self.target, creds.credentials(), opts)
+        self._invoke = SyncInvoker(
+            metadata=metadata(key), retry=retry or RetryPolicy(), timeout_s=timeout_s
+        )
+        self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
+        self.tasks = TasksCalls(self._invoke, self._channel)
+        self.ledger = LedgerCalls(self._invoke, self._channel)
+        self.router = RouterCalls(self._invoke, self._channel)
+        self.admin = AdminCalls(self._invoke, self._channel)
+        self.infrastructure = InfrastructureCalls(self._invoke, self._channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def generate(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[MessageLike] = (),
+        system: str | None = None,
+        model: str = "",
+        max_tokens: int = 0,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+        job_id: str = "",
+        policy: Policy | None = None,
+        fallbacks: Sequence[str] = (),
+        cache_bypass: bool = False,
+        labels: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> Completion:
+        """See ``AsyncClient.generate``."""
+        fields = self._generate_fields(
+            prompt,
+            messages=messages,
+            system=system,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            job_id=job_id,
+            policy=policy,
+            fallbacks=fallbacks,
+            cache_bypass=cache_bypass,
+            labels=labels,
+        )
+        reply = self._invoke.unary(
+            self._inference.Generate, pb.GenerateRequest(**fields), timeout_s
+        )
+        return _convert.completion(reply)
+
+    def stream(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[MessageLike] = (),
+        system: str | None = None,
+        model: str = "",
+        max_tokens: int = 0,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+        job_id: str = "",
+        policy: Policy | None = None,
+        fallbacks: Sequence[str] = (),
+        cache_bypass: bool = False,
+        labels: Mapping[str, str] | None = None,
+        usage_interval_deltas: int = 0,
+        timeout_s: float | None = None,
+    ) -> Iterator[StreamEvent]:
+        """See ``AsyncClient.stream``."""
+        fields = self._generate_fields(
+            prompt,
+            messages=messages,
+            system=system,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            job_id=job_id,
+            policy=policy,
+            fallbacks=fallbacks,
+            cache_bypass=cache_bypass,
+            labels=labels,
+        )
+        request = pb.GenerateStreamRequest(**fields, usage_interval_deltas=usage_interval_deltas)
+        return self._invoke.stream(
+            self._inference.GenerateStream, request, _convert.event, timeout_s
+        )
+
+    def embed(
+        self,
+        inputs: str | Sequence[str],
+        *,
+        model: str = "",
+        job_id: str = "",
+        timeout_s: float | None = None,
+    ) -> Embeddings:
+        """See ``AsyncClient.embed``."""
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        request = pb.EmbedRequest(model=model, inputs=texts, job_id=job_id)
+        reply = self._invoke.unary(self._inference.Embed, request, timeout_s)
+        return _convert.embeddings(reply)

@@ -1,0 +1,315 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLE_UNSPECIFIED: _ClassVar[Role]
+    ROLE_SYSTEM: _ClassVar[Role]
+    ROLE_USER: _ClassVar[Role]
+    ROLE_ASSISTANT: _ClassVar[Role]
+
+class RoutingPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROUTING_POLICY_UNSPECIFIED: _ClassVar[RoutingPolicy]
+    ROUTING_POLICY_COST: _ClassVar[RoutingPolicy]
+    ROUTING_POLICY_QUALITY: _ClassVar[RoutingPolicy]
+    ROUTING_POLICY_LATENCY: _ClassVar[RoutingPolicy]
+    ROUTING_POLICY_BALANCED: _ClassVar[RoutingPolicy]
+
+class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FINISH_REASON_UNSPECIFIED: _ClassVar[FinishReason]
+    FINISH_REASON_STOP: _ClassVar[FinishReason]
+    FINISH_REASON_LENGTH: _ClassVar[FinishReason]
+    FINISH_REASON_CONTENT_FILTER: _ClassVar[FinishReason]
+    FINISH_REASON_TOOL_CALLS: _ClassVar[FinishReason]
+    FINISH_REASON_BUDGET_EXCEEDED: _ClassVar[FinishReason]
+    FINISH_REASON_ERROR: _ClassVar[FinishReason]
+
+class MidStreamFailover(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MID_STREAM_FAILOVER_UNSPECIFIED: _ClassVar[MidStreamFailover]
+    MID_STREAM_FAILOVER_CONTINUE: _ClassVar[MidStreamFailover]
+    MID_STREAM_FAILOVER_CONTINUE_OR_RESTART: _ClassVar[MidStreamFailover]
+    MID_STREAM_FAILOVER_RESTART: _ClassVar[MidStreamFailover]
+    MID_STREAM_FAILOVER_NONE: _ClassVar[MidStreamFailover]
+
+class UsageSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USAGE_SOURCE_UNSPECIFIED: _ClassVar[UsageSource]
+    USAGE_SOURCE_PROVIDER_REPORTED: _ClassVar[UsageSource]
+    USAGE_SOURCE_ESTIMATED: _ClassVar[UsageSource]
+ROLE_UNSPECIFIED: Role
+ROLE_SYSTEM: Role
+ROLE_USER: Role
+ROLE_ASSISTANT: Role
+ROUTING_POLICY_UNSPECIFIED: RoutingPolicy
+ROUTING_POLICY_COST: RoutingPolicy
+ROUTING_POLICY_QUALITY: RoutingPolicy
+ROUTING_POLICY_LATENCY: RoutingPolicy
+ROUTING_POLICY_BALANCED: RoutingPolicy
+FINISH_REASON_UNSPECIFIED: FinishReason
+FINISH_REASON_STOP: FinishReason
+FINISH_REASON_LENGTH: FinishReason
+FINISH_REASON_CONTENT_FILTER: FinishReason
+FINISH_REASON_TOOL_CALLS: FinishReason
+FINISH_REASON_BUDGET_EXCEEDED: FinishReason
+FINISH_REASON_ERROR: FinishReason
+MID_STREAM_FAILOVER_UNSPECIFIED: MidStreamFailover
+MID_STREAM_FAILOVER_CONTINUE: MidStreamFailover
+MID_STREAM_FAILOVER_CONTINUE_OR_RESTART: MidStreamFailover
+MID_STREAM_FAILOVER_RESTART: MidStreamFailover
+MID_STREAM_FAILOVER_NONE: MidStreamFailover
+USAGE_SOURCE_UNSPECIFIED: UsageSource
+USAGE_SOURCE_PROVIDER_REPORTED: UsageSource
+USAGE_SOURCE_ESTIMATED: UsageSource
+
+class ChatMessage(_message.Message):
+    __slots__ = ("role", "content")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    role: Role
+    content: str
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ...) -> None: ...
+
+class Usage(_message.Message):
+    __slots__ = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "source")
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    source: UsageSource
+    def __init__(self, input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., source: _Optional[_Union[UsageSource, str]] = ...) -> None: ...
+
+class GenerateRequest(_message.Message):
+    __slots__ = ("prompt", "messages", "model", "max_tokens", "temperature", "top_p", "stop", "seed", "job_id", "routing_policy", "fallback_models", "cache_bypass", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_POLICY_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_MODELS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_BYPASS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
+    model: str
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stop: _containers.RepeatedScalarFieldContainer[str]
+    seed: int
+    job_id: str
+    routing_policy: RoutingPolicy
+    fallback_models: _containers.RepeatedScalarFieldContainer[str]
+    cache_bypass: bool
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., job_id: _Optional[str] = ..., routing_policy: _Optional[_Union[RoutingPolicy, str]] = ..., fallback_models: _Optional[_Iterable[str]] = ..., cache_bypass: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class GenerateResponse(_message.Message):
+    __slots__ = ("request_id", "model", "provider", "text", "finish_reason", "usage", "cost_nanos", "latency_ms", "time_to_first_token_ms", "attempts", "cache_hit", "route_reason")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_NANOS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_REASON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    model: str
+    provider: str
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    cost_nanos: int
+    latency_ms: float
+    time_to_first_token_ms: float
+    attempts: int
+    cache_hit: bool
+    route_reason: str
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., text: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., attempts: _Optional[int] = ..., cache_hit: _Optional[bool] = ..., route_reason: _Optional[str] = ...) -> None: ...
+
+class GenerateStreamRequest(_message.Message):
+    __slots__ = ("prompt", "messages", "model", "max_tokens", "temperature", "top_p", "stop", "seed", "job_id", "routing_policy", "fallback_models", "cache_bypass", "labels", "usage_interval_deltas", "mid_stream_failover")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_POLICY_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_MODELS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_BYPASS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_INTERVAL_DELTAS_FIELD_NUMBER: _ClassVar[int]
+    MID_STREAM_FAILOVER_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
+    model: str
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stop: _containers.RepeatedScalarFieldContainer[str]
+    seed: int
+    job_id: str
+    routing_policy: RoutingPolicy
+    fallback_models: _containers.RepeatedScalarFieldContainer[str]
+    cache_bypass: bool
+    labels: _containers.ScalarMap[str, str]
+    usage_interval_deltas: int
+    mid_stream_failover: MidStreamFailover
+    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., job_id: _Optional[str] = ..., routing_policy: _Optional[_Union[RoutingPolicy, str]] = ..., fallback_models: _Optional[_Iterable[str]] = ..., cache_bypass: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., usage_interval_deltas: _Optional[int] = ..., mid_stream_failover: _Optional[_Union[MidStreamFailover, str]] = ...) -> None: ...
+
+class StreamStarted(_message.Message):
+    __slots__ = ("request_id", "model", "provider", "attempt", "route_reason", "cache_hit")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_REASON_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    model: str
+    provider: str
+    attempt: int
+    route_reason: str
+    cache_hit: bool
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., attempt: _Optional[int] = ..., route_reason: _Optional[str] = ..., cache_hit: _Optional[bool] = ...) -> None: ...
+
+class TextDelta(_message.Message):
+    __slots__ = ("text",)
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    def __init__(self, text: _Optional[str] = ...) -> None: ...
+
+class UsageUpdate(_message.Message):
+    __slots__ = ("usage", "cost_nanos")
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_NANOS_FIELD_NUMBER: _ClassVar[int]
+    usage: Usage
+    cost_nanos: int
+    def __init__(self, usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ...) -> None: ...
+
+class Fallback(_message.Message):
+    __slots__ = ("from_model", "to_model", "to_provider", "cause", "message", "attempt", "restart")
+    FROM_MODEL_FIELD_NUMBER: _ClassVar[int]
+    TO_MODEL_FIELD_NUMBER: _ClassVar[int]
+    TO_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    RESTART_FIELD_NUMBER: _ClassVar[int]
+    from_model: str
+    to_model: str
+    to_provider: str
+    cause: str
+    message: str
+    attempt: int
+    restart: bool
+    def __init__(self, from_model: _Optional[str] = ..., to_model: _Optional[str] = ..., to_provider: _Optional[str] = ..., cause: _Optional[str] = ..., message: _Optional[str] = ..., attempt: _Optional[int] = ..., restart: _Optional[bool] = ...) -> None: ...
+
+class StreamFinal(_message.Message):
+    __slots__ = ("finish_reason", "usage", "cost_nanos", "latency_ms", "time_to_first_token_ms", "model", "provider", "attempts")
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_NANOS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    finish_reason: FinishReason
+    usage: Usage
+    cost_nanos: int
+    latency_ms: float
+    time_to_first_token_ms: float
+    model: str
+    provider: str
+    attempts: int
+    def __init__(self, finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
+
+class GenerateStreamResponse(_message.Message):
+    __slots__ = ("started", "delta", "usage", "fallback", "final")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    started: StreamStarted
+    delta: TextDelta
+    usage: UsageUpdate
+    fallback: Fallback
+    final: StreamFinal
+    def __init__(self, started: _Optional[_Union[StreamStarted, _Mapping]] = ..., delta: _Optional[_Union[TextDelta, _Mapping]] = ..., usage: _Optional[_Union[UsageUpdate, _Mapping]] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ..., final: _Optional[_Union[StreamFinal, _Mapping]] = ...) -> None: ...
+
+class EmbedRequest(_message.Message):
+    __slots__ = ("model", "inputs", "job_id")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    inputs: _containers.RepeatedScalarFieldContainer[str]
+    job_id: str
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., job_id: _Optional[str] = ...) -> None: ...
+
+class Embedding(_message.Message):
+    __slots__ = ("index", "values")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, index: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class EmbedResponse(_message.Message):
+    __slots__ = ("request_id", "model", "provider", "embeddings", "usage", "cost_nanos")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_NANOS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    model: str
+    provider: str
+    embeddings: _containers.RepeatedCompositeFieldContainer[Embedding]
+    usage: Usage
+    cost_nanos: int
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,130 @@
+"""What the inference calls return: plain frozen dataclasses, never protobuf, so application code
+does not depend on generated classes. Money is integer nano-dollars (``cost_nanos``), as in the
+API; ``cost_usd`` is there for display."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+Policy = Literal["cost", "quality", "latency", "balanced"]
+FinishReason = Literal[
+    "stop", "length", "content_filter", "tool_calls", "budget_exceeded", "error", "unspecified"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+
+
+MessageLike = Message | tuple[str, str] | Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage:
+    """Token counts normalized across providers (``estimated``: Aurea counted, the provider
+    did not report)."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Completion:
+    """A whole answer from ``generate``."""
+
+    request_id: str
+    model: str
+    provider: str
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    cost_nanos: int
+    latency_ms: float
+    ttft_ms: float
+    attempts: int
+    cache_hit: bool
+    route_reason: str
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_nanos / 1e9
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Started:
+    """Opens every stream: the first candidate chosen."""
+
+    request_id: str
+    model: str
+    provider: str
+    attempt: int
+    route_reason: str
+    cache_hit: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """The next piece of text (several upstream pieces may arrive merged)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageUpdate:
+    """Cumulative usage so far."""
+
+    usage: Usage
+    cost_nanos: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fallback:
+    """A candidate was abandoned before its first token; ``to_model`` is tried next."""
+
+    from_model: str
+    to_model: str
+    to_provider: str
+    cause: str
+    message: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Final:
+    """Closes a stream that ended normally (or was cut for ``finish_reason``)."""
+
+    finish_reason: FinishReason
+    usage: Usage
+    cost_nanos: int
+    latency_ms: float
+    ttft_ms: float
+    model: str
+    provider: str
+    attempts: int
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_nanos / 1e9
+
+
+StreamEvent = Started | Delta | UsageUpdate | Fallback | Final
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Embeddings:
+    """One vector per input, in input order."""
+
+    request_id: str
+    model: str
+    provider: str
+    vectors: tuple[tuple[float, ...], ...]
+    usage: Usage
+    cost_nanos: int
