@@ -23,6 +23,7 @@ from aurea.actors.router import Router, RouterMsg
 from aurea.api.admin import AdminServicer
 from aurea.api.health import CappedHealthServicer
 from aurea.api.inference import InferenceServicer
+from aurea.api.infrastructure import InfrastructureServicer
 from aurea.api.interceptors import server_kwargs
 from aurea.api.ledger import LedgerServicer
 from aurea.api.router import RouterServicer
@@ -33,6 +34,7 @@ from aurea.edge import Edge
 from aurea.errors import AureaError
 from aurea.inference import AllowDenyGuard, Inference
 from aurea.inference.calls import CallRecord
+from aurea.infra import Infra
 from aurea.ledger import CallMetricsBook, LedgerBook, LedgerGuard, open_ledger
 from aurea.limits import LimiterGuard, LimitsTable
 from aurea.providers._base import FinishReason, Provider
@@ -146,6 +148,7 @@ class AureaServer:
         )
         self.telemetry_http: TelemetryHttp | None = None
         self.metrics_port = 0  # the side port (/metrics, /healthz, /readyz); 0: not serving
+        self.infra: Infra | None = None  # the provisioner ([infra]); built with the actors
         # /readyz runs these (None: ready, else why not); stores add theirs before start()
         self.ready_checks: dict[str, ReadyCheck] = {"providers": self._providers_ready}
         self.events = EventBus(clock=wall_clock)  # system events (AdminService.WatchEvents)
@@ -175,6 +178,9 @@ class AureaServer:
         self._server: grpc.aio.Server | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
+
+    def _infra_event(self, kind: str, attributes: Mapping[str, str]) -> None:
+        self.events.publish(kind, **attributes)
 
     def _actor_restarted(self, name: str, exc: BaseException) -> None:
         self.events.publish("actor.restarted", actor=name, error=type(exc).__name__)
@@ -243,6 +249,7 @@ class AureaServer:
                 )
 
             self.provider_refs[name] = self.system.spawn(f"provider:{name}", factory, capacity=cap)
+        self.infra = Infra(s.infra, self.system, capacity=cap, publish=self._infra_event)
         inference = Inference(
             view=self.router_view,
             providers=self.provider_refs,
@@ -416,6 +423,7 @@ class AureaServer:
                 events=self.events,
                 pools=self._task_pools,
             ),
+            "InfrastructureService": self.infra and InfrastructureServicer.of(self.infra, s),
             "LedgerService": self.ledger and LedgerServicer(self.ledger),
             "RouterService": self.router
             and RouterServicer(
@@ -486,6 +494,8 @@ class AureaServer:
             await self.ledger.stop()
         if self.router_stats is not None:  # after the router wrote what it still held
             await self.router_stats.close()
+        if self.infra is not None:
+            await self.infra.aclose()
         await self._stop_telemetry()
         log.info("server_stopped")
         self._stopped.set()

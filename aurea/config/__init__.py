@@ -31,6 +31,7 @@ from aurea.config._catalog import (
     models,
     providers,
 )
+from aurea.config._infra import InfraSettings
 from aurea.config._rules import (
     MAX_BUDGET_USD,
     MAX_CONTEXT_TOKENS,
@@ -86,6 +87,7 @@ __all__ = [
     "CacheSettings",
     "ConfigError",
     "HttpSettings",
+    "InfraSettings",
     "LedgerSettings",
     "LimitsSettings",
     "LogSettings",
@@ -123,6 +125,7 @@ class Settings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     tasks: TasksSettings = field(default_factory=TasksSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    infra: InfraSettings = field(default_factory=InfraSettings)
     api_keys: tuple[ApiKey, ...] = ()
     providers: Mapping[str, ProviderSpec] = field(default_factory=dict)
     models: Mapping[str, ModelSpec] = field(default_factory=dict)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from aurea.config._infra import InfraSettings
 from aurea.config._rules import (
     BUDGET_RANGE,
     NANOS_PER_USD,
@@ -458,4 +459,5 @@ SECTIONS: dict[str, type] = {
     "tls": TlsSettings,
     "tasks": TasksSettings,
     "http": HttpSettings,
+    "infra": InfraSettings,
 }
