@@ -1,7 +1,8 @@
 """Aurea: an LLM orchestration runtime behind one streaming gRPC API.
 
-The public Python surface is small: the error tree, settings, the domain types and the server.
-Clients in any language use the gRPC API (``protos/aurea/v1``); ``aurea.testing`` has helpers for
+The public Python surface is small: the error tree, settings, the domain types, the server and
+``Embedded`` (the same core in-process). Clients in any language use the gRPC API
+(``protos/aurea/v1``) or the OpenAI-compatible HTTP door; ``aurea.testing`` has helpers for
 tests. The server (and with it grpc) is imported on first use, so ``import aurea`` stays cheap.
 """
 
@@ -12,6 +13,7 @@ from aurea.errors import AureaError
 from aurea.types import CallScope, ModelKind, Policy, Scope
 
 if TYPE_CHECKING:
+    from aurea.embedded import Embedded
     from aurea.server import AureaServer
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "AureaServer",
     "CallScope",
     "ConfigError",
+    "Embedded",
     "ModelKind",
     "Policy",
     "Scope",
@@ -33,4 +36,8 @@ def __getattr__(name: str) -> Any:
         from aurea.server import AureaServer
 
         return AureaServer
+    if name == "Embedded":
+        from aurea.embedded import Embedded
+
+        return Embedded
     raise AttributeError(f"module 'aurea' has no attribute {name!r}")

@@ -29,9 +29,10 @@ from aurea.api.ledger import LedgerServicer
 from aurea.api.router import RouterServicer
 from aurea.api.tasks import TaskServicer
 from aurea.api.unimplemented import fill_unimplemented
-from aurea.config import ConfigError, ModelSpec, Settings
+from aurea.config import DEFAULT_HTTP_PORT, ConfigError, ModelSpec, Settings
 from aurea.edge import Edge
 from aurea.errors import AureaError
+from aurea.http import HttpDoor
 from aurea.inference import AllowDenyGuard, Inference
 from aurea.inference.calls import CallRecord
 from aurea.infra import Infra
@@ -68,6 +69,7 @@ from aurea.v1 import (
 
 log = structlog.get_logger("aurea.server")
 _background: set[asyncio.Future[None]] = set()
+DEFAULT_METRICS_PORT = 9464  # [telemetry] http_port's default
 
 try:
     VERSION = metadata.version("aurea")
@@ -148,6 +150,9 @@ class AureaServer:
         )
         self.telemetry_http: TelemetryHttp | None = None
         self.metrics_port = 0  # the side port (/metrics, /healthz, /readyz); 0: not serving
+        self.http: HttpDoor | None = None  # the OpenAI-compatible door ([http])
+        self.http_port = 0  # 0: not serving
+        self.inference: Inference | None = None  # built by start_core()
         self.infra: Infra | None = None  # the provisioner ([infra]); built with the actors
         # /readyz runs these (None: ready, else why not); stores add theirs before start()
         self.ready_checks: dict[str, ReadyCheck] = {"providers": self._providers_ready}
@@ -269,6 +274,7 @@ class AureaServer:
                 # provider: no byte goes upstream unless the job can pay the worst case
                 *([LedgerGuard(self.ledger)] if self.ledger is not None else []),
             ],
+            timeouts={name: spec.timeouts for name, spec in s.providers.items()},
             default_call_timeout_s=s.server.default_call_timeout_s,
             sinks=self._record_sinks(),
         )
@@ -315,7 +321,8 @@ class AureaServer:
         return sinks
 
     async def _start_telemetry_http(self) -> None:
-        """The side port; a port that cannot be bound costs the metrics, not the service."""
+        """The side port. As with the HTTP door: if the default port is taken the side port is
+        skipped with an error line (the service runs on); any other port must be free."""
         t = self.settings.telemetry
         side = TelemetryHttp(
             host=t.http_host,
@@ -328,12 +335,18 @@ class AureaServer:
         try:
             self.metrics_port = await side.start()
         except OSError as exc:
+            if t.http_port != DEFAULT_METRICS_PORT:  # a port chosen on purpose must be had
+                raise ConfigError(
+                    "telemetry.http_port",
+                    f"cannot listen on {t.http_host}:{t.http_port} (in use, or not an address "
+                    "here)",
+                ) from exc
             log.error(
                 "telemetry_http_unavailable",
                 host=t.http_host,
                 port=t.http_port,
                 error=f"{type(exc).__name__}: {exc.strerror or exc}",
-                hint="set [telemetry] http_port (0 picks a free port)",
+                hint="the default port is taken; set [telemetry] http_port (0 picks a free one)",
             )
             return
         self.telemetry_http = side
@@ -346,6 +359,14 @@ class AureaServer:
         if breaker is None or breaker.state is BreakerState.CLOSED:
             return False
         return breaker.view(self.clock()).state is BreakerState.OPEN
+
+    def _breaker_states(self) -> list[tuple[str, str, str]]:
+        """(provider, model, state) of every breaker, read at scrape time."""
+        return [
+            (name, model, str(breaker.state))
+            for name, book in self.provider_books.items()
+            for model, breaker in list(book.breakers.items())
+        ]
 
     async def _ledger_ready(self) -> str | None:
         since = self.ledger.journal.failing_since if self.ledger is not None else None
@@ -391,21 +412,8 @@ class AureaServer:
             metrics.set_catalog(s.models, s.providers)
             metrics.build_info(VERSION)
             metrics.watch_actors(self.system)
-        if self.router_stats is None:
-            self.router_stats = await open_stats_store(s.routing)
-        if self.ledger is None:  # before the guards: every call is charged to it
-            self.ledger = await open_ledger(
-                s.ledger,
-                settle_wait_s=s.runtime.ask_timeout_s,
-                wall=self.wall_clock,
-                clock=self.clock,
-            )
-            self.ready_checks["ledger"] = self._ledger_ready
-        inference = self._build_actors()
-        # Load tokenizers off the loop now, so the first estimate does not stall a call.
-        await asyncio.to_thread(preload, sorted({m.upstream for m in s.models.values()}))
-        await self.task_system.open()
-        await self.system.start()
+            metrics.watch_breakers(self._breaker_states)
+        inference = await self.start_core()
         server = grpc.aio.server(**server_kwargs(s, self.edge))
         servicers: Mapping[str, Any] = {
             "InferenceService": InferenceServicer(inference),
@@ -455,16 +463,69 @@ class AureaServer:
         self.host_cpu.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        await self._start_telemetry_http()
+        try:
+            await self._start_telemetry_http()
+        except ConfigError:
+            await server.stop(0)
+            await self.system.stop(grace_s=0)
+            raise
+        await self._start_http(inference)
         log.info(
             "server_started",
             host=host,
             port=self.port,
+            http_port=self.http_port,
             version=VERSION,
             providers=sorted(s.providers),
             models=len(s.models),
         )
         return self.port
+
+    async def start_core(self) -> Inference:
+        """Build and start the actors and the inference core, without any transport (what
+        ``aurea.Embedded`` runs in-process; ``start`` calls it first). Idempotent."""
+        if self.inference is None:
+            s = self.settings
+            if self.router_stats is None:
+                self.router_stats = await open_stats_store(s.routing)
+            if self.ledger is None:  # before the guards: every call is charged to it
+                self.ledger = await open_ledger(
+                    s.ledger,
+                    settle_wait_s=s.runtime.ask_timeout_s,
+                    wall=self.wall_clock,
+                    clock=self.clock,
+                )
+                self.ready_checks["ledger"] = self._ledger_ready
+            self.inference = self._build_actors()
+            # Load tokenizers off the loop now, so the first estimate does not stall a call.
+            await asyncio.to_thread(preload, sorted({m.upstream for m in s.models.values()}))
+            await self.task_system.open()
+            await self.system.start()
+        return self.inference
+
+    async def _start_http(self, inference: Inference) -> None:
+        """The OpenAI-compatible door on the same edge, core and actors. The default port
+        being taken only skips the door (an error log line); a port the operator chose must
+        be free, like the gRPC port."""
+        s = self.settings.http
+        if not s.enabled:
+            return
+        host = s.host
+        if not self.settings.api_keys and not _is_loopback(host):
+            log.warning("open_mode_loopback_only", door="http", configured_host=host)
+            host = "127.0.0.1"
+        door = HttpDoor(settings=s, edge=self.edge, inference=inference, view=self.router_view)
+        try:
+            self.http_port = await door.start(host, s.port)
+        except OSError as exc:
+            if s.port != DEFAULT_HTTP_PORT:
+                await self.stop(grace_s=0)
+                raise ConfigError(
+                    "http.port", f"cannot listen on {host}:{s.port} ({exc.strerror or exc})"
+                ) from exc
+            log.error("http_door_unavailable", host=host, port=s.port, error=str(exc))
+            return
+        self.http = door
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: refuse new calls (health NOT_SERVING), let in-flight calls finish within the
@@ -488,6 +549,8 @@ class AureaServer:
                 log.warning("drain_timeout", in_flight=self.tracker.in_flight)
         if self._server is not None:
             await self._server.stop(0.5)
+        if self.http is not None:
+            await self.http.stop()
         await self.system.stop(grace_s=2.0)
         await self.task_system.close()  # after the scheduler's last writes
         if self.ledger is not None:  # every call has settled: write out what is queued
@@ -504,6 +567,7 @@ class AureaServer:
         if self.telemetry_http is not None:
             await self.telemetry_http.stop()
         metrics.unwatch_actors(self.system)
+        metrics.unwatch_breakers(self._breaker_states)
         if self.tracing is not None:  # flush queued spans; a dead collector must not hold exit
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.to_thread(self.tracing.shutdown), 5.0)

@@ -45,6 +45,7 @@ from aurea.config._rules import (
     show,
 )
 from aurea.config._sections import (
+    DEFAULT_HTTP_PORT,
     LOG_FORMATS,
     LOG_LEVELS,
     POLICIES,
@@ -69,6 +70,7 @@ from aurea.config._sources import TABLE_SECTIONS, env_overrides, read_file, read
 from aurea.providers._base import ProviderSpec
 
 __all__ = [
+    "DEFAULT_HTTP_PORT",
     "DEFAULT_MODELS",
     "DEFAULT_PROVIDERS",
     "LOG_FORMATS",

@@ -187,8 +187,8 @@ class RoutingSettings:
     )
     min_samples: int = setting(
         5,
-        "recent outcomes (decayed by the half-life) a model needs before its measured figures "
-        "replace the catalog priors",
+        "recent outcomes (decayed by the half-life, to the nearest whole one) a model needs "
+        "before its measured figures replace the catalog priors",
         lo=1,
         hi=_MANY,
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import aurea
 from aurea.errors import AureaError
 
@@ -15,6 +17,7 @@ def test_all_is_pinned() -> None:
         "AureaServer",
         "CallScope",
         "ConfigError",
+        "Embedded",
         "ModelKind",
         "Policy",
         "Scope",
@@ -30,10 +33,11 @@ def test_config_error_is_an_aurea_error() -> None:
     assert issubclass(aurea.ConfigError, AureaError)
 
 
-def test_server_is_exported_but_grpc_is_not_imported_by_import_aurea() -> None:
+@pytest.mark.parametrize("name", ["AureaServer", "Embedded"])
+def test_server_is_exported_but_grpc_is_not_imported_by_import_aurea(name: str) -> None:
     code = (
         "import sys, aurea; print('grpc' in sys.modules); "
-        "aurea.AureaServer; print('grpc' in sys.modules)"
+        f"aurea.{name}; print('grpc' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
