@@ -19,6 +19,7 @@ from aurea.testing.fakes._core import (
     FaultKind,
     RecordedRequest,
     Scripted,
+    continue_after,
     echo_reply,
 )
 from aurea.testing.fakes.anthropic import FakeAnthropic
@@ -40,5 +41,6 @@ __all__ = [
     "FaultKind",
     "RecordedRequest",
     "Scripted",
+    "continue_after",
     "echo_reply",
 ]
