@@ -12,7 +12,8 @@ Two series are kept per model in the ``RouterStatsStore`` (one row each):
 
 "Recent" is the store's exponentially decayed average: an outcome counts half after
 ``routing.stats_half_life_s`` seconds. A model's figures are **live** while its decayed sample
-weight is at least ``routing.min_samples``; below it (never called, or not for a while) the
+weight, to the nearest whole outcome, is at least ``routing.min_samples`` (so five calls a moment
+ago count as five, though each has faded a little); below it (never called, or not for a while) the
 catalog priors apply: success rate = the catalog's ``quality``, latency = unknown (scored as the
 mean of the others), cost = a reference call at the catalog prices, scaled by how the live models'
 measured costs compare with their own reference calls. So a model that failed and was left alone
@@ -70,6 +71,11 @@ def effective_weight(s: ModelStats | None, now: float, half_life_s: float) -> fl
     return s.decayed_weight * math.exp2(-max(0.0, now - s.last_updated) / half_life_s)
 
 
+def enough(s: ModelStats | None, now: float, half_life_s: float, min_samples: float) -> bool:
+    """Whether ``s`` holds enough recent outcomes to be trusted (to the nearest whole one)."""
+    return effective_weight(s, now, half_life_s) >= min_samples - 0.5
+
+
 def reference_cost_nanos(spec: ModelSpec) -> float:
     """A reference call at the model's catalog prices, in nano-dollars."""
     return (
@@ -92,7 +98,7 @@ def figures_for(
     ratios: list[float] = []
     for spec in specs:
         s = calls.get(spec.name)
-        ok = s is not None and effective_weight(s, now, half_life_s) >= min_samples
+        ok = enough(s, now, half_life_s, min_samples)
         live.append(s if ok else None)
         ref = reference_cost_nanos(spec)
         if s is not None and ok and ref > 0:
@@ -103,7 +109,7 @@ def figures_for(
         f = first.get(spec.name)
         latency = (
             f.recent_latency_s
-            if f is not None and effective_weight(f, now, half_life_s) >= min_samples
+            if f is not None and enough(f, now, half_life_s, min_samples)
             else None
         )
         if s is None:
