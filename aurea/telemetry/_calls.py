@@ -22,6 +22,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from aurea.inference.calls import CallKind
+from aurea.providers._base import FinishReason
+
 if TYPE_CHECKING:
     from aurea.inference.calls import CallRecord
 
@@ -61,7 +64,7 @@ class ModelBook:
     __slots__ = ("budget_refusals", "budget_stops", "cost_nanos", "tasks", "tokens", "ttft")
 
     def __init__(self, ttft_bounds: Sequence[float]) -> None:
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, int] = {}  # by outcome (a StrEnum member)
         self.tokens = [0, 0]  # input, output
         self.cost_nanos = 0
         self.ttft = Hist(ttft_bounds)
@@ -97,16 +100,15 @@ class CallBook(Collector):
         book = self.models.get(model)
         if book is None:
             book = self.models[model] = ModelBook(self._ttft_bounds)
-        outcome = record.outcome.value
+        outcome = record.outcome  # the member itself: ``.value`` is a slow property
         book.tasks[outcome] = book.tasks.get(outcome, 0) + 1
         usage = record.usage
         book.tokens[0] += usage.input_tokens
         book.tokens[1] += usage.output_tokens
         book.cost_nanos += record.cost_nanos
-        if record.ttft_s is not None and record.kind == "stream":
+        if record.ttft_s is not None and record.kind is CallKind.STREAM:
             book.ttft.observe(record.ttft_s)
-        finish = record.finish_reason
-        if finish is not None and finish.value == "budget_exceeded":
+        if record.finish_reason is FinishReason.BUDGET_EXCEEDED:
             book.budget_stops += 1
         elif record.error == _BUDGET_EXCEEDED:
             book.budget_refusals += 1
@@ -176,7 +178,7 @@ class CallBook(Collector):
         )
         for model, book in list(self.models.items()):
             for status, n in list(book.tasks.items()):
-                tasks.add_metric([model, status], n)
+                tasks.add_metric([model, str(status)], n)
             tokens.add_metric([model, "input"], book.tokens[0])
             tokens.add_metric([model, "output"], book.tokens[1])
             cost.add_metric([model], book.cost_nanos / 1e9)

@@ -43,20 +43,26 @@ _open: ContextVar[_Open | None] = ContextVar("aurea_edge_call", default=None)
 class CallTelemetry:
     """One per server; shared by its transports through the ``Edge``."""
 
-    __slots__ = ("_metrics", "_tracing")
+    __slots__ = ("_labels", "_metrics", "_tracing")
 
     def __init__(self, *, metrics_on: bool = True, tracing: Tracing | None = None) -> None:
         self._metrics = metrics_on
         self._tracing = tracing
+        # operation -> (method label, is inference); operations are the registered RPCs
+        self._labels: dict[str, tuple[str, bool]] = {}
 
     def opened(
         self, operation: str, headers: Mapping[str, str], request_id: str, transport: str
     ) -> None:
-        inference = self._metrics and is_inference(operation)
+        labels = self._labels.get(operation)
+        if labels is None:
+            labels = self._labels[operation] = (method_label(operation), is_inference(operation))
+        method, inference = labels
+        inference = inference and self._metrics
         trace = None
         if self._tracing is not None:
             trace = self._tracing.start_call(operation, headers, request_id, transport)
-        _open.set(_Open(method_label(operation), inference, trace))
+        _open.set(_Open(method, inference, trace))
         if inference:
             metrics.inference_started()
 
