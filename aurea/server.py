@@ -430,6 +430,8 @@ class AureaServer:
                 host_cpu=self.host_cpu,
                 events=self.events,
                 pools=self._task_pools,
+                call_metrics=self.call_metrics,
+                ledger=self.ledger,
             ),
             "InfrastructureService": self.infra and InfrastructureServicer.of(self.infra, s),
             "LedgerService": self.ledger and LedgerServicer(self.ledger),

@@ -11,10 +11,12 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from aurea.actors.provider import GetStats, ProviderMsg, ProviderStats
+from aurea.api.ledger import metrics_summary_pb
 from aurea.api.resilience import breakers_pb, list_model_limits, set_model_limits
 from aurea.api.tasks import pool_pb
 from aurea.config import Settings
 from aurea.errors import InvalidRequest, NotFound, Unavailable
+from aurea.ledger import CallMetricsBook, LedgerBook
 from aurea.limits import LimitsTable
 from aurea.providers._base import ProviderSpec
 from aurea.providers._urls import safe_url
@@ -72,7 +74,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         host_cpu: CpuWindow | None = None,
         events: EventBus | None = None,
         pools: Callable[[], Awaitable[Sequence[PoolStats]]] | None = None,
+        call_metrics: CallMetricsBook | None = None,
+        ledger: LedgerBook | None = None,
+        tasks_processed: Callable[[], int] | None = None,
     ) -> None:
+        # GetMetricsSummary: calls counted from their records, spend from the ledger's settles
+        self._call_metrics = call_metrics if call_metrics is not None else CallMetricsBook()
+        self._ledger = ledger
+        self._tasks_processed = tasks_processed
         self._host_cpu = host_cpu
         self._events = events if events is not None else EventBus()
         self._pools = pools
@@ -87,6 +96,16 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._started_wall = time.time()
         self._started = time.monotonic()
         self._timeout = settings.runtime.ask_timeout_s
+
+    async def GetMetricsSummary(
+        self, request: pb.GetMetricsSummaryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMetricsSummaryResponse:
+        return metrics_summary_pb(
+            self._call_metrics,
+            self._ledger.totals if self._ledger is not None else {},
+            started_at=self._started_wall,
+            tasks_processed=self._tasks_processed() if self._tasks_processed else 0,
+        )
 
     async def GetInfo(
         self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext

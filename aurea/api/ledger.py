@@ -1,23 +1,26 @@
 """LedgerService: jobs, budgets and cost summaries, read from (and budgets written through) the
-ledger book, so every answer includes everything decided before it."""
+ledger book, so every answer includes everything decided before it; and the admin metrics
+summary, from the same settled spend."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 
 import grpc
 from google.protobuf import timestamp_pb2
 
 from aurea.errors import InvalidRequest, NotFound
-from aurea.ledger import LedgerBook
+from aurea.ledger import CallMetrics, CallMetricsBook, LedgerBook
 from aurea.stores import MAX_PAGE_SIZE, JobView, UsageTotals
 from aurea.stores.ledger import MAX_NANOS, SUMMARY_BUCKET_S, bucket_start
+from aurea.v1 import admin_pb2 as admin_pb
 from aurea.v1 import ledger_pb2 as pb
 from aurea.v1 import ledger_pb2_grpc
 
-__all__ = ["LedgerServicer", "job_pb"]
+__all__ = ["LedgerServicer", "job_pb", "metrics_summary_pb"]
 
 MAX_JOB_ID = 128
 DEFAULT_PAGE_SIZE = 100
@@ -186,3 +189,39 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             start = bucket_start(until)
             out.end_time.CopyFrom(_ts(start if start == until else start + SUMMARY_BUCKET_S))
         return out
+
+
+def metrics_summary_pb(
+    calls: CallMetricsBook,
+    spend: Mapping[tuple[str, str], UsageTotals],
+    *,
+    started_at: float,
+    tasks_processed: int,
+) -> admin_pb.GetMetricsSummaryResponse:
+    """AdminService.GetMetricsSummary from the calls' records and the ledger's settled spend."""
+    total, models = calls.summary(spend)
+    return admin_pb.GetMetricsSummaryResponse(
+        total=_call_metrics_pb(total),
+        models=[
+            admin_pb.ModelCallMetrics(
+                model=m.model, provider=m.provider, metrics=_call_metrics_pb(m)
+            )
+            for m in models
+        ],
+        start_time=_ts(started_at),
+        tasks_processed=tasks_processed,
+    )
+
+
+def _call_metrics_pb(m: CallMetrics) -> admin_pb.CallMetrics:
+    return admin_pb.CallMetrics(
+        requests=m.requests,
+        errors=m.errors,
+        input_tokens=m.input_tokens,
+        output_tokens=m.output_tokens,
+        cost_nanos=m.cost_nanos,
+        p50_latency_ms=m.p50_s * 1e3,
+        p95_latency_ms=m.p95_s * 1e3,
+        p99_latency_ms=m.p99_s * 1e3,
+        avg_latency_ms=m.mean_s * 1e3,
+    )

@@ -149,7 +149,8 @@ class AdminServiceServicer:
 
     def GetMetricsSummary(self, request, context):
         """Gets call counts, tokens, cost and latency percentiles, in total and per model, since the
-        server started.
+        server started. Tokens and cost are what the ledger charged (abandoned attempts included),
+        the same figures LedgerService reports; calls and latency are counted per inference call.
 
         Needs the `user` scope. Returns PERMISSION_DENIED without the `user` scope.
         """

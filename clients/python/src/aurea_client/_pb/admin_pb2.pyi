@@ -100,7 +100,7 @@ class GetMetricsSummaryRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class CallMetrics(_message.Message):
-    __slots__ = ("requests", "errors", "input_tokens", "output_tokens", "cost_nanos", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms")
+    __slots__ = ("requests", "errors", "input_tokens", "output_tokens", "cost_nanos", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "avg_latency_ms")
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +109,7 @@ class CallMetrics(_message.Message):
     P50_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     P95_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     P99_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    AVG_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     requests: int
     errors: int
     input_tokens: int
@@ -117,7 +118,8 @@ class CallMetrics(_message.Message):
     p50_latency_ms: float
     p95_latency_ms: float
     p99_latency_ms: float
-    def __init__(self, requests: _Optional[int] = ..., errors: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_nanos: _Optional[int] = ..., p50_latency_ms: _Optional[float] = ..., p95_latency_ms: _Optional[float] = ..., p99_latency_ms: _Optional[float] = ...) -> None: ...
+    avg_latency_ms: float
+    def __init__(self, requests: _Optional[int] = ..., errors: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_nanos: _Optional[int] = ..., p50_latency_ms: _Optional[float] = ..., p95_latency_ms: _Optional[float] = ..., p99_latency_ms: _Optional[float] = ..., avg_latency_ms: _Optional[float] = ...) -> None: ...
 
 class ModelCallMetrics(_message.Message):
     __slots__ = ("model", "provider", "metrics")
@@ -130,14 +132,16 @@ class ModelCallMetrics(_message.Message):
     def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., metrics: _Optional[_Union[CallMetrics, _Mapping]] = ...) -> None: ...
 
 class GetMetricsSummaryResponse(_message.Message):
-    __slots__ = ("total", "models", "start_time")
+    __slots__ = ("total", "models", "start_time", "tasks_processed")
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
+    TASKS_PROCESSED_FIELD_NUMBER: _ClassVar[int]
     total: CallMetrics
     models: _containers.RepeatedCompositeFieldContainer[ModelCallMetrics]
     start_time: _timestamp_pb2.Timestamp
-    def __init__(self, total: _Optional[_Union[CallMetrics, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ModelCallMetrics, _Mapping]]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    tasks_processed: int
+    def __init__(self, total: _Optional[_Union[CallMetrics, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ModelCallMetrics, _Mapping]]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tasks_processed: _Optional[int] = ...) -> None: ...
 
 class WatchEventsRequest(_message.Message):
     __slots__ = ("types",)
