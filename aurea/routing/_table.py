@@ -119,6 +119,7 @@ class RoutingTable:
     __slots__ = (
         "_default",
         "_explicit",
+        "_fallback",
         "_groups",
         "_health",
         "_models",
@@ -147,6 +148,9 @@ class RoutingTable:
         self._permitted = permitted_names(self._models, settings)
         self._explicit = {
             n: (Candidate(model=m, reason="requested explicitly"),) for n, m in self._models.items()
+        }
+        self._fallback = {
+            n: Candidate(model=m, reason="requested fallback") for n, m in self._models.items()
         }
         self._scored: dict[str, Scored] = {}  # balanced, per permitted model
         self._ranked: dict[
@@ -295,10 +299,12 @@ class RoutingTable:
             seen = {c.model.name for c in out}
             more: list[Candidate] = []
             for i, name in enumerate(fallbacks):
-                spec = self._lookup(name, kind, f"fallback_models[{i}]")
-                if spec.name not in seen:
-                    seen.add(spec.name)
-                    more.append(Candidate(model=spec, reason="requested fallback"))
+                cand = self._fallback.get(name)
+                if cand is None or cand.model.kind != kind:
+                    self._lookup(name, kind, f"fallback_models[{i}]")  # raises the right error
+                elif name not in seen:
+                    seen.add(name)
+                    more.append(cand)
             out = (*out, *more)
         if not out:
             raise ModelDenied(f"no {kind} model is permitted by this server's configuration")
