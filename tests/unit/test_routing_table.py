@@ -243,3 +243,48 @@ def test_a_prior_cost_is_scaled_like_the_measured_models() -> None:
     assert fast.live and not cheap.live
     assert cheap.cost_nanos == pytest.approx(reference_cost_nanos(s.models["cheap"]) * 2, rel=1e-6)
     assert cheap.cost_nanos / fast.cost_nanos == pytest.approx(0.25, rel=1e-6)
+
+
+# -- the [routing] keys --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("routing", "key"),
+    [
+        ({"groups": {"g": ["ghost"]}}, "routing.groups.g"),
+        ({"groups": {"g": []}}, "routing.groups.g"),
+        ({"groups": {"g": ["cheap", "cheap"]}}, "routing.groups.g"),
+        ({"groups": {"g": ["cheap", "emb"]}}, "routing.groups.g"),
+        ({"groups": {"fast": ["cheap"]}}, "routing.groups.fast"),
+        ({"groups": {"auto": ["cheap"]}}, "routing.groups.auto"),
+        ({"groups": ["cheap"]}, "routing.groups"),
+        ({"cost_weight": 0.5}, "routing.cost_weight"),
+        ({"min_samples": 0}, "routing.min_samples"),
+        ({"stats_half_life_s": 0}, "routing.stats_half_life_s"),
+        ({"stats_store": "redis"}, "routing.stats_store"),
+    ],
+)
+def test_bad_routing_keys_are_named(routing: dict[str, Any], key: str) -> None:
+    with pytest.raises(e.AureaError) as info:
+        settings(**routing)
+    assert getattr(info.value, "key", None) == key, info.value
+
+
+def test_route_groups_come_from_the_file_or_as_json_from_the_environment() -> None:
+    assert settings(groups={"pair": ["fast", "cheap"]}).routing.groups == (
+        ("pair", ("fast", "cheap")),
+    )
+    s = build_settings(
+        {
+            "providers": {"p": {"kind": "simulated"}},
+            "models": {"x": {"provider": "p"}, "y": {"provider": "p"}},
+        },
+        {"AUREA_ROUTING_GROUPS": '{"xy": ["x", "y"]}'},
+    )
+    assert s.routing.groups == (("xy", ("x", "y")),)
+
+
+def test_a_model_named_auto_is_refused() -> None:
+    with pytest.raises(e.AureaError) as info:
+        build_settings({"models": {"auto": {"provider": "simulated"}}})
+    assert getattr(info.value, "key", None) == "models.auto"
