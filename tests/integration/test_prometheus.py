@@ -1,8 +1,9 @@
 """A real Prometheus (the Debian ``prometheus`` package) scrapes Aurea's side port after a mix of
-calls (successes, unary and streamed; a retry then a fallback off a failing upstream; an
-upstream-rejected call), with ``deploy/alerts.yml`` loaded. Its query API must return non-zero
-values for every seed 000 series, and data for every query of every dashboard panel and every
-alert rule; ``promtool check metrics`` and ``promtool check rules`` must pass.
+calls (successes, unary and streamed; a retry then a fallback off a failing upstream; a failed
+call; a budget refusal and a stream stopped at its job's budget), with ``deploy/alerts.yml``
+loaded. Its query API must return non-zero values for every seed 000 series (and the budget
+series), and data for every query of every dashboard panel and every alert rule; ``promtool
+check metrics`` and ``promtool check rules`` must pass.
 
 Panels whose description says ``[pending: ...]`` chart capabilities not built yet (their series
 have no samples until the named issue records them): they are reported, not asserted.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -31,7 +33,7 @@ import pytest_asyncio
 from aurea import testing
 from aurea.testing import RunningServer, running_server
 from aurea.testing.fakes import FakeOpenAI, Fault, FaultKind
-from aurea.v1 import inference_pb2, inference_pb2_grpc
+from aurea.v1 import inference_pb2, inference_pb2_grpc, ledger_pb2, ledger_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +50,7 @@ SEED_000 = (
     "aurea_active_tasks",
 )
 SCRAPE_S = 1
+JOBS = itertools.count()
 FIRST_SCRAPE_WAIT_S = 20.0  # Prometheus scrapes first after a few seconds; a bound, not a claim
 
 
@@ -151,7 +154,7 @@ async def wait_for(
 async def rig(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningServer]:
     """Aurea with two fake OpenAI upstreams: ``up`` answers, ``down`` always fails (500)."""
     monkeypatch.setenv(KEY_ENV, "sk-test")
-    async with FakeOpenAI(token_delay_s=0.002) as up, FakeOpenAI() as down:
+    async with FakeOpenAI(token_delay_s=0.002, reply=overrun) as up, FakeOpenAI() as down:
         down.always = Fault(FaultKind.SERVER_ERROR)
         timeouts = {"connect_timeout_s": 2, "first_byte_timeout_s": 5, "total_timeout_s": 20}
         settings = testing.test_settings(
@@ -180,8 +183,28 @@ async def rig(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningServer]:
             yield rs
 
 
+def overrun(prompt: str) -> str:
+    """The fake's answer: the prompt echoed, or (to hit a budget mid-stream) far more words
+    than the request's max_tokens allow."""
+    return "word " * 300 if "overrun" in prompt else f"echo {prompt}"
+
+
 async def call_mix(rs: RunningServer) -> None:
     stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
+    ledger = ledger_pb2_grpc.LedgerServiceStub(rs.channel)
+    job = f"job-{next(JOBS)}"
+    # a budget too small for the call's worst case: refused
+    await ledger.SetBudget(ledger_pb2.SetBudgetRequest(job_id=f"{job}-tiny", budget_nanos=100))
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.Generate(
+            inference_pb2.GenerateRequest(prompt="hi", model="m-up", job_id=f"{job}-tiny")
+        )
+    # an upstream overrunning max_tokens: the stream stops at the budget (finish BUDGET_EXCEEDED)
+    await ledger.SetBudget(ledger_pb2.SetBudgetRequest(job_id=job, budget_nanos=250_000))
+    async for _ in stub.GenerateStream(
+        inference_pb2.GenerateRequest(prompt="overrun", model="m-up", job_id=job, max_tokens=100)
+    ):
+        pass
     for i in range(3):
         await stub.Generate(inference_pb2.GenerateRequest(prompt=f"hello {i}", model="m-up"))
         async for _ in stub.GenerateStream(
@@ -227,7 +250,7 @@ async def test_prometheus_scrapes_every_series_panel_and_rule(
                     await asyncio.sleep(SCRAPE_S)
                 await asyncio.sleep(2 * SCRAPE_S)
 
-                for name in SEED_000:
+                for name in (*SEED_000, "aurea_budget_refusals_total", "aurea_budget_stops_total"):
                     promql = f"max_over_time(sum({name})[1m:])"
                     result = await wait_for(session, base, f"{promql} > 0", 10)
                     assert result, f"{name} has no non-zero value in Prometheus"
