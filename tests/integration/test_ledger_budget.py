@@ -9,6 +9,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -44,9 +45,12 @@ class Rig:
     ledger: ledger_pb2_grpc.LedgerServiceStub
 
 
-@pytest_asyncio.fixture
-async def rig(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
+@pytest_asyncio.fixture(params=["memory", "sqlite"])
+async def rig(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AsyncIterator[Rig]:
     monkeypatch.setenv(KEY_ENV, "sk-test")
+    ledger = {"store": request.param, "sqlite_path": str(tmp_path / "ledger.db")}
     async with FakeOpenAI(token_delay_s=0.002, reply=_reply) as fake:
         settings = make_settings(
             {
@@ -69,7 +73,7 @@ async def rig(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
                 "routing": {"default_model": "m"},
                 "runtime": {"mailbox_capacity": 10_000},
                 "retry": {"max_retries": 0},
-                "ledger": {"store": "memory"},
+                "ledger": ledger,
             }
         )
         async with running_server(settings) as rs:
