@@ -1,5 +1,5 @@
-"""The ``aurea`` command: ``serve``, ``generate``, ``health`` and ``task`` (submit, get, list,
-cancel, watch).
+"""The ``aurea`` command: ``serve``, ``generate``, ``embed``, ``health``, ``config`` (check, show)
+and ``task`` (submit, get, list, cancel, watch); ``aurea --version``.
 
 Expected failures (bad config, server unreachable, a failed call, Ctrl-C, a closed output pipe)
 end with one ``aurea: ...`` line on stderr and a non-zero exit code, never a traceback. Exit
@@ -99,11 +99,76 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rpc_error(exc: grpc.RpcError) -> int:
+_REFUSED = ("failed to connect", "connection refused", "connect failed")
+
+
+def _rpc_error(exc: grpc.RpcError, as_json: bool = False) -> int:
+    """One line on stderr (with ``--json``, also the error as JSON on stdout); a refused
+    connection adds the hint to start the server."""
     code = exc.code()
+    name = code.name if code else "ERROR"
     details = _one_line(exc.details() or "")
-    _say(f"aurea: {code.name if code else 'ERROR'}: {details}")
+    hint = ""
+    if name == "UNAVAILABLE" and any(s in details.lower() for s in _REFUSED):
+        hint = " (is Aurea running? start it with: aurea serve)"
+    if as_json:
+        print(json.dumps({"error": _error_json(exc, name, details)}), flush=True)
+    _say(f"aurea: {name}: {details}{hint}")
     return 1
+
+
+def _error_json(exc: grpc.RpcError, code: str, message: str) -> dict[str, Any]:
+    """The status and its google.rpc details, for machine-readable output."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    out: dict[str, Any] = {"code": code, "message": message}
+    try:
+        status = rpc_status.from_call(exc)
+    except Exception:  # a garbled trailer must not hide the error itself
+        status = None
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            out["reason"] = info.reason
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            out["fields"] = {v.field: v.description for v in bad.field_violations}
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            out["retry_after_s"] = retry.retry_delay.ToTimedelta().total_seconds()
+    return out
+
+
+def _usage_json(u: Any, source_estimated: int) -> dict[str, Any]:
+    return {
+        "input_tokens": u.input_tokens,
+        "cached_input_tokens": u.cached_input_tokens,
+        "output_tokens": u.output_tokens,
+        "reasoning_tokens": u.reasoning_tokens,
+        "estimated": u.source == source_estimated,
+    }
+
+
+def _generate_fields(args: argparse.Namespace, pb: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "model": args.model or "",
+        "max_tokens": args.max_tokens,
+        "fallback_models": args.fallback,
+    }
+    if args.system is not None:
+        fields["messages"] = [
+            pb.ChatMessage(role=pb.ROLE_SYSTEM, content=args.system),
+            pb.ChatMessage(role=pb.ROLE_USER, content=args.prompt),
+        ]
+    else:
+        fields["prompt"] = args.prompt
+    if args.policy:
+        fields["routing_policy"] = getattr(pb, f"ROUTING_POLICY_{args.policy.upper()}")
+    return fields
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -112,42 +177,147 @@ def _generate(args: argparse.Namespace) -> int:
     from aurea.v1 import inference_pb2 as pb
     from aurea.v1 import inference_pb2_grpc
 
-    fields = {"prompt": args.prompt, "model": args.model or "", "max_tokens": args.max_tokens}
+    fields = _generate_fields(args, pb)
     md = _metadata(args.api_key)
+    estimated = pb.USAGE_SOURCE_ESTIMATED
+    with grpc.insecure_channel(args.target) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        if not args.stream:
+            try:
+                r = stub.Generate(pb.GenerateRequest(**fields), metadata=md, timeout=args.timeout)
+            except grpc.RpcError as exc:
+                return _rpc_error(exc, args.json)
+            if args.json:
+                reply = {
+                    "request_id": r.request_id,
+                    "model": r.model,
+                    "provider": r.provider,
+                    "text": r.text,
+                    "finish_reason": pb.FinishReason.Name(r.finish_reason)
+                    .removeprefix("FINISH_REASON_")
+                    .lower(),
+                    "usage": _usage_json(r.usage, estimated),
+                    "cost_nanos": r.cost_nanos,
+                    "latency_ms": round(r.latency_ms, 3),
+                    "attempts": r.attempts,
+                }
+                print(json.dumps(reply), flush=True)
+                return 0
+            print(r.text, flush=True)
+            _say(
+                f"[{r.model} via {r.provider}: {r.usage.input_tokens} in, "
+                f"{r.usage.output_tokens} out, ${r.cost_nanos / 1e9:.9f}, "
+                f"{r.latency_ms:.0f} ms]"
+            )
+            return 0
+        return _generate_stream(args, stub, pb, fields, md)
+
+
+def _generate_stream(
+    args: argparse.Namespace, stub: Any, pb: Any, fields: dict[str, Any], md: Any
+) -> int:
+    """Print text as it arrives (``--json``: one JSON object per event). A stream that fails
+    after some text ends that text with a newline first, so the error is on its own line."""
+    import grpc
+    from google.protobuf import json_format
+
+    partial = False  # text was written and its line is still open
+    req = pb.GenerateStreamRequest(**fields)
+    try:
+        for ev in stub.GenerateStream(req, metadata=md, timeout=args.timeout):
+            kind = ev.WhichOneof("event")
+            if args.json:
+                body = json_format.MessageToDict(getattr(ev, kind))
+                print(json.dumps({"event": kind, **body}), flush=True)
+            elif kind == "delta":
+                sys.stdout.write(ev.delta.text)
+                sys.stdout.flush()
+                partial = not ev.delta.text.endswith("\n")
+            elif kind == "fallback":
+                f = ev.fallback
+                _say(f"\n[fallback {f.from_model} -> {f.to_model}: {f.cause}]")
+            elif kind == "final":
+                f = ev.final
+                print(flush=True)
+                partial = False
+                _say(
+                    f"[{f.model} via {f.provider}: {f.usage.input_tokens} in, "
+                    f"{f.usage.output_tokens} out, ${f.cost_nanos / 1e9:.9f}, "
+                    f"first token {f.time_to_first_token_ms:.0f} ms, "
+                    f"total {f.latency_ms:.0f} ms]"
+                )
+    except grpc.RpcError as exc:
+        if partial:
+            print(flush=True)
+        return _rpc_error(exc, args.json)
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    import grpc
+
+    from aurea.v1 import inference_pb2 as pb
+    from aurea.v1 import inference_pb2_grpc
+
+    req = pb.EmbedRequest(model=args.model or "", inputs=args.texts, job_id=args.job or "")
     with grpc.insecure_channel(args.target) as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         try:
-            if not args.stream:
-                r = stub.Generate(pb.GenerateRequest(**fields), metadata=md, timeout=args.timeout)
-                print(r.text, flush=True)
-                _say(
-                    f"[{r.model} via {r.provider}: {r.usage.input_tokens} in, "
-                    f"{r.usage.output_tokens} out, ${r.cost_nanos / 1e9:.9f}, "
-                    f"{r.latency_ms:.0f} ms]"
-                )
-                return 0
-            req = pb.GenerateStreamRequest(**fields)
-            for ev in stub.GenerateStream(req, metadata=md, timeout=args.timeout):
-                kind = ev.WhichOneof("event")
-                if kind == "delta":
-                    sys.stdout.write(ev.delta.text)
-                    sys.stdout.flush()
-                elif kind == "fallback":
-                    _say(
-                        f"\n[fallback {ev.fallback.from_model} -> {ev.fallback.to_model}: "
-                        f"{ev.fallback.cause}]"
-                    )
-                elif kind == "final":
-                    f = ev.final
-                    print(flush=True)
-                    _say(
-                        f"[{f.model} via {f.provider}: {f.usage.input_tokens} in, "
-                        f"{f.usage.output_tokens} out, ${f.cost_nanos / 1e9:.9f}, "
-                        f"first token {f.time_to_first_token_ms:.0f} ms, "
-                        f"total {f.latency_ms:.0f} ms]"
-                    )
+            r = stub.Embed(req, metadata=_metadata(args.api_key), timeout=args.timeout)
         except grpc.RpcError as exc:
-            return _rpc_error(exc)
+            return _rpc_error(exc, args.json)
+    if args.json:
+        reply = {
+            "request_id": r.request_id,
+            "model": r.model,
+            "provider": r.provider,
+            "embeddings": [list(e.values) for e in r.embeddings],
+            "usage": _usage_json(r.usage, pb.USAGE_SOURCE_ESTIMATED),
+            "cost_nanos": r.cost_nanos,
+        }
+        print(json.dumps(reply), flush=True)
+        return 0
+    for e in r.embeddings:
+        head = ", ".join(f"{v:.4f}" for v in e.values[:4])
+        more = ", ..." if len(e.values) > 4 else ""
+        print(f"embedding {e.index}: dims={len(e.values)} [{head}{more}]", flush=True)
+    _say(f"[{r.model} via {r.provider}: {r.usage.input_tokens} tokens, ${r.cost_nanos / 1e9:.9f}]")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    """``config check``: load and validate, print a one-line summary. ``config show``: every
+    key's effective value (secrets masked) and where it came from."""
+    from aurea.config import ConfigError, load_settings
+    from aurea.config._explain import explain
+
+    path = args.config or os.environ.get("AUREA_CONFIG")
+    try:
+        settings = load_settings(path, os.environ)
+    except ConfigError as exc:
+        _say(f"aurea: {exc}")
+        return 2
+    if args.config_command == "check":
+        s = settings
+        http = f"http {s.http.host}:{s.http.port}" if s.http.enabled else "http off"
+        n = len(s.api_keys)
+        keys = f"{n} API key{'s' * (n != 1)}" if n else "open mode (no API keys)"
+        print(
+            f"config ok{f' ({path})' if path else ' (defaults and environment)'}: "
+            f"grpc {s.server.host}:{s.server.port}, {http}, {len(s.providers)} providers, "
+            f"{len(s.models)} models, {keys}",
+            flush=True,
+        )
+        return 0
+    entries = explain(settings, path, os.environ)
+    if args.json:
+        rows = [{"key": e.key, "value": e.value, "source": e.source} for e in entries]
+        print(json.dumps(rows, default=str))
+        return 0
+    width = max(len(e.key) for e in entries)
+    for e in entries:
+        value = json.dumps(e.value, default=str)
+        print(f"{e.key:<{width}}  {value}  ({e.source})", flush=True)
     return 0
 
 
@@ -468,6 +638,7 @@ def _add_task_commands(
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aurea", description="Aurea LLM orchestration runtime")
+    p.add_argument("--version", action="version", version=f"aurea {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the server (zero configuration needed)")
@@ -488,7 +659,37 @@ def parser() -> argparse.ArgumentParser:
         "--api-key", type=_api_key, default=api_key, help="API key (default: $AUREA_API_KEY)"
     )
     g.add_argument("--timeout", type=float, default=120.0, help="deadline in seconds")
+    g.add_argument("--system", help="a system message sent before the prompt")
+    g.add_argument("--policy", choices=_POLICIES, help="how to choose a model when none is named")
+    g.add_argument(
+        "--fallback", action="append", default=[], help="a model to try next (repeatable)"
+    )
+    g.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
     g.set_defaults(func=_generate)
+
+    e = sub.add_parser("embed", help="embed texts (one vector per text)")
+    e.add_argument("texts", nargs="+")
+    e.add_argument("--model", help="embedding model (default: the server's)")
+    e.add_argument("--job", help="the job the call is charged to")
+    e.add_argument("--target", default=target, help=f"server address (default {target})")
+    e.add_argument(
+        "--api-key", type=_api_key, default=api_key, help="API key (default: $AUREA_API_KEY)"
+    )
+    e.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
+    e.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
+    e.set_defaults(func=_embed)
+
+    c = sub.add_parser("config", help="check or show the effective configuration")
+    csub = c.add_subparsers(dest="config_command", required=True)
+    for name, text in (
+        ("check", "validate the configuration (exit 2 and the problem if it is wrong)"),
+        ("show", "every key's value (secrets masked) and where it came from"),
+    ):
+        cc = csub.add_parser(name, help=text)
+        cc.add_argument("--config", help="a TOML config file (default: $AUREA_CONFIG, if set)")
+        if name == "show":
+            cc.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
+        cc.set_defaults(func=_config)
 
     h = sub.add_parser("health", help="check the server's health (exit 0 when SERVING)")
     h.add_argument("--target", default=target, help=f"server address (default {target})")
@@ -497,6 +698,18 @@ def parser() -> argparse.ArgumentParser:
     h.set_defaults(func=_health)
     _add_task_commands(sub, target, api_key)
     return p
+
+
+_POLICIES = ("cost", "quality", "latency", "balanced")
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("aurea")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "0.0.0+src"
 
 
 def _stdout_gone() -> None:
