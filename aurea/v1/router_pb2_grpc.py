@@ -119,7 +119,7 @@ class RouterServiceServicer:
         """Selects the model a call to `target` would be routed to, with its score, the weights that
         ranked it and the ranked alternatives. Nothing is called or charged.
 
-        Returns INVALID_ARGUMENT when `policy`, `kind` or `max_alternatives` is out of range, or
+        Needs the `user` scope. Returns INVALID_ARGUMENT when `policy`, `kind` or `max_alternatives` is out of range, or
         when `target` is a model or group of the other kind; NOT_FOUND when `target` names neither
         a catalog model nor a route group; PERMISSION_DENIED when it names a denied model or no
         model of the kind is permitted.
@@ -133,7 +133,7 @@ class RouterServiceServicer:
         learn from it, and returns the model's updated stats. Aurea records its own
         InferenceService calls itself. A bad request records nothing.
 
-        Returns INVALID_ARGUMENT, naming the field, when `model` is empty or not in the catalog,
+        Needs the `user` scope. Returns INVALID_ARGUMENT, naming the field, when `model` is empty or not in the catalog,
         or when `latency_ms`, `cost_nanos` or `ttft_ms` is negative or not finite, or `ttft_ms`
         exceeds `latency_ms`.
         """
@@ -145,7 +145,7 @@ class RouterServiceServicer:
         """Lists the stats of catalog models, ordered by model name. Models with no recorded outcome
         are listed with zero counts.
 
-        Returns INVALID_ARGUMENT when `page_size` is negative, when `models` has more than 100
+        Needs the `user` scope. Returns INVALID_ARGUMENT when `page_size` is negative, when `models` has more than 100
         entries, or when `page_token` is not one this RPC returned.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -168,6 +168,8 @@ class RouterServiceServicer:
 
     def GetWeights(self, request, context):
         """Gets the weights the BALANCED policy uses now.
+
+        Needs the `user` scope.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
