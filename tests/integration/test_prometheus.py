@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import os
 import re
@@ -21,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,17 @@ import pytest
 import pytest_asyncio
 
 from aurea import testing
+from aurea.telemetry import metrics
 from aurea.testing import RunningServer, running_server
 from aurea.testing.fakes import FakeOpenAI, Fault, FaultKind
-from aurea.v1 import inference_pb2, inference_pb2_grpc, ledger_pb2, ledger_pb2_grpc
+from aurea.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    inference_pb2,
+    inference_pb2_grpc,
+    ledger_pb2,
+    ledger_pb2_grpc,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +58,6 @@ SEED_000 = (
     "aurea_active_tasks",
 )
 SCRAPE_S = 1
-JOBS = itertools.count()
 FIRST_SCRAPE_WAIT_S = 20.0  # Prometheus scrapes first after a few seconds; a bound, not a claim
 
 
@@ -192,7 +199,7 @@ def overrun(prompt: str) -> str:
 async def call_mix(rs: RunningServer) -> None:
     stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
     ledger = ledger_pb2_grpc.LedgerServiceStub(rs.channel)
-    job = f"job-{next(JOBS)}"
+    job = f"obs-{uuid.uuid4().hex}"  # the ledger may be durable: never reuse a job
     # a budget too small for the call's worst case: refused
     await ledger.SetBudget(ledger_pb2.SetBudgetRequest(job_id=f"{job}-tiny", budget_nanos=100))
     with pytest.raises(grpc.aio.AioRpcError):
@@ -319,3 +326,37 @@ async def test_side_port_answers_openmetrics_health_and_readiness(rig: RunningSe
                 assert "server" in (await resp.json())["problems"]
         finally:
             rig.server.tracker.draining = False
+
+
+def _by_model(name: str, **labels: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for family in metrics.REGISTRY.collect():
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                out[s.labels["model"]] = out.get(s.labels["model"], 0.0) + s.value
+    return out
+
+
+async def test_metrics_summary_matches_the_prometheus_counters(rig: RunningServer) -> None:
+    """AdminService.GetMetricsSummary (the ledger's book) and /metrics count the same calls."""
+    before = {
+        "tasks": _by_model("aurea_tasks_total"),
+        "in": _by_model("aurea_llm_tokens_total", direction="input"),
+        "out": _by_model("aurea_llm_tokens_total", direction="output"),
+        "cost": _by_model("aurea_llm_cost_usd_total"),
+    }
+    await call_mix(rig)
+    summary = await admin_pb2_grpc.AdminServiceStub(rig.channel).GetMetricsSummary(
+        admin_pb2.GetMetricsSummaryRequest()
+    )
+    lines = {line.model: line.metrics for line in summary.models}
+    for model in ("m-up", "m-down"):
+        line = lines[model]
+        tasks = _by_model("aurea_tasks_total").get(model, 0) - before["tasks"].get(model, 0)
+        assert line.requests == tasks, model
+        tokens_in = _by_model("aurea_llm_tokens_total", direction="input").get(model, 0)
+        tokens_out = _by_model("aurea_llm_tokens_total", direction="output").get(model, 0)
+        cost = _by_model("aurea_llm_cost_usd_total").get(model, 0)
+        assert line.input_tokens == tokens_in - before["in"].get(model, 0), model
+        assert line.output_tokens == tokens_out - before["out"].get(model, 0), model
+        assert line.cost_nanos == round((cost - before["cost"].get(model, 0)) * 1e9), model
