@@ -23,9 +23,13 @@ def method_label(operation: str) -> str:
     return operation[len(_PREFIX) :] if operation.startswith(_PREFIX) else operation
 
 
+# The HTTP door's inference routes (its operations are "METHOD /route").
+HTTP_INFERENCE = frozenset({"POST /v1/chat/completions", "POST /v1/embeddings"})
+
+
 def is_inference(operation: str) -> bool:
-    """Inference calls (gRPC ``InferenceService``; the HTTP door's operations name it too)."""
-    return "InferenceService/" in operation
+    """Inference calls: gRPC ``InferenceService`` methods and the HTTP door's inference routes."""
+    return "InferenceService/" in operation or operation in HTTP_INFERENCE
 
 
 class _Open:

@@ -95,18 +95,19 @@ class Tracing:
         """Open the call's span as a child of the caller's ``traceparent`` (if any) and make it
         current for the rest of this task."""
         parent = self._propagator.extract(headers)
-        service, _, method = operation.rpartition("/")
+        attributes: dict[str, str] = {
+            # a caller may choose its request id: it could be an e-mail address
+            "aurea.request_id": redact_text(request_id),
+        }
+        if transport == "http":  # the HTTP door's operations are "METHOD /route"
+            verb, _, route = operation.partition(" ")
+            attributes["http.request.method"] = verb
+            attributes["http.route"] = route
+        else:
+            service, _, method = operation.rpartition("/")
+            attributes |= {"rpc.system": transport, "rpc.service": service, "rpc.method": method}
         span = self.tracer.start_span(
-            operation,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={
-                "rpc.system": transport,
-                "rpc.service": service,
-                "rpc.method": method,
-                # a caller may choose its request id: it could be an e-mail address
-                "aurea.request_id": redact_text(request_id),
-            },
+            operation, context=parent, kind=SpanKind.SERVER, attributes=attributes
         )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         call = CallTrace(span, token)

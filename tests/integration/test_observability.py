@@ -95,6 +95,7 @@ async def rig(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
                 "routing": {"default_model": "m-up"},
                 "retry": {"max_retries": 1},
                 "telemetry": {"http_port": 0},
+                "http": {"port": 0},
             }
         )
         spans = InMemorySpanExporter()
@@ -190,6 +191,24 @@ async def test_call_span_continues_the_callers_trace_with_attempts_retry_and_fal
     assert retries and all(line["trace_id"] == TRACE_ID for line in retries)
 
 
+async def test_the_http_door_continues_the_callers_trace(rig: Rig) -> None:
+    door = f"http://127.0.0.1:{rig.server.http_port}/v1/chat/completions"
+    body = {"model": "m-up", "messages": [{"role": "user", "content": "hi"}]}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(door, json=body, headers={"traceparent": TRACEPARENT}) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+    (call,) = [s for s in rig.spans.get_finished_spans() if s.name == "POST /v1/chat/completions"]
+    ctx = call.get_span_context()
+    assert ctx is not None and f"{ctx.trace_id:032x}" == TRACE_ID
+    attrs = dict(call.attributes or {})
+    assert attrs["http.route"] == "/v1/chat/completions" and attrs["aurea.model"] == "m-up"
+    attempts = [s for s in rig.spans.get_finished_spans() if s.name == "attempt m-up"]
+    assert attempts and attempts[0].parent is not None
+    assert attempts[0].parent.span_id == ctx.span_id
+
+
 async def test_a_call_without_trace_context_starts_a_trace(rig: Rig) -> None:
     await rig.stub.Generate(inference_pb2.GenerateRequest(prompt="hi", model="m-up"))
     (call,) = [
@@ -255,6 +274,14 @@ async def test_pii_canary_finds_nothing_in_logs_spans_or_metrics(rig: Rig) -> No
                 inference_pb2.GenerateRequest(prompt=PII_TEXT),
                 metadata=(("authorization", f"Bearer {PII['bearer']}"),),
             )
+        # the HTTP door: PII in the body, a header, and an unknown model
+        door = f"http://127.0.0.1:{rig.server.http_port}/v1/chat/completions"
+        async with aiohttp.ClientSession() as session:
+            for model in ("m-up", PII["email"]):
+                body = {"model": model, "messages": [{"role": "user", "content": PII_TEXT}]}
+                headers = {"x-request-id": PII["ssn"], "x-forwarded-for": PII["ipv4"]}
+                async with session.post(door, json=body, headers=headers) as resp:
+                    await resp.read()
         structlog.get_logger("aurea.test").debug("prompt_debug", prompt=PII_TEXT, labels=labels)
     text = logs.getvalue()
     assert "rpc_finished" in text and "prompt_debug" in text  # the lines were written
