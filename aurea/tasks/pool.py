@@ -150,7 +150,8 @@ class Pool:
             limit = len(self._idle)
             if self._cpu_busy():
                 if self.busy:
-                    await self._rest(self._poll_s)
+                    # Not _rest: a wake (a submit) must not turn this wait into a busy loop.
+                    await asyncio.sleep(self._poll_s)
                     continue
                 limit = 1
             reserved = self._reserved = [self._idle.popleft() for _ in range(limit)]
