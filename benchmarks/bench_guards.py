@@ -15,7 +15,17 @@ in-memory provider (a 32-token stream, or one completion), and varies only the g
   sink (tasks, tokens, cost, TTFT, attempts);
 * ``tracing``: ``metrics`` plus tracing as the server runs it with an OTLP endpoint set: the call
   span opened and closed by the edge's observer, the attempt span from ``TracingGuard``, the
-  record annotating the call span, spans handed to a batch processor (its exporter drops them).
+  record annotating the call span, spans handed to a batch processor (its exporter drops them);
+* ``limiter_unlimited``: the rate limiter over the in-memory store for a model with no limits of
+  its own (what every model pays: one ``acquire`` of the zero-cost upstream-hold quota, and the
+  permit listening for the upstream's rate-limit headers);
+* ``limiter_rpm_tpm``: the rate limiter for a model with RPM and TPM limits it never reaches
+  (one ``acquire`` of three quotas, and a token refund by actual usage when the attempt ends).
+
+The circuit breaker is not a guard: it decides inside the provider actor's ``Admit``, which every
+configuration pays (``noop_0`` included). ``breaker_us_per_attempt`` measures its share directly:
+one attempt's ``check`` + ``start`` + ``record`` on a closed breaker, plus building an ``Admit``
+whose model defaults to the one in the call's record.
 
 Each configuration runs ``--calls`` sequential calls per round, rounds interleaved across
 configurations, and reports per call the wall time (p50, p90) and the process CPU, each the
@@ -49,9 +59,12 @@ import uvloop
 from _common import RESULTS_DIR, machine, run_main, source, write_result
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from aurea.actors.provider import ProviderActor, ProviderBook
+from aurea.actors.breaker import Breaker, Outcome
+from aurea.actors.provider import Admit, ProviderActor, ProviderBook
 from aurea.config import RetrySettings, TelemetrySettings, build_settings
 from aurea.inference import AllowDenyGuard, AttemptInfo, GenerateCall, Inference
+from aurea.inference.calls import CallKind, CallRecord, current_record
+from aurea.limits import LimiterGuard, LimitsTable
 from aurea.providers._base import (
     ChatMessage,
     Completion,
@@ -68,6 +81,7 @@ from aurea.providers._base import (
 )
 from aurea.routing import Candidate, RouterView, RoutingTable
 from aurea.runtime import Actor, ActorSystem, Ask
+from aurea.stores.memory import MemoryLimiterStore
 from aurea.telemetry import metrics
 from aurea.telemetry.observer import CallTelemetry
 from aurea.telemetry.tracing import TracingGuard, build_tracing
@@ -195,7 +209,42 @@ def configurations(system: ActorSystem) -> dict[str, list[Any]]:
     configs["actor_hop"] = [HopGuard(system.spawn("decider", Decider))]
     for name in TELEMETRY:
         configs[name] = telemetry(name)[0]
+    configs["limiter_unlimited"] = [limiter()]
+    # Limits far above what the benchmark reaches: every attempt is admitted, then refunded.
+    configs["limiter_rpm_tpm"] = [limiter(rpm=10**9, tpm=10**12)]
     return configs
+
+
+def limiter(**limits: int) -> LimiterGuard:
+    """The server's rate limiter over the in-memory store, for the bench model with ``limits``."""
+    s = build_settings(
+        {
+            "providers": {"bench": {"kind": "simulated"}},
+            "models": {MODEL: {"provider": "bench", **limits}},
+        }
+    )
+    table = LimitsTable(models=s.models, settings=s.limits)
+    return LimiterGuard(table=table, store=MemoryLimiterStore())
+
+
+def breaker_us_per_attempt(n: int = 200_000) -> float:
+    """One attempt's breaker work on a closed breaker (check, start, record) plus building an
+    ``Admit`` whose model comes from the call's record, in microseconds (best of 5 runs)."""
+    b = Breaker(provider="bench", model=MODEL, failure_threshold=5, open_timeout_s=30.0)
+    token = current_record.set(CallRecord(request_id="bench", kind=CallKind.UNARY, model=MODEL))
+    best = math.inf
+    try:
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                Admit(request_id="bench")
+                probe = b.check(1.0)
+                b.start(probe, 1.0)
+                b.record(Outcome.OK, probe, 1.0, 1.0)
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        current_record.reset(token)
+    return best / n * 1e6
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -337,6 +386,8 @@ def summarize(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]
             row[f"noop_guard_{key}"] = round(slope(pts), 2)
             row[f"allow_deny_guard_{key}"] = round(by_config["allow_deny"][key] - base[key], 2)
             row[f"actor_hop_guard_{key}"] = round(by_config["actor_hop"][key] - base[key], 2)
+            for name in ("limiter_unlimited", "limiter_rpm_tpm"):
+                row[f"{name}_guard_{key}"] = round(by_config[name][key] - base[key], 2)
             for name in TELEMETRY:
                 if name in by_config:
                     row[f"{name}_per_call_{key}"] = round(by_config[name][key] - base[key], 2)
@@ -345,6 +396,8 @@ def summarize(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]
         met[rpc] = {
             "noop_guard_p50_us": row["noop_guard_p50_us"] <= limit,
             "allow_deny_guard_p50_us": row["allow_deny_guard_p50_us"] <= limit,
+            "limiter_unlimited_guard_p50_us": row["limiter_unlimited_guard_p50_us"] <= limit,
+            "limiter_rpm_tpm_guard_p50_us": row["limiter_rpm_tpm_guard_p50_us"] <= limit,
         }
     return {
         "per_guard": per_guard,
@@ -387,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     measured = uvloop.run(measure(args))
     out.update(measured)
     out.update(summarize(measured["results"]))
+    out["breaker_us_per_attempt"] = round(breaker_us_per_attempt(), 3)
     out["machine"]["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     out["wall_s"] = round(time.monotonic() - t0, 1)
     write_result(args.output, out)

@@ -14,7 +14,6 @@ a reset) holds the model back in the store until then.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import Token
@@ -27,10 +26,11 @@ from aurea.edge import current_scope
 from aurea.errors import AureaError, ProviderError, ProviderRateLimited, RateLimited
 from aurea.inference.calls import CallKind
 from aurea.inference.guards import AttemptInfo
-from aurea.limits._table import FORCE_BURST, LimitsTable, Plan
+from aurea.limits._lease import GRANTED, Leases
+from aurea.limits._table import LimitsTable, Plan
 from aurea.providers._base import Usage
 from aurea.providers._retry import RateHint, RateHintSink, rate_hint_sink
-from aurea.stores import Admission, LimiterStore, Quota, WallClock, wall_clock
+from aurea.stores import Admission, LimiterStore, WallClock, wall_clock
 
 __all__ = ["LimiterGuard", "LimiterPermit"]
 
@@ -62,6 +62,11 @@ class LimiterGuard:
         self._clock = clock
         self._sleep = sleep
         self._in_flight: dict[str, int] = {}
+        self._leases = Leases(store, wall_clock=wall_clock, clock=clock)
+        # Per model, the wall instant before which the upstream asked not to be called. Checked
+        # before the store, so a hold costs no store call, and a model without limits of its
+        # own (no quotas) still honours it.
+        self._held_until: dict[str, float] = {}
 
     def in_flight(self, model: str) -> int:
         return self._in_flight.get(model, 0)
@@ -79,26 +84,43 @@ class LimiterGuard:
                 model=name,
                 limit="max_concurrency",
             )
+        requests = 1 if limits.rpm else 0
         tokens = 0
         if limits.tpm:
-            tokens = call.input_tokens
+            estimate = call.input_tokens
             if call.kind is not CallKind.EMBED:
-                tokens += call.max_tokens or spec.default_max_tokens
-        quotas = plan.quotas(tokens)
-        admission = await self._store.acquire(quotas, now=self._wall())
-        if not admission.granted:
-            await self._wait(call, candidate, plan, quotas, admission, tokens)
+                estimate += call.max_tokens or spec.default_max_tokens
+            # A call larger than a minute's tokens goes when the bucket is full (its actual
+            # usage is charged when it ends), rather than never.
+            tokens = min(estimate, limits.tpm)
+        # The hot path: no hold, and the lease has enough (or the model has no limits).
+        if name in self._held_until or not self._leases.take_now(plan, requests, tokens):
+            admission = await self._try(plan, requests, tokens)
+            if not admission.granted:
+                await self._wait(call, candidate, plan, requests, tokens, admission)
         self._in_flight[name] = self._in_flight.get(name, 0) + 1
-        return LimiterPermit(self, plan, quotas, tokens)
+        return LimiterPermit(self, plan, requests, tokens)
+
+    async def _try(self, plan: Plan, requests: int, tokens: int) -> Admission:
+        name = plan.limits.model
+        held = self._held_until.get(name)
+        if held is not None:
+            wait = held - self._wall()
+            if wait > 0:
+                return Admission(granted=False, retry_after_s=wait, limiting_key="")
+            del self._held_until[name]
+        if not (requests or tokens):
+            return GRANTED
+        return await self._leases.take(plan, requests, tokens)
 
     async def _wait(
         self,
         call: AttemptInfo,
         candidate: Candidate,
         plan: Plan,
-        quotas: tuple[Quota, ...],
-        admission: Admission,
+        requests: int,
         tokens: int,
+        admission: Admission,
     ) -> None:
         """Wait for room when this is the call's last candidate and the wait is short; else (or
         if the room is gone again) raise the refusal."""
@@ -118,7 +140,7 @@ class LimiterGuard:
                 raise self._refusal(plan, admission, tokens)
             await self._sleep(delay)
             waited += delay
-            admission = await self._store.acquire(quotas, now=self._wall())
+            admission = await self._try(plan, requests, tokens)
             if admission.granted:
                 return
 
@@ -147,37 +169,24 @@ class LimiterGuard:
         """The attempt ended: give back what it did not use, charge what it used beyond its
         estimate, and hold the model back if the upstream refused it with a retry hint."""
         plan = permit.plan
-        name = plan.limits.model
-        self._in_flight[name] -= 1
-        now = self._wall()
+        self._in_flight[plan.limits.model] -= 1
         if isinstance(exc, ProviderRateLimited) and exc.retry_after_s:
             await self.hold(plan, exc.retry_after_s, "upstream_429")
-        usage = permit.usage
-        if usage is None and isinstance(exc, AureaError) and not isinstance(exc, ProviderError):
-            # Refused after this guard admitted it (a later guard, the breaker, the provider's
-            # cap): the upstream never saw it.
-            taken = [q for q in permit.quotas if q.cost]
-            if taken:
-                await self._store.refund(taken, now=now)
-            return
-        if not plan.limits.tpm:
-            return
-        charged = permit.quotas[-1].cost  # the token quota is the last one
-        if usage is not None:
-            used = usage.input_tokens + usage.output_tokens
-        elif isinstance(exc, ProviderError):
-            used = 0  # failed upstream without a word of usage: it charged none Aurea knows of
-        else:
-            return  # no usage seen: the estimate stands
-        if used < charged:
-            await self._store.refund([plan.tpm_quota(charged - used)], now=now)
-        elif used > charged:
-            await self._store.acquire([plan.tpm_quota(used - charged, burst=FORCE_BURST)], now=now)
+        back_r, back_t, extra = _correction(permit, exc)
+        if (back_r or back_t) and not self._leases.give_back_now(plan, back_r, back_t):
+            await self._leases.give_back(plan, back_r, back_t)
+        if extra:
+            await self._leases.charge(plan, extra)
 
     async def hold(self, plan: Plan, seconds: float, reason: str) -> None:
         """Admit nothing on the model for ``seconds`` (the upstream said so)."""
-        await self._store.hold(plan.hold_key, self._wall() + seconds)
-        log.info("upstream_limit_hold", model=plan.limits.model, hold_s=seconds, reason=reason)
+        name = plan.limits.model
+        until = self._wall() + seconds
+        if until > self._held_until.get(name, 0.0):
+            self._held_until[name] = until
+        if plan.hold_key:  # in the store too, for the replicas sharing it
+            await self._store.hold(plan.hold_key, until)
+        log.info("upstream_limit_hold", model=name, hold_s=seconds, reason=reason)
 
     async def on_hint(self, plan: Plan, hint: RateHint) -> None:
         """An upstream response's rate-limit headers: hold the model until what they say is
@@ -195,18 +204,43 @@ class LimiterGuard:
             await self.hold(plan, hold_s, reason)
 
 
+_NOTHING = (0, 0, 0)
+
+
+def _correction(permit: LimiterPermit, exc: BaseException | None) -> tuple[int, int, int]:
+    """What an ended attempt gives back (requests, tokens) or owes beyond its estimate
+    (tokens), from how it ended and the usage it saw."""
+    plan, requests, charged = permit.plan, permit.requests, permit.tokens
+    if not (requests or plan.limits.tpm):
+        return _NOTHING
+    usage = permit.usage
+    if usage is None and isinstance(exc, AureaError) and not isinstance(exc, ProviderError):
+        # Refused after this guard admitted it (a later guard, the breaker, the provider's
+        # cap): the upstream never saw it.
+        return requests, charged, 0
+    if not plan.limits.tpm:
+        return _NOTHING
+    if usage is not None:
+        used = usage.input_tokens + usage.output_tokens
+    elif isinstance(exc, ProviderError):
+        used = 0  # failed upstream without a word of usage: it charged none Aurea knows of
+    else:
+        return _NOTHING  # no usage seen: the estimate stands
+    if used < charged:
+        return 0, charged - used, 0
+    return 0, 0, used - charged
+
+
 class LimiterPermit:
     """One admitted attempt's share of its model's limits. While entered, it listens for the
     upstream's rate-limit headers (``rate_hint_sink``)."""
 
-    __slots__ = ("_guard", "_token", "plan", "quotas", "tokens", "usage")
+    __slots__ = ("_guard", "_token", "plan", "requests", "tokens", "usage")
 
-    def __init__(
-        self, guard: LimiterGuard, plan: Plan, quotas: tuple[Quota, ...], tokens: int
-    ) -> None:
+    def __init__(self, guard: LimiterGuard, plan: Plan, requests: int, tokens: int) -> None:
         self._guard = guard
         self.plan = plan
-        self.quotas = quotas
+        self.requests = requests  # what the attempt took of the model's quotas
         self.tokens = tokens
         self.usage: Usage | None = None
         self._token: Token[RateHintSink | None] | None = None
@@ -214,11 +248,12 @@ class LimiterPermit:
     def observe(self, usage: Usage, cost_nanos: int) -> None:
         self.usage = usage
 
-    async def _on_hint(self, hint: RateHint) -> None:
+    async def __call__(self, hint: RateHint) -> None:
+        """The sink of the attempt's rate-limit news (the permit itself: no allocation)."""
         await self._guard.on_hint(self.plan, hint)
 
     async def __aenter__(self) -> LimiterPermit:
-        self._token = rate_hint_sink.set(self._on_hint)
+        self._token = rate_hint_sink.set(self)
         return self
 
     async def __aexit__(
@@ -227,9 +262,12 @@ class LimiterPermit:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._token is not None:
-            # Exited in another context than entered: nothing to undo there.
-            with contextlib.suppress(ValueError):
-                rate_hint_sink.reset(self._token)
+        token = self._token
+        if token is not None:
             self._token = None
+            # Not contextlib.suppress: that is an object per attempt on the hot path.
+            try:  # noqa: SIM105
+                rate_hint_sink.reset(token)
+            except ValueError:  # exited in another context than entered: nothing to undo there
+                pass
         await self._guard.settle(self, exc)

@@ -28,6 +28,7 @@ MAX_RPM = 1_000_000_000
 MAX_TPM = 1_000_000_000_000
 MAX_CONCURRENCY = 1_000_000
 _WINDOW_S = 60.0
+_LEASE_FRACTION = 50  # a process leases 1/50 of a minute's limit ahead of need
 # A burst no charge can exceed: how a usage larger than its estimate is charged after the fact
 # (the bucket's level moves, and later admissions wait for it; nothing is refused).
 FORCE_BURST = 1e18
@@ -45,36 +46,49 @@ class ModelLimits:
 
 
 class Plan:
-    """A model's limits as store quotas, built once per change (the hot path only fills in a
-    token estimate). The ``hold`` quota costs nothing: it is there so an upstream's "not before"
-    (``LimiterStore.hold``) stops admissions even for a model with no limits of its own."""
+    """A model's limits as store quotas, built once per change. A model without limits has no
+    quotas, and its attempts make no store call. ``hold_key`` is where an upstream's "not
+    before" goes in the store (the model's first limit, so every replica sharing the store holds
+    back; "" without limits); the guard keeps it in memory too. ``ahead_*`` are the batches a
+    process leases ahead of need (1/50 of a minute's limit; 0 below 50 per minute)."""
 
-    __slots__ = ("_base", "hold_key", "limits", "rpm_key", "tpm_burst", "tpm_key", "tpm_rate")
+    __slots__ = (
+        "ahead_requests",
+        "ahead_tokens",
+        "hold_key",
+        "limits",
+        "rpm_key",
+        "rpm_rate",
+        "tpm_burst",
+        "tpm_key",
+        "tpm_rate",
+    )
 
     def __init__(self, limits: ModelLimits) -> None:
         name = limits.model
         self.limits = limits
         # One hash tag per model, so a Redis script can take all of a model's keys at once.
-        self.hold_key = f"{{{name}}}:upstream"
         self.rpm_key = f"{{{name}}}:rpm"
         self.tpm_key = f"{{{name}}}:tpm"
-        base = [Quota(key=self.hold_key, cost=0, rate_per_s=1.0, burst=1.0)]
-        if limits.rpm:
-            base.append(
-                Quota(key=self.rpm_key, cost=1, rate_per_s=limits.rpm / _WINDOW_S, burst=limits.rpm)
-            )
-        self._base = tuple(base)
+        self.hold_key = self.rpm_key if limits.rpm else self.tpm_key if limits.tpm else ""
+        self.rpm_rate = limits.rpm / _WINDOW_S
         self.tpm_rate = limits.tpm / _WINDOW_S
         self.tpm_burst = float(limits.tpm)
+        self.ahead_requests = limits.rpm // _LEASE_FRACTION
+        self.ahead_tokens = limits.tpm // _LEASE_FRACTION
 
-    def quotas(self, tokens: int) -> tuple[Quota, ...]:
-        """The quotas of one attempt estimated at ``tokens``. A call larger than a minute's
-        tokens is admitted when the bucket is full (its actual usage is charged at the end),
-        rather than never."""
-        if not self.limits.tpm:
-            return self._base
-        cost = min(tokens, self.limits.tpm)
-        return (*self._base, self.tpm_quota(cost))
+    def quotas_for(self, requests: int, tokens: int) -> tuple[Quota, ...]:
+        """Quotas for ``requests`` and ``tokens`` units (each only when its limit is set and its
+        count is not 0). A count above a minute's worth can never be admitted."""
+        out: list[Quota] = []
+        if requests and self.limits.rpm:
+            q = Quota(
+                key=self.rpm_key, cost=requests, rate_per_s=self.rpm_rate, burst=self.limits.rpm
+            )
+            out.append(q)
+        if tokens and self.limits.tpm:
+            out.append(self.tpm_quota(tokens))
+        return tuple(out)
 
     def tpm_quota(self, cost: int, *, burst: float | None = None) -> Quota:
         return Quota(
@@ -85,7 +99,7 @@ class Plan:
         )
 
     def limit_of(self, key: str) -> str:
-        """Which limit a store key is: ``rpm``, ``tpm`` or ``upstream``."""
+        """Which limit a store key is: ``rpm``, ``tpm``, else ``upstream``."""
         if key == self.rpm_key:
             return "rpm"
         if key == self.tpm_key:
