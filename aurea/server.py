@@ -50,6 +50,7 @@ from aurea.telemetry import metrics
 from aurea.telemetry.cpu import CpuWindow, host_cpu_window, host_percent
 from aurea.telemetry.events import EventBus
 from aurea.telemetry.http import ReadyCheck, TelemetryHttp
+from aurea.telemetry.logging import log_call_events
 from aurea.telemetry.observer import CallTelemetry
 from aurea.telemetry.tracing import Tracing, TracingGuard, build_tracing
 from aurea.v1 import (
@@ -313,6 +314,7 @@ class AureaServer:
     def _record_sinks(self) -> list[Callable[[CallRecord], None]]:
         """Who reads each call's record: the router's stats, metrics, the call's span."""
         sinks: list[Callable[[CallRecord], None]] = [self.router_inbox, self.call_metrics]
+        sinks.append(log_call_events)  # fallback and budget lines
         if self.settings.telemetry.metrics_enabled:
             sinks.append(metrics.record_call)
         if self.tracing is not None:

@@ -14,7 +14,8 @@ from typing import Any
 
 import structlog
 
-from aurea.inference.calls import current_record, log_fields
+from aurea.inference.calls import CallRecord, current_record, log_fields
+from aurea.providers._base import FinishReason
 from aurea.runtime.context import request_id_var
 from aurea.telemetry._sink import LineSink, SinkLoggerFactory, sink_for
 from aurea.telemetry.redact import redact_event
@@ -74,6 +75,29 @@ def add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMap
         if ids is not None:
             event["trace_id"], event["span_id"] = ids
     return event
+
+
+_calls_log = structlog.get_logger("aurea.inference")
+
+
+def log_call_events(record: CallRecord) -> None:
+    """A record sink: one line per fallback the call made (from, to, cause) and one for a
+    budget stop or refusal, written in the call's task (so with its request and trace ids).
+    Costs nothing for a call without either."""
+    if record.fallbacks:
+        prev = None
+        for a in record.attempts:
+            if prev is not None and prev.error and a.model != prev.model:
+                _calls_log.info(
+                    "upstream_fallback", from_model=prev.model, to_model=a.model, cause=prev.error
+                )
+            prev = a
+    if record.finish_reason is FinishReason.BUDGET_EXCEEDED:
+        _calls_log.warning(
+            "budget_stop", model=record.model, job_id=record.job_id, cost_nanos=record.cost_nanos
+        )
+    elif record.error == "BUDGET_EXCEEDED":
+        _calls_log.warning("budget_refused", model=record.model, job_id=record.job_id)
 
 
 def context_processors() -> list[Any]:

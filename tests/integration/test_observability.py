@@ -189,6 +189,9 @@ async def test_call_span_continues_the_callers_trace_with_attempts_retry_and_fal
     assert finished_lines and finished_lines[-1]["trace_id"] == TRACE_ID
     retries = [line for line in lines if line["event"] == "upstream_retry"]
     assert retries and all(line["trace_id"] == TRACE_ID for line in retries)
+    (fallback,) = [line for line in lines if line["event"] == "upstream_fallback"]
+    assert fallback["from_model"] == "m-down" and fallback["to_model"] == "m-up"
+    assert fallback["cause"] == "UPSTREAM_SERVER_ERROR" and fallback["trace_id"] == TRACE_ID
 
 
 async def test_the_http_door_continues_the_callers_trace(rig: Rig) -> None:

@@ -16,8 +16,10 @@ import structlog
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from aurea.config import TelemetrySettings
+from aurea.inference.calls import AttemptRecord, CallKind, CallOutcome, CallRecord
+from aurea.providers._base import FinishReason
 from aurea.telemetry import tracing
-from aurea.telemetry.logging import add_trace_id, configure
+from aurea.telemetry.logging import add_trace_id, configure, log_call_events
 
 
 def test_tracing_is_off_by_default() -> None:
@@ -133,3 +135,38 @@ def test_standard_library_lines_are_redacted(json_logs: io.StringIO) -> None:
         text = pipe.read()
     assert "peer" in text
     assert "198.51.100.7" not in text and "4111111111111111" not in text
+
+
+def test_fallback_and_budget_lines_from_the_record() -> None:
+    fell_back = CallRecord(
+        request_id="r",
+        kind=CallKind.UNARY,
+        model="b",
+        fallbacks=1,
+        outcome=CallOutcome.OK,
+        attempts=[
+            AttemptRecord(model="a", provider="p", error="UPSTREAM_TIMEOUT"),
+            AttemptRecord(model="a", provider="p", error="UPSTREAM_TIMEOUT"),  # a retry
+            AttemptRecord(model="b", provider="q"),
+        ],
+    )
+    stopped = CallRecord(
+        request_id="s",
+        kind=CallKind.STREAM,
+        model="b",
+        job_id="j",
+        cost_nanos=7,
+        finish_reason=FinishReason.BUDGET_EXCEEDED,
+        outcome=CallOutcome.OK,
+    )
+    refused = CallRecord(request_id="t", kind=CallKind.UNARY, model="b", error="BUDGET_EXCEEDED")
+    plain = CallRecord(request_id="u", kind=CallKind.UNARY, model="b", outcome=CallOutcome.OK)
+    with structlog.testing.capture_logs() as logs:
+        for record in (fell_back, stopped, refused, plain):
+            log_call_events(record)
+    assert [(e["event"], e.get("from_model"), e.get("job_id")) for e in logs] == [
+        ("upstream_fallback", "a", None),
+        ("budget_stop", None, "j"),
+        ("budget_refused", None, ""),
+    ]
+    assert logs[0]["to_model"] == "b" and logs[0]["cause"] == "UPSTREAM_TIMEOUT"
