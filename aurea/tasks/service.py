@@ -15,7 +15,7 @@ import heapq
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -382,7 +382,9 @@ class Tasks:
                     yield self._hub.info(rec)
             more = more and bool(records)
 
-    async def watch(self, flt: WatchFilter, *, include_current: bool) -> AsyncIterator[WatchItem]:
+    async def watch(
+        self, flt: WatchFilter, *, include_current: bool
+    ) -> AsyncGenerator[WatchItem, None]:
         """Changes of matching tasks (after their current states, if asked) until the caller
         stops; raises SubscriberLagged for a reader too slow, ShuttingDown at drain."""
         with self._hub.watch(flt) as sub:
