@@ -32,29 +32,33 @@ _NOT_SECRET: Final = frozenset({"api_key"})  # the key's name, bound by the edge
 # Keys whose values Aurea writes itself and that are never personal data.
 _SKIP: Final = frozenset({"timestamp", "level", "logger", "logger_name", "trace_id", "span_id"})
 
+# Keys naming Aurea's own listening addresses and upstream URLs: addresses there are
+# configuration, not personal data (other kinds of PII are still masked in them).
+_OWN_ADDRESSES: Final = frozenset({"host", "configured_host", "bound_host", "base_url"})
+
 _IPV4_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_PATTERN: Final = re.compile(
-    "|".join(
-        (
-            # "password=hunter2", "api_key: sk-...", "Authorization: Basic ...", in free text
-            r"(?P<pair>(?P<head>(?i:\b(?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|"
-            r"x-api-key|access[_-]?token|refresh[_-]?token|authorization|client[_-]?secret)\b"
-            r"[\"']?\s*[:=]\s*(?:bearer\s+|basic\s+)?[\"']?))[^\s\"',;&}]+)",
-            r"(?P<bearer>(?i:\bbearer\s+)[A-Za-z0-9._~+/=-]{8,})",
-            r"(?P<email>[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)",
-            # vendor key shapes: OpenAI/Anthropic sk-, AWS AKIA, GitHub, Slack, Google AIza
-            r"(?P<apikey>\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}|\bAKIA[0-9A-Z]{16}\b|"
-            r"\bgh[pousr]_[A-Za-z0-9]{20,}|\bxox[abprs]-[A-Za-z0-9-]{10,}|"
-            r"\bAIza[0-9A-Za-z_-]{30,})",
-            r"(?P<ssn>\b\d{3}-\d{2}-\d{4}\b)",
-            r"(?P<card>\b\d(?:[ -]?\d){12,18}\b)",
-            r"(?P<phone>(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)|\b\d{3})[ .-]?\d{3}[ .-]\d{4}\b|"
-            r"\+\d{1,3}(?:[ .-]?\d{2,4}){2,5}\b)",
-            rf"(?P<ipv4>\b{_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}\b)",
-            r"(?P<ipv6>(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:]))",
-        )
-    )
+_IP_KINDS = (
+    rf"(?P<ipv4>\b{_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}\b)",
+    r"(?P<ipv6>(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:]))",
 )
+_KINDS: Final = (
+    # "password=hunter2", "api_key: sk-...", "Authorization: Basic ...", in free text
+    r"(?P<pair>(?P<head>(?i:\b(?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|"
+    r"x-api-key|access[_-]?token|refresh[_-]?token|authorization|client[_-]?secret)\b"
+    r"[\"']?\s*[:=]\s*(?:bearer\s+|basic\s+)?[\"']?))[^\s\"',;&}]+)",
+    r"(?P<bearer>(?i:\bbearer\s+)[A-Za-z0-9._~+/=-]{8,})",
+    r"(?P<email>[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)",
+    # vendor key shapes: OpenAI/Anthropic sk-, AWS AKIA, GitHub, Slack, Google AIza
+    r"(?P<apikey>\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}|\bAKIA[0-9A-Z]{16}\b|"
+    r"\bgh[pousr]_[A-Za-z0-9]{20,}|\bxox[abprs]-[A-Za-z0-9-]{10,}|"
+    r"\bAIza[0-9A-Za-z_-]{30,})",
+    r"(?P<ssn>\b\d{3}-\d{2}-\d{4}\b)",
+    r"(?P<card>\b\d(?:[ -]?\d){12,18}\b)",
+    r"(?P<phone>(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)|\b\d{3})[ .-]?\d{3}[ .-]\d{4}\b|"
+    r"\+\d{1,3}(?:[ .-]?\d{2,4}){2,5}\b)",
+)
+_PATTERN: Final = re.compile("|".join((*_KINDS, *_IP_KINDS)))
+_PATTERN_NO_IP: Final = re.compile("|".join(_KINDS))
 
 
 def _luhn(digits: str) -> bool:
@@ -108,7 +112,8 @@ def redact_value(value: Any, key: str = "") -> Any:
     if key and key not in _NOT_SECRET and SECRET_KEY.search(key):
         return REDACTED if value not in (None, "") else value
     if isinstance(value, str):
-        return _PATTERN.sub(_replace, value)
+        pattern = _PATTERN_NO_IP if key in _OWN_ADDRESSES else _PATTERN
+        return pattern.sub(_replace, value)
     if isinstance(value, Mapping):
         return {k: redact_value(v, k if isinstance(k, str) else "") for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):

@@ -95,3 +95,18 @@ def test_message_of_a_stdlib_line_is_masked() -> None:
     # stdlib records put their message under "event": it is scanned like any value
     out = redact_event({"event": f"connection from {PII['ipv4']} closed"})
     assert PII["ipv4"] not in out["event"]
+
+
+def test_aureas_own_addresses_are_configuration_not_pii() -> None:
+    out = redact_event(
+        {
+            "event": "server_started",
+            "host": "10.1.2.3",
+            "base_url": "http://192.0.2.10:8000/v1",
+            "peer": "10.1.2.3",
+            "configured_host": f"{PII['email']}",
+        }
+    )
+    assert out["host"] == "10.1.2.3" and out["base_url"] == "http://192.0.2.10:8000/v1"
+    assert out["peer"] == "[ip]"
+    assert PII["email"] not in out["configured_host"]  # other kinds are still masked there
