@@ -8,14 +8,18 @@ In one run, every party in its own process on 127.0.0.1:
 * **Aurea**: ``aurea serve`` with an ``openai``-kind provider ``up`` whose ``base_url`` is that
   upstream and a model ``up-model`` (upstream id ``fake``);
 * the **load generator** (``_loadgen.py``): C closed-loop workers calling either the upstream
-  **directly** (aiohttp: the SSE stream read to ``[DONE]``, or ``"stream": false``) or **through
-  Aurea** (``GenerateStream`` / ``Generate`` over gRPC for ``up-model``).
+  **directly** (aiohttp: the SSE stream read to ``[DONE]``, or ``"stream": false``), **through
+  Aurea's gRPC door** (``GenerateStream`` / ``Generate`` for ``up-model``), or **through Aurea's
+  HTTP door** (the same OpenAI-shaped requests as the direct party, sent to Aurea's
+  ``/v1/chat/completions`` for ``up-model``).
 
-For each RPC and concurrency the direct and the Aurea run go back to back (the order alternates
-by round) and each metric is the median over rounds. It reports Aurea's added p50 and added
-time to first token (first ``delta`` event vs first content chunk), the rps of both, and Aurea's
-server CPU per call; targets (reported, never asserted): Aurea adds <= 1 ms p50 and <= 1 ms TTFT
-at concurrency 1. Prints one JSON object, also written to ``benchmarks/results/upstream.json``.
+For each RPC and concurrency the three runs go back to back (the order alternates by round) and
+each metric is the median over rounds. It reports, for each door, Aurea's added p50 and added
+time to first token (first ``delta`` event, or first content chunk, vs the direct first content
+chunk), the rps, and Aurea's server CPU per call; targets (reported, never asserted): Aurea adds
+<= 1 ms p50 and <= 1 ms TTFT at concurrency 1. ``added`` is the gRPC door's (as before),
+``http_door.added`` the HTTP door's. Prints one JSON object, also written to
+``benchmarks/results/upstream.json``.
 
     python benchmarks/bench_upstream.py --quick        # 1 round of 1 s runs, about 20 s
     python benchmarks/bench_upstream.py                # 3 rounds, about 1 minute
@@ -64,7 +68,7 @@ from aurea.v1 import inference_pb2_grpc
 
 RESULTS = RESULTS_DIR / "upstream.json"
 RPCS = ("Generate", "GenerateStream")
-PARTIES = ("direct", "aurea")
+PARTIES = ("direct", "aurea", "http")  # aurea: the gRPC door; http: the OpenAI-compatible door
 PROMPT = "Benchmark prompt: say something steady."
 MODEL = "up-model"  # Aurea's catalog name
 UPSTREAM_MODEL = "fake"  # the id Aurea sends upstream, and the direct client too
@@ -90,12 +94,15 @@ class Plan:
     log_level: str = "warning"
 
 
-def aurea_config(port: int, upstream_port: int, level: str) -> str:
+def aurea_config(port: int, upstream_port: int, level: str, http_port: int = 0) -> str:
     return f"""\
 [server]
 host = "127.0.0.1"
 port = {port}
 grace_s = 0
+
+[http]
+port = {http_port}
 
 [log]
 level = "{level}"
@@ -161,6 +168,29 @@ def check_wire(upstream: Server, key: str, chunks: int) -> str:
     return "".join(content)
 
 
+def check_http_door(http_port: int, expected: str) -> None:
+    """One streamed chat completion through Aurea's HTTP door: the upstream's text must come
+    back, in OpenAI's stream shape, ending in ``[DONE]``."""
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{http_port}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        raw = r.read().decode()
+    events = [e.removeprefix("data: ") for e in raw.split("\n\n") if e]
+    parsed = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in parsed if c["choices"])
+    if events[-1] != "[DONE]" or text != expected or not parsed[-1].get("usage"):
+        raise RuntimeError(f"the HTTP door did not relay the upstream's answer: {events[-3:]}")
+
+
 def check_aurea(aurea: Server, expected: str) -> dict[str, Any]:
     """One Generate and one GenerateStream through Aurea: the upstream's text must come back."""
     with grpc.insecure_channel(aurea.target) as ch:
@@ -190,11 +220,16 @@ def load(
     aurea: Server,
     upstream: Server,
     env: dict[str, str],
+    http_port: int = 0,
 ) -> dict[str, Any]:
-    """One load-generator run, direct or through Aurea, with every process's CPU per call."""
+    """One load-generator run, direct or through one of Aurea's doors, with every process's CPU
+    per call."""
     if party == "direct":
         where = ["--direct-url", f"http://{upstream.target}/v1", "--api-key-env", KEY_ENV]
         where += ["--upstream-model", UPSTREAM_MODEL]
+    elif party == "http":  # the same client code as the direct party, pointed at Aurea's door
+        where = ["--direct-url", f"http://127.0.0.1:{http_port}/v1"]
+        where += ["--upstream-model", MODEL]
     else:
         where = ["--target", aurea.target, "--model", MODEL]
     args = [
@@ -227,7 +262,7 @@ def load(
         if f"ttfd_{q}_ms" in result:
             result[f"ttft_{q}_ms"] = result.pop(f"ttfd_{q}_ms")
     # CPU over warm-up and tail too, so divide by every call made, not just the measured ones.
-    if party == "aurea":
+    if party != "direct":
         result["server_cpu_ms_per_call"] = round((a1 - a0) * 1e3 / total, 3)
         # More than 1.0 would mean hidden retries.
         result["upstream_requests_per_call"] = round((requests1 - requests0) / total, 3)
@@ -288,17 +323,18 @@ def run_point(plan: Plan, workdir: Path) -> dict[str, Any]:
         upstream = start_upstream(workdir, plan, env)
         started.append(upstream)
         expected = check_wire(upstream, key, plan.chunks)
-        port = free_port()
-        config = aurea_config(port, upstream.port, plan.log_level)
+        port, http_port = free_port(), free_port()
+        config = aurea_config(port, upstream.port, plan.log_level, http_port)
         aurea = start_aurea(workdir, "aurea-upstream", config, port, plan.server_cpu, env)
         started.append(aurea)
         shape = check_aurea(aurea, expected)
+        check_http_door(http_port, expected)
         for i in range(plan.rounds):
             for rpc in plan.rpcs:
                 for c in plan.concurrency:
                     # Back to back, so both see the same machine; alternate who goes first.
                     for party in PARTIES if i % 2 == 0 else PARTIES[::-1]:
-                        r = load(party, rpc, c, plan, aurea, upstream, env)
+                        r = load(party, rpc, c, plan, aurea, upstream, env, http_port)
                         runs.setdefault((party, rpc, c), []).append(r)
                         ttft = f"  ttft {r['ttft_p50_ms']:7.3f} ms" if "ttft_p50_ms" in r else ""
                         print(
@@ -313,6 +349,10 @@ def run_point(plan: Plan, workdir: Path) -> dict[str, Any]:
         results[party].setdefault(rpc, {})[f"c{c}"] = median_of(rs)
     added_by_rpc = {
         rpc: added(results["direct"].get(rpc, {}), results["aurea"].get(rpc, {}))
+        for rpc in plan.rpcs
+    }
+    added_http = {
+        rpc: added(results["direct"].get(rpc, {}), results["http"].get(rpc, {}))
         for rpc in plan.rpcs
     }
     return {
@@ -336,6 +376,7 @@ def run_point(plan: Plan, workdir: Path) -> dict[str, Any]:
         "results": results,
         "added": added_by_rpc,
         "targets": targets(added_by_rpc),
+        "http_door": {"added": added_http, "targets": targets(added_http)},
         "max_rss_mib": rss,
         "noise": noise([r["foreign_cpu_pct"] for rs in runs.values() for r in rs]),
     }
