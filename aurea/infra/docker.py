@@ -71,6 +71,11 @@ class DockerBackend:
         try:
             return await work
         except aiodocker.DockerError as exc:
+            if exc.status == 900:  # aiodocker's code for "could not connect"
+                raise Unavailable(
+                    f"docker engine at {self.endpoint} is unreachable ({what}): {exc.message}",
+                    retry_after_s=1.0,
+                ) from exc
             raise _mapped(what, exc.status, str(exc.message)) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise Unavailable(

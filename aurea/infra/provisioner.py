@@ -91,6 +91,7 @@ class Provisioner(Actor[ProvisionerMsg]):
         self._release_wanted: set[str] = set()  # Release arrived while provisioning
         self._busy: dict[str, int] = {}  # Execute calls in progress
         self._scaling: set[str] = set()
+        self._loaded: frozenset[str] = frozenset()  # ids the store held at start
         self._journal = Journal(store)
         self._counts = _ops.Counters()
 
@@ -104,6 +105,7 @@ class Provisioner(Actor[ProvisionerMsg]):
         await self._store.prune(before=now - self._limits.keep_released_s)
         for r in await self._store.load(released_after=now - self._limits.keep_released_s):
             self._res[r.resource_id] = r
+        self._loaded = frozenset(self._res)
         self.spawn_child(self._journal.run(), name="infra:journal")
         for backend in self._backends.values():
             self.spawn_child(self._discover(backend), name=f"infra:discover:{backend.kind}")
@@ -222,6 +224,11 @@ class Provisioner(Actor[ProvisionerMsg]):
         rid = msg.resource_id
         r = self._res[rid]
         self._counts.created(r.backend, len(msg.replicas))
+        if r.status is not ResourceStatus.PROVISIONING:  # ended meanwhile: keep nothing
+            self._target.pop(rid, None)
+            if msg.replicas:
+                self._spawn_destroy(dataclasses.replace(r, replicas=msg.replicas), final=False)
+            return
         if rid in self._release_wanted or msg.error:
             self._target.pop(rid, None)
             r = dataclasses.replace(r, replicas=msg.replicas)
@@ -373,7 +380,12 @@ class Provisioner(Actor[ProvisionerMsg]):
         if msg.error:
             log.warning("infra_discover_failed", backend=str(msg.backend), error=msg.error)
             return
-        v = reconcile(msg.backend, self._res.values(), msg.found, self._wall())
+        # Only what the store held at start is matched; anything made since (a Provision or
+        # Scale that ran while the backend was being listed) is neither stale nor an orphan.
+        since_start = {rid for rid in self._res if rid not in self._loaded} | set(self._target)
+        records = [r for rid, r in self._res.items() if rid not in since_start]
+        found = [f for f in msg.found if f.resource_id not in since_start]
+        v = reconcile(msg.backend, records, found, self._wall())
         for r in v.updated:
             self._save(r, f"resource.{r.status}")
         for rid in v.adopted:

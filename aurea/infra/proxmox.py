@@ -81,6 +81,8 @@ class ProxmoxClient:
         self.bridge = bridge
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="aurea-pve")
         self._local = threading.local()
+        self._sessions: list[Any] = []  # every thread's requests session, closed at the end
+        self._lock = threading.Lock()
         self._closed = False
 
     @classmethod
@@ -119,6 +121,8 @@ class ProxmoxClient:
                 timeout=30,
             )
             self._local.api = api
+            with self._lock:
+                self._sessions.append(api._store["session"])
         return api
 
     async def call(self, what: str, fn: Callable[[Any], T]) -> T:
@@ -166,10 +170,16 @@ class ProxmoxClient:
             raise Unavailable(f"proxmox node {name!r} is not online")
         return name
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._pool.shutdown(wait=False, cancel_futures=True)
+    async def aclose(self) -> None:
+        """Stop the threads (letting calls in progress end) and close their connections."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
 
 
 class ProxmoxBackend:
@@ -376,7 +386,7 @@ class ProxmoxBackend:
         return out
 
     async def aclose(self) -> None:
-        self.client.close()
+        await self.client.aclose()
 
 
 class _IdTaken(Exception):

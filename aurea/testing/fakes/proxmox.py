@@ -150,6 +150,12 @@ class FakeProxmox:
             with contextlib.suppress(ProcessLookupError):
                 await ex.proc.wait()
         if self._runner is not None:
+            server = self._runner.server
+            # TLS connections whose client left without a close_notify would wait out the TLS
+            # shutdown after this loop ends; end them now.
+            for conn in list(server.connections if server is not None else ()):
+                if conn.transport is not None:
+                    conn.transport.abort()
             await self._runner.cleanup()
         self._tmp.cleanup()
 
