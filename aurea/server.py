@@ -37,7 +37,7 @@ from aurea.inference import AllowDenyGuard, Inference
 from aurea.inference.calls import CallRecord
 from aurea.infra import Infra
 from aurea.ledger import CallMetricsBook, LedgerBook, LedgerGuard, open_ledger
-from aurea.limits import LimiterGuard, LimitsTable
+from aurea.limits import LimiterGuard, LimitsTable, ModelLimits
 from aurea.providers._base import FinishReason, Provider
 from aurea.providers._tokens import preload
 from aurea.providers.registry import build_provider
@@ -144,7 +144,9 @@ class AureaServer:
         # keep it); tests inject fake ones to step through open timeouts and limit windows.
         self.clock = clock
         self.wall_clock = wall_clock
-        self.limits = LimitsTable(models=settings.models, settings=settings.limits)
+        self.limits = LimitsTable(
+            models=settings.models, settings=settings.limits, on_change=self._limits_changed
+        )
         # Tracing (``[telemetry] otlp_endpoint``, or this exporter: tests pass an in-memory one)
         self.tracing: Tracing | None = build_tracing(
             settings.telemetry, version=VERSION, exporter=span_exporter
@@ -187,6 +189,31 @@ class AureaServer:
 
     def _infra_event(self, kind: str, attributes: Mapping[str, str]) -> None:
         self.events.publish(kind, **attributes)
+
+    # -- what breakers and limits tell (events and metrics) ------------------------------
+    def _breaker_moved(self, provider: str, model: str, state: str) -> None:
+        if self.settings.telemetry.metrics_enabled:
+            metrics.breaker_transition(provider, model, state)
+        name = "opened" if state == "open" else state
+        self.events.publish(f"breaker.{name}", provider=provider, model=model)
+
+    def _limits_changed(self, now: ModelLimits, previous: ModelLimits) -> None:
+        self.events.publish(
+            "limits.changed",
+            model=now.model,
+            rpm=now.rpm,
+            tpm=now.tpm,
+            max_concurrency=now.max_concurrency,
+        )
+
+    def _rate_limited(self, model: str, limit: str) -> None:
+        if self.settings.telemetry.metrics_enabled:
+            label = {"max_concurrency": "concurrency", "upstream": "other"}.get(limit, limit)
+            metrics.ratelimit_refused(model, label)
+
+    def _rate_waited(self, model: str, seconds: float) -> None:
+        if self.settings.telemetry.metrics_enabled:
+            metrics.ratelimit_waited(model, seconds)
 
     def _actor_restarted(self, name: str, exc: BaseException) -> None:
         self.events.publish("actor.restarted", actor=name, error=type(exc).__name__)
@@ -250,6 +277,7 @@ class AureaServer:
                     max_concurrency=n,
                     book=b,
                     breaker=s.breaker,
+                    on_breaker=self._breaker_moved,
                     clock=self.clock,
                     wall_clock=self.wall_clock,
                 )
@@ -270,6 +298,8 @@ class AureaServer:
                     store=MemoryLimiterStore(),
                     max_wait_s=s.limits.max_wait_s,
                     wall_clock=self.wall_clock,
+                    on_refused=self._rate_limited,
+                    on_waited=self._rate_waited,
                 ),
                 # after the limiter (a refused attempt reserves nothing), before the
                 # provider: no byte goes upstream unless the job can pay the worst case

@@ -12,13 +12,14 @@ is open, so a straggler neither closes nor re-opens it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
 from aurea.errors import CircuitOpen
 
-__all__ = ["Breaker", "BreakerState", "BreakerView", "Outcome"]
+__all__ = ["Breaker", "BreakerState", "BreakerView", "OnTransition", "Outcome"]
 
 log = structlog.get_logger("aurea.provider")
 
@@ -54,6 +55,10 @@ class BreakerView:
     half_open_in_s: float | None  # OPEN only: seconds until a probe is let through
 
 
+# (provider, model, state entered): told on every transition, after the log line (metrics, events).
+OnTransition = Callable[[str, str, BreakerState], None]
+
+
 class Breaker:
     """One model's breaker. ``check`` before admitting (raises ``CircuitOpen``), ``start`` once
     the attempt is admitted, ``record`` when it ends. ``now`` is the actor's monotonic clock,
@@ -63,6 +68,7 @@ class Breaker:
         "failures",
         "last_transition_unix_s",
         "model",
+        "on_transition",
         "open_timeout_s",
         "open_until",
         "probe_out",
@@ -73,8 +79,15 @@ class Breaker:
     )
 
     def __init__(
-        self, *, provider: str, model: str, failure_threshold: int, open_timeout_s: float
+        self,
+        *,
+        provider: str,
+        model: str,
+        failure_threshold: int,
+        open_timeout_s: float,
+        on_transition: OnTransition | None = None,
     ) -> None:
+        self.on_transition = on_transition
         self.provider = provider
         self.model = model
         self.threshold = failure_threshold
@@ -174,6 +187,11 @@ class Breaker:
             log.info(event, **fields)
         else:
             log.warning(event, **fields)
+        if self.on_transition is not None:
+            try:
+                self.on_transition(self.provider, self.model, state)
+            except Exception as exc:  # a listener must not break the actor that decides
+                log.error("breaker_listener_failed", error=repr(exc))
 
     def _name(self) -> str:
         return f"{self.provider}/{self.model}" if self.model else self.provider

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, assert_never
 
 import structlog
 
-from aurea.actors.breaker import Breaker, BreakerView, Outcome
+from aurea.actors.breaker import Breaker, BreakerView, OnTransition, Outcome
 from aurea.config import BreakerSettings
 from aurea.errors import (
     AureaError,
@@ -233,6 +233,7 @@ class ProviderActor(Actor[ProviderMsg]):
         max_concurrency: int,
         book: ProviderBook | None = None,
         breaker: BreakerSettings | None = None,
+        on_breaker: OnTransition | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -241,6 +242,7 @@ class ProviderActor(Actor[ProviderMsg]):
         self.max_concurrency = max_concurrency
         self._book = book if book is not None else ProviderBook()
         self._breaker = breaker if breaker is not None else BreakerSettings()
+        self._on_breaker = on_breaker
         self._clock = clock
         self._wall = wall_clock
 
@@ -272,6 +274,7 @@ class ProviderActor(Actor[ProviderMsg]):
                         model=model,
                         failure_threshold=self._breaker.failure_threshold,
                         open_timeout_s=self._breaker.open_timeout_s,
+                        on_transition=self._on_breaker,
                     )
                 # First, so an open circuit is what the caller hears (with the time until a
                 # probe), not a saturation it did not cause.

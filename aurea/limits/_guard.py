@@ -54,8 +54,12 @@ class LimiterGuard:
         wall_clock: WallClock = wall_clock,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_refused: Callable[[str, str], None] | None = None,
+        on_waited: Callable[[str, float], None] | None = None,
     ) -> None:
         self.table = table
+        self._on_refused = on_refused  # (model, limit): metrics
+        self._on_waited = on_waited  # (model, seconds waited before admission): metrics
         self._store = store
         self._max_wait_s = max_wait_s
         self._wall = wall_clock
@@ -77,6 +81,8 @@ class LimiterGuard:
         plan = self.table.plan(name)
         limits = plan.limits
         if limits.max_concurrency and self._in_flight.get(name, 0) >= limits.max_concurrency:
+            if self._on_refused is not None:
+                self._on_refused(name, "max_concurrency")
             raise RateLimited(
                 f"model {name!r} is at its max_concurrency limit "
                 f"({limits.max_concurrency} calls in flight)",
@@ -137,11 +143,16 @@ class LimiterGuard:
                 or waited + delay > self._max_wait_s
                 or (deadline is not None and self._clock() + delay >= deadline)
             ):
-                raise self._refusal(plan, admission, tokens)
+                refusal = self._refusal(plan, admission, tokens)
+                if self._on_refused is not None:
+                    self._on_refused(refusal.model, refusal.limit)
+                raise refusal
             await self._sleep(delay)
             waited += delay
             admission = await self._try(plan, requests, tokens)
             if admission.granted:
+                if self._on_waited is not None:
+                    self._on_waited(plan.limits.model, waited)
                 return
 
     @staticmethod

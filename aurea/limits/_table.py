@@ -10,7 +10,7 @@ limits. A change applies at once; the fraction of the minute's quota already use
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -116,7 +116,14 @@ class LimitsTable:
     """Per catalog model: the limits in force and their plan. Owned by the composition root;
     read by the limiter guard on every attempt (a dict lookup) and changed only by ``set``."""
 
-    def __init__(self, *, models: Mapping[str, ModelSpec], settings: LimitsSettings) -> None:
+    def __init__(
+        self,
+        *,
+        models: Mapping[str, ModelSpec],
+        settings: LimitsSettings,
+        on_change: Callable[[ModelLimits, ModelLimits], None] | None = None,
+    ) -> None:
+        self._on_change = on_change  # (now in force, previous): events
         self._models = dict(models)
         self._plans: dict[str, Plan] = {}
         for name, spec in self._models.items():
@@ -182,4 +189,6 @@ class LimitsTable:
             previous_tpm=previous.tpm,
             previous_max_concurrency=previous.max_concurrency,
         )
+        if self._on_change is not None:
+            self._on_change(now, previous)
         return now, previous

@@ -5,6 +5,7 @@ fake one the test steps through open timeouts, so nothing here depends on how fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -184,3 +185,49 @@ async def test_bad_requests_do_not_open_the_breaker(
     assert entry.state == apb.CIRCUIT_STATE_CLOSED and entry.consecutive_failures == 0
     assert provider.rejected == THRESHOLD * 2 and provider.failures == 0
     assert (await rig.call()).model == "primary"
+
+
+async def test_transitions_are_system_events(rig: Rig) -> None:
+    watch = rig.admin.WatchEvents(apb.WatchEventsRequest(types=["breaker.", "limits."]), timeout=60)
+    events = watch.__aiter__()
+
+    async def mark() -> None:
+        # Events before the watch began are not replayed: change a limit until the watch has
+        # seen one, so the breaker's events below cannot come too early.
+        while True:
+            await rig.admin.SetModelLimits(apb.SetModelLimitsRequest(model="backup", rpm=0))
+            await asyncio.sleep(0.05)
+
+    marker = asyncio.create_task(mark())
+    try:
+        first = await anext(events)
+    finally:
+        marker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await marker
+    assert first.event.type == "limits.changed" and first.event.attributes["model"] == "backup"
+
+    async def next_breaker_event() -> Any:
+        while True:
+            item = await anext(events)
+            if item.event.type.startswith("breaker."):
+                return item.event
+
+    rig.outage()
+    for _ in range(THRESHOLD):
+        await rig.call()
+    rig.clock.now += OPEN_S
+    await rig.call()  # the probe fails: open again
+    rig.recover()
+    rig.clock.now += OPEN_S
+    await rig.call()  # the probe succeeds
+    seen = [await next_breaker_event() for _ in range(5)]
+    assert [e.type for e in seen] == [
+        "breaker.opened",
+        "breaker.half_open",
+        "breaker.opened",
+        "breaker.half_open",
+        "breaker.closed",
+    ]
+    assert {(e.attributes["provider"], e.attributes["model"]) for e in seen} == {("pa", "primary")}
+    watch.cancel()

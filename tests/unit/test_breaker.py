@@ -295,3 +295,31 @@ async def test_transitions_are_logged_with_the_last_transition_time(h: Harness) 
     assert opened["provider"] == "p" and opened["consecutive_failures"] == THRESHOLD
     (view,) = (await h.stats()).breakers
     assert view.last_transition_unix_s == 1_700_000_000.0 + opened_at + OPEN_S
+
+
+async def test_transitions_are_told_to_the_listener() -> None:
+    told: list[tuple[str, str, str]] = []
+
+    def listener(provider: str, model: str, state: BreakerState) -> None:
+        told.append((provider, model, str(state)))
+        raise RuntimeError("a broken listener must not break the actor")
+
+    h = Harness()
+    provider: Any = Idle()
+    h.ref = h.system.spawn(
+        "provider:q",
+        lambda: ProviderActor(
+            provider=provider,
+            kind="fake",
+            max_concurrency=10,
+            breaker=BreakerSettings(failure_threshold=THRESHOLD, open_timeout_s=OPEN_S),
+            on_breaker=listener,
+            clock=h.clock,
+        ),
+    )
+    async with h.system:
+        await open_breaker(h)
+        h.clock.now += OPEN_S
+        await h.attempt(None)
+        assert await h.state() is BreakerState.CLOSED
+    assert told == [("p", "m", "open"), ("p", "m", "half_open"), ("p", "m", "closed")]
