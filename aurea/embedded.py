@@ -22,7 +22,9 @@ on the exceptions it names by the server's retry settings; its usage is charged 
 catalog prices.
 
 In-process calls are trusted (no API key); they are counted in flight (a stop drains them),
-refused while draining, and each leaves one canonical ``rpc_finished`` log line.
+refused while draining, and each leaves one canonical ``rpc_finished`` log line. Log lines go to
+stderr as ``aurea serve``'s do ([log] settings), unless the application configured structlog
+itself: then they go its way.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from aurea.providers._base import ChatMessage, Role, Usage
 from aurea.routing import Candidate
 from aurea.runtime.context import request_id_var
 from aurea.server import AureaServer
+from aurea.telemetry.logging import configure
 from aurea.types import Policy
 
 __all__ = ["Embedded", "Guarded"]
@@ -119,6 +122,9 @@ class Embedded:
 
     async def start(self) -> None:
         """Start the actors (and, with ``serve=True``, the gRPC server and HTTP door)."""
+        if not structlog.is_configured():  # the host's own logging setup wins
+            log = self.settings.log
+            configure(log.level, log.format, log.redact_pii)
         if self._serve:
             await self.server.start()
         self._inference = await self.server.start_core()

@@ -6,6 +6,10 @@ calls and the remote doors share one state (rate limits, breakers)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -170,3 +174,33 @@ async def test_a_stopped_embedded_refuses_and_an_unstarted_one_says_so() -> None
     await a.stop(grace_s=0)
     with pytest.raises(aurea.AureaError):
         await a.generate("x")
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+async def test_the_readmes_embedded_example_runs(tmp_path: Path) -> None:
+    text = README.read_text()
+    found = re.search(r"<!-- example: embedded -->\n```python\n(.*?)```", text, re.S)
+    assert found, "README lost its embedded example"
+    script = tmp_path / "example.py"
+    script.write_text(found.group(1))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUREA_")}
+    env["AUREA_HOME"] = str(tmp_path)  # where the SQLite stores go
+    env["AUREA_HTTP_PORT"] = "0"
+    env["AUREA_TELEMETRY_HTTP_PORT"] = "0"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    lines = out.decode().splitlines()
+    assert lines[1].startswith("Started ") and lines[1].rstrip().endswith("Final")
+    assert lines[2] == "2 vectors"
+    # 900 tokens x $0.15 + 200 x $0.60 per million = 135,000 + 120,000 nano-dollars
+    assert lines[3] == "an answer 255000 nano-dollars, 1 attempt"
