@@ -163,7 +163,9 @@ class RateLimited(ResourceExhausted):
 class BudgetExceeded(ResourceExhausted):
     """Job ``job_id`` cannot pay for more: its ``budget_nanos`` less ``spent_nanos`` and the
     ``reserved_nanos`` held by its calls in flight does not cover the attempt. ``retry_after_s``
-    is set when the refusal is only for the reservations (they return as those calls end)."""
+    is set when the refusal is only for the reservations (they return as those calls end).
+    ``limit_nanos`` is set when an attempt that already ran is stopped: the most it is charged
+    (its reservation, grown as far as the budget allowed)."""
 
     reason = "BUDGET_EXCEEDED"
 
@@ -176,12 +178,14 @@ class BudgetExceeded(ResourceExhausted):
         budget_nanos: int,
         reserved_nanos: int = 0,
         retry_after_s: float | None = None,
+        limit_nanos: int | None = None,
     ) -> None:
         super().__init__(message, retry_after_s)
         self.job_id = job_id
         self.spent_nanos = spent_nanos
         self.budget_nanos = budget_nanos
         self.reserved_nanos = reserved_nanos
+        self.limit_nanos = limit_nanos
 
 
 class QueueFull(ResourceExhausted):

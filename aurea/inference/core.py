@@ -9,6 +9,7 @@ a stream has no generator layers between the adapter and the transport.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -18,7 +19,7 @@ import structlog
 
 from aurea.actors.provider import ProviderMsg
 from aurea.config import RetrySettings
-from aurea.errors import AureaError, DeadlineExceeded, ProviderTimeout
+from aurea.errors import AureaError, BudgetExceeded, DeadlineExceeded, ProviderTimeout
 from aurea.inference._common import Emit, mapped, provider_request, settle
 from aurea.inference.attempts import Attempt, AttemptLoop
 from aurea.inference.calls import (
@@ -39,6 +40,7 @@ from aurea.providers._base import (
     Completion,
     Embeddings,
     EmbedRequest,
+    FinishReason,
     Timeouts,
     Usage,
 )
@@ -138,10 +140,21 @@ class Inference:
                     estimated=True,
                 )
                 cost = cost_nanos(model, usage)
-                attempt.observe(usage, cost)
+                finish = result.finish.reason
+                try:
+                    attempt.observe(usage, cost)
+                except BudgetExceeded as exc:
+                    # The answer is whole and already generated: it is returned, marked, and
+                    # charged only what the job's budget could still cover (the ledger's cap).
+                    finish = FinishReason.BUDGET_EXCEEDED
+                    if exc.limit_nanos is not None:
+                        cost = min(cost, exc.limit_nanos)
+                    for p in attempt.permits:
+                        with contextlib.suppress(BudgetExceeded):
+                            p.observe(usage, cost)
                 latency = self._clock() - t0
                 return Final(
-                    finish_reason=result.finish.reason,
+                    finish_reason=finish,
                     usage=usage,
                     cost_nanos=cost,
                     latency_s=latency,

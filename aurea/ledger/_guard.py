@@ -130,7 +130,9 @@ class LedgerPermit:
             # of it as the budget still can; the rest is never charged.
             book.extend(lease, 1, cost - lease.amount)
         self._stopped = True
-        raise book.exhausted(lease.account)
+        exc = book.exhausted(lease.account)
+        exc.limit_nanos = lease.amount  # the most this attempt will be charged
+        raise exc
 
     async def __aenter__(self) -> LedgerPermit:
         return self

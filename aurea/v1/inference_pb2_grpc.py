@@ -37,6 +37,14 @@ class InferenceServiceStub:
     model; RESOURCE_EXHAUSTED (with QuotaFailure and RetryInfo) for a rate limit or an exhausted
     budget; UNAVAILABLE (with RetryInfo) when Aurea is overloaded, draining, or every candidate
     provider failed; DEADLINE_EXCEEDED when the caller's deadline passes.
+
+    Budgets (see LedgerService): before each attempt, the job reserves the attempt's worst-case
+    cost. A job that cannot pay it gets RESOURCE_EXHAUSTED (ErrorInfo reason BUDGET_EXCEEDED, a
+    QuotaFailure naming the job with its budget, spent and reserved nano-dollars, RetryInfo only
+    when calls in flight hold the rest) before anything is sent to a provider; a stream then
+    ends with that status and no event at all. A call that crosses the budget while it runs
+    ends normally with finish reason FINISH_REASON_BUDGET_EXCEEDED instead (see FinishReason),
+    charged at most what the budget had left.
     """
 
     def __init__(self, channel):
@@ -74,6 +82,14 @@ class InferenceServiceServicer:
     model; RESOURCE_EXHAUSTED (with QuotaFailure and RetryInfo) for a rate limit or an exhausted
     budget; UNAVAILABLE (with RetryInfo) when Aurea is overloaded, draining, or every candidate
     provider failed; DEADLINE_EXCEEDED when the caller's deadline passes.
+
+    Budgets (see LedgerService): before each attempt, the job reserves the attempt's worst-case
+    cost. A job that cannot pay it gets RESOURCE_EXHAUSTED (ErrorInfo reason BUDGET_EXCEEDED, a
+    QuotaFailure naming the job with its budget, spent and reserved nano-dollars, RetryInfo only
+    when calls in flight hold the rest) before anything is sent to a provider; a stream then
+    ends with that status and no event at all. A call that crosses the budget while it runs
+    ends normally with finish reason FINISH_REASON_BUDGET_EXCEEDED instead (see FinishReason),
+    charged at most what the budget had left.
     """
 
     def Generate(self, request, context):
@@ -139,6 +155,14 @@ class InferenceService:
     model; RESOURCE_EXHAUSTED (with QuotaFailure and RetryInfo) for a rate limit or an exhausted
     budget; UNAVAILABLE (with RetryInfo) when Aurea is overloaded, draining, or every candidate
     provider failed; DEADLINE_EXCEEDED when the caller's deadline passes.
+
+    Budgets (see LedgerService): before each attempt, the job reserves the attempt's worst-case
+    cost. A job that cannot pay it gets RESOURCE_EXHAUSTED (ErrorInfo reason BUDGET_EXCEEDED, a
+    QuotaFailure naming the job with its budget, spent and reserved nano-dollars, RetryInfo only
+    when calls in flight hold the rest) before anything is sent to a provider; a stream then
+    ends with that status and no event at all. A call that crosses the budget while it runs
+    ends normally with finish reason FINISH_REASON_BUDGET_EXCEEDED instead (see FinishReason),
+    charged at most what the budget had left.
     """
 
     @staticmethod

@@ -214,7 +214,7 @@ async def test_a_stream_crossing_the_budget_stops_there_within_it(rig: Rig) -> N
     assert refused.kind == "refused" and rig.fake.request_count == before
 
 
-async def test_generate_stops_the_same_way_or_is_refused(rig: Rig) -> None:
+async def test_generate_past_the_budget_returns_its_answer_charged_within_it(rig: Rig) -> None:
     await rig.ledger.SetBudget(lpb.SetBudgetRequest(job_id="unary", budget_nanos=10**9))
     r = await rig.inference.Generate(
         ipb.GenerateRequest(prompt="short one", job_id="unary", max_tokens=MAX_TOKENS)
@@ -222,6 +222,25 @@ async def test_generate_stops_the_same_way_or_is_refused(rig: Rig) -> None:
     assert r.finish_reason in (ipb.FINISH_REASON_STOP, ipb.FINISH_REASON_LENGTH)
     job = (await rig.ledger.GetJob(lpb.GetJobRequest(job_id="unary"))).job
     assert job.cost_nanos == r.cost_nanos and job.reserved_nanos == 0
+    # The provider bills far more than the worst case Aurea reserved (hidden reasoning tokens
+    # beyond max_tokens): the whole answer is already generated, so it is returned, marked
+    # BUDGET_EXCEEDED, and charged only what the budget still covered.
+    budget = _worst_case(rig) + 30_000
+    await rig.ledger.SetBudget(lpb.SetBudgetRequest(job_id="over", budget_nanos=budget))
+    rig.fake.reasoning_tokens = 1000
+    r = await rig.inference.Generate(
+        ipb.GenerateRequest(prompt="short two", job_id="over", max_tokens=MAX_TOKENS)
+    )
+    assert r.finish_reason == ipb.FINISH_REASON_BUDGET_EXCEEDED
+    assert r.text and r.usage.reasoning_tokens == 1000
+    job = (await rig.ledger.GetJob(lpb.GetJobRequest(job_id="over"))).job
+    assert job.cost_nanos == r.cost_nanos <= budget and job.reserved_nanos == 0
+    # A stream billed the same way ends BUDGET_EXCEEDED too, its charge within the budget.
+    await rig.ledger.SetBudget(lpb.SetBudgetRequest(job_id="over-s", budget_nanos=budget))
+    out = await _stream(rig, "short three", "over-s")
+    assert out.kind == "stopped"
+    job = await _settled(rig, "over-s")
+    assert job.cost_nanos <= budget and job.reserved_nanos == 0
 
 
 async def test_refusal_carries_the_job_figures_before_any_byte_goes_upstream(

@@ -138,8 +138,9 @@ async def test_a_provider_count_past_the_budget_is_charged_up_to_the_budget_only
     await book.set_budget("j2", 500)
     permit = await _permit(book, _info(CallKind.UNARY, job="j2", max_tokens=50))
     reported = Usage(input_tokens=300, output_tokens=50)  # 300 + 200: more than estimated
-    with pytest.raises(BudgetExceeded):
+    with pytest.raises(BudgetExceeded) as info:
         permit.observe(reported, cost_nanos(MODEL, reported) + 1)
+    assert info.value.limit_nanos == 500  # the lease, grown to all the budget had left
     await permit.__aexit__(None, None, None)
     acct = await book.account("j2")
     assert acct.spent == 500 and acct.reserved == 0
