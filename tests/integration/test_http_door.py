@@ -356,3 +356,31 @@ async def test_provider_concurrency_is_one_pool_for_both_doors(
                 await stub.Generate(pb.GenerateRequest(prompt="x", model="sim-small"), timeout=10)
             assert info.value.code() is grpc.StatusCode.UNAVAILABLE
             r.close()
+
+
+async def test_a_budget_is_one_ledger_for_both_doors(http: aiohttp.ClientSession) -> None:
+    from aurea.v1 import ledger_pb2, ledger_pb2_grpc
+
+    s = settings(ledger={"store": "memory"})
+    async with running_server(s) as rs:
+        ledger = ledger_pb2_grpc.LedgerServiceStub(rs.channel)
+        stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
+        body = chat_body(aurea={"job_id": "shared-job"})
+        async with http.post(url(rs, CHAT), json=body) as r:
+            assert r.status == 200
+            spent_http = int(r.headers["x-aurea-cost-nanos"])
+        reply = await stub.Generate(
+            pb.GenerateRequest(prompt="hello", model="sim-small", job_id="shared-job")
+        )
+        job = (await ledger.GetJob(ledger_pb2.GetJobRequest(job_id="shared-job"))).job
+        assert job.calls == 2 and job.cost_nanos == spent_http + reply.cost_nanos
+        # A budget set over gRPC (and already spent) refuses the next call at the HTTP door.
+        await ledger.SetBudget(ledger_pb2.SetBudgetRequest(job_id="shared-job", budget_nanos=1))
+        async with http.post(url(rs, CHAT), json=body) as r:
+            assert r.status == 429
+            assert r.headers["x-should-retry"] == "false"  # more time will not make more money
+            error = (await r.json())["error"]
+        assert error["type"] == "insufficient_quota" and error["code"] == "insufficient_quota"
+        with pytest.raises(grpc.RpcError) as info:
+            await stub.Generate(pb.GenerateRequest(prompt="x", job_id="shared-job"), timeout=10)
+        assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED

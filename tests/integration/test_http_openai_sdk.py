@@ -385,3 +385,24 @@ async def test_mid_stream_upstream_failure_raises_in_the_sdk(
     assert not isinstance(info.value, openai.APIStatusError)  # an in-band error event
     assert info.value.message and info.value.body["type"] == "api_error"
     await client.close()
+
+
+async def test_an_exhausted_budget_is_not_retried_by_the_sdk() -> None:
+    from structlog.testing import capture_logs
+
+    from aurea.v1 import ledger_pb2, ledger_pb2_grpc
+
+    async with running_server(door_settings(ledger={"store": "memory"})) as rs:
+        ledger = ledger_pb2_grpc.LedgerServiceStub(rs.channel)
+        await ledger.SetBudget(ledger_pb2.SetBudgetRequest(job_id="broke", budget_nanos=0))
+        client = sdk(rs, max_retries=3)
+        with capture_logs() as logs, pytest.raises(openai.RateLimitError) as info:
+            await client.chat.completions.create(
+                model="sim-small",
+                messages=[{"role": "user", "content": "x"}],
+                extra_headers={"x-aurea-job-id": "broke"},
+            )
+        assert info.value.code == "insufficient_quota"
+        finished = [e for e in logs if e.get("event") == "rpc_finished"]
+        assert len(finished) == 1, "x-should-retry: false stops the SDK's own retries"
+        await client.close()
