@@ -27,6 +27,7 @@ from test_infra_support import (
 )
 
 from aurea.testing import running_server
+from aurea.v1 import admin_pb2, admin_pb2_grpc
 from aurea.v1 import infrastructure_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -376,3 +377,25 @@ async def test_request_id_makes_provision_retries_safe(tmp_path: Path, local_own
         assert len(local_pids(local_owner)) == 1
         await st.Release(pb.ReleaseRequest(resource_id=first.resource_id))
         await wait_status(st, first.resource_id, S.RESOURCE_STATUS_RELEASED)
+
+
+async def test_resource_changes_reach_watch_events(tmp_path: Path, local_owner: str) -> None:
+    async with running_server(infra_settings(tmp_path, local_owner)) as rs:
+        st = stub(rs.channel)
+        admin = admin_pb2_grpc.AdminServiceStub(rs.channel)
+        watch = admin.WatchEvents(admin_pb2.WatchEventsRequest(types=["resource."]), timeout=30)
+        await asyncio.sleep(0.1)  # the subscription is open before anything happens
+        r = await provision(st, LOCAL, pb.ResourceSpec())
+        await st.Release(pb.ReleaseRequest(resource_id=r.resource_id))
+        await wait_status(st, r.resource_id, S.RESOURCE_STATUS_RELEASED)
+        seen = []
+        while len(seen) < 4:
+            m = await watch.read()
+            seen.append((m.event.type, m.event.attributes["resource_id"]))
+        watch.cancel()
+        assert seen == [
+            ("resource.provisioning", r.resource_id),
+            ("resource.running", r.resource_id),
+            ("resource.releasing", r.resource_id),
+            ("resource.released", r.resource_id),
+        ]
