@@ -36,6 +36,7 @@ from aurea.http import HttpDoor
 from aurea.inference import AllowDenyGuard, Inference
 from aurea.inference.calls import CallRecord
 from aurea.infra import Infra
+from aurea.infra.tasks import resource_execute_kind
 from aurea.ledger import CallMetricsBook, LedgerBook, LedgerGuard, open_ledger
 from aurea.limits import LimiterGuard, LimitsTable, ModelLimits
 from aurea.providers._base import FinishReason, Provider
@@ -316,6 +317,9 @@ class AureaServer:
         """The task scheduler, with its kinds (built-in ones use ``inference``)."""
         s = self.settings
         registry = self.task_system.registry(inference=inference, providers=self.providers)
+        if self.infra is not None:  # tasks that run a command in a provisioned resource
+            timeout = s.runtime.ask_timeout_s
+            registry.add(resource_execute_kind(self.infra.ref, ask_timeout_s=timeout))
         self.task_system.spawn(
             self.system,
             registry=registry,

@@ -6,12 +6,14 @@ orphan release. Each test's owner must leave no process or cgroup behind."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import json_format
 from test_infra_support import (
     B,
     S,
@@ -27,7 +29,7 @@ from test_infra_support import (
 )
 
 from aurea.testing import running_server
-from aurea.v1 import admin_pb2, admin_pb2_grpc
+from aurea.v1 import admin_pb2, admin_pb2_grpc, task_pb2, task_pb2_grpc
 from aurea.v1 import infrastructure_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -399,3 +401,29 @@ async def test_resource_changes_reach_watch_events(tmp_path: Path, local_owner: 
             ("resource.releasing", r.resource_id),
             ("resource.released", r.resource_id),
         ]
+
+
+async def test_a_task_runs_a_command_in_a_resource(tmp_path: Path, local_owner: str) -> None:
+    async with running_server(infra_settings(tmp_path, local_owner)) as rs:
+        st = stub(rs.channel)
+        tasks = task_pb2_grpc.TaskServiceStub(rs.channel)
+        r = await provision(st, LOCAL, pb.ResourceSpec())
+        payload = {
+            "resource_id": r.resource_id,
+            "command": ["sh", "-c", 'read x; echo "task $x"; echo warn >&2; exit 2'],
+            "stdin": "input\n",
+        }
+        req = task_pb2.SubmitTaskRequest(kind="resource.execute", payload_json=json.dumps(payload))
+        submitted = (await tasks.SubmitTask(req, timeout=10)).task
+        done = (
+            await tasks.GetTask(
+                task_pb2.GetTaskRequest(task_id=submitted.task_id, wait_ms=20_000), timeout=30
+            )
+        ).task
+        assert done.status == task_pb2.TASK_STATUS_SUCCEEDED, done.error_message
+        result = json_format.MessageToDict(done.result)
+        assert result["exit_code"] == 2 and result["stdout"] == "task input\n"
+        assert result["stderr"] == "warn\n"
+        assert (await st.GetStats(pb.GetStatsRequest())).executions == 1
+        await st.Release(pb.ReleaseRequest(resource_id=r.resource_id))
+        await wait_status(st, r.resource_id, S.RESOURCE_STATUS_RELEASED)
