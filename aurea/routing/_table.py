@@ -124,6 +124,7 @@ class RoutingTable:
         "_health",
         "_models",
         "_permitted",
+        "_policy",
         "_ranked",
         "_scored",
         "_settings",
@@ -144,6 +145,7 @@ class RoutingTable:
         self._models = dict(models)
         self._settings = settings
         self._health = health
+        self._policy = Policy(settings.policy)
         self.weights = weights if weights is not None else default_weights(settings)
         self._permitted = permitted_names(self._models, settings)
         self._explicit = {
@@ -287,7 +289,7 @@ class RoutingTable:
         if not model and policy is None and kind in self._default:
             out = self._default[kind]
         elif not model or model == AUTO:
-            policy = policy or Policy(self._settings.policy)
+            policy = policy or self._policy
             out = self._healthy_first(self._ranked.get((kind, policy), ((), ()))[1])
         elif model in self._groups:
             out = self._healthy_first(self._group(model, kind))
@@ -313,7 +315,7 @@ class RoutingTable:
     def select(self, target: str, kind: str = "chat", policy: Policy | None = None) -> Selection:
         """What a call to ``target`` would be routed to (``""`` means ``auto``), each candidate
         scored, best first; an explicit model comes first, then the others by the policy."""
-        policy = policy or Policy(self._settings.policy)
+        policy = policy or self._policy
         w = POLICY_WEIGHTS.get(policy, self.weights)
         scored, _ = self._ranked.get((kind, policy), ((), ()))
         ranked: Iterable[Scored]
