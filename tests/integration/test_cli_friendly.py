@@ -146,9 +146,10 @@ async def test_a_stream_error_is_on_its_own_line(monkeypatch: pytest.MonkeyPatch
                     }
                 },
                 "models": {"up-chat": {"provider": "up", "upstream": "gpt-4o-mini"}},
-                "routing": {"default_model": "up-chat"},
                 "retry": {"max_retries": 0},
                 "http": {"port": 0},
+                "ledger": {"store": "memory"},
+                "routing": {"default_model": "up-chat", "stats_store": "memory"},
             }
         )
         async with running_server(s) as rs:

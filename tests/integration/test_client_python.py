@@ -62,6 +62,8 @@ async def server() -> AsyncIterator[RunningServer]:
     s = make_settings(
         {
             "http": {"port": 0},
+            "ledger": {"store": "memory"},
+            "routing": {"stats_store": "memory"},
             "models": {"sim-large": {"provider": "simulated", "rpm": 1}},
             "limits": {"max_wait_s": 0},
         },

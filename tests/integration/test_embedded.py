@@ -30,8 +30,15 @@ pytestmark = pytest.mark.integration
 
 
 def settings(**raw: Any) -> Any:
-    base: dict[str, Any] = {"http": {"port": 0}, "telemetry": {"http_port": 0}}
-    return make_settings({**base, **raw})
+    base: dict[str, Any] = {
+        "http": {"port": 0},
+        "telemetry": {"http_port": 0},
+        "ledger": {"store": "memory"},
+        "routing": {"stats_store": "memory"},
+    }
+    for key, value in raw.items():
+        base[key] = {**base.get(key, {}), **value}
+    return make_settings(base)
 
 
 def slow_sim(tokens: int, delay_ms: int) -> dict[str, Any]:

@@ -32,8 +32,12 @@ CHAT = "/v1/chat/completions"
 
 
 def settings(**raw: Any) -> Any:
+    """Test settings: the door on a free port, and in-memory ledger and router stats (each
+    test's state is its own, not the shared SQLite file's)."""
     http = {"host": "127.0.0.1", "port": 0, **raw.pop("http", {})}
-    return make_settings({"http": http, **raw})
+    ledger = {"store": "memory", **raw.pop("ledger", {})}
+    routing = {"stats_store": "memory", **raw.pop("routing", {})}
+    return make_settings({"http": http, "ledger": ledger, "routing": routing, **raw})
 
 
 def slow_sim(tokens: int, delay_ms: int, **extra: Any) -> dict[str, Any]:
@@ -214,7 +218,10 @@ async def test_unknown_routes_and_methods_answer_in_openai_shape(
 
 async def test_keys_and_the_canonical_log_line(http: aiohttp.ClientSession) -> None:
     keys = "user:user-key-0123456789"
-    s = make_settings({"http": {"port": 0}}, AUREA_API_KEYS=keys)
+    s = make_settings(
+        {"http": {"port": 0}, "ledger": {"store": "memory"}, "routing": {"stats_store": "memory"}},
+        AUREA_API_KEYS=keys,
+    )
     with capture_logs(processors=context_processors()) as logs:
         async with running_server(s) as rs:
             async with http.post(url(rs, CHAT), json=chat_body()) as r:
@@ -361,7 +368,7 @@ async def test_provider_concurrency_is_one_pool_for_both_doors(
 async def test_a_budget_is_one_ledger_for_both_doors(http: aiohttp.ClientSession) -> None:
     from aurea.v1 import ledger_pb2, ledger_pb2_grpc
 
-    s = settings(ledger={"store": "memory"})
+    s = settings()
     async with running_server(s) as rs:
         ledger = ledger_pb2_grpc.LedgerServiceStub(rs.channel)
         stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)

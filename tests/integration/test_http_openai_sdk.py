@@ -28,18 +28,38 @@ UPSTREAM_KEY = "sk-upstream-http-door"
 KEY_ENV = "AUREA_TEST_HTTP_UPSTREAM_KEY"
 
 
+# Each test's state is its own: in-memory ledger and router stats, not the shared SQLite file.
+ISOLATED = {"ledger": {"store": "memory"}, "routing": {"stats_store": "memory"}}
+
+
 def door_settings(**raw: Any) -> Any:
-    return make_settings({"http": {"host": "127.0.0.1", "port": 0}, **raw})
+    routing = {**ISOLATED["routing"], **raw.pop("routing", {})}
+    ledger = {**ISOLATED["ledger"], **raw.pop("ledger", {})}
+    base = {"http": {"host": "127.0.0.1", "port": 0}, "routing": routing, "ledger": ledger}
+    return make_settings({**base, **raw})
+
+
+_clients: list[Any] = []
 
 
 def sdk(rs: RunningServer, key: str = "unused", **kw: Any) -> Any:
-    return openai.AsyncOpenAI(
+    """An AsyncOpenAI client at the door (closed after the test, whatever happens)."""
+    client = openai.AsyncOpenAI(
         base_url=f"http://127.0.0.1:{rs.server.http_port}/v1",
         api_key=key,
         max_retries=kw.pop("max_retries", 0),
         timeout=30.0,
         **kw,
     )
+    _clients.append(client)
+    return client
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    yield
+    while _clients:
+        await _clients.pop().close()
 
 
 @pytest_asyncio.fixture
@@ -52,7 +72,7 @@ async def door() -> AsyncIterator[RunningServer]:
 @pytest_asyncio.fixture
 async def keyed_door() -> AsyncIterator[RunningServer]:
     env = {"AUREA_API_KEYS": f"user:{USER_KEY},admin:{ADMIN_KEY}"}
-    async with running_server(make_settings({"http": {"port": 0}}, **env)) as rs:
+    async with running_server(make_settings({"http": {"port": 0}, **ISOLATED}, **env)) as rs:
         yield rs
 
 
@@ -392,7 +412,7 @@ async def test_an_exhausted_budget_is_not_retried_by_the_sdk() -> None:
 
     from aurea.v1 import ledger_pb2, ledger_pb2_grpc
 
-    async with running_server(door_settings(ledger={"store": "memory"})) as rs:
+    async with running_server(door_settings()) as rs:
         ledger = ledger_pb2_grpc.LedgerServiceStub(rs.channel)
         await ledger.SetBudget(ledger_pb2.SetBudgetRequest(job_id="broke", budget_nanos=0))
         client = sdk(rs, max_retries=3)
