@@ -54,7 +54,7 @@ __all__ = [
 log = structlog.get_logger("aurea.tasks")
 
 COUNT_EVERY_S = 30.0  # how often queue sizes are re-read (capacity checks count locally between)
-PURGE_EVERY_S = 60.0
+PURGE_EVERY_S = 60.0  # at most; a shorter retention purges 4 times per retention period
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -299,6 +299,7 @@ class Scheduler(Actor[SchedulerMsg]):
                     attempt.cancel(Reason.CANCELLED)
 
     async def _housekeeping(self) -> None:
+        purge_every_s = min(PURGE_EVERY_S, self._settings.result_retention_s / 4)
         next_count = next_purge = self._clock()
         while True:
             now = self._clock()
@@ -307,11 +308,11 @@ class Scheduler(Actor[SchedulerMsg]):
                     next_count = now + COUNT_EVERY_S
                     await self._count()
                 if now >= next_purge:
-                    next_purge = now + PURGE_EVERY_S
+                    next_purge = now + purge_every_s
                     cutoff = self._wall() - self._settings.result_retention_s
                     purged = await self._store.purge(finished_before=cutoff)
                     if purged:
                         log.info("tasks_purged", count=purged)
             except StoreUnavailable as exc:
                 log.warning("task_housekeeping_failed", error=str(exc))
-            await asyncio.sleep(min(COUNT_EVERY_S, PURGE_EVERY_S))
+            await asyncio.sleep(max(min(next_count, next_purge) - self._clock(), 0.01))

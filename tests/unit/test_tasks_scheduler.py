@@ -446,3 +446,15 @@ async def test_pool_sizes_set_at_run_time_survive_a_new_scheduler_instance() -> 
             assert [(p.name, p.workers) for p in pools] == [("p", 5), ("q", 2)]
         finally:
             await system.stop(grace_s=1.0)
+
+
+async def test_finished_tasks_are_purged_after_the_retention_and_free_their_keys() -> None:
+    reg = TaskRegistry()
+    gate = gated(reg)
+    gate.open.set()
+    async with rig(reg, result_retention_s=0.2) as r:
+        t = await r.submit("t.gate", idempotency_key="once")
+        await r.wait(t)
+        await until(lambda: t not in r.store._tasks, "the finished task to be purged")
+        again = await r.tasks.submit(SubmitSpec(kind="t.gate", idempotency_key="once"))
+        assert not again.deduplicated and again.info.task_id != t
