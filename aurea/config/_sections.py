@@ -218,6 +218,13 @@ class LimitsSettings:
         lo=0,
         hi=60,
     )
+    upstream_hold_max_s: float = setting(
+        60.0,
+        "most seconds an upstream's 429 Retry-After or exhausted rate-limit headers keep a model "
+        "from being called; 0 = never hold",
+        lo=0,
+        hi=3600,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -335,6 +342,12 @@ class HttpSettings:
         "largest request body the door reads; a larger one is refused (413)",
         lo=1024,
         hi=1 << 30,
+    )
+    max_concurrent_requests: int = setting(
+        10_000,
+        "requests the door serves at once; more are refused 503 with Retry-After",
+        lo=1,
+        hi=_MANY,
     )
 
 

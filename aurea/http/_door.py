@@ -22,7 +22,7 @@ from aiohttp import web
 from aurea.api.status import openai_error, row_for
 from aurea.config import HttpSettings
 from aurea.edge import Edge, log_bug
-from aurea.errors import AureaError, InvalidRequest, UnknownModel
+from aurea.errors import AureaError, InvalidRequest, Overloaded, UnknownModel
 from aurea.http._chat import parse_chat
 from aurea.http._embed import encode_vector, parse_embed
 from aurea.http._render import (
@@ -116,6 +116,7 @@ class HttpDoor:
         self._wall = wall_clock
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.active = 0  # requests being served now (bounded by max_concurrent_requests)
         self.app = self._build_app()
 
     def _build_app(self) -> web.Application:
@@ -171,14 +172,21 @@ class HttpDoor:
         self, operation: str, serve: Serve
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         edge = self._edge
+        cap = self._settings.max_concurrent_requests
 
         async def handle(request: web.Request) -> web.StreamResponse:
             started = edge.clock()
             status = "OK"
             http_status = 0
+            self.active += 1
             try:
                 edge.open_call(operation, request.headers, None, transport="http")
                 structlog.contextvars.bind_contextvars(rpc=operation)
+                if self.active > cap:  # grpc's maximum_concurrent_rpcs, for this door
+                    raise Overloaded(
+                        f"the HTTP door is serving its most requests at once ({cap})",
+                        retry_after_s=1.0,
+                    )
                 response, failed = await serve(request, started)
                 http_status = response.status
                 if failed is not None:
@@ -200,6 +208,7 @@ class HttpDoor:
                 http_status = response.status
                 return response
             finally:
+                self.active -= 1
                 structlog.contextvars.bind_contextvars(rpc=operation, http_status=http_status)
                 edge.finish_call(status, started)
 

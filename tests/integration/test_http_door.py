@@ -391,3 +391,22 @@ async def test_a_budget_is_one_ledger_for_both_doors(http: aiohttp.ClientSession
         with pytest.raises(grpc.RpcError) as info:
             await stub.Generate(pb.GenerateRequest(prompt="x", job_id="shared-job"), timeout=10)
         assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_the_door_caps_requests_served_at_once(http: aiohttp.ClientSession) -> None:
+    s = settings(providers=slow_sim(100, 10), http={"max_concurrent_requests": 1})
+    async with running_server(s) as rs:
+        async with http.post(url(rs, CHAT), json=chat_body(stream=True)) as r:
+            await r.content.readline()  # one request in flight: the cap
+            async with http.post(url(rs, CHAT), json=chat_body()) as second:
+                assert second.status == 503
+                assert second.headers["Retry-After"] == "1"
+                assert (await second.json())["error"]["code"] == "overloaded"
+            r.close()
+        assert rs.server.http is not None
+        for _ in range(200):
+            if rs.server.http.active == 0:
+                break
+            await asyncio.sleep(0.01)
+        async with http.post(url(rs, CHAT), json=chat_body()) as r:
+            assert r.status == 200
