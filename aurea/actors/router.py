@@ -75,6 +75,9 @@ log = structlog.get_logger("aurea.router")
 
 TTFT_WINDOW = 512  # the latest first-token times per model behind p50/p95
 _MAX_REFRESH_S = 5.0  # the table is rebuilt at least this often, so that figures decay
+# What other processes sharing the store (SO_REUSEPORT siblings on one SQLite file; replicas on
+# Redis) recorded or set is read back this often.
+_RELOAD_S = 5.0
 
 
 # -- replies -------------------------------------------------------------------------------------
@@ -180,6 +183,10 @@ class _Recorded:
     rows: tuple[ModelStats, ...]
     ttfts: tuple[tuple[str, float], ...] = ()
     from_pump: bool = False
+    # The store's weights as the pump read them back, and the router's weights epoch before the
+    # read: weights set meanwhile (a later epoch) win over what the read saw.
+    weights: Mapping[str, float] | None = None
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -242,6 +249,7 @@ class Router(Actor[RouterMsg]):
         self._dirty = False
         self._published_at = -math.inf
         self._dropped_seen = 0
+        self._epoch = 0  # counts weight changes, so a stale read-back never undoes one
         # The candidates each model is scored against: the permitted models of its kind.
         permitted = permitted_names(self._models, settings)
         self._pools: dict[str, list[ModelSpec]] = {}
@@ -307,6 +315,11 @@ class Router(Actor[RouterMsg]):
                 return self._reports(wanted, {}, {})
             case _Recorded():
                 self._merge(msg.rows, msg.ttfts)
+                if msg.weights is not None and msg.epoch == self._epoch:
+                    stored = Weights.from_mapping(msg.weights)
+                    if stored is not None and stored != self._weights:
+                        self._weights, self._defaults = stored, False
+                        self._dirty = True
                 if msg.from_pump and (
                     self._dirty or self._clock() - self._published_at >= self._refresh_s()
                 ):
@@ -314,6 +327,7 @@ class Router(Actor[RouterMsg]):
                 return None
             case _WeightsStored(weights=w):
                 self._weights, self._defaults = w, False
+                self._epoch += 1
                 self._publish()
                 return None
             case _AutoOptimize():
@@ -505,6 +519,7 @@ class Router(Actor[RouterMsg]):
 
     async def _pump(self) -> None:
         inbox = self._inbox
+        reloaded = self._clock()
         while True:
             try:
                 async with asyncio.timeout(self._refresh_s()):
@@ -517,7 +532,18 @@ class Router(Actor[RouterMsg]):
             if items:
                 with contextlib.suppress(Exception):  # logged; the next batch tries again
                     rows, ttfts = await self._persist(outcomes_of(items))
-            self.ref.post(_Recorded(rows=rows, ttfts=ttfts, from_pump=True))
+            weights: dict[str, float] | None = None
+            epoch = self._epoch
+            if self._clock() - reloaded >= _RELOAD_S:
+                reloaded = self._clock()
+                try:
+                    rows = (*rows, *await self._store.all())
+                    weights = await self._store.get_weights()
+                except Exception as exc:  # the next reload tries again
+                    log.warning("router_stats_reload_failed", error=repr(exc))
+            self.ref.post(
+                _Recorded(rows=rows, ttfts=ttfts, from_pump=True, weights=weights, epoch=epoch)
+            )
             if inbox.dropped > self._dropped_seen:
                 log.warning("router_records_dropped", dropped=inbox.dropped - self._dropped_seen)
                 self._dropped_seen = inbox.dropped

@@ -21,6 +21,7 @@ from aurea.actors.router import (
     Router,
     RouterMsg,
     SetWeights,
+    _Recorded,
 )
 from aurea.config import Settings, build_settings
 from aurea.inference.calls import AttemptRecord, CallKind, CallRecord
@@ -79,6 +80,7 @@ class Rig:
         self.view = CountingView(RoutingTable(models=s.models, settings=s.routing))
         self.view.publishes = 0
         self.wall = [NOW]
+        self.clock = [0.0]
         self.system = ActorSystem()
         self.router: ActorRef[RouterMsg] = self.system.spawn(
             "router",
@@ -89,6 +91,7 @@ class Rig:
                 store=store,
                 inbox=self.inbox,
                 wall_clock=lambda: self.wall[0],
+                clock=lambda: self.clock[0],
             ),
         )
 
@@ -352,3 +355,35 @@ async def test_stats_and_weights_survive_a_restart_unchanged() -> None:
         assert [c.model.name for c in again.view.table.route(AUTO)] == [
             c.model.name for c in r.view.table.route(AUTO)
         ]
+
+
+# -- sharing a store ------------------------------------------------------------------------
+
+
+async def test_what_a_sibling_process_records_or_sets_is_read_back() -> None:
+    store = MemoryRouterStatsStore()  # as two processes on one SQLite file would share it
+    async with rig(store) as one, rig(store) as two:
+        cost_only = Weights(cost=1.0, quality=0.0, latency=0.0)
+        await one.ask(SetWeights(weights=cost_only))
+        for _ in range(3):
+            await one.ask(RecordOutcome(model="b", outcome=outcome(True, 0.1, 10)))
+        assert (await two.ask(GetWeights())).defaults
+        assert (await two.report("b")).calls.count == 0
+        two.clock[0] += 6  # past the read-back interval
+        two.inbox.poke()
+        await eventually(lambda: _weights(two, cost_only), "weights read back")
+        assert (await two.report("b")).calls.count == 3
+        assert two.view.table.weights == cost_only
+
+
+async def _weights(r: Rig, w: Weights) -> bool:
+    return bool((await r.ask(GetWeights())).weights == w)
+
+
+async def test_a_stale_read_back_never_undoes_weights_set_since() -> None:
+    async with rig() as r:
+        new = Weights(cost=0.0, quality=1.0, latency=0.0)
+        await r.ask(SetWeights(weights=new))
+        # A read-back that started before the change (epoch 0) and saw the old weights:
+        r.router.post(_Recorded(rows=(), weights=DEFAULTS.as_dict(), epoch=0))
+        assert (await r.ask(GetWeights())).weights == new
