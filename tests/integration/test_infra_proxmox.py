@@ -89,8 +89,19 @@ async def test_vm_from_template_with_limits_exec_and_delete(
         await st.Release(pb.ReleaseRequest(resource_id=r.resource_id))
         await wait_status(st, r.resource_id, S.RESOURCE_STATUS_RELEASED)
         assert int(r.backend_ids[0]) not in pve.guests
-        methods = [(m, p) for m, p in pve.requests if p.endswith(f"/qemu/{r.backend_ids[0]}")]
-        assert ("DELETE", f"/api2/json/nodes/pve1/qemu/{r.backend_ids[0]}") in methods
+        vm = f"/api2/json/nodes/pve1/qemu/{r.backend_ids[0]}"
+        calls = [(m, p) for m, p in pve.requests if p.startswith(vm)]
+        # Started, stopped, then deleted, in that order.
+        order = [
+            c
+            for c in calls
+            if c in {("POST", f"{vm}/status/start"), ("POST", f"{vm}/status/stop"), ("DELETE", vm)}
+        ]
+        assert order == [
+            ("POST", f"{vm}/status/start"),
+            ("POST", f"{vm}/status/stop"),
+            ("DELETE", vm),
+        ]
 
 
 async def test_lxc_container_with_limits(tmp_path: Path, owner: str, pve: FakeProxmox) -> None:
