@@ -143,6 +143,12 @@ class DockerBackend:
         try:
             await self._call("start", container.start())
             info = await self._call("inspect", container.show())
+            state = info.get("State") or {}
+            if not state.get("Running"):  # an image without /bin/sh ends at once
+                raise FailedPrecondition(
+                    f"the container of image {spec.image!r} stopped at start (exit code "
+                    f"{state.get('ExitCode')}): the image needs /bin/sh"
+                )
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.shield(container.delete(force=True, v=True))
