@@ -1,5 +1,5 @@
-"""The ``aurea`` command: ``serve``, ``generate``, ``embed``, ``health``, ``config`` (check, show)
-and ``task`` (submit, get, list, cancel, watch); ``aurea --version``.
+"""The ``aurea`` command: ``serve``, ``generate``, ``embed``, ``health``, ``top``, ``config``
+(check, show) and ``task`` (submit, get, list, cancel, watch); ``aurea --version``.
 
 Expected failures (bad config, server unreachable, a failed call, Ctrl-C, a closed output pipe)
 end with one ``aurea: ...`` line on stderr and a non-zero exit code, never a traceback. Exit
@@ -282,6 +282,38 @@ def _embed(args: argparse.Namespace) -> int:
         more = ", ..." if len(e.values) > 4 else ""
         print(f"embedding {e.index}: dims={len(e.values)} [{head}{more}]", flush=True)
     _say(f"[{r.model} via {r.provider}: {r.usage.input_tokens} tokens, ${r.cost_nanos / 1e9:.9f}]")
+    return 0
+
+
+def _top(args: argparse.Namespace) -> int:
+    """A live view refreshed every ``--interval`` seconds until Ctrl-C; ``--once`` prints one
+    frame (two samples apart, for the rates) and exits."""
+    import grpc
+    from rich.console import Console
+    from rich.live import Live
+
+    from aurea import _top
+    from aurea.v1 import admin_pb2, admin_pb2_grpc
+
+    md = _metadata(args.api_key)
+    with grpc.insecure_channel(args.target) as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+
+        def take() -> _top.Sample:
+            return _top.sample(admin, admin_pb2, md, args.timeout)
+
+        try:
+            if args.once:
+                frames = _top.frames(take, args.interval)
+                next(frames)
+                now, before = next(frames)
+                Console(width=args.width).print(_top.render(args.target, now, before))
+                return 0
+            with Live(auto_refresh=False, screen=False) as live:
+                for now, before in _top.frames(take, args.interval):
+                    live.update(_top.render(args.target, now, before), refresh=True)
+        except grpc.RpcError as exc:
+            return _rpc_error(exc)
     return 0
 
 
@@ -678,6 +710,17 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
     e.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
     e.set_defaults(func=_embed)
+
+    t = sub.add_parser("top", help="a live view: calls/s, latency, cost, breakers, actors")
+    t.add_argument("--target", default=target, help=f"server address (default {target})")
+    t.add_argument(
+        "--api-key", type=_api_key, default=api_key, help="API key (default: $AUREA_API_KEY)"
+    )
+    t.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    t.add_argument("--timeout", type=float, default=5.0, help="deadline per admin call")
+    t.add_argument("--once", action="store_true", help="print one frame and exit")
+    t.add_argument("--width", type=int, default=None, help="columns for --once (default: terminal)")
+    t.set_defaults(func=_top)
 
     c = sub.add_parser("config", help="check or show the effective configuration")
     csub = c.add_subparsers(dest="config_command", required=True)

@@ -164,3 +164,19 @@ async def test_a_stream_error_is_on_its_own_line(monkeypatch: pytest.MonkeyPatch
     assert out.decode() == "one two three\n", "the partial text ends its line"
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("aurea: UNAVAILABLE: "), err
+
+
+def test_top_once_shows_calls_breakers_and_actors(
+    aurea_cli: Cli, spawn_server: Callable[..., Any]
+) -> None:
+    sp = spawn_server(config=QUICK)
+    assert aurea_cli("generate", "hello", "--target", sp.target).returncode == 0
+    r = aurea_cli("top", "--once", "--interval", "0.2", "--width", "140", "--target", sp.target)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert out.startswith(f"aurea top {sp.target}") and "calls 1 " in out
+    assert re.search(r"sim-small\s+.\s+simulated\s+.\s+1\s", out), out
+    assert re.search(r"simulated\s+.\s+sim-small\s+.\s+CLOSED", out), out
+    assert re.search(r"provider:simulated\s+.\s+0/\d+", out), out
+    refused = aurea_cli("top", "--once", "--target", "127.0.0.1:1", "--timeout", "5")
+    assert refused.returncode == 1 and "aurea serve" in refused.stderr
