@@ -305,4 +305,7 @@ async def _unrouted(
                 "code": "unknown_url" if exc.status == 404 else "method_not_allowed",
             }
         }
-        return web.Response(status=exc.status, body=dumps(body), content_type="application/json")
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return web.Response(
+            status=exc.status, body=dumps(body), content_type="application/json", headers=headers
+        )
