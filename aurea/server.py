@@ -298,6 +298,7 @@ class AureaServer:
                     table=self.limits,
                     store=MemoryLimiterStore(),
                     max_wait_s=s.limits.max_wait_s,
+                    hold_max_s=s.limits.upstream_hold_max_s,
                     wall_clock=self.wall_clock,
                     on_refused=self._rate_limited,
                     on_waited=self._rate_waited,

@@ -109,8 +109,8 @@ class Breaker:
             if now < self.open_until:
                 wait = self.open_until - now
                 raise CircuitOpen(
-                    f"the circuit breaker of {self._name()} is open after "
-                    f"{self.threshold} consecutive failures; a trial call goes in {wait:.3g} s",
+                    f"the circuit breaker of {self._name()} is open (its calls kept failing); "
+                    f"a trial call goes in {wait:.3g} s",
                     retry_after_s=wait,
                 )
             return True

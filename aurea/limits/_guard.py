@@ -51,6 +51,7 @@ class LimiterGuard:
         table: LimitsTable,
         store: LimiterStore,
         max_wait_s: float = 0.0,
+        hold_max_s: float = 60.0,
         wall_clock: WallClock = wall_clock,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -62,6 +63,7 @@ class LimiterGuard:
         self._on_waited = on_waited  # (model, seconds waited before admission): metrics
         self._store = store
         self._max_wait_s = max_wait_s
+        self._hold_max_s = hold_max_s
         self._wall = wall_clock
         self._clock = clock
         self._sleep = sleep
@@ -190,7 +192,11 @@ class LimiterGuard:
             await self._leases.charge(plan, extra)
 
     async def hold(self, plan: Plan, seconds: float, reason: str) -> None:
-        """Admit nothing on the model for ``seconds`` (the upstream said so)."""
+        """Admit nothing on the model for ``seconds`` (the upstream said so), at most
+        ``hold_max_s``: a model held longer is tried again then, and held again if still out."""
+        seconds = min(seconds, self._hold_max_s)
+        if seconds <= 0:
+            return
         name = plan.limits.model
         until = self._wall() + seconds
         if until > self._held_until.get(name, 0.0):

@@ -196,6 +196,10 @@ def rig_config(fakes: Mapping[str, FakeServer], max_retries: int) -> dict[str, A
         "models": models,
         "routing": {"default_model": "gpt-x", "default_embedding_model": "oa-embed"},
         "retry": {"max_retries": max_retries, "backoff_base_s": 0.01, "backoff_max_s": 0.05},
+        # The rig's servers serve every test of a module: one test's faults must not open a
+        # breaker or hold a model back for the next (issue 8's resilience has its own tests).
+        "breaker": {"failure_threshold": 1_000_000},
+        "limits": {"upstream_hold_max_s": 0},
     }
 
 

@@ -678,8 +678,10 @@ async def test_provider_stats_count_calls_that_fail_before_output(rig: Rig) -> N
     assert (await call(rs, "stream", prompt=PROMPT, model=case.model)).failure is not None
     after = await provider_stats(rs, "anthropic")
     assert after.requests - before.requests == 2
-    assert after.failures - before.failures == 2
-    assert after.requests == after.successes + after.failures + after.cancelled
+    # A request the provider rejected as bad is not the provider's failure (issue 8).
+    assert after.failures - before.failures == 1
+    assert after.rejected - before.rejected == 1
+    assert after.requests == after.successes + after.failures + after.cancelled + after.rejected
 
 
 async def test_list_providers(rig: Rig) -> None:

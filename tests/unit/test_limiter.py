@@ -56,6 +56,7 @@ class Rig:
             table=self.table,
             store=self.store,
             max_wait_s=max_wait_s,
+            hold_max_s=3600.0,
             wall_clock=lambda: self.clocks.wall,
             clock=lambda: self.clocks.mono,
             sleep=self.clocks.sleep,
@@ -374,3 +375,17 @@ def test_set_needs_a_catalog_model() -> None:
     assert bad.value.violations[0].field == "model"
     with pytest.raises(e.UnknownModel):
         table.set("nope", rpm=1)
+
+
+async def test_upstream_holds_are_capped_and_can_be_turned_off() -> None:
+    rig = Rig(m={})
+    rig.guard._hold_max_s = 5.0
+    await rig.run("m", exc=e.ProviderRateLimited("429", provider="p", retry_after_s=3600))
+    with pytest.raises(e.RateLimited) as info:
+        await rig.admit("m")
+    assert info.value.retry_after_s == pytest.approx(5.0)
+    rig.clocks.advance(5)
+    await rig.run("m")
+    rig.guard._hold_max_s = 0.0
+    await rig.run("m", exc=e.ProviderRateLimited("429", provider="p", retry_after_s=30))
+    await rig.run("m")
