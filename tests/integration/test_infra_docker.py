@@ -6,6 +6,8 @@ containers that carry the test's owner label (the ``engine`` fixture removes any
 from __future__ import annotations
 
 import asyncio
+import io
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +275,31 @@ async def test_engine_down_is_unavailable(tmp_path: Path, owner: str) -> None:
         assert "unreachable" in (err.value.details() or "")
         listed = await st.ListResources(pb.ListResourcesRequest())
         assert list(listed.resources) == []
+
+
+async def test_an_image_without_a_shell_fails_and_leaves_nothing(
+    tmp_path: Path, owner: str, engine: Any
+) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    image = f"localhost/aurea-noshell-{owner}"
+    params = {"fromSrc": "-", "repo": image}  # podman ignores a "tag": it is :latest
+    headers = {"Content-Type": "application/x-tar"}
+    async with engine._query(
+        "images/create", method="POST", params=params, data=buf.getvalue(), headers=headers
+    ) as resp:
+        await resp.read()
+    try:
+        async with running_server(settings(tmp_path, owner, engine)) as rs:
+            st = stub(rs.channel)
+            r = await provision(st, DOCKER, pb.ResourceSpec(image=f"{image}:latest"))
+            assert r.status == S.RESOURCE_STATUS_FAILED
+            assert "/bin/sh" in r.status_message  # the engine's own words, passed on
+            assert await owned_containers(engine, owner) == []
+            stats = await st.GetStats(pb.GetStatsRequest())
+            assert stats.available_capacity == stats.total_capacity
+    finally:
+        await engine.images.delete(f"{image}:latest", force=True)
