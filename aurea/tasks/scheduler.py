@@ -38,6 +38,7 @@ from aurea.tasks.model import Reason, Status
 from aurea.tasks.pool import Pool
 from aurea.tasks.registry import TaskRegistry
 from aurea.tasks.runner import Runner
+from aurea.tasks.unseen import Unseen
 
 __all__ = [
     "Cancel",
@@ -54,6 +55,7 @@ __all__ = [
 log = structlog.get_logger("aurea.tasks")
 
 COUNT_EVERY_S = 30.0  # how often queue sizes are re-read (capacity checks count locally between)
+UNSEEN_EVERY_S = 1.0  # at most; tasks the store changes on its own are checked this often
 PURGE_EVERY_S = 60.0  # at most; a shorter retention purges 4 times per retention period
 
 
@@ -141,6 +143,7 @@ class Scheduler(Actor[SchedulerMsg]):
         self._pools: dict[str, Pool] = {}
         self._queued: dict[str, int] = {}  # estimates for capacity checks
         self._running: dict[str, int] = {}
+        self._unseen = Unseen()
         self._runner = Runner(
             store=store,
             registry=registry,
@@ -219,6 +222,8 @@ class Scheduler(Actor[SchedulerMsg]):
             self._queued[task.pool] = self._queued.get(task.pool, 0) + 1
             self._hub.changed(done.task, None)
             self._pools[task.pool].wake()
+            if task.deadline is not None:
+                self._unseen.track_deadline(task.task_id, task.deadline)
         return done
 
     async def _cancel(self, task_id: str) -> TaskRecord | None:
@@ -300,10 +305,19 @@ class Scheduler(Actor[SchedulerMsg]):
 
     async def _housekeeping(self) -> None:
         purge_every_s = min(PURGE_EVERY_S, self._settings.result_retention_s / 4)
-        next_count = next_purge = self._clock()
+        check_every_s = min(UNSEEN_EVERY_S, self._settings.lease_s / 2)
+        next_count = next_purge = next_check = self._clock()
+        try:
+            await self._unseen.find_orphans(self._store, running_here=set(self._runner.running))
+        except StoreUnavailable as exc:
+            log.warning("task_orphan_scan_failed", error=str(exc))
         while True:
             now = self._clock()
             try:
+                if now >= next_check:
+                    next_check = now + check_every_s
+                    if self._unseen:
+                        await self._unseen.check(self._store, self._hub, now=self._wall())
                 if now >= next_count:
                     next_count = now + COUNT_EVERY_S
                     await self._count()
@@ -315,4 +329,4 @@ class Scheduler(Actor[SchedulerMsg]):
                         log.info("tasks_purged", count=purged)
             except StoreUnavailable as exc:
                 log.warning("task_housekeeping_failed", error=str(exc))
-            await asyncio.sleep(max(min(next_count, next_purge) - self._clock(), 0.01))
+            await asyncio.sleep(max(min(next_count, next_purge, next_check) - self._clock(), 0.01))

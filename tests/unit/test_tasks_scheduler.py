@@ -16,7 +16,7 @@ import pytest
 from aurea.config import TasksSettings
 from aurea.errors import BudgetExceeded, InvalidRequest, QueueFull, UnknownPool
 from aurea.runtime import ActorSystem, RestartPolicy
-from aurea.stores import TaskState
+from aurea.stores import NewTask, TaskState
 from aurea.stores.memory.tasks import MemoryTaskQueueStore
 from aurea.tasks import (
     ListQuery,
@@ -458,3 +458,45 @@ async def test_finished_tasks_are_purged_after_the_retention_and_free_their_keys
         await until(lambda: t not in r.store._tasks, "the finished task to be purged")
         again = await r.tasks.submit(SubmitSpec(kind="t.gate", idempotency_key="once"))
         assert not again.deduplicated and again.info.task_id != t
+
+
+async def test_a_task_failed_by_its_start_deadline_is_published_once() -> None:
+    reg = TaskRegistry()
+    gate = gated(reg)
+    gate.open.set()
+    async with rig(reg, pools={"p": 0}, fake_wall=True, lease_s=0.2) as r:
+        late = await r.submit("t.gate", deadline=r.wall[0] + 10)
+        on_time = await r.submit("t.gate", deadline=r.wall[0] + 100)
+        r.wall[0] += 20  # late's deadline passes while the pool is paused
+        await r.tasks.scale("p", 1)
+        assert (await r.wait(on_time)).status is Status.SUCCEEDED
+        info = await r.wait(late)
+        assert (info.status, info.error_reason) == (Status.FAILED, "DEADLINE_EXCEEDED")
+        assert gate.entered == [on_time]
+        await until(lambda: len(r.statuses(late)) == 2, "the deadline failure to be published")
+        assert r.statuses(late) == [Status.QUEUED, Status.FAILED]
+
+
+async def test_a_task_left_running_by_a_dead_worker_is_published_when_its_lease_expires() -> None:
+    reg = TaskRegistry()
+    gate = gated(reg)
+    gate.open.set()
+    store = MemoryTaskQueueStore()
+    now = 1_000_000.0  # the rig's fake wall clock starts here
+    orphan = await store.enqueue(
+        NewTask(task_id="orphan", kind="t.gate", pool="p", max_attempts=1), now=now
+    )
+    retried = await store.enqueue(
+        NewTask(task_id="retried", kind="t.gate", pool="p", max_attempts=2), now=now
+    )
+    assert orphan.created and retried.created
+    assert len(await store.claim("p", "dead-worker", 1.0, now=now, limit=2)) == 2
+    async with rig(reg, pools={"p": 1}, fake_wall=True, lease_s=0.2, store=store) as r:
+        await asyncio.sleep(0.05)  # the scheduler finds both running, held by someone else
+        r.wall[0] += 5  # their leases expire
+        info = await r.wait("orphan")
+        assert (info.status, info.error_reason) == (Status.FAILED, "LEASE_EXPIRED")
+        assert (await r.wait("retried")).status is Status.SUCCEEDED
+        await until(lambda: r.statuses("orphan") == [Status.FAILED], "the orphan's end")
+        assert r.statuses("retried")[-2:] == [Status.RUNNING, Status.SUCCEEDED]
+        assert gate.entered == ["retried"]
