@@ -96,6 +96,11 @@ class TaskHub:
         self._progress[record.task_id] = progress
         self._hub.publish(TaskProgressed(record=record, progress=progress))
 
+    @property
+    def watchers(self) -> int:
+        """Open watches (WatchTasks streams and GetTask waits)."""
+        return self._hub.subscribers
+
     def progress_of(self, task_id: str) -> Progress | None:
         return self._progress.get(task_id)
 

@@ -219,6 +219,10 @@ class EventBus:
         """The sequence number of the latest event (0 before the first)."""
         return self._sequence
 
+    @property
+    def watchers(self) -> int:
+        return self._hub.subscribers
+
     def publish(self, type: str, /, **attributes: object) -> None:
         self._sequence += 1
         self._hub.publish(

@@ -322,7 +322,12 @@ async def test_watches_stream_progress_changes_and_system_events(
                 return
 
     reader = asyncio.ensure_future(read())
-    await asyncio.sleep(0.1)  # let the watch open before the submission
+    opened = asyncio.ensure_future(events.initial_metadata())
+    for _ in range(1000):  # bounded: both watches are open before the submission
+        if rs.server.task_system.hub.watchers and rs.server.events.watchers:
+            break
+        await asyncio.sleep(0.01)
+    await opened
     t = await submit(stubs, "it.steps", {"n": 4})
     await asyncio.wait_for(reader, 60)
     watch.cancel()

@@ -86,7 +86,11 @@ async def test_500_tasks_start_by_rank_per_pool_and_every_change_is_watched_once
                     return
 
         reader = asyncio.ensure_future(read())
-        await asyncio.sleep(0.2)  # the watch is open before the first submission
+        for _ in range(1000):  # bounded: the watch is open before the first submission
+            if rs.server.task_system.hub.watchers:
+                break
+            await asyncio.sleep(0.01)
+        assert rs.server.task_system.hub.watchers
 
         async def submit(i: int) -> pb.Task:
             req = pb.SubmitTaskRequest(
