@@ -20,7 +20,11 @@ in-memory provider (a 32-token stream, or one completion), and varies only the g
   its own (what every model pays: one ``acquire`` of the zero-cost upstream-hold quota, and the
   permit listening for the upstream's rate-limit headers);
 * ``limiter_rpm_tpm``: the rate limiter for a model with RPM and TPM limits it never reaches
-  (one ``acquire`` of three quotas, and a token refund by actual usage when the attempt ends).
+  (one ``acquire`` of three quotas, and a token refund by actual usage when the attempt ends);
+* ``ledger_memory``: the ledger guard over the in-memory ledger store (the reservation decided
+  in memory, the lease checked per delta, the settle queued to the store's writer);
+* ``ledger_sqlite``: the same over the SQLite ledger store (WAL, its own thread): the settle is
+  awaited until committed, the attempt's one store round trip.
 
 The circuit breaker is not a guard: it decides inside the provider actor's ``Admit``, which every
 configuration pays (``noop_0`` included). ``breaker_us_per_attempt`` measures its share directly:
@@ -48,6 +52,7 @@ import math
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -64,6 +69,7 @@ from aurea.actors.provider import Admit, ProviderActor, ProviderBook
 from aurea.config import RetrySettings, TelemetrySettings, build_settings
 from aurea.inference import AllowDenyGuard, AttemptInfo, GenerateCall, Inference
 from aurea.inference.calls import CallKind, CallRecord, current_record
+from aurea.ledger import LedgerBook, LedgerGuard
 from aurea.limits import LimiterGuard, LimitsTable
 from aurea.providers._base import (
     ChatMessage,
@@ -81,7 +87,8 @@ from aurea.providers._base import (
 )
 from aurea.routing import Candidate, RouterView, RoutingTable
 from aurea.runtime import Actor, ActorSystem, Ask
-from aurea.stores.memory import MemoryLimiterStore
+from aurea.stores.memory import MemoryLedgerStore, MemoryLimiterStore
+from aurea.stores.sqlite import SqliteDatabase, SqliteLedgerStore
 from aurea.telemetry import metrics
 from aurea.telemetry.observer import CallTelemetry
 from aurea.telemetry.tracing import TracingGuard, build_tracing
@@ -227,6 +234,27 @@ def limiter(**limits: int) -> LimiterGuard:
     return LimiterGuard(table=table, store=MemoryLimiterStore())
 
 
+LEDGERS = ("ledger_memory", "ledger_sqlite")
+
+
+async def ledger_guards(tmp: Path) -> tuple[dict[str, list[Any]], list[LedgerBook]]:
+    """The ledger guard over each store, on an unlimited job (no call is ever refused)."""
+    db = await SqliteDatabase.open(tmp / "ledger.db")
+    books = [
+        LedgerBook(MemoryLedgerStore(), default_budget_nanos=None, lease_ttl_s=60, durable=False),
+        LedgerBook(
+            SqliteLedgerStore(db),
+            default_budget_nanos=None,
+            lease_ttl_s=60,
+            durable=True,
+            on_stop=db.close,
+        ),
+    ]
+    for book in books:
+        await book.start()
+    return {name: [LedgerGuard(b)] for name, b in zip(LEDGERS, books, strict=True)}, books
+
+
 def breaker_us_per_attempt(n: int = 200_000) -> float:
     """One attempt's breaker work on a closed breaker (check, start, record) plus building an
     ``Admit`` whose model comes from the call's record, in microseconds (best of 5 runs)."""
@@ -279,6 +307,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         ),
     )
     configs = configurations(system)
+    tmp = tempfile.TemporaryDirectory(prefix="aurea-bench-")
+    ledgers, books = await ledger_guards(Path(tmp.name))
+    configs.update(ledgers)
     cores = {
         name: Inference(
             view=view,
@@ -341,6 +372,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                         }
                     )
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    for book in books:
+        await book.stop()
+    tmp.cleanup()
     results: dict[str, dict[str, dict[str, float]]] = {}
     for (rpc, name), rs in rounds.items():
         results.setdefault(rpc, {})[name] = {
@@ -386,7 +420,7 @@ def summarize(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]
             row[f"noop_guard_{key}"] = round(slope(pts), 2)
             row[f"allow_deny_guard_{key}"] = round(by_config["allow_deny"][key] - base[key], 2)
             row[f"actor_hop_guard_{key}"] = round(by_config["actor_hop"][key] - base[key], 2)
-            for name in ("limiter_unlimited", "limiter_rpm_tpm"):
+            for name in ("limiter_unlimited", "limiter_rpm_tpm", *LEDGERS):
                 row[f"{name}_guard_{key}"] = round(by_config[name][key] - base[key], 2)
             for name in TELEMETRY:
                 if name in by_config:
@@ -398,6 +432,7 @@ def summarize(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]
             "allow_deny_guard_p50_us": row["allow_deny_guard_p50_us"] <= limit,
             "limiter_unlimited_guard_p50_us": row["limiter_unlimited_guard_p50_us"] <= limit,
             "limiter_rpm_tpm_guard_p50_us": row["limiter_rpm_tpm_guard_p50_us"] <= limit,
+            "ledger_memory_guard_p50_us": row["ledger_memory_guard_p50_us"] <= limit,
         }
     return {
         "per_guard": per_guard,

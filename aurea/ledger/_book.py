@@ -32,6 +32,7 @@ import structlog
 
 from aurea.errors import BudgetExceeded
 from aurea.ledger._journal import Journal, Op
+from aurea.ledger._writes import LeaseWrites, SpendWrites, Writes
 from aurea.stores import (
     JobView,
     LedgerStore,
@@ -117,11 +118,19 @@ class LedgerBook:
         self._open: dict[str, Lease] = {}
         self._ids = f"{os.getpid():x}-{os.urandom(4).hex()}-"
         self._seq = 0
+        # A durable store gets a lease per attempt; one that dies with the process only sums
+        # (see ``_writes``).
+        self._writes: Writes = (
+            LeaseWrites(store, self.journal, ttl_s=lease_ttl_s, wall=wall)
+            if durable
+            else SpendWrites(store, self.journal, ids=self._next_id, wall=wall)
+        )
         self._tick: asyncio.Task[None] | None = None
         self.expired_at_start = 0
         # Settled spend since this process started, by (model, provider): what the admin
-        # summary reports, from the very settles the store records.
-        self.totals: dict[tuple[str, str], UsageTotals] = {}
+        # summary reports, from the very settles the store records. Plain counters
+        # [calls, input, output, cost]: a settle costs additions, not objects.
+        self._totals: dict[tuple[str, str], list[int]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -136,6 +145,7 @@ class LedgerBook:
         self._tick = asyncio.get_running_loop().create_task(self._maintain(), name="ledger-tick")
 
     async def stop(self, grace_s: float = 5.0) -> None:
+        self._writes.flush()
         tick, self._tick = self._tick, None
         if tick is not None:
             tick.cancel()
@@ -152,24 +162,24 @@ class LedgerBook:
         while True:
             await asyncio.sleep(period)
             self.renew_due()
+            self._writes.flush()
             self.journal.append(Op("expire", lambda: self.store.expire(now=self._wall())))
             self._evict()
 
     def renew_due(self) -> int:
         """Queue a renewal of every open lease older than half its time to live."""
-        now, ttl, store = self._clock(), self.lease_ttl_s, self.store
+        now, ttl = self._clock(), self.lease_ttl_s
         n = 0
         for lease in self._open.values():
             if now - lease.renewed_at >= ttl / 2:
                 lease.renewed_at = now
-                self.journal.append(Op("renew", self._renewal(store, lease.lease_id, ttl)))
+                self._writes.renewed(lease)
                 n += 1
         return n
 
-    def _renewal(
-        self, store: LedgerStore, lease_id: str, ttl: float
-    ) -> Callable[[], Awaitable[Any]]:
-        return lambda: store.extend(lease_id, 0, ttl, now=self._wall())
+    def _next_id(self) -> str:
+        self._seq += 1
+        return f"{self._ids}{self._seq}"
 
     def _evict(self, keep: int | None = None) -> None:
         excess = len(self._accounts) - (self.max_accounts if keep is None else keep)
@@ -196,6 +206,7 @@ class LedgerBook:
         if fut is None:
             fut = asyncio.get_running_loop().create_future()
             self._loading[job_id] = fut
+            self._writes.flush()
             # The future also carries a failed load's error to every waiter.
             self.journal.append(
                 Op(
@@ -240,9 +251,8 @@ class LedgerBook:
             raise self._refusal(acct, amount)
         acct.reserved += amount
         acct.active += 1
-        self._seq += 1
         lease = Lease(
-            lease_id=f"{self._ids}{self._seq}",
+            lease_id=self._next_id(),
             account=acct,
             amount=amount,
             model=model,
@@ -250,23 +260,7 @@ class LedgerBook:
             renewed_at=self._clock(),
         )
         self._open[lease.lease_id] = lease
-        store, ttl, default = self.store, self.lease_ttl_s, self.default_budget_nanos
-        self.journal.append(
-            Op(
-                "reserve",
-                lambda: store.reserve(
-                    acct.job_id,
-                    lease.lease_id,
-                    amount,
-                    ttl,
-                    now=self._wall(),
-                    default_budget_nanos=default,
-                    model=model,
-                    provider=provider,
-                ),
-                then=lambda r: self._check_reserved(lease, r),
-            )
-        )
+        self._writes.reserved(lease, self.default_budget_nanos)
         return lease
 
     def extend(self, lease: Lease, need: int, want: int) -> int:
@@ -285,8 +279,7 @@ class LedgerBook:
         acct.reserved += add
         lease.amount += add
         lease.renewed_at = self._clock()
-        lid, ttl, store = lease.lease_id, self.lease_ttl_s, self.store
-        self.journal.append(Op("extend", lambda: store.extend(lid, add, ttl, now=self._wall())))
+        self._writes.extended(lease, add)
         return add
 
     def close(self, lease: Lease, spend: Spend | None) -> asyncio.Future[Any] | None:
@@ -299,21 +292,18 @@ class LedgerBook:
         acct = lease.account
         acct.reserved -= lease.amount
         acct.active -= 1
-        lid, store = lease.lease_id, self.store
         if spend is None:
-            self.journal.append(Op("release", lambda: store.release(lid, now=self._wall())))
+            self._writes.released(lease)
             return None
         acct.spent += spend.cost_nanos
-        key = (lease.model, lease.provider)
-        prev = self.totals.get(key) or UsageTotals(model=lease.model, provider=lease.provider)
-        self.totals[key] = prev.plus(spend)
-        fut: asyncio.Future[Any] | None = None
-        if self.durable:
-            fut = asyncio.get_running_loop().create_future()
-        self.journal.append(
-            Op("settle", lambda: store.settle(lid, spend, now=self._wall()), future=fut)
-        )
-        return fut
+        row = self._totals.get((lease.model, lease.provider))
+        if row is None:
+            row = self._totals[(lease.model, lease.provider)] = [0, 0, 0, 0]
+        row[0] += spend.calls
+        row[1] += spend.input_tokens
+        row[2] += spend.output_tokens
+        row[3] += spend.cost_nanos
+        return self._writes.settled(lease, spend)
 
     def _refusal(self, acct: Account, amount: int) -> BudgetExceeded:
         budget = acct.budget if acct.budget is not None else 0
@@ -338,18 +328,17 @@ class LedgerBook:
             None,
         )
 
-    def _check_reserved(self, lease: Lease, result: Any) -> None:
-        if not getattr(result, "granted", False):
-            # Cannot happen while this process alone writes the store; if it does, the book
-            # still holds the truth for this process, and the log says the store disagreed.
-            log.error(
-                "ledger_store_diverged",
-                job_id=lease.account.job_id,
-                lease_id=lease.lease_id,
-                status=str(getattr(result, "status", "")),
-            )
-
     # -- reads and budgets ---------------------------------------------------------------------
+
+    @property
+    def totals(self) -> dict[tuple[str, str], UsageTotals]:
+        """Settled spend since this process started, by (model, provider)."""
+        return {
+            (m, p): UsageTotals(
+                model=m, provider=p, calls=c, input_tokens=i, output_tokens=o, cost_nanos=n
+            )
+            for (m, p), (c, i, o, n) in self._totals.items()
+        }
 
     def _overlay(self, view: JobView) -> JobView:
         """The store's view with this process's in-flight figures (the truth while it lives)."""
@@ -371,18 +360,34 @@ class LedgerBook:
 
     async def get_job(self, job_id: str) -> JobView | None:
         """The job as the store has it once everything decided so far is applied."""
+        self._writes.flush()
         view: JobView | None = await self.journal.call(
             "get_job", lambda: self.store.get_job(job_id)
         )
+        acct = self._accounts.get(job_id)
+        if view is None and acct is not None and acct.active:
+            # Only calls in flight so far, and a store that holds no leases: the book's view.
+            now = self._wall()
+            return JobView(
+                job_id=job_id,
+                budget_nanos=acct.budget,
+                spent_nanos=acct.spent,
+                reserved_nanos=acct.reserved,
+                active_leases=acct.active,
+                created_at=now,
+                updated_at=now,
+            )
         return None if view is None else self._overlay(view)
 
     async def list_jobs(self, *, prefix: str, after: str | None, limit: int) -> Page[JobView]:
+        self._writes.flush()
         page: Page[JobView] = await self.journal.call(
             "list_jobs", lambda: self.store.list_jobs(prefix=prefix, after=after, limit=limit)
         )
         return Page(tuple(self._overlay(v) for v in page.items), page.next_cursor)
 
     async def summary(self, *, since: float | None, until: float | None) -> Summary:
+        self._writes.flush()
         result: Summary = await self.journal.call(
             "summary", lambda: self.store.summary(since=since, until=until)
         )
@@ -392,6 +397,7 @@ class LedgerBook:
         """Set the job's budget (None: unlimited); calls in flight keep their reservations."""
         acct = await self.account(job_id)
         acct.budget = budget_nanos  # at once, in the order of the store's operations
+        self._writes.flush()
         view: JobView = await self.journal.call(
             "set_budget",
             lambda: self.store.set_budget(job_id, budget_nanos, now=self._wall()),

@@ -25,7 +25,6 @@ from types import TracebackType
 import structlog
 
 from aurea.actors.router import Candidate
-from aurea.config import ModelSpec
 from aurea.edge import current_scope
 from aurea.inference.calls import CallKind
 from aurea.inference.guards import AttemptInfo, Guard, Permit
@@ -65,6 +64,7 @@ class LedgerGuard:
 
     def __init__(self, book: LedgerBook) -> None:
         self.book = book
+        self._token: dict[str, int] = {}  # model -> the most one output token adds
 
     async def admit(self, call: AttemptInfo, candidate: Candidate) -> Permit:
         book = self.book
@@ -77,23 +77,27 @@ class LedgerGuard:
         # first usage update, still before any output reaches the caller.
         worst = worst_case_nanos(model, call.input_tokens, max_out)
         lease = book.reserve(acct, worst, model.name, model.provider)
-        return LedgerPermit(book, lease, model, stream=call.kind is CallKind.STREAM)
+        token = self._token.get(model.name)
+        if token is None:
+            token = self._token[model.name] = output_token_nanos(model)
+        return LedgerPermit(book, lease, token, stream=call.kind is CallKind.STREAM)
 
 
 class LedgerPermit:
     """One attempt's lease. ``observe`` is the per-delta check; ``__aexit__`` settles."""
 
-    __slots__ = ("_book", "_cost", "_lease", "_out", "_stopped", "_stream", "_token", "_usage")
+    __slots__ = ("_book", "_cost", "_lease", "_safe", "_stopped", "_stream", "_token", "_usage")
 
-    def __init__(self, book: LedgerBook, lease: Lease, model: ModelSpec, *, stream: bool) -> None:
+    def __init__(self, book: LedgerBook, lease: Lease, token_nanos: int, *, stream: bool) -> None:
         self._book = book
         self._lease = lease
         self._stream = stream
-        self._token = output_token_nanos(model)
+        self._token = token_nanos  # the most one more output token adds to the cost
         self._cost = 0
         self._usage: Usage | None = None
-        self._out = 0
         self._stopped = False
+        # Costs up to ``_safe`` need no thought: the next delta surely fits the lease too.
+        self._safe = lease.amount - self._margin(0)
 
     @property
     def lease(self) -> Lease:
@@ -104,19 +108,22 @@ class LedgerPermit:
         """The last cost observed (what the attempt consumed, before any cap)."""
         return self._cost
 
+    def _margin(self, step: int) -> int:
+        """Room kept for the next delta: twice the last one's growth, at least four tokens."""
+        return max(2 * step, _LOOKAHEAD_MIN_TOKENS * self._token) if self._stream else 0
+
     def observe(self, usage: Usage, cost_nanos: int) -> None:
+        prev = self._cost
         self._usage = usage
         self._cost = cost_nanos
-        if self._stopped:
-            return  # already out of budget: only remember the last word on spend
-        want = cost_nanos
-        if self._stream and usage.estimated:
-            out = usage.output_tokens
-            step = out - self._out
-            self._out = out
-            want += max(2 * step, _LOOKAHEAD_MIN_TOKENS) * self._token
+        if cost_nanos <= self._safe or self._stopped:
+            return  # the per-delta fast path: two stores and a comparison
+        # Only estimates are looked past: a provider's own count is final.
+        margin = self._margin(cost_nanos - prev) if usage.estimated else 0
+        want = cost_nanos + margin
         if want > self._lease.amount:
             self._grow(cost_nanos, want)
+        self._safe = self._lease.amount - margin
 
     def _grow(self, cost: int, want: int) -> None:
         book, lease = self._book, self._lease

@@ -54,9 +54,10 @@ async def _book(store: LedgerStore, budget: int | None = 1000, **kw: Any) -> Led
 
 
 async def _agree(book: LedgerBook, job: str) -> None:
-    """After everything queued is applied, the store says what the book says."""
-    assert await book.journal.drain(5.0)
-    view = await book.store.get_job(job)
+    """After everything decided is applied, the store says what the book says: budget and
+    spend always, and the reservations too when the store holds them (a durable one)."""
+    view = await book.get_job(job)  # flushes and waits for what is queued
+    raw = await book.store.get_job(job)
     acct = book.cached(job)
     assert view is not None and acct is not None
     assert (view.budget_nanos, view.spent_nanos, view.reserved_nanos, view.active_leases) == (
@@ -65,6 +66,19 @@ async def _agree(book: LedgerBook, job: str) -> None:
         acct.reserved,
         acct.active,
     )
+    if book.durable:
+        assert raw is not None
+        assert (raw.spent_nanos, raw.reserved_nanos, raw.active_leases) == (
+            acct.spent,
+            acct.reserved,
+            acct.active,
+        )
+    elif raw is not None:
+        assert (raw.budget_nanos, raw.spent_nanos, raw.reserved_nanos) == (
+            acct.budget,
+            acct.spent,
+            0,
+        )
 
 
 async def test_reserve_settle_release_in_memory_and_in_the_store(store: LedgerStore) -> None:
@@ -313,7 +327,7 @@ async def test_leases_are_renewed_before_the_store_expires_them(store: LedgerSto
         store,
         default_budget_nanos=1000,
         lease_ttl_s=TTL,
-        durable=False,
+        durable=not isinstance(store, MemoryLedgerStore),
         wall=wall,
         clock=lambda: clock[0],
     )
@@ -330,5 +344,51 @@ async def test_leases_are_renewed_before_the_store_expires_them(store: LedgerSto
         assert await store.expire(now=wall.now) == 0
         await _agree(book, "j")
         book.close(lease, None)
+    finally:
+        await book.stop()
+
+
+async def test_a_memory_store_gets_sums_not_a_lease_per_attempt() -> None:
+    store = MemoryLedgerStore()
+    wall = FakeWall()
+    wall.now = 3600 * 500_000 + 3500.0  # 100 s before an hour ends
+    book = LedgerBook(store, default_budget_nanos=10**6, lease_ttl_s=TTL, durable=False, wall=wall)
+    await book.start()
+    try:
+        acct = await book.account("j")
+        before = book.journal.applied
+        for i in range(300):
+            if i == 150:
+                wall.now += 200  # the next hour
+            lease = book.reserve(acct, 100, "m", "p")
+            book.close(lease, Spend(cost_nanos=7, input_tokens=2, output_tokens=3))
+        assert book.journal.applied == before  # nothing written per attempt
+        view = await book.get_job("j")
+        assert view is not None and view.spent_nanos == 2100 and view.reserved_nanos == 0
+        assert [
+            (t.calls, t.input_tokens, t.output_tokens, t.cost_nanos) for t in view.by_model
+        ] == [(300, 600, 900, 2100)]
+        assert book.journal.applied - before <= 4  # two sums (one per hour) and the read
+        first = await book.summary(since=wall.now - 300, until=wall.now - 150)
+        assert first.total.calls == 150  # the first hour only: each sum settled in its hour
+    finally:
+        await book.stop()
+
+
+async def test_sums_are_recorded_even_after_the_budget_was_cut_below_the_spend() -> None:
+    store = MemoryLedgerStore()
+    book = LedgerBook(store, default_budget_nanos=1000, lease_ttl_s=TTL, durable=False)
+    await book.start()
+    try:
+        acct = await book.account("j")
+        book.close(book.reserve(acct, 500, "m", "p"), Spend(cost_nanos=400))
+        await book.get_job("j")  # written
+        lease = book.reserve(acct, 100, "m", "p")
+        await book.set_budget("j", 300)  # now below what was spent
+        book.close(lease, Spend(cost_nanos=60))
+        view = await book.get_job("j")
+        assert view is not None
+        assert (view.budget_nanos, view.spent_nanos) == (300, 460)
+        assert view.by_model[0].calls == 2
     finally:
         await book.stop()
