@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, assert_never
 
@@ -30,24 +31,15 @@ from aurea.config import ModelSpec, RoutingSettings
 from aurea.errors import FailedPrecondition, FieldViolation, InvalidRequest
 from aurea.routing import (
     Candidate,
-    Figures,
     Health,
-    Optimized,
     RouterView,
-    RoutingTable,
-    Scored,
     Weights,
-    default_weights,
-    effective_weight,
-    factor_scores,
-    figures_for,
     first_token_key,
-    optimize,
-    permitted_names,
     split_rows,
     weight_problems,
 )
 from aurea.routing._records import ModelOutcome, RecordInbox, outcomes_of
+from aurea.routing._state import ModelReport, Optimization, RouterState
 from aurea.runtime import Actor, Ask, Later
 from aurea.stores import ModelStats, Outcome, RouterStatsStore
 from aurea.stores.memory.router_stats import MemoryRouterStatsStore
@@ -73,7 +65,6 @@ __all__ = [
 
 log = structlog.get_logger("aurea.router")
 
-TTFT_WINDOW = 512  # the latest first-token times per model behind p50/p95
 _MAX_REFRESH_S = 5.0  # the table is rebuilt at least this often, so that figures decay
 # What other processes sharing the store (SO_REUSEPORT siblings on one SQLite file; replicas on
 # Redis) recorded or set is read back this often.
@@ -93,35 +84,6 @@ class WeightsView:
 class WeightsChange:
     weights: Weights
     previous: Weights
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Optimization:
-    weights: Weights  # the new weights (the previous ones when nothing varies)
-    previous: Weights
-    result: Optimized
-    models: tuple[str, ...]  # the models whose figures were used
-    outcomes: int  # their recorded outcomes
-    applied: bool
-    reason: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModelReport:
-    """One catalog model's figures. ``calls``: every outcome (total latency); ``first``: the
-    first-token series (successes only); ``scored``: None for a model that is not permitted."""
-
-    spec: ModelSpec
-    calls: ModelStats
-    first: ModelStats | None
-    ttft_p50_s: float | None
-    ttft_p95_s: float | None
-    ttft_window: int
-    recent_samples: float  # what the decayed figures are worth now, in outcomes
-    scored: Scored | None
-
-
-# -- messages ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -213,12 +175,6 @@ RouterMsg = (
 )
 
 
-def _percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of sorted values."""
-    k = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
-    return ordered[k]
-
-
 class Router(Actor[RouterMsg]):
     def __init__(
         self,
@@ -232,38 +188,28 @@ class Router(Actor[RouterMsg]):
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._models = dict(models)
         self._settings = settings
         self._view = view
         self._store: RouterStatsStore = store if store is not None else MemoryRouterStatsStore()
         self._inbox = inbox if inbox is not None else RecordInbox()
-        self._health = health
         self._clock = clock
         self._wall = wall_clock
-        self._weights = default_weights(settings)
-        self._defaults = True
-        self._calls: dict[str, ModelStats] = {}
-        self._first: dict[str, ModelStats] = {}
-        self._ttft: dict[str, collections.deque[float]] = {}
+        self._state = RouterState(
+            models=models, settings=settings, health=health, wall_clock=wall_clock
+        )
         self._leftover: list[ModelOutcome] = []  # taken by a pump that was cancelled
-        self._dirty = False
         self._published_at = -math.inf
         self._dropped_seen = 0
-        self._epoch = 0  # counts weight changes, so a stale read-back never undoes one
-        # The candidates each model is scored against: the permitted models of its kind.
-        permitted = permitted_names(self._models, settings)
-        self._pools: dict[str, list[ModelSpec]] = {}
-        for name in sorted(permitted):
-            self._pools.setdefault(self._models[name].kind, []).append(self._models[name])
-        self._table = self._build()
+        self._table = self._state.table()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def on_start(self) -> None:
         # Awaited before the first message on purpose: no ask may see state not yet loaded.
+        state = self._state
         stored: dict[str, float] | None = None
         try:
-            self._calls, self._first = split_rows(await self._store.all())
+            state.merge(await self._store.all())
             stored = await self._store.get_weights()
         except Exception as exc:  # a store that cannot be read must not stop routing
             log.error("router_stats_load_failed", error=repr(exc))
@@ -272,7 +218,7 @@ class Router(Actor[RouterMsg]):
             if weights is None:
                 log.warning("router_weights_ignored", stored=sorted(stored))
             else:
-                self._weights, self._defaults = weights, False
+                state.set_weights(weights)
         self._publish()
         self.spawn_child(self._pump(), name="router:pump")
         if self._settings.optimize_interval_s > 0:
@@ -287,47 +233,44 @@ class Router(Actor[RouterMsg]):
     # -- messages --------------------------------------------------------------------------------
 
     async def receive(self, msg: RouterMsg) -> Any:
+        state = self._state
         match msg:
             case Route():
                 return self._table.route(msg.model, msg.kind, msg.policy, msg.fallbacks)
             case ListModels():
                 return self._table.permitted_models()
             case GetWeights():
-                return WeightsView(weights=self._weights, defaults=self._defaults)
+                return WeightsView(weights=state.weights, defaults=state.defaults)
             case SetWeights(weights=w):
                 if problems := weight_problems(w):
                     raise InvalidRequest(
                         "invalid weights: " + "; ".join(f"{f}: {d}" for f, d in problems),
                         [FieldViolation(f"weights.{f}", d) for f, d in problems],
                     )
-                return Later(self._set_weights(w, self._weights))
+                return Later(self._set_weights(w, state.weights))
             case OptimizeWeights(apply=apply):
-                result = self._optimize()
+                result = state.optimize()
                 if not apply or result.result.weights is None:
                     return result
                 return Later(self._apply_optimized(result))
             case RecordOutcome():
-                if msg.model not in self._models:
+                if msg.model not in state.models:
                     raise InvalidRequest.field("model", "is not in the model catalog")
                 return Later(self._record_one(msg))
             case ListStats(models=names):
-                wanted = [n for n in names if n in self._models] if names else sorted(self._models)
-                return self._reports(wanted, {}, {})
+                known = state.models
+                return state.reports([n for n in names if n in known] if names else sorted(known))
             case _Recorded():
-                self._merge(msg.rows, msg.ttfts)
-                if msg.weights is not None and msg.epoch == self._epoch:
-                    stored = Weights.from_mapping(msg.weights)
-                    if stored is not None and stored != self._weights:
-                        self._weights, self._defaults = stored, False
-                        self._dirty = True
+                state.merge(msg.rows, msg.ttfts)
+                if msg.weights is not None:
+                    state.read_back(msg.weights, msg.epoch)
                 if msg.from_pump and (
-                    self._dirty or self._clock() - self._published_at >= self._refresh_s()
+                    state.dirty or self._clock() - self._published_at >= self._refresh_s()
                 ):
                     self._publish()
                 return None
             case _WeightsStored(weights=w):
-                self._weights, self._defaults = w, False
-                self._epoch += 1
+                state.set_weights(w)
                 self._publish()
                 return None
             case _AutoOptimize():
@@ -335,147 +278,19 @@ class Router(Actor[RouterMsg]):
             case _:
                 assert_never(msg)
 
-    # -- state -----------------------------------------------------------------------------------
-
     def _refresh_s(self) -> float:
         s = self._settings
         return min(max(s.stats_half_life_s / 4, s.publish_interval_s), _MAX_REFRESH_S)
 
-    def _merge(self, rows: Iterable[ModelStats], ttfts: Iterable[tuple[str, float]]) -> None:
-        calls, first = split_rows(rows)
-        for mine, new in ((self._calls, calls), (self._first, first)):
-            for name, row in new.items():
-                old = mine.get(name)
-                # Rows may arrive out of order (pump and RecordOutcome); counts only grow.
-                if old is None or row.count >= old.count:
-                    mine[name] = row
-                    self._dirty = True
-        for name, ttft in ttfts:
-            window = self._ttft.get(name)
-            if window is None:
-                window = self._ttft[name] = collections.deque(maxlen=TTFT_WINDOW)
-            window.append(ttft)
-
-    def _figures(
-        self,
-        pool: Sequence[ModelSpec],
-        calls: Mapping[str, ModelStats],
-        first: Mapping[str, ModelStats],
-    ) -> list[Figures]:
-        s = self._settings
-        return figures_for(
-            pool,
-            calls,
-            first,
-            now=self._wall(),
-            half_life_s=s.stats_half_life_s,
-            min_samples=s.min_samples,
-        )
-
-    def _build(self) -> RoutingTable:
-        figures: dict[str, Figures] = {}
-        for pool in self._pools.values():
-            for spec, fig in zip(pool, self._figures(pool, self._calls, self._first), strict=True):
-                figures[spec.name] = fig
-        return RoutingTable(
-            models=self._models,
-            settings=self._settings,
-            weights=self._weights,
-            figures=figures,
-            health=self._health,
-        )
-
     def _publish(self) -> None:
-        self._table = self._build()
-        self._dirty = False
+        self._table = self._state.table()
         self._published_at = self._clock()
         if self._view is not None:
             self._view.table = self._table
 
-    def _reports(
-        self,
-        names: Sequence[str],
-        calls_over: Mapping[str, ModelStats],
-        first_over: Mapping[str, ModelStats],
-    ) -> list[ModelReport]:
-        """Reports of ``names`` from the state, with ``*_over`` rows in place of the state's,
-        each model scored against the permitted models of its kind now."""
-        calls = {**self._calls, **calls_over}
-        first = {**self._first, **first_over}
-        scored: dict[str, Scored] = {}
-        for pool in self._pools.values():
-            figs = self._figures(pool, calls, first)
-            for spec, fig, fs in zip(pool, figs, factor_scores(figs), strict=True):
-                up = self._health is None or not self._health(spec)
-                scored[spec.name] = Scored(
-                    model=spec,
-                    score=fs.combine(self._weights),
-                    factors=fs,
-                    live=fig.live,
-                    available=up,
-                )
-        out: list[ModelReport] = []
-        for name in names:
-            spec = self._models[name]
-            ordered = sorted(self._ttft.get(name, ()))
-            out.append(
-                ModelReport(
-                    spec=spec,
-                    calls=calls.get(name) or ModelStats(model=name),
-                    first=first.get(name),
-                    ttft_p50_s=_percentile(ordered, 50) if ordered else None,
-                    ttft_p95_s=_percentile(ordered, 95) if ordered else None,
-                    ttft_window=len(ordered),
-                    recent_samples=effective_weight(
-                        calls.get(name), self._wall(), self._settings.stats_half_life_s
-                    ),
-                    scored=scored.get(name),
-                )
-            )
-        return out
-
-    def _optimize(self) -> Optimization:
-        chat = self._pools.get("chat", [])
-        pool = [
-            spec
-            for spec, fig in zip(chat, self._figures(chat, self._calls, self._first), strict=True)
-            if fig.live
-        ]
-        if len(pool) < 2:
-            raise FailedPrecondition(
-                f"OptimizeWeights needs at least two chat models with live figures "
-                f"({self._settings.min_samples} or more recent outcomes each); "
-                f"{len(pool)} {'has' if len(pool) == 1 else 'have'} them"
-            )
-        figs = self._figures(pool, self._calls, self._first)
-        result = optimize(factor_scores(figs))
-        names = tuple(spec.name for spec in pool)
-        outcomes = sum(self._calls[n].count for n in names)
-        if result.weights is None:
-            return Optimization(
-                weights=self._weights,
-                previous=self._weights,
-                result=result,
-                models=names,
-                outcomes=outcomes,
-                applied=False,
-                reason=f"no factor varies across the {len(names)} models: weights unchanged",
-            )
-        var = ", ".join(f"{f.value} {v:.4g}" for f, v in result.variances.items())
-        return Optimization(
-            weights=result.weights,
-            previous=self._weights,
-            result=result,
-            models=names,
-            outcomes=outcomes,
-            applied=False,
-            reason=f"weights proportional to the variance of each factor across "
-            f"{len(names)} models ({var})",
-        )
-
     def _auto_optimize(self) -> Later | None:
         try:
-            result = self._optimize()
+            result = self._state.optimize()
         except FailedPrecondition as exc:
             log.debug("router_optimize_skipped", reason=exc.message)
             return None
@@ -533,7 +348,7 @@ class Router(Actor[RouterMsg]):
                 with contextlib.suppress(Exception):  # logged; the next batch tries again
                     rows, ttfts = await self._persist(outcomes_of(items))
             weights: dict[str, float] | None = None
-            epoch = self._epoch
+            epoch = self._state.epoch
             if self._clock() - reloaded >= _RELOAD_S:
                 reloaded = self._clock()
                 try:
@@ -564,7 +379,7 @@ class Router(Actor[RouterMsg]):
         self.ref.post(_Recorded(rows=rows, ttfts=ttfts))
         self._inbox.poke()  # the pump republishes soon, within the publish interval
         calls, first = split_rows(rows)
-        return self._reports([msg.model], calls, first)[0]
+        return self._state.reports([msg.model], calls, first)[0]
 
     async def _set_weights(self, weights: Weights, previous: Weights) -> WeightsChange:
         await self._store.set_weights(weights.as_dict(), now=self._wall())
@@ -580,12 +395,4 @@ class Router(Actor[RouterMsg]):
             previous=result.previous.as_dict(),
             models=list(result.models),
         )
-        return Optimization(
-            weights=result.weights,
-            previous=result.previous,
-            result=result.result,
-            models=result.models,
-            outcomes=result.outcomes,
-            applied=True,
-            reason=result.reason,
-        )
+        return dataclasses.replace(result, applied=True)

@@ -17,7 +17,8 @@ ago count as five, though each has faded a little); below it (never called, or n
 catalog priors apply: success rate = the catalog's ``quality``, latency = unknown (scored as the
 mean of the others), cost = a reference call at the catalog prices, scaled by how the live models'
 measured costs compare with their own reference calls. So a model that failed and was left alone
-drifts back to its priors and is tried again.
+drifts back to its priors and is tried again. The measured cost is per answer (everything spent
+over the successful calls), so a failing model never looks cheap.
 """
 
 from __future__ import annotations
@@ -76,6 +77,13 @@ def enough(s: ModelStats | None, now: float, half_life_s: float, min_samples: fl
     return effective_weight(s, now, half_life_s) >= min_samples - 0.5
 
 
+def answer_cost_nanos(s: ModelStats) -> float:
+    """What an answer costs: everything spent on the model, failed attempts included, over the
+    calls that answered. Not the mean per outcome: failures cost little, and a failing model
+    must not look cheap for it."""
+    return s.cost_sum_nanos / s.successes if s.successes else 0.0
+
+
 def reference_cost_nanos(spec: ModelSpec) -> float:
     """A reference call at the model's catalog prices, in nano-dollars."""
     return (
@@ -101,8 +109,8 @@ def figures_for(
         ok = enough(s, now, half_life_s, min_samples)
         live.append(s if ok else None)
         ref = reference_cost_nanos(spec)
-        if s is not None and ok and ref > 0:
-            ratios.append(s.avg_cost_nanos / ref)
+        if s is not None and ok and ref > 0 and s.successes:
+            ratios.append(answer_cost_nanos(s) / ref)
     scale = math.fsum(ratios) / len(ratios) if ratios else 1.0
     out: list[Figures] = []
     for spec, s in zip(specs, live, strict=True):
@@ -112,18 +120,13 @@ def figures_for(
             if f is not None and enough(f, now, half_life_s, min_samples)
             else None
         )
+        prior_cost = reference_cost_nanos(spec) * scale
         if s is None:
-            out.append(
-                Figures(
-                    cost_nanos=reference_cost_nanos(spec) * scale,
-                    success_rate=spec.quality,
-                    latency_s=latency,
-                )
-            )
+            out.append(Figures(cost_nanos=prior_cost, success_rate=spec.quality, latency_s=latency))
         else:
             out.append(
                 Figures(
-                    cost_nanos=s.avg_cost_nanos,
+                    cost_nanos=answer_cost_nanos(s) if s.successes else prior_cost,
                     success_rate=s.recent_success_rate,
                     latency_s=latency,
                     live=True,

@@ -159,12 +159,12 @@ async def test_calls_shift_to_what_the_weights_favour() -> None:
 async def test_optimize_weights_gives_the_variance_proportional_weights() -> None:
     async with running_server(two_simulated()) as rs:
         c = Client(rs)
-        # quick: 4 x ok, 100 ms, 1000 n$; cheap: 3 x ok and 1 x failed, 400 ms, 250 n$.
+        # quick: 4 x ok, 100 ms, 1000 n$; cheap: 3 x ok at 250 n$ and 1 x failed (free), 400 ms.
         for _ in range(4):
             await c.record("quick", True, 100, 1000)
         for _ in range(3):
             await c.record("cheap", True, 400, 250)
-        await c.record("cheap", False, 400, 250)
+        await c.record("cheap", False, 400, 0)
         # By hand: cost scores 0.25 and 1 (variance 0.140625), latency 1 and 0.25 (0.140625),
         # success 1 and 0.75 (0.015625): weights 9/19, 1/19, 9/19.
         dry = await rs_optimize(c, validate_only=True)

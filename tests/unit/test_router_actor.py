@@ -286,12 +286,12 @@ async def test_bad_weights_change_nothing() -> None:
 
 
 async def record_hand_example(r: Rig) -> None:
-    """a: 4 x (ok, 100 ms, 1000 n$); b: 3 x (ok, 400 ms, 250 n$) and 1 x (failed, 400 ms)."""
+    """a: 4 x (ok, 100 ms, 1000 n$); b: 3 x (ok, 400 ms, 250 n$) and 1 x (failed, 400 ms, free)."""
     for _ in range(4):
         await r.ask(RecordOutcome(model="a", outcome=outcome(True, 0.1, 1000), first_token_s=0.1))
     for _ in range(3):
         await r.ask(RecordOutcome(model="b", outcome=outcome(True, 0.4, 250), first_token_s=0.4))
-    await r.ask(RecordOutcome(model="b", outcome=outcome(False, 0.4, 250)))
+    await r.ask(RecordOutcome(model="b", outcome=outcome(False, 0.4, 0)))
 
 
 async def test_optimize_needs_two_live_models_then_weighs_by_variance() -> None:

@@ -231,6 +231,21 @@ def test_latency_comes_from_the_first_token_series() -> None:
     assert f.latency_s == pytest.approx(0.2)  # not the 2 s total latency
 
 
+def test_a_failing_model_does_not_look_cheap() -> None:
+    s = settings()
+    answered = Outcome(success=True, latency_s=0.1, cost_nanos=100)
+    failed = Outcome(success=False, latency_s=0.01)  # failures cost (next to) nothing
+    calls = {
+        "cheap": rows("cheap", [answered] + [failed] * 9),
+        "fast": rows("fast", [answered] * 10),
+    }
+    cheap, fast = figures_for(
+        specs(s, "cheap", "fast"), calls, {}, now=1010.0, half_life_s=HALF_LIFE, min_samples=3
+    )
+    assert cheap.cost_nanos == fast.cost_nanos == 100  # per answer, not 10 per outcome
+    assert cheap.success_rate < 0.2
+
+
 def test_a_prior_cost_is_scaled_like_the_measured_models() -> None:
     s = settings()
     # fast measured at twice its reference call; cheap (no data) expected at twice its own.
