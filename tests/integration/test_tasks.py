@@ -275,11 +275,20 @@ async def test_a_task_whose_job_is_over_budget_fails_with_the_budget_reason(
     stubs = make_stubs(rs.channel)
     job = f"poor-{os.urandom(4).hex()}"
     await stubs.ledger.SetBudget(ledger_pb2.SetBudgetRequest(job_id=job, budget_nanos=1))
+    events = stubs.admin.WatchEvents(admin_pb2.WatchEventsRequest(types=["budget."]))
+    for _ in range(1000):  # bounded: the event watch is open before the call
+        if rs.server.events.watchers:
+            break
+        await asyncio.sleep(0.01)
     t = await submit(stubs, "llm.generate", {"prompt": "say hello"}, job_id=job)
     done = await finished(stubs, t.task_id)
     assert (done.status, done.error_reason) == (pb.TASK_STATUS_FAILED, "BUDGET_EXCEEDED")
     assert done.attempts == 1  # another attempt cannot fix a budget: not retried
     assert job in done.error_message or "budget" in done.error_message.lower()
+    async for ev in events:  # the budget stop is a system event too
+        assert (ev.event.type, ev.event.attributes["job_id"]) == ("budget.exceeded", job)
+        break
+    events.cancel()
 
 
 async def test_cancelling_a_running_llm_task_cancels_its_call(
