@@ -28,9 +28,9 @@ if _version_not_supported:
 class RouterServiceStub:
     """RouterService chooses the model that serves a call and learns from the outcome of every call.
 
-    Each model is scored on three factors, each in [0, 1] and higher better: cost (the expected
-    cost of a call, inverted and normalized across the candidate models: the cheapest scores 1,
-    one that costs k times as much scores 1/k), latency (the expected time to the first token,
+    Each model is scored on three factors, each in [0, 1] and higher better: cost (the cost of an
+    answer: all that was spent on the model over its successful calls, inverted and normalized
+    across the candidate models: the cheapest scores 1, one that costs k times as much 1/k), latency (the expected time to the first token,
     normalized the same way) and quality (the model's success rate). The score is
     `cost * cost_weight + quality * quality_weight + latency * latency_weight`.
 
@@ -92,9 +92,9 @@ class RouterServiceStub:
 class RouterServiceServicer:
     """RouterService chooses the model that serves a call and learns from the outcome of every call.
 
-    Each model is scored on three factors, each in [0, 1] and higher better: cost (the expected
-    cost of a call, inverted and normalized across the candidate models: the cheapest scores 1,
-    one that costs k times as much scores 1/k), latency (the expected time to the first token,
+    Each model is scored on three factors, each in [0, 1] and higher better: cost (the cost of an
+    answer: all that was spent on the model over its successful calls, inverted and normalized
+    across the candidate models: the cheapest scores 1, one that costs k times as much 1/k), latency (the expected time to the first token,
     normalized the same way) and quality (the model's success rate). The score is
     `cost * cost_weight + quality * quality_weight + latency * latency_weight`.
 
@@ -230,9 +230,9 @@ def add_RouterServiceServicer_to_server(servicer, server):
 class RouterService:
     """RouterService chooses the model that serves a call and learns from the outcome of every call.
 
-    Each model is scored on three factors, each in [0, 1] and higher better: cost (the expected
-    cost of a call, inverted and normalized across the candidate models: the cheapest scores 1,
-    one that costs k times as much scores 1/k), latency (the expected time to the first token,
+    Each model is scored on three factors, each in [0, 1] and higher better: cost (the cost of an
+    answer: all that was spent on the model over its successful calls, inverted and normalized
+    across the candidate models: the cheapest scores 1, one that costs k times as much 1/k), latency (the expected time to the first token,
     normalized the same way) and quality (the model's success rate). The score is
     `cost * cost_weight + quality * quality_weight + latency * latency_weight`.
 
