@@ -48,6 +48,7 @@ class GenerateCall:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     job_id: str = ""
+    principal: str = ""  # the API key's name ("" in open mode): whose default job pays
     policy: Policy | None = None
     fallbacks: tuple[str, ...] = ()
     cache_bypass: bool = False
@@ -63,6 +64,7 @@ class EmbedCall:
     inputs: tuple[str, ...]
     model: str = ""
     job_id: str = ""
+    principal: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     deadline: float | None = None
 

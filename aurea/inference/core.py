@@ -102,7 +102,9 @@ class Inference:
             candidates = self._route(call.model, "chat", call, call.fallbacks)
             run = StreamRun(call, emit, record, t0, self._clock, self._deadlines)
             final = await self._loop.run(
-                self._info(call.request_id, CallKind.STREAM, call.job_id, call.max_tokens),
+                self._info(
+                    call.request_id, CallKind.STREAM, call.job_id, call.max_tokens, call.principal
+                ),
                 candidates,
                 run.body,
                 record,
@@ -167,7 +169,9 @@ class Inference:
                 )
 
             final = await self._loop.run(
-                self._info(call.request_id, CallKind.UNARY, call.job_id, call.max_tokens),
+                self._info(
+                    call.request_id, CallKind.UNARY, call.job_id, call.max_tokens, call.principal
+                ),
                 candidates,
                 body,
                 record,
@@ -214,7 +218,7 @@ class Inference:
                 )
 
             result = await self._loop.run(
-                self._info(call.request_id, CallKind.EMBED, call.job_id, 0),
+                self._info(call.request_id, CallKind.EMBED, call.job_id, 0, call.principal),
                 candidates,
                 body,
                 record,
@@ -232,8 +236,12 @@ class Inference:
         return record
 
     @staticmethod
-    def _info(rid: str, kind: CallKind, job: str, max_tokens: int) -> AttemptInfo:
-        return AttemptInfo(request_id=rid, kind=kind, job_id=job, max_tokens=max_tokens)
+    def _info(
+        rid: str, kind: CallKind, job: str, max_tokens: int, principal: str = ""
+    ) -> AttemptInfo:
+        return AttemptInfo(
+            request_id=rid, kind=kind, job_id=job, max_tokens=max_tokens, principal=principal
+        )
 
     def _route(
         self, model: str, kind: str, call: GenerateCall | None, fallbacks: tuple[str, ...]
