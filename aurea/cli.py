@@ -596,6 +596,12 @@ def _task_watch(args: argparse.Namespace) -> int:
                     sys.stdout.write("\n")
                     bar = False
                 print(_task_line(task, pb), flush=True)
+                if kind == "current" and task.HasField("progress"):
+                    p = task.progress
+                    text = _progress_bar(p.fraction, p.message)
+                    sys.stdout.write(("\r" + text[:200]) if live else f"{task.task_id}  {text}\n")
+                    sys.stdout.flush()
+                    bar = live
                 if task.status in terminal and task.task_id in pending:
                     pending.discard(task.task_id)
                     failed |= task.status != pb.TASK_STATUS_SUCCEEDED

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from aurea.testing import test_settings as settings_for
 from aurea.testing.fakes import FakeLambda
 from aurea.v1 import admin_pb2, ledger_pb2
 from aurea.v1 import task_pb2 as pb
+from tests.conftest import aurea_command, child_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -455,3 +457,54 @@ def test_the_task_cli_submits_waits_lists_gets_watches_and_cancels(
     bad = aurea_cli("task", "submit", "llm.generate", "--payload", "{nope", *target)
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr
     assert "Traceback" not in bad.stderr + queued.stderr + cancelled.stderr
+
+
+CLI_KINDS = """
+import asyncio, os
+from aurea.tasks import task
+
+@task("cli.steps", pool="general")
+async def steps(payload, ctx):
+    ctx.progress(0.5, "half way")
+    for _ in range(6000):  # bounded: a minute of 10 ms steps
+        if os.path.exists(os.environ["CLI_GATE"]):
+            break
+        await asyncio.sleep(0.01)
+    ctx.progress(1.0, "all done")
+    return "ok"
+"""
+
+
+def test_the_task_cli_watch_shows_progress_until_the_task_ends(
+    spawn_server: Callable[..., Any], aurea_cli: Callable[..., Any], tmp_path: Any
+) -> None:
+    (tmp_path / "clikinds.py").write_text(CLI_KINDS)
+    gate = tmp_path / "go"
+    config = (
+        '[ledger]\nstore = "memory"\n[routing]\nstats_store = "memory"\n'
+        '[tasks]\nstore = "memory"\ncpu_threshold_percent = 100\nmodules = ["clikinds"]\n'
+    )
+    env = {"AUREA_HOME": str(tmp_path), "PYTHONPATH": str(tmp_path), "CLI_GATE": str(gate)}
+    srv = spawn_server(config=config, env=env)
+    target = ["--target", srv.target]
+    submitted = aurea_cli("task", "submit", "cli.steps", *target)
+    assert submitted.returncode == 0, submitted.stderr
+    task_id = submitted.stdout.strip()
+    watch = subprocess.Popen(
+        [*aurea_command(), "task", "watch", task_id, *target],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watch.stdout is not None
+        first = [watch.stdout.readline() for _ in range(2)]  # current state, then its progress
+        assert "running" in first[0] and "50.0% half way" in first[1] and "#" in first[1]
+        gate.touch()
+        rest, err = watch.communicate(timeout=60)
+    finally:
+        watch.kill()
+        watch.wait()
+    assert watch.returncode == 0, err
+    assert "100.0% all done" in rest and "succeeded" in rest.splitlines()[-1]
