@@ -259,7 +259,8 @@ class LedgerBook:
             provider=provider,
             renewed_at=self._clock(),
         )
-        self._open[lease.lease_id] = lease
+        if self.durable:  # only a store's leases need renewing
+            self._open[lease.lease_id] = lease
         self._writes.reserved(lease, self.default_budget_nanos)
         return lease
 
@@ -285,25 +286,43 @@ class LedgerBook:
     def close(self, lease: Lease, spend: Spend | None) -> asyncio.Future[Any] | None:
         """Settle ``lease`` with ``spend`` (its cost at most the lease), or release it when
         ``spend`` is None. Returns a future of the store's commit when the store is durable."""
-        if not lease.open:
-            return None
-        lease.open = False
-        self._open.pop(lease.lease_id, None)
-        acct = lease.account
-        acct.reserved -= lease.amount
-        acct.active -= 1
         if spend is None:
-            self._writes.released(lease)
+            self.release(lease)
             return None
-        acct.spent += spend.cost_nanos
+        return self.settle(lease, spend.cost_nanos, spend.input_tokens, spend.output_tokens)
+
+    def release(self, lease: Lease) -> None:
+        """Return the lease's reservation, nothing spent."""
+        if self._end(lease):
+            self._writes.released(lease)
+
+    def settle(
+        self, lease: Lease, cost_nanos: int, input_tokens: int, output_tokens: int
+    ) -> asyncio.Future[Any] | None:
+        """Charge ``cost_nanos`` (at most the lease) and return the rest of the reservation;
+        a future of the store's commit when the store is durable."""
+        if not self._end(lease):
+            return None
+        lease.account.spent += cost_nanos
         row = self._totals.get((lease.model, lease.provider))
         if row is None:
             row = self._totals[(lease.model, lease.provider)] = [0, 0, 0, 0]
-        row[0] += spend.calls
-        row[1] += spend.input_tokens
-        row[2] += spend.output_tokens
-        row[3] += spend.cost_nanos
-        return self._writes.settled(lease, spend)
+        row[0] += 1
+        row[1] += input_tokens
+        row[2] += output_tokens
+        row[3] += cost_nanos
+        return self._writes.settled(lease, cost_nanos, input_tokens, output_tokens)
+
+    def _end(self, lease: Lease) -> bool:
+        if not lease.open:
+            return False
+        lease.open = False
+        if self.durable:
+            del self._open[lease.lease_id]
+        acct = lease.account
+        acct.reserved -= lease.amount
+        acct.active -= 1
+        return True
 
     def _refusal(self, acct: Account, amount: int) -> BudgetExceeded:
         budget = acct.budget if acct.budget is not None else 0

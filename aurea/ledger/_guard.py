@@ -31,7 +31,6 @@ from aurea.inference.guards import AttemptInfo, Guard, Permit
 from aurea.ledger._book import Lease, LedgerBook
 from aurea.pricing import output_token_nanos, worst_case_nanos
 from aurea.providers._base import Usage
-from aurea.stores import Spend
 
 __all__ = ["DEFAULT_JOB", "LedgerGuard", "LedgerPermit", "default_job"]
 
@@ -164,14 +163,9 @@ class LedgerPermit:
                 charged_nanos=charge,
             )
         if usage is None or (charge == 0 and exc_type is not None):
-            self._book.close(lease, None)  # nothing consumed: the reservation simply returns
+            self._book.release(lease)  # nothing consumed: the reservation simply returns
             return
-        spend = Spend(
-            cost_nanos=charge,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-        )
-        committed = self._book.close(lease, spend)
+        committed = self._book.settle(lease, charge, usage.input_tokens, usage.output_tokens)
         if committed is not None:
             # The answer goes out only once its spend is durable. A caller that gives up
             # waiting does not stop the write: it is queued, and the book already counts it.

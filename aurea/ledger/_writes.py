@@ -37,7 +37,9 @@ class Writes(Protocol):
     def extended(self, lease: Lease, add: int) -> None: ...
     def renewed(self, lease: Lease) -> None: ...
     def released(self, lease: Lease) -> None: ...
-    def settled(self, lease: Lease, spend: Spend) -> asyncio.Future[Any] | None: ...
+    def settled(
+        self, lease: Lease, cost: int, input_tokens: int, output_tokens: int
+    ) -> asyncio.Future[Any] | None: ...
     def flush(self) -> None: ...
 
 
@@ -98,8 +100,11 @@ class LeaseWrites:
         store, wall, lid = self._store, self._wall, lease.lease_id
         self._journal.append(Op("release", lambda: store.release(lid, now=wall())))
 
-    def settled(self, lease: Lease, spend: Spend) -> asyncio.Future[Any] | None:
+    def settled(
+        self, lease: Lease, cost: int, input_tokens: int, output_tokens: int
+    ) -> asyncio.Future[Any] | None:
         store, wall, lid = self._store, self._wall, lease.lease_id
+        spend = Spend(cost_nanos=cost, input_tokens=input_tokens, output_tokens=output_tokens)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._journal.append(Op("settle", lambda: store.settle(lid, spend, now=wall()), future=fut))
         return fut
@@ -144,15 +149,17 @@ class SpendWrites:
     def released(self, lease: Lease) -> None:
         return None
 
-    def settled(self, lease: Lease, spend: Spend) -> asyncio.Future[Any] | None:
+    def settled(
+        self, lease: Lease, cost: int, input_tokens: int, output_tokens: int
+    ) -> asyncio.Future[Any] | None:
         key = (lease.account.job_id, lease.model, lease.provider, bucket_start(self._wall()))
         row = self._pending.get(key)
         if row is None:
             row = self._pending[key] = [0, 0, 0, 0]
-        row[0] += spend.calls
-        row[1] += spend.input_tokens
-        row[2] += spend.output_tokens
-        row[3] += spend.cost_nanos
+        row[0] += 1
+        row[1] += input_tokens
+        row[2] += output_tokens
+        row[3] += cost
         self._settles += 1
         if self._settles >= self._max_pending:
             self.flush()

@@ -337,6 +337,10 @@ async def test_leases_are_renewed_before_the_store_expires_them(store: LedgerSto
         lease = book.reserve(acct, 300, "m", "p")
         clock[0] = TTL * 0.6
         wall.now = T0 + TTL * 0.6
+        if not book.durable:  # the in-memory store holds no leases: nothing to renew
+            assert book.renew_due() == 0
+            book.close(lease, None)
+            return
         assert book.renew_due() == 1
         assert book.renew_due() == 0  # renewed just now
         wall.now = T0 + TTL * 1.2  # past the first expiry, before the renewed one
