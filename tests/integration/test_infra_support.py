@@ -21,10 +21,12 @@ import grpc
 import pytest
 import pytest_asyncio
 
+from aurea import testing
 from aurea.config import Settings
-from aurea.testing import test_settings
 from aurea.v1 import infrastructure_pb2 as pb
 from aurea.v1 import infrastructure_pb2_grpc as pbg
+
+__test__ = False  # helpers and fixtures only (pytest_plugins of the test_infra_* modules)
 
 LAB_SOCKET = Path("/tmp/lab/podman/podman.sock")  # scripts/podman-setup.sh's default
 DEFAULT_IMAGE = "localhost/aurea-busybox:latest"
@@ -48,7 +50,7 @@ def infra_settings(tmp: Path, owner: str, **infra: Any) -> Settings:
         "docker_pull": False,
         **infra,
     }
-    return test_settings({"infra": raw})
+    return testing.test_settings({"infra": raw})
 
 
 def stub(channel: grpc.aio.Channel) -> pbg.InfrastructureServiceStub:
