@@ -92,10 +92,22 @@ class Plan:
     upstream_cpu: int | None = None
     client_cpu: int | None = None
     log_level: str = "warning"
+    ledger_store: str = "sqlite"  # the default: every attempt reserves and settles durably
 
 
-def aurea_config(port: int, upstream_port: int, level: str, http_port: int = 0) -> str:
+def aurea_config(
+    port: int,
+    upstream_port: int,
+    level: str,
+    http_port: int = 0,
+    ledger_store: str = "sqlite",
+    ledger_path: str = "",
+) -> str:
     return f"""\
+[ledger]
+store = "{ledger_store}"
+sqlite_path = "{ledger_path}"
+
 [server]
 host = "127.0.0.1"
 port = {port}
@@ -324,7 +336,14 @@ def run_point(plan: Plan, workdir: Path) -> dict[str, Any]:
         started.append(upstream)
         expected = check_wire(upstream, key, plan.chunks)
         port, http_port = free_port(), free_port()
-        config = aurea_config(port, upstream.port, plan.log_level, http_port)
+        config = aurea_config(
+            port,
+            upstream.port,
+            plan.log_level,
+            http_port,
+            plan.ledger_store,
+            str(workdir / "ledger.db"),  # never the user's own ledger
+        )
         aurea = start_aurea(workdir, "aurea-upstream", config, port, plan.server_cpu, env)
         started.append(aurea)
         shape = check_aurea(aurea, expected)
@@ -367,6 +386,7 @@ def run_point(plan: Plan, workdir: Path) -> dict[str, Any]:
             "upstream_server": "raw asyncio.Protocol on uvloop (_fake_openai_upstream.py)",
             "model": MODEL,
             "aurea_log_level": plan.log_level,
+            "aurea_ledger_store": plan.ledger_store,
             "aurea_stream_events": shape["stream_events"],
             "answer_tokens": shape["output_tokens"],
             "server_cpu": plan.server_cpu,
@@ -400,6 +420,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--server-cpu", type=int, default=None, help="pin Aurea to this CPU")
     p.add_argument("--upstream-cpu", type=int, default=None, help="pin the upstream to this CPU")
     p.add_argument("--client-cpu", type=int, default=None, help="pin the load generator")
+    p.add_argument(
+        "--ledger-store",
+        choices=("sqlite", "memory"),
+        default="sqlite",
+        help="Aurea's [ledger] store (sqlite, the default)",
+    )
     p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON file (default {RESULTS})")
     args = p.parse_args(argv)
     if args.quick:
@@ -419,6 +445,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         server_cpu=args.server_cpu,
         upstream_cpu=args.upstream_cpu,
         client_cpu=args.client_cpu,
+        ledger_store=args.ledger_store,
     )
 
 
