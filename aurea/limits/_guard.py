@@ -1,14 +1,15 @@
 """The rate-limiter guard: per model, requests and tokens per minute (and calls in flight),
 checked on every attempt against a ``LimiterStore`` (in memory now; Redis later, unchanged here).
 
-An attempt takes one request and an estimate of its tokens (prompt + the most it may generate)
-in one all-or-none ``acquire``; its permit corrects the tokens by the usage it saw when the
-attempt ends, and gives everything back when the attempt never reached the upstream (a later
-guard or the provider's breaker refused it). A model over its limit refuses with
-``RateLimited``, which the attempt loop answers by moving to the next candidate; on the call's
-last candidate a short wait (``[limits] max_wait_s``, never past the call's deadline) comes
-first. What an upstream says of its own limits (a 429's Retry-After, remaining counts of 0 until
-a reset) holds the model back in the store until then.
+An attempt takes one request and an estimate of its tokens (prompt + the most it may generate),
+all or none, from the process's lease of the model's quotas or else from the store
+(``_lease``); its permit corrects the tokens by the usage it saw when the attempt ends, and gives
+everything back when the attempt never reached the upstream (a later guard or the provider's
+breaker refused it). A model over its limit refuses with ``RateLimited``, which the attempt loop
+answers by moving to the next candidate; on the call's last candidate a short wait
+(``[limits] max_wait_s``, never past the call's deadline) comes first. What an upstream says of
+its own limits (a 429's Retry-After, remaining counts of 0 until a reset) holds the model back
+until then (in memory, and in the store for the replicas sharing it).
 """
 
 from __future__ import annotations
@@ -101,12 +102,17 @@ class LimiterGuard:
             # A call larger than a minute's tokens goes when the bucket is full (its actual
             # usage is charged when it ends), rather than never.
             tokens = min(estimate, limits.tpm)
+        # Counted before any await, so calls waiting for room count against max_concurrency.
+        self._in_flight[name] = self._in_flight.get(name, 0) + 1
         # The hot path: no hold, and the lease has enough (or the model has no limits).
         if name in self._held_until or not self._leases.take_now(plan, requests, tokens):
-            admission = await self._try(plan, requests, tokens)
-            if not admission.granted:
-                await self._wait(call, candidate, plan, requests, tokens, admission)
-        self._in_flight[name] = self._in_flight.get(name, 0) + 1
+            try:
+                admission = await self._try(plan, requests, tokens)
+                if not admission.granted:
+                    await self._wait(call, candidate, plan, requests, tokens, admission)
+            except BaseException:
+                self._in_flight[name] -= 1
+                raise
         return LimiterPermit(self, plan, requests, tokens)
 
     async def _try(self, plan: Plan, requests: int, tokens: int) -> Admission:

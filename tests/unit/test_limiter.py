@@ -389,3 +389,25 @@ async def test_upstream_holds_are_capped_and_can_be_turned_off() -> None:
     rig.guard._hold_max_s = 0.0
     await rig.run("m", exc=e.ProviderRateLimited("429", provider="p", retry_after_s=30))
     await rig.run("m")
+
+
+async def test_calls_waiting_for_room_count_against_max_concurrency() -> None:
+    rig = Rig(max_wait_s=5.0, m={"rpm": 60, "max_concurrency": 1})
+    gate = asyncio.Event()
+
+    async def slow_sleep(s: float) -> None:
+        await gate.wait()
+        rig.clocks.advance(s)
+
+    rig.guard._sleep = slow_sleep
+    await rig.count_admitted("m", 60)
+    waiting = asyncio.create_task(rig.admit("m", last="m"))  # no room: waits
+    await asyncio.sleep(0)
+    with pytest.raises(e.RateLimited) as info:
+        await rig.admit("m", last="m")
+    assert info.value.limit == "max_concurrency"
+    gate.set()
+    permit = await waiting
+    async with permit:
+        pass
+    assert rig.guard.in_flight("m") == 0
