@@ -101,6 +101,10 @@ class TaskHub:
         """Open watches (WatchTasks streams and GetTask waits)."""
         return self._hub.subscribers
 
+    def forget_progress(self, task_id: str) -> None:
+        """An attempt ended without a change of ours to publish (its lease was lost)."""
+        self._progress.pop(task_id, None)
+
     def progress_of(self, task_id: str) -> Progress | None:
         return self._progress.get(task_id)
 

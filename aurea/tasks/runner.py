@@ -185,6 +185,7 @@ class Runner:
             done = await self._store.ack(rec.task_id, rec.attempts, outcome, now=now)
         elif outcome.reason == Reason.LEASE_LOST:
             log.warning("task_lease_lost", task_id=rec.task_id, attempt=rec.attempts)
+            self._hub.forget_progress(rec.task_id)
             return
         else:
             retry_at: float | None = None
