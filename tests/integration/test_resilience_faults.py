@@ -200,7 +200,9 @@ async def test_429_with_retry_after_is_retried_after_it(rig: Rig) -> None:
     out = await stream(rig, "prim", "cont")
     assert out.ok and out.text == ANSWER and out.final.model == "prim"
     assert len(rig.prim.attempts(CHAT)) == 2 and not rig.cont.attempts(MESSAGES)
-    assert gaps(rig.prim, CHAT)[0] >= 0.2  # Retry-After honoured (a lower bound only)
+    # Retry-After honoured: the retry left at least 0.2 s after the 429 reached Aurea, which
+    # was after the first request reached the fake (a causal lower bound, not a timing).
+    assert gaps(rig.prim, CHAT)[0] >= 0.2
     assert out.final.attempts == 2
 
 
@@ -271,8 +273,6 @@ async def test_no_response_at_all_is_answered_by_the_fallback_after_one_attempt(
     assert out.ok and out.text == ANSWER and out.final.model == "cont"
     assert len(rig.prim.attempts(CHAT)) == 1  # a silent upstream stays silent: one attempt
     assert [f.cause for f in out.fallbacks] == ["UPSTREAM_SILENT"]
-    # The fallback was asked at least one time-to-first-token limit after the silent primary.
-    assert rig.cont.attempts(MESSAGES)[0].at - rig.prim.attempts(CHAT)[0].at >= 0.3
     rig.prim.requests.clear()
     alone = await stream(rig, "prim")
     assert alone.error is not None and alone.error.code() is grpc.StatusCode.UNAVAILABLE
