@@ -29,6 +29,7 @@ from aurea.http._inputs import (
     is_text,
 )
 from aurea.inference import GenerateCall
+from aurea.inference.calls import FailoverMode
 from aurea.providers._base import ChatMessage, Role
 
 NOT_YET = (
@@ -203,7 +204,7 @@ def _stop(raw: Any, bad: list[FieldViolation]) -> tuple[str, ...]:
 
 
 def parse_chat(
-    body: Any, headers: Mapping[str, str], request_id: str, started: float
+    body: Any, headers: Mapping[str, str], request_id: str, started: float, principal: str = ""
 ) -> ChatRequest:
     """Validate a chat completions body. ``started`` is the door's clock when the request
     arrived: an ``aurea.timeout_ms`` (or ``x-aurea-timeout-ms``) counts from it."""
@@ -270,11 +271,15 @@ def parse_chat(
         stop=stop,
         seed=seed,
         job_id=ext.job_id,
+        principal=principal,
         policy=ext.policy,
         fallbacks=ext.fallbacks,
         cache_bypass=ext.cache_bypass,
         labels=ext.labels,
         usage_interval=0,  # OpenAI's streams carry no running usage: skip counting it
         deadline=deadline_of(ext, started),
+        # OpenAI's stream format cannot tell a client to discard text: a stream cut after
+        # output began continues by prefill, or ends with the error event.
+        failover=FailoverMode.CONTINUE,
     )
     return ChatRequest(call=call, stream=stream is True, include_usage=include_usage, aurea=ext)

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from aurea.api.status import openai_error, row_for
 from aurea.config import HttpSettings
-from aurea.edge import Edge, log_bug
+from aurea.edge import Edge, current_scope, log_bug
 from aurea.errors import AureaError, InvalidRequest, Overloaded, UnknownModel
 from aurea.http._chat import parse_chat
 from aurea.http._embed import encode_vector, parse_embed
@@ -95,6 +95,12 @@ def _too_large(limit: int, request_id: str) -> web.Response:
 
 class _TooLarge(Exception):
     pass
+
+
+def _principal() -> str:
+    """The API key's name the edge admitted this call with ("" in open mode)."""
+    scope = current_scope.get()
+    return scope.principal if scope is not None else ""
 
 
 class HttpDoor:
@@ -236,7 +242,7 @@ class HttpDoor:
     async def _chat(self, request: web.Request, started: float) -> Served:
         body = await self._body(request)
         rid = request_id_var.get()
-        req = parse_chat(body, request.headers, rid, started)
+        req = parse_chat(body, request.headers, rid, started, _principal())
         created = int(self._wall())
         if req.stream:
             stream = SseStream(request, rid, created, req.include_usage)
@@ -257,7 +263,7 @@ class HttpDoor:
     async def _embeddings(self, request: web.Request, started: float) -> Served:
         body = await self._body(request)
         rid = request_id_var.get()
-        req = parse_embed(body, request.headers, rid, started)
+        req = parse_embed(body, request.headers, rid, started, _principal())
         result = await self._inference.embed(req.call)
         vectors = [encode_vector(v, req.base64) for v in result.vectors]
         headers = {

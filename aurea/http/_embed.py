@@ -34,7 +34,7 @@ class EmbedRequest:
 
 
 def parse_embed(
-    body: Any, headers: Mapping[str, str], request_id: str, started: float
+    body: Any, headers: Mapping[str, str], request_id: str, started: float, principal: str = ""
 ) -> EmbedRequest:
     if not isinstance(body, Mapping):
         raise InvalidRequest("the request body must be a JSON object")
@@ -89,6 +89,7 @@ def parse_embed(
         inputs=tuple(inputs),
         model=model,
         job_id=ext.job_id,
+        principal=principal,
         labels=ext.labels,
         deadline=deadline_of(ext, started),
     )

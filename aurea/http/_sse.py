@@ -18,7 +18,7 @@ import contextlib
 
 from aiohttp import web
 
-from aurea.errors import AureaError, ProviderServerError
+from aurea.errors import AureaError, ProviderServerError, StreamBroken
 from aurea.http._render import HEADER_REQUEST_ID, ChunkFormat, error_frame
 from aurea.inference import (
     CallerGone,
@@ -116,6 +116,16 @@ class SseStream:
         elif kind is FallbackEvent:
             assert isinstance(ev, FallbackEvent)
             self._model = ev.to_model  # before the first text: the chunks name who answers
+            if self._format is not None:
+                if ev.restart:  # the door asks for CONTINUE, so the core never sends this
+                    raise StreamBroken(
+                        "the answer would restart on another model, which this door cannot say",
+                        provider=ev.to_provider,
+                    )
+                # Continued by prefill: the rest of the answer comes from the next model.
+                self._format = ChunkFormat(
+                    self.request_id, self.created, ev.to_model, self._include_usage
+                )
         elif kind is Final:
             assert isinstance(ev, Final)
             if self._format is None:

@@ -410,3 +410,45 @@ async def test_the_door_caps_requests_served_at_once(http: aiohttp.ClientSession
             await asyncio.sleep(0.01)
         async with http.post(url(rs, CHAT), json=chat_body()) as r:
             assert r.status == 200
+
+
+async def test_a_stream_cut_mid_answer_is_continued_by_prefill_on_the_door(
+    upstream: FakeOpenAI, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aurea.testing.fakes import FakeAnthropic
+
+    monkeypatch.setenv("AUREA_TEST_HTTP_CONT_KEY", "sk-cont")
+    async with FakeAnthropic(api_key="sk-cont") as cont:
+        cont.reply = upstream.reply
+        raw = {
+            "providers": {
+                "up": {"kind": "openai", "base_url": upstream.base_url, "api_key_env": KEY_ENV},
+                "cont": {
+                    "kind": "anthropic",
+                    "base_url": cont.base_url,
+                    "api_key_env": "AUREA_TEST_HTTP_CONT_KEY",
+                },
+            },
+            "models": {
+                "up-chat": {"provider": "up", "upstream": "gpt-4o-mini"},
+                "cont": {
+                    "provider": "cont",
+                    "upstream": "claude-3-5-haiku-20241022",
+                    "accepts_prefill": True,
+                },
+            },
+        }
+        s = settings(routing={"default_model": "up-chat"}, retry={"max_retries": 0}, **raw)
+        upstream.inject(Fault(FaultKind.CUT_STREAM, after_tokens=3))
+        async with running_server(s) as rs:
+            body = {**chat_body(stream=True), "model": "up-chat", "aurea": {"fallbacks": ["cont"]}}
+            async with http.post(url(rs, CHAT), json=body) as r:
+                assert r.status == 200
+                raw_body = await r.read()
+    events = sse_events(raw_body)
+    assert events[-1] == "[DONE]", "continued by prefill: a whole answer"
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "one two three four five six seven eight"
+    assert chunks[0]["model"] == "up-chat" and chunks[-1]["model"] == "cont"
+    assert chunks[-1]["aurea"]["provider"] == "cont"
