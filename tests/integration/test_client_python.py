@@ -433,3 +433,29 @@ def test_the_package_builds_a_wheel_without_the_server(tmp_path: Path) -> None:
         if line.startswith("Requires-Dist:")
     ]  # fmt: skip
     assert {r.split()[1].split(">")[0] for r in requires} == {"grpcio", "grpcio-status", "protobuf"}
+
+
+async def test_failover_mode_reaches_the_server_and_fallback_restart_is_read() -> None:
+    seen: list[int] = []
+
+    class Recorder(Scripted):
+        async def GenerateStream(self, request: Any, context: Any) -> Any:
+            seen.append(request.mid_stream_failover)
+            yield inference_pb2.GenerateStreamResponse(delta=inference_pb2.TextDelta(text="a"))
+            yield inference_pb2.GenerateStreamResponse(
+                fallback=inference_pb2.Fallback(from_model="x", to_model="y", restart=True)
+            )
+            yield inference_pb2.GenerateStreamResponse(final=inference_pb2.StreamFinal())
+
+    srv, port = await scripted_server(Recorder(failures=0, delay_s=None))
+    try:
+        async with AsyncClient(f"127.0.0.1:{port}") as aurea:
+            events = [ev async for ev in aurea.stream("x", failover="restart")]
+            assert [type(e).__name__ for e in events] == ["Delta", "Fallback", "Final"]
+            assert events[1].restart is True  # type: ignore[union-attr]
+            [_ async for _ in aurea.stream("x")]
+            with pytest.raises(ValueError):
+                aurea.stream("x", failover="sometimes")  # type: ignore[arg-type]
+        assert seen == [inference_pb2.MID_STREAM_FAILOVER_RESTART, 0]
+    finally:
+        await srv.stop(0)

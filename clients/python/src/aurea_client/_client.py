@@ -31,7 +31,14 @@ from aurea_client._services import (
     RouterCalls,
     TasksCalls,
 )
-from aurea_client._types import Completion, Embeddings, MessageLike, Policy, StreamEvent
+from aurea_client._types import (
+    Completion,
+    Embeddings,
+    Failover,
+    MessageLike,
+    Policy,
+    StreamEvent,
+)
 
 __all__ = ["AsyncClient", "Client"]
 
@@ -187,11 +194,14 @@ class AsyncClient(_Common):
         cache_bypass: bool = False,
         labels: Mapping[str, str] | None = None,
         usage_interval_deltas: int = 0,
+        failover: Failover | None = None,
         timeout_s: float | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """The completion as typed events: ``Started`` first, then ``Fallback``, ``Delta`` and
         ``UsageUpdate``, then ``Final``. A stream that fails raises its error instead of
-        ``Final`` (the text so far is incomplete)."""
+        ``Final`` (the text so far is incomplete). ``failover`` says what happens when the
+        upstream breaks after text was sent (default: continue by prefill, else fail; with a
+        restart, a ``Fallback`` with ``restart`` True tells the reader to discard its text)."""
         fields = self._generate_fields(
             prompt,
             messages=messages,
@@ -208,7 +218,11 @@ class AsyncClient(_Common):
             cache_bypass=cache_bypass,
             labels=labels,
         )
-        request = pb.GenerateStreamRequest(**fields, usage_interval_deltas=usage_interval_deltas)
+        request = pb.GenerateStreamRequest(
+            **fields,
+            usage_interval_deltas=usage_interval_deltas,
+            mid_stream_failover=_convert.failover(failover),
+        )
         return self._invoke.stream(
             self._inference.GenerateStream, request, _convert.event, timeout_s
         )
@@ -327,6 +341,7 @@ class Client(_Common):
         cache_bypass: bool = False,
         labels: Mapping[str, str] | None = None,
         usage_interval_deltas: int = 0,
+        failover: Failover | None = None,
         timeout_s: float | None = None,
     ) -> Iterator[StreamEvent]:
         """See ``AsyncClient.stream``."""
@@ -346,7 +361,11 @@ class Client(_Common):
             cache_bypass=cache_bypass,
             labels=labels,
         )
-        request = pb.GenerateStreamRequest(**fields, usage_interval_deltas=usage_interval_deltas)
+        request = pb.GenerateStreamRequest(
+            **fields,
+            usage_interval_deltas=usage_interval_deltas,
+            mid_stream_failover=_convert.failover(failover),
+        )
         return self._invoke.stream(
             self._inference.GenerateStream, request, _convert.event, timeout_s
         )

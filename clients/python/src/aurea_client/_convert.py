@@ -11,6 +11,7 @@ from aurea_client._types import (
     Completion,
     Delta,
     Embeddings,
+    Failover,
     Fallback,
     Final,
     FinishReason,
@@ -97,6 +98,16 @@ def generate_fields(
     return fields
 
 
+def failover(mode: Failover | None) -> str:
+    """The MidStreamFailover value's name for ``mode`` (None: the server's default, CONTINUE)."""
+    name = f"MID_STREAM_FAILOVER_{'UNSPECIFIED' if mode is None else str(mode).upper()}"
+    if name not in set(pb.MidStreamFailover.keys()):
+        raise ValueError(
+            f"failover is continue, continue_or_restart, restart or none, not {mode!r}"
+        )
+    return name
+
+
 def usage(u: pb.Usage) -> Usage:
     return Usage(
         input_tokens=u.input_tokens,
@@ -155,6 +166,7 @@ def event(r: pb.GenerateStreamResponse) -> StreamEvent | None:
             cause=f.cause,
             message=f.message,
             attempt=f.attempt,
+            restart=f.restart,
         )
     if kind == "final":
         f2 = r.final

@@ -10,6 +10,8 @@ from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
 Policy = Literal["cost", "quality", "latency", "balanced"]
+# What a stream does when its upstream breaks after text was sent (see the API's MidStreamFailover).
+Failover = Literal["continue", "continue_or_restart", "restart", "none"]
 FinishReason = Literal[
     "stop", "length", "content_filter", "tool_calls", "budget_exceeded", "error", "unspecified"
 ]
@@ -87,7 +89,9 @@ class UsageUpdate:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Fallback:
-    """A candidate was abandoned before its first token; ``to_model`` is tried next."""
+    """A candidate was abandoned; ``to_model`` is tried next. After text was sent, ``restart``
+    True means the answer starts over: discard the text received so far (False: it continues
+    where it stopped)."""
 
     from_model: str
     to_model: str
@@ -95,6 +99,7 @@ class Fallback:
     cause: str
     message: str
     attempt: int
+    restart: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

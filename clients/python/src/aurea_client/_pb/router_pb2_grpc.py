@@ -28,9 +28,9 @@ if _version_not_supported:
 class RouterServiceStub:
     """RouterService chooses the model that serves a call and learns from the outcome of every call.
 
-    Each model is scored on three factors, each in [0, 1] and higher better: cost (the expected
-    cost of a call, inverted and normalized across the candidate models: the cheapest scores 1,
-    one that costs k times as much scores 1/k), latency (the expected time to the first token,
+    Each model is scored on three factors, each in [0, 1] and higher better: cost (the cost of an
+    answer: all that was spent on the model over its successful calls, inverted and normalized
+    across the candidate models: the cheapest scores 1, one that costs k times as much 1/k), latency (the expected time to the first token,
     normalized the same way) and quality (the model's success rate). The score is
     `cost * cost_weight + quality * quality_weight + latency * latency_weight`.
 
@@ -92,9 +92,9 @@ class RouterServiceStub:
 class RouterServiceServicer:
     """RouterService chooses the model that serves a call and learns from the outcome of every call.
 
-    Each model is scored on three factors, each in [0, 1] and higher better: cost (the expected
-    cost of a call, inverted and normalized across the candidate models: the cheapest scores 1,
-    one that costs k times as much scores 1/k), latency (the expected time to the first token,
+    Each model is scored on three factors, each in [0, 1] and higher better: cost (the cost of an
+    answer: all that was spent on the model over its successful calls, inverted and normalized
+    across the candidate models: the cheapest scores 1, one that costs k times as much 1/k), latency (the expected time to the first token,
     normalized the same way) and quality (the model's success rate). The score is
     `cost * cost_weight + quality * quality_weight + latency * latency_weight`.
 
@@ -119,7 +119,7 @@ class RouterServiceServicer:
         """Selects the model a call to `target` would be routed to, with its score, the weights that
         ranked it and the ranked alternatives. Nothing is called or charged.
 
-        Returns INVALID_ARGUMENT when `policy`, `kind` or `max_alternatives` is out of range, or
+        Needs the `user` scope. Returns INVALID_ARGUMENT when `policy`, `kind` or `max_alternatives` is out of range, or
         when `target` is a model or group of the other kind; NOT_FOUND when `target` names neither
         a catalog model nor a route group; PERMISSION_DENIED when it names a denied model or no
         model of the kind is permitted.
@@ -133,9 +133,9 @@ class RouterServiceServicer:
         learn from it, and returns the model's updated stats. Aurea records its own
         InferenceService calls itself. A bad request records nothing.
 
-        Returns INVALID_ARGUMENT, naming the field, when `model` is empty or not in the catalog,
-        or when `latency_ms`, `cost_nanos` or `ttft_ms` is negative or not finite, or `ttft_ms`
-        exceeds `latency_ms`.
+        Needs the `user` scope. Returns INVALID_ARGUMENT, naming the field, when `model` is empty or not in the catalog,
+        or when `latency_ms`, `cost_nanos` or `ttft_ms` is out of its range or not finite, or
+        `ttft_ms` exceeds `latency_ms`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -145,7 +145,7 @@ class RouterServiceServicer:
         """Lists the stats of catalog models, ordered by model name. Models with no recorded outcome
         are listed with zero counts.
 
-        Returns INVALID_ARGUMENT when `page_size` is negative, when `models` has more than 100
+        Needs the `user` scope. Returns INVALID_ARGUMENT when `page_size` is negative, when `models` has more than 100
         entries, or when `page_token` is not one this RPC returned.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -168,6 +168,8 @@ class RouterServiceServicer:
 
     def GetWeights(self, request, context):
         """Gets the weights the BALANCED policy uses now.
+
+        Needs the `user` scope.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -228,9 +230,9 @@ def add_RouterServiceServicer_to_server(servicer, server):
 class RouterService:
     """RouterService chooses the model that serves a call and learns from the outcome of every call.
 
-    Each model is scored on three factors, each in [0, 1] and higher better: cost (the expected
-    cost of a call, inverted and normalized across the candidate models: the cheapest scores 1,
-    one that costs k times as much scores 1/k), latency (the expected time to the first token,
+    Each model is scored on three factors, each in [0, 1] and higher better: cost (the cost of an
+    answer: all that was spent on the model over its successful calls, inverted and normalized
+    across the candidate models: the cheapest scores 1, one that costs k times as much 1/k), latency (the expected time to the first token,
     normalized the same way) and quality (the model's success rate). The score is
     `cost * cost_weight + quality * quality_weight + latency * latency_weight`.
 
