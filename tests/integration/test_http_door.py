@@ -357,7 +357,14 @@ async def test_provider_concurrency_is_one_pool_for_both_doors(
             assert r.status == 503
             assert (await r.json())["error"]["code"] == "overloaded"
         call.cancel()
+        book = rs.server.provider_books["simulated"]
+        for _ in range(500):  # the cancelled stream gives its slot back asynchronously
+            if book.in_flight == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert book.in_flight == 0
         async with http.post(url(rs, CHAT), json=chat_body(stream=True)) as r:
+            assert r.status == 200
             await r.content.readline()  # now the HTTP stream holds the slot
             with pytest.raises(grpc.RpcError) as info:
                 await stub.Generate(pb.GenerateRequest(prompt="x", model="sim-small"), timeout=10)
