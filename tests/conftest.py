@@ -51,9 +51,22 @@ def aurea_command() -> list[str]:
     return [sys.executable, "-m", "aurea.cli"]
 
 
+@pytest.fixture(autouse=True)
+def _isolated_state(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every test's servers (in process or children) keep their durable state (SQLite, local
+    resources) in a directory of their own: no test sees another's jobs, tasks or stats, and
+    none touches ``~/.local/share/aurea``. The model cache (``AUREA_HOME``) stays shared."""
+    monkeypatch.setenv("AUREA_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A child ``aurea``'s environment: ours minus any AUREA_* variables, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUREA_")}
+    """A child ``aurea``'s environment: ours minus AUREA_* variables (but the test's state
+    directory), plus ``extra``."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("AUREA_") or k == "AUREA_STATE_DIR"
+    }
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env

@@ -11,14 +11,9 @@ from aurea.infra.backend import ComputeBackend
 from aurea.infra.model import BackendKind, Capacity
 from aurea.infra.provisioner import Limits
 from aurea.infra.store import MemoryResourceStore, ResourceStore, SqliteResourceStore
+from aurea.paths import default_db_path
 
 __all__ = ["build_backends", "build_limits", "build_store", "default_db_path"]
-
-
-def default_db_path() -> Path:
-    home = os.environ.get("AUREA_HOME")
-    base = Path(home) if home else Path.home() / ".local" / "share" / "aurea"
-    return base / "aurea.db"
 
 
 def build_store(s: InfraSettings) -> ResourceStore:

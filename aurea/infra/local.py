@@ -27,6 +27,7 @@ from aurea.errors import FailedPrecondition, InvalidRequest
 from aurea.infra._cgroup import Cgroups
 from aurea.infra.backend import ReplicaRef
 from aurea.infra.model import BackendKind, ExecRequest, ExecResult, Found, OutputSink, Replica, Spec
+from aurea.paths import state_dir
 
 __all__ = ["LocalBackend"]
 
@@ -80,9 +81,7 @@ except OSError as e:
 
 
 def default_root() -> Path:
-    home = os.environ.get("AUREA_HOME")
-    base = Path(home) if home else Path.home() / ".local" / "share" / "aurea"
-    return base / "resources"
+    return state_dir() / "resources"
 
 
 class LocalBackend:

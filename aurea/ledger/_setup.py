@@ -3,25 +3,18 @@ default, or ``memory``) and the book on it, started."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from aurea.config import ConfigError, LedgerSettings
 from aurea.ledger._book import LedgerBook
+from aurea.paths import default_db_path
 from aurea.stores import StoreUnavailable, WallClock, wall_clock
 from aurea.stores.memory import MemoryLedgerStore
 from aurea.stores.sqlite import SqliteDatabase, SqliteLedgerStore
 
 __all__ = ["default_db_path", "open_ledger"]
-
-
-def default_db_path() -> Path:
-    """``$AUREA_HOME/aurea.db`` if AUREA_HOME is set, else ``~/.local/share/aurea/aurea.db``."""
-    home = os.environ.get("AUREA_HOME")
-    base = Path(home) if home else Path.home() / ".local" / "share" / "aurea"
-    return base / "aurea.db"
 
 
 async def open_ledger(

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from aurea.errors import FailedPrecondition
+from aurea.paths import model_dir
 from aurea.providers._base import (
     Completion,
     Embeddings,
@@ -66,9 +67,7 @@ _SCRUBBED_ENV = ("HOST", "PORT", "CONFIG_FILE", "MODEL", "API_KEY")
 
 def default_model_path() -> Path:
     """``$AUREA_HOME/models/<file>`` if AUREA_HOME is set, else ``~/.cache/aurea/models/<file>``."""
-    home = os.environ.get("AUREA_HOME")
-    base = Path(home) if home else Path.home() / ".cache" / "aurea"
-    return base / "models" / MODEL_FILE
+    return model_dir() / MODEL_FILE
 
 
 def ensure_model_file(path: Path) -> Path:

@@ -4,10 +4,10 @@ at server start and closed after the router stops."""
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 from aurea.config import ConfigError, RoutingSettings
+from aurea.paths import default_db_path
 from aurea.stores import RouterStatsStore
 from aurea.stores.memory.router_stats import MemoryRouterStatsStore
 from aurea.stores.sqlite import SqliteDatabase, SqliteRouterStatsStore
@@ -16,10 +16,8 @@ __all__ = ["StatsStore", "default_sqlite_path", "open_stats_store"]
 
 
 def default_sqlite_path() -> Path:
-    """``$AUREA_HOME/aurea.db``, else ``~/.local/share/aurea/aurea.db`` (the ledger's too)."""
-    home = os.environ.get("AUREA_HOME")
-    base = Path(home) if home else Path.home() / ".local" / "share" / "aurea"
-    return base / "aurea.db"
+    """The shared default database (``aurea.paths.default_db_path``)."""
+    return default_db_path()
 
 
 class StatsStore:

@@ -9,7 +9,6 @@ else ``~/.local/share/aurea/aurea.db``); it is opened on its own connection.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ import structlog
 
 from aurea.config import ConfigError, TasksSettings
 from aurea.inference import Inference
+from aurea.paths import default_db_path
 from aurea.runtime import ActorRef, ActorSystem
 from aurea.stores import StoreUnavailable, TaskQueueStore, WallClock, wall_clock
 from aurea.stores.memory.tasks import MemoryTaskQueueStore
@@ -35,9 +35,8 @@ log = structlog.get_logger("aurea.tasks")
 
 
 def default_sqlite_path() -> Path:
-    home = os.environ.get("AUREA_HOME")
-    base = Path(home) if home else Path.home() / ".local" / "share" / "aurea"
-    return base / "aurea.db"
+    """The shared default database (``aurea.paths.default_db_path``)."""
+    return default_db_path()
 
 
 class TaskSystem:
