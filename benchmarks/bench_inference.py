@@ -82,6 +82,12 @@ grace_s = 0
 level = "{level}"
 format = "json"
 
+[http]
+port = 0
+
+[telemetry]
+http_port = 0
+
 [providers.simulated]
 kind = "simulated"
 

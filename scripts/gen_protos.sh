@@ -7,3 +7,6 @@ python -m grpc_tools.protoc -Iprotos \
   --python_out=. --pyi_out=. --grpc_python_out=. \
   protos/aurea/v1/*.proto
 touch aurea/v1/__init__.py
+# The Python client carries its own copy of the stubs (and service tables generated from them).
+./clients/python/gen_protos.sh
+python clients/python/tools/gen_services.py

@@ -61,6 +61,9 @@ def _isolated_state(
     monkeypatch.setenv("AUREA_STATE_DIR", str(tmp_path_factory.mktemp("state")))
 
 
+SIDE_PORTS_FREE = {"AUREA_HTTP_PORT": "0", "AUREA_TELEMETRY_HTTP_PORT": "0"}
+
+
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """A child ``aurea``'s environment: ours minus AUREA_* variables (but the test's state
     directory), plus ``extra``."""
@@ -182,7 +185,10 @@ def spawn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawnServ
         proc = subprocess.Popen(
             argv,
             cwd=workdir,
-            env=child_env(env),
+            # Side ports on free ports, so parallel servers never collide on the defaults.
+            env=child_env(
+                {"AUREA_HTTP_PORT": "0", "AUREA_TELEMETRY_HTTP_PORT": "0", **(env or {})}
+            ),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

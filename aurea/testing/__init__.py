@@ -24,6 +24,9 @@ def test_settings(raw: Mapping[str, Any] | None = None, **env: str) -> Settings:
     """
     base: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 0, "grace_s": 5},
+        # Side ports on free ports too, so tests never collide on the defaults.
+        "http": {"port": 0},
+        "telemetry": {"http_port": 0},
         "providers": {"simulated": {"kind": "simulated", "options": {"token_delay_ms": 1}}},
         "retry": {"backoff_base_s": 0.01, "backoff_max_s": 0.05},
     }
