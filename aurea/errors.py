@@ -4,6 +4,7 @@
 
     AureaError
     ├── InvalidRequest            bad field(s); carries field violations
+    │   └── UnsupportedFeature    the model (or every candidate) lacks a feature the call needs
     ├── Unauthenticated           missing or wrong API key
     ├── PermissionDenied          key lacks a scope
     │   └── ModelDenied           model is on the deny list / not on the allow list
@@ -79,6 +80,14 @@ class InvalidRequest(AureaError):
     @classmethod
     def field(cls, field: str, description: str) -> InvalidRequest:
         return cls(f"{field}: {description}", [FieldViolation(field, description)])
+
+
+class UnsupportedFeature(InvalidRequest):
+    """A request needs a feature (tools, a JSON schema, a strict schema, images, reasoning)
+    that the model asked for, or every candidate, cannot provide; the message names the model
+    and the feature. Never a silent drop of what the caller asked for."""
+
+    reason = "UNSUPPORTED_FEATURE"
 
 
 class Unauthenticated(AureaError):

@@ -10,20 +10,44 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aurea.providers._base import (
+    Capability,
     ChatMessage,
+    ContentPart,
     FinishReason,
+    ImagePart,
+    ReasoningEffort,
+    ReasoningKind,
+    ResponseFormat,
+    ResponseFormatType,
     Role,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolChoiceMode,
     Usage,
 )
 
 __all__ = [
     "CallScope",
+    "Capability",
     "ChatMessage",
+    "ContentPart",
     "FinishReason",
+    "ImagePart",
     "ModelKind",
     "Policy",
+    "ReasoningEffort",
+    "ReasoningKind",
+    "ResponseFormat",
+    "ResponseFormatType",
     "Role",
     "Scope",
+    "TextPart",
+    "Tool",
+    "ToolCall",
+    "ToolChoice",
+    "ToolChoiceMode",
     "Usage",
 ]
 

@@ -65,6 +65,9 @@ INTERNAL = Row(C.INTERNAL, 500, "api_error")
 _TABLE: dict[type[BaseException], Row] = {
     e.AureaError: INTERNAL,
     e.InvalidRequest: Row(C.INVALID_ARGUMENT, 400, "invalid_request_error"),
+    e.UnsupportedFeature: Row(
+        C.INVALID_ARGUMENT, 400, "invalid_request_error", "unsupported_feature"
+    ),
     e.Unauthenticated: Row(C.UNAUTHENTICATED, 401, "authentication_error", "invalid_api_key"),
     e.PermissionDenied: Row(C.PERMISSION_DENIED, 403, "permission_error"),
     e.ModelDenied: Row(C.PERMISSION_DENIED, 403, "permission_error", "model_not_allowed"),

@@ -1,12 +1,15 @@
 """The Provider protocol and the normalized domain types every adapter speaks.
 
 An adapter turns one ``ProviderRequest`` into an async stream of ``ProviderEvent`` s
-(text deltas, usage reports, one terminal ``Finish``) and maps its vendor's failures onto
-``aurea.errors.ProviderError`` subclasses. Adapters know nothing of gRPC or actors.
+(text, tool-call and reasoning deltas, usage reports, one terminal ``Finish``) and maps its
+vendor's failures onto ``aurea.errors.ProviderError`` subclasses. Adapters know nothing of gRPC
+or actors. The rich parts of a generation (images, tools, structured output, reasoning) are
+defined here once, for every edge and adapter; ``aurea.types`` re-exports them.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -19,12 +22,161 @@ class Role(enum.StrEnum):
     SYSTEM = "system"
     USER = "user"
     ASSISTANT = "assistant"
+    TOOL = "tool"  # a tool's result, answering the assistant's call ``tool_call_id``
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImagePart:
+    """An image in a message: by ``url`` (the provider fetches it) or inline ``data`` (the
+    bytes, with their ``media_type``). ``detail`` is OpenAI's "low" | "high" | "auto" ("" for
+    the provider's default; other providers have no such knob)."""
+
+    url: str = ""
+    data: bytes = b""
+    media_type: str = ""
+    detail: str = ""
+
+    def base64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    def data_url(self) -> str:
+        """``url``, or the inline bytes as a ``data:`` URL."""
+        return self.url or f"data:{self.media_type};base64,{self.base64()}"
+
+    def __repr__(self) -> str:  # never megabytes of bytes in a log line
+        source = f"url={safe_url(self.url)!r}" if self.url else f"data=<{len(self.data)} bytes>"
+        return f"ImagePart({source}, media_type={self.media_type!r})"
+
+
+ContentPart = TextPart | ImagePart
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCall:
+    """One call of a tool the model asked for. ``arguments`` is JSON text exactly as the model
+    wrote it (normally an object); ``id`` pairs the call with its result (a ``Role.TOOL``
+    message's ``tool_call_id``)."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
+    """One turn. ``content`` is the message's text: for a message with ``parts`` (text and
+    images, in order) it is the parts' texts joined, for a ``Role.TOOL`` message the tool's
+    result. An assistant message may carry ``tool_calls`` (and no text); a tool message names
+    the call it answers in ``tool_call_id``. A plain text message sets ``role`` and ``content``
+    only, so the common case costs nothing extra."""
+
     role: Role
     content: str
+    parts: tuple[ContentPart, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        return tuple(p for p in self.parts if type(p) is ImagePart)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tool:
+    """A function the model may call: ``parameters`` is the JSON Schema of its arguments (an
+    object schema); ``strict`` asks the provider to hold the arguments to it exactly."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    strict: bool = False
+
+
+class ToolChoiceMode(enum.StrEnum):
+    AUTO = "auto"  # the model decides (the default when tools are given)
+    NONE = "none"  # no tool call; the model answers in text
+    REQUIRED = "required"  # at least one tool call
+    TOOL = "tool"  # a call of the tool named in ``ToolChoice.name``
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolChoice:
+    mode: ToolChoiceMode = ToolChoiceMode.AUTO
+    name: str = ""  # for ``ToolChoiceMode.TOOL``
+
+
+class ResponseFormatType(enum.StrEnum):
+    TEXT = "text"
+    JSON_OBJECT = "json_object"  # any JSON object
+    JSON_SCHEMA = "json_schema"  # JSON matching ``ResponseFormat.schema``
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResponseFormat:
+    """The shape of the answer's text. For JSON_SCHEMA, ``schema`` is the JSON Schema,
+    ``name`` its name (OpenAI requires one), ``strict`` asks the provider to enforce it
+    exactly (constrained decoding), not merely to aim for it."""
+
+    type: ResponseFormatType = ResponseFormatType.TEXT
+    name: str = "response"
+    schema: Mapping[str, Any] | None = None
+    strict: bool = False
+    description: str = ""
+
+
+class ReasoningEffort(enum.StrEnum):
+    """How much a reasoning model should think (None on a request: the provider's default)."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class ReasoningKind(enum.StrEnum):
+    TEXT = "text"  # the model's reasoning as it produced it
+    SUMMARY = "summary"  # the provider's summary of it
+
+
+class Capability(enum.StrEnum):
+    """What a catalog model can do beyond plain text; a request that needs one is routed only
+    to models whose catalog entry lists it."""
+
+    TOOLS = "tools"  # tool definitions, tool calls and tool results
+    JSON_SCHEMA = "json_schema"  # JSON object and JSON Schema response formats
+    STRICT_SCHEMA = "strict_schema"  # schemas enforced exactly (strict response format or tool)
+    IMAGES = "images"  # images in messages
+    REASONING = "reasoning"  # a reasoning effort on the request
+
+
+def required_capabilities(
+    messages: tuple[ChatMessage, ...],
+    tools: tuple[Tool, ...] = (),
+    response_format: ResponseFormat | None = None,
+    reasoning: ReasoningEffort | None = None,
+) -> frozenset[Capability]:
+    """What a request needs of the model that serves it (empty for plain text)."""
+    needs: set[Capability] = set()
+    if tools:
+        needs.add(Capability.TOOLS)
+        if any(t.strict for t in tools):
+            needs.add(Capability.STRICT_SCHEMA)
+    if response_format is not None and response_format.type is not ResponseFormatType.TEXT:
+        needs.add(Capability.JSON_SCHEMA)
+        if response_format.strict:
+            needs.add(Capability.STRICT_SCHEMA)
+    if reasoning is not None:
+        needs.add(Capability.REASONING)
+    for m in messages:
+        if m.parts and any(type(p) is ImagePart for p in m.parts):
+            needs.add(Capability.IMAGES)
+        if m.tool_calls or m.role is Role.TOOL:
+            needs.add(Capability.TOOLS)
+    return frozenset(needs)
 
 
 class FinishReason(enum.StrEnum):
@@ -71,11 +223,47 @@ class ProviderRequest:
     # This attempt's limits (the model's, resolved against its provider's); None: the
     # provider's own. HTTP adapters bound connect, first byte, gaps and the whole call by them.
     timeouts: Timeouts | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None  # None: the provider's default (auto with tools)
+    parallel_tool_calls: bool | None = None  # None: the provider's default
+    response_format: ResponseFormat | None = None  # None: text
+    reasoning: ReasoningEffort | None = None  # None: the provider's default
+
+    @property
+    def rich(self) -> bool:
+        """Whether anything beyond plain text messages and sampling settings is asked for."""
+        return bool(
+            self.tools
+            or self.response_format is not None
+            or self.reasoning is not None
+            or any(m.parts or m.tool_calls or m.tool_call_id for m in self.messages)
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
     text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallDelta:
+    """A piece of tool call number ``index`` (0, 1, ... in the order the model made them):
+    the first piece of a call carries its ``id`` and ``name``, every piece may carry the next
+    fragment of its ``arguments`` JSON text. The fragments of one call, joined, are its
+    arguments exactly."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning, where the provider exposes it (never answer text)."""
+
+    text: str
+    kind: ReasoningKind = ReasoningKind.TEXT
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +281,7 @@ class Finish:
     raw_reason: str = ""
 
 
-ProviderEvent = TextDelta | UsageReport | Finish
+ProviderEvent = TextDelta | ToolCallDelta | ReasoningDelta | UsageReport | Finish
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +291,9 @@ class Completion:
     text: str
     finish: Finish
     usage: Usage | None  # None when the provider did not report it
+    tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str = ""
+    reasoning_kind: ReasoningKind = ReasoningKind.TEXT
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
