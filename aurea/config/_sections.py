@@ -225,13 +225,6 @@ class LimitsSettings:
         lo=0,
         hi=3600,
     )
-    upstream_hold_max_s: float = setting(
-        60.0,
-        "most seconds an upstream's 429 Retry-After or exhausted rate-limit headers keep a model "
-        "from being called; 0 = never hold",
-        lo=0,
-        hi=3600,
-    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
