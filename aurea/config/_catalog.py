@@ -17,17 +17,38 @@ from aurea.config._rules import (
     Rule,
     Table,
     as_str,
+    as_strs,
     http_url,
     price_nanos,
     read_fields,
     setting,
     show,
 )
-from aurea.providers._base import ProviderSpec, Timeouts
+from aurea.providers._base import Capability, ProviderSpec, Timeouts
 
 SCOPES = ("user", "admin")
 PROVIDER_KINDS = ("simulated", "openai", "anthropic", "gemini", "http", "lambda", "runpod", "local")
 MODEL_KINDS = ("chat", "embedding")
+# What a chat model of each provider kind can do when its catalog entry lists no capabilities
+# (reasoning always needs saying: not every model of a kind takes a reasoning effort).
+_C = Capability
+DEFAULT_CAPABILITIES: dict[str, frozenset[Capability]] = {
+    "simulated": frozenset({_C.TOOLS, _C.JSON_SCHEMA, _C.STRICT_SCHEMA, _C.IMAGES}),
+    "openai": frozenset({_C.TOOLS, _C.JSON_SCHEMA, _C.STRICT_SCHEMA, _C.IMAGES}),
+    "anthropic": frozenset({_C.TOOLS, _C.JSON_SCHEMA, _C.IMAGES}),
+    "gemini": frozenset({_C.TOOLS, _C.JSON_SCHEMA, _C.IMAGES}),
+    # llama.cpp turns a JSON schema into a grammar: the answer cannot leave it.
+    "local": frozenset({_C.JSON_SCHEMA, _C.STRICT_SCHEMA}),
+}
+
+
+def capability_set(v: Any, key: str) -> frozenset[Capability]:
+    names = as_strs(v, key)
+    known = {c.value for c in Capability}
+    for name in names:
+        if name not in known:
+            raise ConfigError(key, f"{show(name)} is not one of {', '.join(sorted(known))}")
+    return frozenset(Capability(n) for n in names)
 
 
 def hash_key(key: str) -> str:
@@ -114,6 +135,15 @@ class ModelSpec:
     tpm: int = setting(0, "tokens per minute; 0 = [limits] default_tpm", lo=0, hi=1e12)
     max_concurrency: int = setting(
         0, "calls in flight at once on this model, per server process; 0 = no limit", lo=0, hi=1e6
+    )
+    capabilities: frozenset[Capability] = setting(
+        frozenset(),
+        "what the model can do beyond plain text: tools, json_schema, strict_schema, images, "
+        "reasoning; calls that need one are routed only to models listing it. Unset: by its "
+        "provider's kind (openai and simulated: all but reasoning; anthropic and gemini: tools, "
+        "json_schema, images; local: json_schema, strict_schema; others: none)",
+        parse=capability_set,
+        allowed="list of capability names",
     )
 
 
@@ -249,6 +279,9 @@ def _model(name: str, block: Any, known_providers: Mapping[str, ProviderSpec]) -
         values["cached_input_nanos_per_mtok"] = values["input_nanos_per_mtok"]
     if not t.has("reasoning_usd_per_mtok"):
         values["reasoning_nanos_per_mtok"] = values["output_nanos_per_mtok"]
+    if not t.has("capabilities"):
+        kind = known_providers[provider].kind
+        values["capabilities"] = DEFAULT_CAPABILITIES.get(kind, frozenset())
     t.done()
     window = values["context_window"]
     if window and values["default_max_tokens"] > window:

@@ -335,6 +335,8 @@ def _toml(v: Any) -> str:
         return json.dumps(v)
     if isinstance(v, tuple):
         return json.dumps(list(v))
+    if isinstance(v, frozenset):
+        return json.dumps(sorted(str(x) for x in v))
     return str(v)
 
 

@@ -16,6 +16,7 @@ from aurea.config import (
     build_settings,
     reference,
 )
+from aurea.config._catalog import DEFAULT_CAPABILITIES
 from aurea.config._sections import SECTIONS
 
 
@@ -248,7 +249,33 @@ def test_models_keep_declared_defaults() -> None:
     defaults = {
         f.name: f.default
         for f in dataclasses.fields(ModelSpec)
-        if f.name not in ("name", "provider", "upstream")
+        if f.name not in ("name", "provider", "upstream", "capabilities")
     }
     assert {k: getattr(m, k) for k in defaults} == defaults
     assert m.upstream == "m"
+    # Unset, the capabilities are its provider kind's (issue 15).
+    assert m.capabilities == DEFAULT_CAPABILITIES["simulated"]
+
+
+def test_model_capabilities_listed_or_by_provider_kind() -> None:
+    settings = build_settings(
+        {
+            "providers": {"g": {"kind": "gemini"}, "h": {"kind": "http", "base_url": "http://x"}},
+            "models": {
+                "listed": {"provider": "g", "capabilities": ["tools", "reasoning"]},
+                "none": {"provider": "g", "capabilities": []},
+                "gem": {"provider": "g"},
+                "custom": {"provider": "h"},
+            },
+        },
+        {},
+    )
+    models = settings.models
+    assert models["listed"].capabilities == {"tools", "reasoning"}
+    assert models["none"].capabilities == frozenset()
+    assert models["gem"].capabilities == {"tools", "json_schema", "images"}
+    assert models["custom"].capabilities == frozenset()
+    with pytest.raises(ConfigError, match=r"models\.m\.capabilities: 'telepathy' is not one of"):
+        build_settings(
+            {"models": {"m": {"provider": "simulated", "capabilities": ["telepathy"]}}}, {}
+        )
