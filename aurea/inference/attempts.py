@@ -158,7 +158,8 @@ class AttemptLoop:
                             attempt.permits.append(permit)
                         ref = self._providers[model.provider]
                         pp = await ref.ask(
-                            Admit(request_id=info.request_id), timeout_s=self._timeout
+                            Admit(request_id=info.request_id, model=model.name),
+                            timeout_s=self._timeout,
                         )
                         await stack.enter_async_context(pp)
                         attempt.permits.append(pp)

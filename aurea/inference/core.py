@@ -102,9 +102,7 @@ class Inference:
             candidates = self._route(call.model, "chat", call, call.fallbacks)
             run = StreamRun(call, emit, record, t0, self._clock, self._deadlines)
             final = await self._loop.run(
-                self._info(
-                    call.request_id, CallKind.STREAM, call.job_id, call.max_tokens, call.principal
-                ),
+                self._info(call, CallKind.STREAM, deadline, candidates),
                 candidates,
                 run.body,
                 record,
@@ -169,9 +167,7 @@ class Inference:
                 )
 
             final = await self._loop.run(
-                self._info(
-                    call.request_id, CallKind.UNARY, call.job_id, call.max_tokens, call.principal
-                ),
+                self._info(call, CallKind.UNARY, deadline, candidates),
                 candidates,
                 body,
                 record,
@@ -218,7 +214,7 @@ class Inference:
                 )
 
             result = await self._loop.run(
-                self._info(call.request_id, CallKind.EMBED, call.job_id, 0, call.principal),
+                self._info(call, CallKind.EMBED, deadline, candidates),
                 candidates,
                 body,
                 record,
@@ -237,10 +233,26 @@ class Inference:
 
     @staticmethod
     def _info(
-        rid: str, kind: CallKind, job: str, max_tokens: int, principal: str = ""
+        call: GenerateCall | EmbedCall,
+        kind: CallKind,
+        deadline: float,
+        candidates: tuple[Candidate, ...],
     ) -> AttemptInfo:
+        """What the guards learn of the call: who, which job, until when, the candidates, and a
+        cheap estimate of the prompt's tokens (characters / 4; actual usage corrects it)."""
+        if isinstance(call, EmbedCall):
+            max_tokens, chars = 0, sum(len(t) for t in call.inputs)
+        else:
+            max_tokens, chars = call.max_tokens, sum(len(m.content) for m in call.messages)
         return AttemptInfo(
-            request_id=rid, kind=kind, job_id=job, max_tokens=max_tokens, principal=principal
+            request_id=call.request_id,
+            kind=kind,
+            job_id=call.job_id,
+            max_tokens=max_tokens,
+            principal=call.principal,
+            deadline=deadline,
+            candidates=candidates,
+            input_tokens=-(-chars // 4),
         )
 
     def _route(
