@@ -35,6 +35,10 @@ MAX_LIST_MODELS = 100
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 _INT64_MAX = 2**63 - 1
+# One outcome's bounds: a day, and a million USD. Beyond them a value is a caller's mistake, and
+# the store's running sums must stay finite and inside int64.
+MAX_LATENCY_MS = 86_400_000
+MAX_COST_NANOS = 10**15
 _TOKEN_PREFIX = b"after:"
 
 _POLICIES = {
@@ -135,11 +139,11 @@ def _outcome_in(req: pb.RecordOutcomeRequest, catalog: Mapping[str, object]) -> 
         bad.append(FieldViolation("model", "is required"))
     elif len(req.model) > MAX_TARGET or req.model not in catalog:
         bad.append(FieldViolation("model", "is not in the model catalog"))
-    latency_ok = math.isfinite(req.latency_ms) and req.latency_ms >= 0
+    latency_ok = math.isfinite(req.latency_ms) and 0 <= req.latency_ms <= MAX_LATENCY_MS
     if not latency_ok:
-        bad.append(FieldViolation("latency_ms", "must be a finite number >= 0"))
-    if req.cost_nanos < 0:
-        bad.append(FieldViolation("cost_nanos", "must be >= 0"))
+        bad.append(FieldViolation("latency_ms", f"must be a number in [0, {MAX_LATENCY_MS}]"))
+    if not 0 <= req.cost_nanos <= MAX_COST_NANOS:
+        bad.append(FieldViolation("cost_nanos", f"must be in [0, {MAX_COST_NANOS}]"))
     ttft_s: float | None = None
     if req.HasField("ttft_ms"):
         t = req.ttft_ms

@@ -254,11 +254,11 @@ class RoutingTable:
             )
         return spec
 
-    def _group(self, name: str, kind: str) -> tuple[Candidate, ...]:
+    def _group(self, name: str, kind: str, field: str) -> tuple[Candidate, ...]:
         cands = self._groups[name]
         if cands and cands[0].model.kind != kind:
             raise InvalidRequest.field(
-                "model", f"route group {_short(name)!r} serves {cands[0].model.kind}, not {kind}"
+                field, f"route group {_short(name)!r} serves {cands[0].model.kind}, not {kind}"
             )
         return cands
 
@@ -292,7 +292,7 @@ class RoutingTable:
             policy = policy or self._policy
             out = self._healthy_first(self._ranked.get((kind, policy), ((), ()))[1])
         elif model in self._groups:
-            out = self._healthy_first(self._group(model, kind))
+            out = self._healthy_first(self._group(model, kind, "model"))
         else:
             out = self._explicit.get(model) or ()
             if not out or out[0].model.kind != kind:
@@ -322,7 +322,7 @@ class RoutingTable:
         if not target or target == AUTO:
             ranked, reason = scored, f"best {kind} model by {policy.value} policy"
         elif target in self._groups:
-            names = [c.model.name for c in self._group(target, kind)]
+            names = [c.model.name for c in self._group(target, kind, "target")]
             by_name = {s.model.name: s for s in scored}
             ranked = [by_name[n] for n in names if n in by_name]
             reason, w = f"first available model of route group {target!r}", self.weights

@@ -134,8 +134,8 @@ class RouterServiceServicer:
         InferenceService calls itself. A bad request records nothing.
 
         Needs the `user` scope. Returns INVALID_ARGUMENT, naming the field, when `model` is empty or not in the catalog,
-        or when `latency_ms`, `cost_nanos` or `ttft_ms` is negative or not finite, or `ttft_ms`
-        exceeds `latency_ms`.
+        or when `latency_ms`, `cost_nanos` or `ttft_ms` is out of its range or not finite, or
+        `ttft_ms` exceeds `latency_ms`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -325,6 +325,8 @@ async def plain() -> AsyncIterator[RunningServer]:
         ({"model": "quick", "latency_ms": -1.0}, "latency_ms"),
         ({"model": "quick", "latency_ms": math.inf}, "latency_ms"),
         ({"model": "quick", "latency_ms": 5.0, "cost_nanos": -3}, "cost_nanos"),
+        ({"model": "quick", "latency_ms": 5.0, "cost_nanos": 2**62}, "cost_nanos"),
+        ({"model": "quick", "latency_ms": 1e300}, "latency_ms"),
         ({"model": "ghost", "latency_ms": 5.0}, "model"),
         ({"model": "", "latency_ms": 5.0}, "model"),
         ({"model": "quick", "latency_ms": 5.0, "ttft_ms": 6.0}, "ttft_ms"),
