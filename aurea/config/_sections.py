@@ -176,7 +176,9 @@ class RoutingSettings:
     )
     stats_store: str = setting("sqlite", "where router stats and weights live", choices=STORES)
     sqlite_path: str = setting(
-        "", "SQLite file; '' = $AUREA_HOME/aurea.db, else ~/.local/share/aurea/aurea.db"
+        "",
+        "SQLite file; '' = aurea.db in $AUREA_STATE_DIR, else $AUREA_HOME, else "
+        "~/.local/share/aurea (the file the other stores share)",
     )
     stats_half_life_s: float = setting(
         300.0,
