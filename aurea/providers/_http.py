@@ -46,6 +46,7 @@ from aurea.providers._retry import (
 )
 from aurea.providers._sse import SSEEvent, aiter_sse
 from aurea.providers._urls import safe_url, url_secrets
+from aurea.telemetry.tracing import inject_trace_headers
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -437,6 +438,7 @@ class HttpClient:
         disconnect; a fully read body goes back to the pool.
         """
         limits = timeouts or self.timeouts
+        headers = inject_trace_headers(headers)  # the call's trace continues upstream
         async with self._semaphore:
             loop = asyncio.get_running_loop()
             start = loop.time()

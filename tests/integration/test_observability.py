@@ -221,11 +221,6 @@ async def test_a_call_without_trace_context_starts_a_trace(rig: Rig) -> None:
     assert call.get_span_context() is not None
 
 
-@pytest.mark.xfail(
-    reason="waits for aurea/providers/_http.py (issue 8B) to pass its headers through "
-    "aurea.telemetry.tracing.inject_trace_headers",
-    strict=False,
-)
 async def test_the_upstream_request_carries_the_attempt_span_context(rig: Rig) -> None:
     await rig.stub.Generate(
         inference_pb2.GenerateRequest(prompt="hi", model="m-up"),
