@@ -177,9 +177,7 @@ class AureaServer:
         self.router_stats: StatsStore | None = None  # opened by start_core()
         self.ledger: LedgerBook | None = None  # opened by start_core()
         # Calls since start (GetMetricsSummary): counted from every call's record.
-        self.call_metrics = CallMetricsBook(
-            {m.name: m.provider for m in settings.models.values()}
-        )
+        self.call_metrics = CallMetricsBook({m.name: m.provider for m in settings.models.values()})
         self.health = CappedHealthServicer(max_watches=settings.server.max_health_watches)
         self.cpu = CpuWindow()
         self.host_cpu = host_cpu_window()  # task admission and system metrics read it

@@ -118,8 +118,7 @@ class ModelSpec:
     )
     stall_timeout_s: float = setting(
         0.0,
-        "most seconds of silence between two chunks of a stream; 0 = the provider's "
-        "idle_timeout_s",
+        "most seconds of silence between two chunks of a stream; 0 = the provider's idle_timeout_s",
         lo=0,
         hi=3600,
     )
