@@ -125,8 +125,15 @@ class InfrastructureServicer(infrastructure_pb2_grpc.InfrastructureServiceServic
             timeout_s=self._timeout,
         )
         write = context.write
+        # A backend may read stdout and stderr in two tasks; grpc's writes must not overlap
+        # (overlapping ones lose messages), so they take turns.
+        turn = asyncio.Lock()
 
         async def sink(stream: int, data: bytes) -> None:
+            async with turn:
+                await _write_chunks(stream, data)
+
+        async def _write_chunks(stream: int, data: bytes) -> None:
             for i in range(0, len(data), _CHUNK):
                 piece = data[i : i + _CHUNK]
                 msg = (

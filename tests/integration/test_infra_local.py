@@ -427,3 +427,18 @@ async def test_a_task_runs_a_command_in_a_resource(tmp_path: Path, local_owner: 
         assert (await st.GetStats(pb.GetStatsRequest())).executions == 1
         await st.Release(pb.ReleaseRequest(resource_id=r.resource_id))
         await wait_status(st, r.resource_id, S.RESOURCE_STATUS_RELEASED)
+
+
+async def test_interleaved_stdout_and_stderr_arrive_whole(tmp_path: Path, local_owner: str) -> None:
+    # Regression: the two streams' readers wrote to the call at the same time, and grpc lost
+    # messages (stderr came back empty now and then).
+    async with running_server(infra_settings(tmp_path, local_owner)) as rs:
+        st = stub(rs.channel)
+        r = await provision(st, LOCAL, pb.ResourceSpec())
+        script = "i=0; while [ $i -lt 300 ]; do echo o$i; echo e$i >&2; i=$((i+1)); done"
+        for _ in range(5):
+            out = await run(st, r.resource_id, "sh", "-c", script)
+            assert out.stdout == b"".join(b"o%d\n" % i for i in range(300))
+            assert out.stderr == b"".join(b"e%d\n" % i for i in range(300))
+        await st.Release(pb.ReleaseRequest(resource_id=r.resource_id))
+        await wait_status(st, r.resource_id, S.RESOURCE_STATUS_RELEASED)
