@@ -222,7 +222,7 @@ def _generate_stream(
     from google.protobuf import json_format
 
     partial = False  # text was written and its line is still open
-    req = pb.GenerateStreamRequest(**fields)
+    req = pb.GenerateStreamRequest(request=pb.GenerateRequest(**fields))
     try:
         for ev in stub.GenerateStream(req, metadata=md, timeout=args.timeout):
             kind = ev.WhichOneof("event")

@@ -116,7 +116,9 @@ def grpc_calls(args: argparse.Namespace, channel: grpc.aio.Channel) -> Call:
         return first, n
 
     unary_req = pb.GenerateRequest(prompt=args.prompt, model=args.model)
-    stream_req = pb.GenerateStreamRequest(prompt=args.prompt, model=args.model)
+    stream_req = pb.GenerateStreamRequest(
+        request=pb.GenerateRequest(prompt=args.prompt, model=args.model)
+    )
     return unary if args.rpc == "Generate" else stream
 
 

@@ -109,7 +109,11 @@ def capture(target: str) -> dict[str, Any]:
     with grpc.insecure_channel(target) as ch:
         stub = inference_pb2_grpc.InferenceServiceStub(ch)
         response = stub.Generate(pb.GenerateRequest(prompt=PROMPT), timeout=10)
-        events = list(stub.GenerateStream(pb.GenerateStreamRequest(prompt=PROMPT), timeout=10))
+        events = list(
+            stub.GenerateStream(
+                pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt=PROMPT)), timeout=10
+            )
+        )
     kinds = [e.WhichOneof("event") for e in events]
     if not kinds or kinds[0] != "started" or kinds[-1] != "final":
         raise RuntimeError(f"unexpected Aurea stream shape: {kinds}")

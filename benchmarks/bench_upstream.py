@@ -209,7 +209,10 @@ def check_aurea(aurea: Server, expected: str) -> dict[str, Any]:
         stub = inference_pb2_grpc.InferenceServiceStub(ch)
         response = stub.Generate(pb.GenerateRequest(prompt=PROMPT, model=MODEL), timeout=10)
         events = list(
-            stub.GenerateStream(pb.GenerateStreamRequest(prompt=PROMPT, model=MODEL), timeout=10)
+            stub.GenerateStream(
+                pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt=PROMPT, model=MODEL)),
+                timeout=10,
+            )
         )
     kinds = [e.WhichOneof("event") for e in events]
     streamed = "".join(e.delta.text for e in events if e.WhichOneof("event") == "delta")

@@ -9,8 +9,23 @@ import math
 from typing import Any
 
 from aurea.errors import FieldViolation, InvalidRequest
-from aurea.inference import EmbedCall, FailoverMode, Final, GenerateCall
-from aurea.providers._base import ChatMessage, FinishReason, Role, Usage
+from aurea.inference import EmbedCall, FailoverMode, Final, GenerateCall, rich
+from aurea.providers._base import (
+    ChatMessage,
+    ContentPart,
+    FinishReason,
+    ReasoningEffort,
+    ReasoningKind,
+    ResponseFormat,
+    ResponseFormatType,
+    Role,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolChoiceMode,
+    Usage,
+)
 from aurea.types import Policy
 from aurea.v1 import inference_pb2 as pb
 
@@ -23,7 +38,33 @@ MAX_JOB_ID = 128
 MAX_EMBED_INPUTS = 2048
 MAX_MODEL_NAME = 256
 
-_ROLES = {pb.ROLE_SYSTEM: Role.SYSTEM, pb.ROLE_USER: Role.USER, pb.ROLE_ASSISTANT: Role.ASSISTANT}
+_ROLES = {
+    pb.ROLE_SYSTEM: Role.SYSTEM,
+    pb.ROLE_USER: Role.USER,
+    pb.ROLE_ASSISTANT: Role.ASSISTANT,
+    pb.ROLE_TOOL: Role.TOOL,
+}
+_TOOL_CHOICE = {
+    pb.TOOL_CHOICE_MODE_UNSPECIFIED: ToolChoiceMode.AUTO,
+    pb.TOOL_CHOICE_MODE_AUTO: ToolChoiceMode.AUTO,
+    pb.TOOL_CHOICE_MODE_NONE: ToolChoiceMode.NONE,
+    pb.TOOL_CHOICE_MODE_REQUIRED: ToolChoiceMode.REQUIRED,
+}
+_FORMATS = {
+    pb.RESPONSE_FORMAT_TYPE_UNSPECIFIED: ResponseFormatType.TEXT,
+    pb.RESPONSE_FORMAT_TYPE_TEXT: ResponseFormatType.TEXT,
+    pb.RESPONSE_FORMAT_TYPE_JSON_OBJECT: ResponseFormatType.JSON_OBJECT,
+    pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA: ResponseFormatType.JSON_SCHEMA,
+}
+_EFFORTS = {
+    pb.REASONING_EFFORT_LOW: ReasoningEffort.LOW,
+    pb.REASONING_EFFORT_MEDIUM: ReasoningEffort.MEDIUM,
+    pb.REASONING_EFFORT_HIGH: ReasoningEffort.HIGH,
+}
+REASONING_KIND = {
+    ReasoningKind.TEXT: pb.REASONING_KIND_TEXT,
+    ReasoningKind.SUMMARY: pb.REASONING_KIND_SUMMARY,
+}
 _POLICIES = {
     pb.ROUTING_POLICY_COST: Policy.COST,
     pb.ROUTING_POLICY_QUALITY: Policy.QUALITY,
@@ -59,9 +100,175 @@ def _raise(bad: list[FieldViolation]) -> None:
         raise InvalidRequest(f"invalid request: {summary}", bad)
 
 
+def _message(m: Any, i: int, bad: list[FieldViolation]) -> ChatMessage | None:
+    at = f"messages[{i}]"
+    role = _ROLES.get(m.role)
+    _check(
+        bad,
+        role is not None,
+        f"{at}.role",
+        "must be ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT or ROLE_TOOL",
+    )
+    if not (m.parts or m.tool_calls or m.tool_call_id):
+        # The common case: one text message, checked as before.
+        _check(bad, bool(m.content), f"{at}.content", "must not be empty")
+        return ChatMessage(role, m.content) if role is not None else None
+    parts: list[ContentPart] = []
+    text = m.content
+    if m.parts:
+        _check(bad, not m.content, f"{at}.content", "give either content or parts, not both")
+        _check(bad, len(m.parts) <= rich.MAX_PARTS, f"{at}.parts", f"at most {rich.MAX_PARTS}")
+        texts: list[str] = []
+        for j, p in enumerate(m.parts):
+            where = f"{at}.parts[{j}]"
+            kind = p.WhichOneof("part")
+            if kind == "text":
+                _check(bad, bool(p.text), f"{where}.text", "must not be empty")
+                parts.append(TextPart(p.text))
+                texts.append(p.text)
+            elif kind == "image":
+                _check(bad, role is Role.USER, where, "images are allowed in ROLE_USER messages")
+                img = p.image
+                image = rich.image_part(
+                    url=img.url,
+                    data=img.data,
+                    media_type=img.media_type,
+                    detail=img.detail,
+                    field=f"{where}.image",
+                    bad=bad,
+                )
+                if image is not None:
+                    parts.append(image)
+            else:
+                bad.append(FieldViolation(where, "needs text or an image"))
+        text = "".join(texts)
+    calls: list[ToolCall] = []
+    if m.tool_calls:
+        _check(bad, role is Role.ASSISTANT, f"{at}.tool_calls", "only on ROLE_ASSISTANT")
+        for j, c in enumerate(m.tool_calls):
+            where = f"{at}.tool_calls[{j}]"
+            _check(
+                bad,
+                0 < len(c.id) <= rich.MAX_TOOL_CALL_ID,
+                f"{where}.id",
+                f"must be 1 to {rich.MAX_TOOL_CALL_ID} characters",
+            )
+            _check(bad, rich.name_ok(c.name), f"{where}.name", rich.NAME_RULE)
+            _check(
+                bad,
+                len(c.arguments) <= rich.MAX_ARGUMENTS_CHARS,
+                f"{where}.arguments",
+                f"at most {rich.MAX_ARGUMENTS_CHARS} characters",
+            )
+            calls.append(ToolCall(id=c.id, name=c.name, arguments=c.arguments or "{}"))
+    elif not parts:
+        _check(bad, bool(m.content), f"{at}.content", "must not be empty")
+    if role is Role.TOOL:
+        _check(
+            bad,
+            0 < len(m.tool_call_id) <= rich.MAX_TOOL_CALL_ID,
+            f"{at}.tool_call_id",
+            f"must be 1 to {rich.MAX_TOOL_CALL_ID} characters on a ROLE_TOOL message",
+        )
+    else:
+        _check(bad, not m.tool_call_id, f"{at}.tool_call_id", "only on ROLE_TOOL")
+    if role is None:
+        return None
+    return ChatMessage(
+        role, text, parts=tuple(parts), tool_calls=tuple(calls), tool_call_id=m.tool_call_id
+    )
+
+
+def _tools(req: Any, bad: list[FieldViolation]) -> tuple[Tool, ...]:
+    _check(bad, len(req.tools) <= rich.MAX_TOOLS, "tools", f"at most {rich.MAX_TOOLS} tools")
+    tools: list[Tool] = []
+    for i, t in enumerate(req.tools):
+        at = f"tools[{i}]"
+        _check(bad, rich.name_ok(t.name), f"{at}.name", rich.NAME_RULE)
+        _check(
+            bad,
+            len(t.description) <= rich.MAX_DESCRIPTION_CHARS,
+            f"{at}.description",
+            f"at most {rich.MAX_DESCRIPTION_CHARS} characters",
+        )
+        params: dict[str, Any] | None = {"type": "object", "properties": {}}
+        if t.parameters_json_schema:
+            params = rich.json_object(t.parameters_json_schema, f"{at}.parameters_json_schema", bad)
+        if params is not None:
+            tools.append(
+                Tool(name=t.name, description=t.description, parameters=params, strict=t.strict)
+            )
+    return tuple(tools)
+
+
+def _tool_choice(req: Any, bad: list[FieldViolation]) -> ToolChoice | None:
+    if not req.HasField("tool_choice"):
+        return None
+    which = req.tool_choice.WhichOneof("choice")
+    if which == "tool":
+        return ToolChoice(mode=ToolChoiceMode.TOOL, name=req.tool_choice.tool)
+    mode = _TOOL_CHOICE.get(req.tool_choice.mode) if which == "mode" else ToolChoiceMode.AUTO
+    _check(bad, mode is not None, "tool_choice.mode", "is not a known ToolChoiceMode value")
+    return ToolChoice(mode=mode or ToolChoiceMode.AUTO)
+
+
+def _response_format(req: Any, bad: list[FieldViolation]) -> ResponseFormat | None:
+    if not req.HasField("response_format"):
+        return None
+    rf = req.response_format
+    kind = _FORMATS.get(rf.type)
+    _check(bad, kind is not None, "response_format.type", "is not a known ResponseFormatType")
+    if kind is None or kind is ResponseFormatType.TEXT:
+        _check(bad, not rf.json_schema, "response_format.json_schema", "only with JSON_SCHEMA")
+        return None
+    _check(
+        bad,
+        len(rf.description) <= rich.MAX_DESCRIPTION_CHARS,
+        "response_format.description",
+        f"at most {rich.MAX_DESCRIPTION_CHARS} characters",
+    )
+    if kind is ResponseFormatType.JSON_OBJECT:
+        _check(bad, not rf.json_schema, "response_format.json_schema", "only with JSON_SCHEMA")
+        _check(bad, not rf.strict, "response_format.strict", "only with JSON_SCHEMA")
+        return ResponseFormat(type=kind)
+    _check(bad, not rf.name or rich.name_ok(rf.name), "response_format.name", rich.NAME_RULE)
+    schema = None
+    if not rf.json_schema:
+        bad.append(FieldViolation("response_format.json_schema", "is required for JSON_SCHEMA"))
+    else:
+        schema = rich.json_object(rf.json_schema, "response_format.json_schema", bad)
+    return ResponseFormat(
+        type=kind,
+        name=rf.name or "response",
+        schema=schema,
+        strict=rf.strict,
+        description=rf.description,
+    )
+
+
 def generate_call(req: Any, request_id: str, deadline: float | None = None) -> GenerateCall:
-    """Validate a GenerateRequest or GenerateStreamRequest (they share field names)."""
+    """Validate a GenerateRequest, or a GenerateStreamRequest (its ``request`` and its stream
+    options)."""
     bad: list[FieldViolation] = []
+    interval = 16
+    failover: FailoverMode | None = FailoverMode.CONTINUE
+    if isinstance(req, pb.GenerateStreamRequest):
+        _check(
+            bad,
+            0 <= req.usage_interval_deltas <= 10_000,
+            "usage_interval_deltas",
+            "must be between 0 and 10000",
+        )
+        interval = req.usage_interval_deltas or 16
+        failover = _FAILOVER.get(req.mid_stream_failover)
+        _check(
+            bad,
+            failover is not None,
+            "mid_stream_failover",
+            "is not a known MidStreamFailover value",
+        )
+        _check(bad, req.HasField("request"), "request", "is required")
+        req = req.request
     messages: list[ChatMessage] = []
     if req.prompt and req.messages:
         bad.append(FieldViolation("prompt", "give either prompt or messages, not both"))
@@ -73,16 +280,9 @@ def generate_call(req: Any, request_id: str, deadline: float | None = None) -> G
             f"at most {MAX_MESSAGES} messages are allowed",
         )
         for i, m in enumerate(req.messages):
-            role = _ROLES.get(m.role)
-            _check(
-                bad,
-                role is not None,
-                f"messages[{i}].role",
-                "must be ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT",
-            )
-            _check(bad, bool(m.content), f"messages[{i}].content", "must not be empty")
-            if role is not None:
-                messages.append(ChatMessage(role, m.content))
+            message = _message(m, i, bad)
+            if message is not None:
+                messages.append(message)
         _check(
             bad,
             any(m.role is not Role.SYSTEM for m in messages) or bool(bad),
@@ -137,24 +337,15 @@ def generate_call(req: Any, request_id: str, deadline: float | None = None) -> G
             f"must be 1 to {MAX_MODEL_NAME} characters",
         )
     _check(bad, len(req.labels) <= MAX_LABELS, "labels", f"at most {MAX_LABELS} labels")
-    interval = 16
-    if hasattr(req, "usage_interval_deltas"):
-        _check(
-            bad,
-            0 <= req.usage_interval_deltas <= 10_000,
-            "usage_interval_deltas",
-            "must be between 0 and 10000",
-        )
-        interval = req.usage_interval_deltas or 16
-    failover: FailoverMode | None = FailoverMode.CONTINUE
-    if hasattr(req, "mid_stream_failover"):
-        failover = _FAILOVER.get(req.mid_stream_failover)
-        _check(
-            bad,
-            failover is not None,
-            "mid_stream_failover",
-            "is not a known MidStreamFailover value",
-        )
+    tools = _tools(req, bad) if req.tools else ()
+    choice = _tool_choice(req, bad)
+    response_format = _response_format(req, bad)
+    reasoning = None
+    if req.reasoning_effort:
+        reasoning = _EFFORTS.get(req.reasoning_effort)
+        _check(bad, reasoning is not None, "reasoning_effort", "is not a known ReasoningEffort")
+    if tools or choice is not None or any(m.role is Role.TOOL for m in messages):
+        rich.check_conversation(messages, tools, choice, bad)
     _raise(bad)
     return GenerateCall(
         request_id=request_id,
@@ -173,6 +364,13 @@ def generate_call(req: Any, request_id: str, deadline: float | None = None) -> G
         usage_interval=interval,
         deadline=deadline,
         failover=failover or FailoverMode.CONTINUE,
+        tools=tools,
+        tool_choice=choice,
+        parallel_tool_calls=(
+            req.parallel_tool_calls if req.HasField("parallel_tool_calls") else None
+        ),
+        response_format=response_format,
+        reasoning=reasoning,
     )
 
 
@@ -208,6 +406,10 @@ def usage_pb(u: Usage) -> pb.Usage:
     )
 
 
+def tool_calls_pb(calls: tuple[ToolCall, ...]) -> list[pb.ToolCall]:
+    return [pb.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in calls]
+
+
 def final_pb(f: Final) -> pb.StreamFinal:
     return pb.StreamFinal(
         finish_reason=FINISH[f.finish_reason],
@@ -218,4 +420,5 @@ def final_pb(f: Final) -> pb.StreamFinal:
         model=f.model,
         provider=f.provider,
         attempts=f.attempts,
+        tool_calls=tool_calls_pb(f.tool_calls) if f.tool_calls else None,
     )

@@ -18,7 +18,9 @@ from aurea.inference import (
     Final,
     GenEvent,
     Inference,
+    ReasoningDelta,
     Started,
+    ToolCallDelta,
     UsageUpdate,
 )
 from aurea.inference.writer import CoalescingWriter
@@ -66,6 +68,16 @@ def _event_pb(ev: GenEvent) -> pb.GenerateStreamResponse:
                     restart=ev.restart,
                 )
             )
+        case ToolCallDelta():
+            return R(
+                tool_call=pb.ToolCallDelta(
+                    index=ev.index, id=ev.id, name=ev.name, arguments=ev.arguments
+                )
+            )
+        case ReasoningDelta():
+            return R(
+                reasoning=pb.ReasoningDelta(text=ev.text, kind=convert.REASONING_KIND[ev.kind])
+            )
         case Final():
             return R(final=convert.final_pb(ev))
 
@@ -92,6 +104,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             attempts=f.attempts,
             cache_hit=False,
             route_reason=f.route_reason,
+            tool_calls=convert.tool_calls_pb(f.tool_calls) if f.tool_calls else None,
+            reasoning=f.reasoning,
+            reasoning_kind=convert.REASONING_KIND[f.reasoning_kind] if f.reasoning else None,
         )
 
     async def GenerateStream(

@@ -22,6 +22,7 @@ from aurea.inference.calls import (
 from aurea.inference.classify import Action, classify
 from aurea.inference.core import Inference, RecordSink
 from aurea.inference.guards import AllowDenyGuard, AttemptInfo, Guard, Permit
+from aurea.providers._base import ReasoningDelta, ToolCallDelta
 
 __all__ = [
     "Action",
@@ -44,8 +45,10 @@ __all__ = [
     "Guard",
     "Inference",
     "Permit",
+    "ReasoningDelta",
     "RecordSink",
     "Started",
+    "ToolCallDelta",
     "UsageUpdate",
     "classify",
 ]

@@ -10,7 +10,19 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from aurea.providers._base import ChatMessage, FinishReason, Usage
+from aurea.providers._base import (
+    ChatMessage,
+    FinishReason,
+    ReasoningDelta,
+    ReasoningEffort,
+    ReasoningKind,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    Usage,
+)
 from aurea.types import Policy
 
 
@@ -56,6 +68,13 @@ class GenerateCall:
     usage_interval: int = 16
     deadline: float | None = None  # monotonic instant; None: the server's default bound
     failover: FailoverMode = FailoverMode.CONTINUE
+    # Rich generation: what the model may call, how it must shape its answer, how hard it
+    # should think. Candidates whose catalog capabilities lack what these need are skipped.
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    reasoning: ReasoningEffort | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,9 +134,16 @@ class Final:
     attempts: int
     route_reason: str = ""
     text: str = ""  # filled for unary calls only
+    # The answer's tool calls, whole and in order (streams send them as ``ToolCallDelta`` s
+    # first; ``final`` repeats them assembled).
+    tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str = ""  # filled for unary calls only, where the provider exposes it
+    reasoning_kind: ReasoningKind = ReasoningKind.TEXT
 
 
-GenEvent = Started | Delta | UsageUpdate | FallbackEvent | Final
+# ``ToolCallDelta`` and ``ReasoningDelta`` reach the edge as the adapters made them (their
+# ``index`` is the call's position in this answer).
+GenEvent = Started | Delta | ToolCallDelta | ReasoningDelta | UsageUpdate | FallbackEvent | Final
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -34,6 +34,7 @@ from aurea.inference.calls import (
 )
 from aurea.inference.deadlines import Deadlines
 from aurea.inference.guards import AttemptInfo, Guard
+from aurea.inference.rich import capable
 from aurea.inference.stream import StreamRun
 from aurea.pricing import cost_nanos
 from aurea.providers._base import (
@@ -41,12 +42,15 @@ from aurea.providers._base import (
     Embeddings,
     EmbedRequest,
     FinishReason,
+    ProviderRequest,
     Timeouts,
     Usage,
+    required_capabilities,
 )
 from aurea.providers._tokens import (
     estimate_messages_tokens_async,
     estimate_text_tokens_async,
+    prompt_extra_tokens,
 )
 from aurea.routing import Candidate, RouterView
 from aurea.runtime import ActorRef
@@ -123,24 +127,19 @@ class Inference:
             async def body(cand: Candidate, attempt: Attempt) -> Final:
                 model = cand.model
                 limits = self._deadlines.of(model)
+                request = provider_request(call, cand, limits)
                 try:
                     async with asyncio.timeout(limits.total_s):
-                        result: Completion = await attempt.adapter.complete(
-                            provider_request(call, cand, limits)
-                        )
+                        result: Completion = await attempt.adapter.complete(request)
                 except TimeoutError as exc:
                     raise _too_long(model.provider, limits) from exc
                 except BaseException as exc:
                     raise mapped(model.provider, exc) from exc
-                usage = result.usage or Usage(
-                    input_tokens=await estimate_messages_tokens_async(
-                        call.messages, model.upstream
-                    ),
-                    output_tokens=await estimate_text_tokens_async(result.text, model.upstream),
-                    estimated=True,
-                )
+                usage = result.usage or await _estimate_unary(request, result)
                 cost = cost_nanos(model, usage)
                 finish = result.finish.reason
+                if result.tool_calls and finish is FinishReason.STOP:
+                    finish = FinishReason.TOOL_CALLS  # (Gemini says STOP after calls)
                 try:
                     attempt.observe(usage, cost)
                 except BudgetExceeded as exc:
@@ -164,6 +163,9 @@ class Inference:
                     attempts=attempt.number,
                     route_reason=cand.reason,
                     text=result.text,
+                    tool_calls=result.tool_calls,
+                    reasoning=result.reasoning,
+                    reasoning_kind=result.reasoning_kind,
                 )
 
             final = await self._loop.run(
@@ -259,8 +261,15 @@ class Inference:
         self, model: str, kind: str, call: GenerateCall | None, fallbacks: tuple[str, ...]
     ) -> tuple[Candidate, ...]:
         # The router's published snapshot: no mailbox hop per call.
-        policy = call.policy if call is not None else None
-        return self._view.table.route(model, kind, policy, fallbacks)
+        if call is None:
+            return self._view.table.route(model, kind, None, fallbacks)
+        cands = self._view.table.route(model, kind, call.policy, fallbacks)
+        needs = required_capabilities(
+            call.messages, call.tools, call.response_format, call.reasoning
+        )
+        # Only candidates that can do what the call needs (the router does not know what a
+        # call needs; it ranks models). Plain text needs nothing: no filtering, no copy.
+        return capable(cands, needs) if needs else cands
 
     def _bounded(self, deadline: float | None, record: CallRecord, t0: float) -> _Bounded:
         """Bound the whole call (every retry and candidate) by the caller's deadline or, when
@@ -268,6 +277,23 @@ class Inference:
         if deadline is None:
             deadline = t0 + self._default_timeout_s
         return _Bounded(self, deadline, record, t0)
+
+
+async def _estimate_unary(request: ProviderRequest, result: Completion) -> Usage:
+    """A unary answer's usage when the provider reported none: the prompt (tool definitions
+    and schema included), the text, the tool calls and the reasoning."""
+    upstream = request.model
+    output = result.text + result.reasoning
+    for tc in result.tool_calls:
+        output += tc.name + tc.arguments
+    reasoning = await estimate_text_tokens_async(result.reasoning, upstream)
+    return Usage(
+        input_tokens=await estimate_messages_tokens_async(request.messages, upstream)
+        + prompt_extra_tokens(request),
+        output_tokens=await estimate_text_tokens_async(output, upstream),
+        reasoning_tokens=reasoning,
+        estimated=True,
+    )
 
 
 def _too_long(provider: str, limits: Timeouts) -> ProviderTimeout:

@@ -9,6 +9,14 @@ the partial text and the candidate answers from the start; else the call ends wi
 cut the stream. A candidate that refuses the prefill is restarted at once when restarts are
 allowed, else passed over; its refusal never becomes the call's error. What the abandoned
 attempts cost was paid for: it is added to the call's usage and cost.
+
+Tool calls: no provider continues a half-made tool call, and none takes tool calls as a
+prefill. So once a piece of a tool call has reached the client (``tools_held``), the answer is
+never continued: it is restarted on the next candidate when the request allows restarts (the
+``fallback`` event's ``restart`` tells the client to discard the text *and* the tool calls it
+holds, and the new answer's calls are numbered from 0 again), else the call ends with the error
+that cut it. Either way no tool call reaches the client twice, and none is lost: the ``final``
+event lists exactly the calls of the answer that finished.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ class MidStream:
         "record",
         "spent",
         "spent_nanos",
+        "tools_held",
     )
 
     def __init__(
@@ -64,6 +73,7 @@ class MidStream:
         self.record = record
         self._emit = emit
         self.held: list[str] = []
+        self.tools_held = False  # the client holds pieces of tool calls of the current answer
         self.cut: AureaError | None = None
         self.no_prefill: set[str] = set()
         self.spent: Usage | None = None
@@ -76,6 +86,8 @@ class MidStream:
         """The partial answer to send as a prefill ("" for a fresh answer). Trailing whitespace
         is left out (some APIs refuse it); the body drops the continuation's leading
         whitespace instead."""
+        if self.tools_held:
+            return ""  # never reached: ``accepts`` restarts an answer with tool calls
         return "".join(self.held).rstrip() if self.held else ""
 
     def spend(self, usage: Usage, cost_nanos: int) -> None:
@@ -95,6 +107,7 @@ class MidStream:
             return ev
         self._restart_next = False
         self.held.clear()
+        self.tools_held = False
         return FallbackEvent(
             from_model=ev.from_model,
             to_model=ev.to_model,
@@ -108,10 +121,15 @@ class MidStream:
     # -- the Failover hooks -----------------------------------------------------------------
 
     def accepts(self, cand: Candidate) -> bool:
-        if not self.held:
+        if not self.held and not self.tools_held:
             return True  # nothing to continue: a fresh answer, as before any output
         model = cand.model
-        if self.mode.continues and model.accepts_prefill and model.name not in self.no_prefill:
+        if (
+            self.mode.continues
+            and not self.tools_held
+            and model.accepts_prefill
+            and model.name not in self.no_prefill
+        ):
             return True
         if self.mode.restarts:
             self._restart_next = True
@@ -137,6 +155,7 @@ class MidStream:
             model = cand.model
             self.record.fallbacks += 1
             self.held.clear()
+            self.tools_held = False
             await self._emit(
                 FallbackEvent(
                     from_model=model.name,
@@ -155,7 +174,7 @@ class MidStream:
         """While the client holds part of an answer, the call ends with what cut it, whatever
         the fallbacks then failed with (a refused prefill above all)."""
         cut = self.cut
-        if cut is None or not self.held or cut is err:
+        if cut is None or not (self.held or self.tools_held) or cut is err:
             return err
         if not isinstance(err, ProviderError | Unavailable):
             return err  # the call's own limits (budget, deadline) say more

@@ -1,7 +1,9 @@
 """The body of a streaming attempt: relay the adapter's events as they come (``started`` once,
-deltas, periodic usage estimates), hold the upstream to its time-to-first-token, stall and total
-limits, let the permits observe usage, continue or restart an answer another candidate broke off
-(``failover.MidStream``), and never end a cut stream as a success."""
+text, tool-call and reasoning deltas, periodic usage estimates), hold the upstream to its
+time-to-first-token, stall and total limits, let the permits observe usage, continue or restart
+an answer another candidate broke off (``failover.MidStream``), and never end a cut stream as a
+success. Tool-call pieces are relayed as they come and assembled for ``final``; once one has
+reached the client the answer can only be restarted, never continued (see ``failover``)."""
 
 from __future__ import annotations
 
@@ -26,13 +28,17 @@ from aurea.inference.calls import (
 )
 from aurea.inference.deadlines import Deadlines, Watchdog
 from aurea.inference.failover import MidStream
+from aurea.inference.rich import ToolCalls
 from aurea.pricing import cost_nanos
 from aurea.providers._base import (
     ChatMessage,
     Finish,
     FinishReason,
+    ReasoningDelta,
     Role,
     TextDelta,
+    ToolCall,
+    ToolCallDelta,
     Usage,
     UsageReport,
 )
@@ -41,6 +47,7 @@ from aurea.providers._tokens import (
     estimate_messages_tokens_async,
     estimate_text_tokens,
     estimate_text_tokens_async,
+    extra_tokens,
 )
 
 log = structlog.get_logger("aurea.inference")
@@ -114,20 +121,28 @@ class StreamRun:
 
     async def _input(self, upstream: str, prefill: str) -> int:
         if self.input_tokens < 0:
-            self.input_tokens = await estimate_messages_tokens_async(self.call.messages, upstream)
+            call = self.call
+            self.input_tokens = await estimate_messages_tokens_async(
+                call.messages, upstream
+            ) + extra_tokens(call.tools, call.response_format, upstream)
         if prefill:
             return self.input_tokens + await estimate_text_tokens_async(prefill, upstream)
         return self.input_tokens
 
-    def _estimate_now(self, upstream: str, out: list[str], prefill: str) -> Usage:
+    def _estimate_now(
+        self, upstream: str, out: list[str], prefill: str, tools: ToolCalls, thoughts: list[str]
+    ) -> Usage:
         """A usage estimate without awaiting (for error and cancel paths)."""
         if self.input_tokens >= 0:
             input_tokens = self.input_tokens
         else:
             input_tokens = sum(estimate_chars(m.content) for m in self.call.messages)
+        output = "".join(out)
+        if tools or thoughts:
+            output += tools.text() + "".join(thoughts)
         return Usage(
             input_tokens=input_tokens + (estimate_chars(prefill) if prefill else 0),
-            output_tokens=estimate_text_tokens("".join(out), upstream),
+            output_tokens=estimate_text_tokens(output, upstream),
             estimated=True,
         )
 
@@ -155,6 +170,8 @@ class StreamRun:
         chars = 0
         interval = call.usage_interval
         out: list[str] = []
+        tools = ToolCalls()  # the tool calls relayed so far
+        thoughts: list[str] = []  # reasoning relayed so far
         input_tokens = 0
         try:
             while True:
@@ -222,6 +239,38 @@ class StreamRun:
                         raise
                 elif type(ev) is Finish:
                     finish = ev
+                elif type(ev) is ToolCallDelta or type(ev) is ReasoningDelta:
+                    if not deltas:
+                        watch.first = False
+                        if self.record.ttft_s is None:
+                            self.record.ttft_s = clock() - self.t0
+                        attempt.committed = True
+                        input_tokens = await self._input(model.upstream, prefill)
+                    deltas += 1
+                    if isinstance(ev, ToolCallDelta):
+                        chars += len(ev.name) + len(ev.arguments)
+                        tools.add(ev)
+                    else:
+                        chars += len(ev.text)
+                        thoughts.append(ev.text)
+                    est = Usage(
+                        input_tokens=input_tokens,
+                        output_tokens=max(deltas, chars // 4),
+                        estimated=True,
+                    )
+                    cost = cost_nanos(model, est)
+                    try:
+                        attempt.observe(est, cost)
+                    except BudgetExceeded:
+                        finish = Finish(FinishReason.BUDGET_EXCEEDED, "budget")
+                        break
+                    await emit(ev)
+                    if interval and deltas % interval == 0:
+                        shown = Usage(
+                            input_tokens=input_tokens, output_tokens=deltas, estimated=True
+                        )
+                        shown, shown_cost = mid.total(shown, cost_nanos(model, shown))
+                        await emit(UsageUpdate(usage=shown, cost_nanos=shown_cost))
             if finish is None:
                 raise StreamBroken(
                     f"provider {model.provider} ended the stream without finishing",
@@ -230,18 +279,20 @@ class StreamRun:
         except AureaError:
             if attempt.committed:
                 # Output has begun: count what was spent (a fallback may still take over).
-                spent = usage or self._estimate_now(model.upstream, out, prefill)
+                spent = usage or self._estimate_now(model.upstream, out, prefill, tools, thoughts)
                 cost = cost_nanos(model, spent)
                 _observe_final(attempt, spent, cost)
                 mid.spend(spent, cost)
                 mid.held.extend(out)
+                if tools:
+                    mid.tools_held = True
                 total, total_cost = mid.total(Usage(), 0)
                 self.record.usage, self.record.cost_nanos = total, total_cost
                 await emit(UsageUpdate(usage=total, cost_nanos=total_cost))
             raise
         except BaseException:
             if attempt.committed:  # the caller left mid-stream: still count what was spent
-                spent = usage or self._estimate_now(model.upstream, out, prefill)
+                spent = usage or self._estimate_now(model.upstream, out, prefill, tools, thoughts)
                 cost = cost_nanos(model, spent)
                 _observe_final(attempt, spent, cost)
                 mid.spend(spent, cost)
@@ -262,16 +313,28 @@ class StreamRun:
                 estimated=True,
             )
         elif usage is None:
+            output = "".join(out)
+            reasoning = 0
+            if tools or thoughts:
+                output += tools.text() + "".join(thoughts)
+                reasoning = await estimate_text_tokens_async("".join(thoughts), model.upstream)
             usage = Usage(
                 input_tokens=await self._input(model.upstream, prefill),
-                output_tokens=await estimate_text_tokens_async("".join(out), model.upstream),
+                output_tokens=await estimate_text_tokens_async(output, model.upstream),
+                reasoning_tokens=reasoning,
                 estimated=True,
             )
+        reason = finish.reason
+        calls: tuple[ToolCall, ...] = ()
+        if tools:
+            calls = tools.calls()
+            if reason is FinishReason.STOP:
+                reason = FinishReason.TOOL_CALLS  # (Gemini says STOP after calls)
         cost = cost_nanos(model, usage)
         _observe_final(attempt, usage, cost)
         total, total_cost = mid.total(usage, cost)
         final = Final(
-            finish_reason=finish.reason,
+            finish_reason=reason,
             usage=total,
             cost_nanos=total_cost,
             latency_s=clock() - self.t0,
@@ -280,6 +343,7 @@ class StreamRun:
             provider=model.provider,
             attempts=attempt.number,
             route_reason=cand.reason,
+            tool_calls=calls,
         )
         settle(self.record, final)
         return final

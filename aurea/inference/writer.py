@@ -4,7 +4,9 @@ up while the transport is busy with the previous write go out merged, as one del
 A transport write (a gRPC message, an HTTP chunk) costs far more than reading one upstream chunk,
 so relaying every upstream delta as its own message makes a stream several times dearer. The
 proto allows merging; order is kept, and a slow reader still back-pressures the provider (emit
-waits once ``max_pending_chars`` of text is queued).
+waits once ``max_pending_chars`` of text is queued). Pieces of one tool call's arguments merge
+the same way (a piece that opens a call, with its id and name, starts a new event), and so do
+reasoning pieces of one kind.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from aurea.inference.calls import Delta, GenEvent
+from aurea.providers._base import ReasoningDelta, ToolCallDelta
 
 Write = Callable[[GenEvent], Awaitable[None]]
 
@@ -72,12 +75,16 @@ class CoalescingWriter:
         if self._error is not None:
             raise self._error
         pending = self._pending
-        if type(ev) is Delta and pending and type(pending[-1]) is Delta:
-            pending[-1] = Delta(pending[-1].text + ev.text)
+        if type(ev) is Delta:
+            if pending and type(pending[-1]) is Delta:
+                pending[-1] = Delta(pending[-1].text + ev.text)
+            else:
+                pending.append(ev)
+            self._pending_chars += len(ev.text)
+        elif type(ev) is ToolCallDelta or type(ev) is ReasoningDelta:
+            self._pending_chars += _merge(pending, ev)
         else:
             pending.append(ev)
-        if type(ev) is Delta:
-            self._pending_chars += len(ev.text)
         self._idle.clear()
         self._wake.set()
         if self._pending_chars > self._max:
@@ -102,11 +109,35 @@ class CoalescingWriter:
                     await self._wake.wait()
                     continue
                 ev = pending.popleft()
-                if type(ev) is Delta:
+                if type(ev) is Delta or type(ev) is ReasoningDelta:
                     self._pending_chars -= len(ev.text)
+                elif type(ev) is ToolCallDelta:
+                    self._pending_chars -= len(ev.arguments)
                 await write(ev)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # the transport failed: the producer learns it next emit
             self._error = exc
             self._idle.set()
+
+
+def _merge(pending: deque[GenEvent], ev: ToolCallDelta | ReasoningDelta) -> int:
+    """Queue ``ev``, merged into the last queued event when it continues it; the characters
+    it adds to the queue."""
+    last = pending[-1] if pending else None
+    if isinstance(ev, ToolCallDelta):
+        if type(last) is ToolCallDelta and last.index == ev.index and not ev.id and not ev.name:
+            pending[-1] = ToolCallDelta(
+                index=last.index,
+                id=last.id,
+                name=last.name,
+                arguments=last.arguments + ev.arguments,
+            )
+        else:
+            pending.append(ev)
+        return len(ev.arguments)
+    if type(last) is ReasoningDelta and last.kind is ev.kind:
+        pending[-1] = ReasoningDelta(last.text + ev.text, ev.kind)
+    else:
+        pending.append(ev)
+    return len(ev.text)

@@ -15,6 +15,14 @@ character class longer than ``_RUN_CHUNK`` are therefore cut into blocks before 
 block's count is cached, so a huge uniform run costs one encode), and any failure still left falls
 back to the character rule. For big prompts use the ``*_async`` functions: above
 ``INLINE_LIMIT_CHARS`` they count on a worker thread, so the event loop keeps serving other calls.
+
+The rich parts of a prompt are estimated by documented rules (used only where the provider
+reports no usage): an image costs OpenAI's high-detail tile rule, ``85 + 170 * tiles`` (the
+image scaled to fit 2048x2048, then its short side to 768, cut in 512-pixel tiles), with its
+size read from the header of inline bytes; 85 with ``detail = "low"``; 765 (a 1024x1024 image)
+when the size is unknown (a URL). A tool definition costs its name, description and JSON
+parameters' tokens plus 8, and 12 more once per request; a response format's schema its JSON's
+tokens plus 8; a tool call in an assistant message its name and arguments plus 3.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ import functools
 import gzip
 import hashlib
 import importlib.util
+import json
+import math
 import os
 import re
 import threading
@@ -33,7 +43,15 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aurea.providers._base import ChatMessage, Usage
+from aurea.providers._base import (
+    ChatMessage,
+    ImagePart,
+    ProviderRequest,
+    ResponseFormat,
+    Tool,
+    Usage,
+)
+from aurea.providers._images import image_size
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -46,7 +64,10 @@ __all__ = [
     "estimate_text_tokens_async",
     "estimate_usage",
     "estimate_usage_async",
+    "extra_tokens",
+    "image_tokens",
     "preload",
+    "prompt_extra_tokens",
     "tokenizer_available",
 ]
 
@@ -222,13 +243,67 @@ def _count_block(name: str, block: str) -> int:
     return len(_encoding(name).encode_ordinary(block))
 
 
+_IMAGE_UNKNOWN = 765  # a 1024x1024 image at high detail
+_TOKENS_PER_TOOL = 8
+_TOKENS_TOOLS = 12
+_TOKENS_PER_TOOL_CALL = 3
+
+
+def image_tokens(image: ImagePart) -> int:
+    """An image's prompt tokens by OpenAI's tile rule (see the module docstring)."""
+    if image.detail == "low":
+        return 85
+    size = image_size(image.data) if image.data else None
+    if size is None:
+        return _IMAGE_UNKNOWN
+    if size[0] <= 0 or size[1] <= 0:
+        return _IMAGE_UNKNOWN
+    scale = min(1.0, 2048 / max(size))
+    w, h = size[0] * scale, size[1] * scale
+    scale = min(1.0, 768 / min(w, h))
+    return 85 + 170 * math.ceil(w * scale / 512) * math.ceil(h * scale / 512)
+
+
+def _rich_tokens(message: ChatMessage, model: str) -> int:
+    total = 0
+    for part in message.parts:
+        if type(part) is ImagePart:
+            total += image_tokens(part)
+    for call in message.tool_calls:
+        total += _TOKENS_PER_TOOL_CALL + estimate_text_tokens(call.name, model)
+        total += estimate_text_tokens(call.arguments, model)
+    return total
+
+
 def estimate_messages_tokens(messages: Iterable[ChatMessage], model: str) -> int:
-    """Prompt tokens for a chat: contents and roles plus OpenAI's per-message framing."""
+    """Prompt tokens for a chat: contents and roles plus OpenAI's per-message framing, and the
+    images and tool calls messages carry."""
     total = _TOKENS_REPLY_PRIMING
     for message in messages:
         total += _TOKENS_PER_MESSAGE
         total += estimate_text_tokens(str(message.role), model)
         total += estimate_text_tokens(message.content, model)
+        if message.parts or message.tool_calls:
+            total += _rich_tokens(message, model)
+    return total
+
+
+def prompt_extra_tokens(request: ProviderRequest) -> int:
+    """Prompt tokens beyond the messages: tool definitions and a response format's schema (0 for
+    a plain request, at no cost)."""
+    return extra_tokens(request.tools, request.response_format, request.model)
+
+
+def extra_tokens(tools: Sequence[Tool], fmt: ResponseFormat | None, model: str) -> int:
+    """``prompt_extra_tokens`` from its parts."""
+    if not tools and (fmt is None or fmt.schema is None):
+        return 0
+    total = _TOKENS_TOOLS if tools else 0
+    for tool in tools:
+        text = f"{tool.name}\n{tool.description}\n{json.dumps(tool.parameters)}"
+        total += _TOKENS_PER_TOOL + estimate_text_tokens(text, model)
+    if fmt is not None and fmt.schema is not None:
+        total += _TOKENS_PER_TOOL + estimate_text_tokens(json.dumps(fmt.schema), model)
     return total
 
 

@@ -76,16 +76,20 @@ async def reported_usage(
     messages: Sequence[ChatMessage],
     output_text: str,
     model: str,
+    extra_input_tokens: int = 0,
 ) -> Usage:
     """A valid ``Usage`` from what the upstream reported; a missing or invalid input or output
-    count is estimated instead (and the usage marked ``estimated``). Cached tokens never exceed
-    the input, reasoning tokens never exceed the output; missing or invalid ones are 0."""
+    count is estimated instead (and the usage marked ``estimated``; ``extra_input_tokens`` is
+    what the prompt holds beyond ``messages``, from ``_tokens.prompt_extra_tokens``). Cached
+    tokens never exceed the input, reasoning tokens never exceed the output; missing or invalid
+    ones are 0."""
     counts = counts or Counts()
     input_tokens = token_count(counts.input_tokens)
     output_tokens = token_count(counts.output_tokens)
     estimated = input_tokens is None or output_tokens is None
     if input_tokens is None:
         input_tokens = await estimate_messages_tokens_async(messages, model)
+        input_tokens += extra_input_tokens  # tool definitions, a response schema
     if output_tokens is None:
         output_tokens = await estimate_text_tokens_async(output_text, model)
     input_tokens = min(input_tokens, MAX_TOKEN_COUNT)

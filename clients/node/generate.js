@@ -45,7 +45,8 @@ function printSummary(final, extra) {
 if (values.stream) {
   let deltas = 0;
   let final = null;
-  const call = client.GenerateStream(request, metadata, options);
+  // GenerateStream takes Generate's request, plus stream-only options (none set here).
+  const call = client.GenerateStream({ request }, metadata, options);
   call.on('data', (event) => {
     // oneofs: true names the event that is set, so one switch covers every kind.
     switch (event.event) {

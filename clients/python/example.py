@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         try:
             if args.stream:
-                stream_request = pb.GenerateStreamRequest(prompt=args.prompt, model=args.model)
+                stream_request = pb.GenerateStreamRequest(
+                    request=pb.GenerateRequest(prompt=args.prompt, model=args.model)
+                )
                 events = stub.GenerateStream(
                     stream_request, metadata=metadata, timeout=args.timeout
                 )

@@ -69,7 +69,8 @@ async def test_300_role_less_messages_are_invalid_argument_with_a_readable_messa
             await stub.Generate(pb.GenerateRequest(messages=messages), timeout=TIMEOUT_S)
         else:
             call = stub.GenerateStream(
-                pb.GenerateStreamRequest(messages=messages), timeout=TIMEOUT_S
+                pb.GenerateStreamRequest(request=pb.GenerateRequest(messages=messages)),
+                timeout=TIMEOUT_S,
             )
             async for _ in call:
                 pass

@@ -351,7 +351,9 @@ async def test_provider_concurrency_is_one_pool_for_both_doors(
     s = settings(providers=slow_sim(200, 10, max_concurrency=1))
     async with running_server(s) as rs:
         stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
-        call = stub.GenerateStream(pb.GenerateStreamRequest(prompt="x", model="sim-small"))
+        call = stub.GenerateStream(
+            pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt="x", model="sim-small"))
+        )
         await call.read()  # started: the provider's one slot is held by the gRPC stream
         async with http.post(url(rs, CHAT), json=chat_body()) as r:
             assert r.status == 503

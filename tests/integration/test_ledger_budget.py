@@ -95,7 +95,9 @@ class Outcome:
 
 
 async def _stream(rig: Rig, prompt: str, job: str, deadline_s: float | None = None) -> Outcome:
-    req = ipb.GenerateStreamRequest(prompt=prompt, job_id=job, max_tokens=MAX_TOKENS)
+    req = ipb.GenerateStreamRequest(
+        request=ipb.GenerateRequest(prompt=prompt, job_id=job, max_tokens=MAX_TOKENS)
+    )
     events: list[str] = []
     text = []
     try:
@@ -248,7 +250,9 @@ async def test_refusal_carries_the_job_figures_before_any_byte_goes_upstream(
 ) -> None:
     await rig.ledger.SetBudget(lpb.SetBudgetRequest(job_id="broke", budget_nanos=0))
     before = rig.fake.request_count
-    stream = rig.inference.GenerateStream(ipb.GenerateStreamRequest(prompt="hi", job_id="broke"))
+    stream = rig.inference.GenerateStream(
+        ipb.GenerateStreamRequest(request=ipb.GenerateRequest(prompt="hi", job_id="broke"))
+    )
     for call in (
         rig.inference.Generate(ipb.GenerateRequest(prompt="hi", job_id="broke")),
         _first(stream),

@@ -120,7 +120,9 @@ async def test_hand_worked_costs_match_answers_get_job_and_get_summary(rig: Rig)
         expected = hand_cost(model, inp, cached, out, extra)
         if stream:
             final = None
-            req = ipb.GenerateStreamRequest(prompt=prompt, model=model, job_id="hand")
+            req = ipb.GenerateStreamRequest(
+                request=ipb.GenerateRequest(prompt=prompt, model=model, job_id="hand")
+            )
             async for ev in rig.inference.GenerateStream(req):
                 if ev.WhichOneof("event") == "final":
                     final = ev.final

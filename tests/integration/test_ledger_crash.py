@@ -34,7 +34,9 @@ sqlite_path = "{db}"
 
 
 async def _final_cost(stub: inference_pb2_grpc.InferenceServiceStub, max_tokens: int) -> int:
-    req = ipb.GenerateStreamRequest(prompt="crash test", job_id="crash", max_tokens=max_tokens)
+    req = ipb.GenerateStreamRequest(
+        request=ipb.GenerateRequest(prompt="crash test", job_id="crash", max_tokens=max_tokens)
+    )
     async for ev in stub.GenerateStream(req, timeout=60):
         if ev.WhichOneof("event") == "final":
             return int(ev.final.cost_nanos)

@@ -211,7 +211,9 @@ async def test_grpc_end_to_end_through_aurea() -> None:
             e
             async for e in stub.GenerateStream(
                 pb.GenerateStreamRequest(
-                    messages=[user], model="gemma3-270m", max_tokens=MAX_TOKENS, temperature=0.0
+                    request=pb.GenerateRequest(
+                        messages=[user], model="gemma3-270m", max_tokens=MAX_TOKENS, temperature=0.0
+                    )
                 ),
                 timeout=60,
             )

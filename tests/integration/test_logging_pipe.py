@@ -47,7 +47,9 @@ def exercise(target: str, calls: int) -> None:
             assert reply.text
         events = [
             e.WhichOneof("event")
-            for e in stub.GenerateStream(pb.GenerateStreamRequest(prompt="stream"), timeout=10)
+            for e in stub.GenerateStream(
+                pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt="stream")), timeout=10
+            )
         ]
         assert events[0] == "started" and events[-1] == "final", events
         health = health_pb2_grpc.HealthStub(channel).Check(

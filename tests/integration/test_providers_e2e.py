@@ -170,7 +170,7 @@ async def call(rs: RunningServer, mode: str, **fields: Any) -> Outcome:
             None, resp.text, resp.usage, resp.cost_nanos, resp.model, resp.provider,
             resp.finish_reason,
         )  # fmt: skip
-    run = await run_stream(rs, pb.GenerateStreamRequest(**fields))
+    run = await run_stream(rs, pb.GenerateStreamRequest(request=pb.GenerateRequest(**fields)))
     run.check_order()
     if run.failure is not None:
         return Outcome(run.failure, run.text, run=run)
@@ -276,7 +276,10 @@ async def test_stream_generate(rig: Rig, case: Case) -> None:
         pb.GenerateRequest(prompt=PROMPT, model=case.model), timeout=20
     )
     n = len(fake.requests)
-    run = await run_stream(rig.strict, pb.GenerateStreamRequest(prompt=PROMPT, model=case.model))
+    run = await run_stream(
+        rig.strict,
+        pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt=PROMPT, model=case.model)),
+    )
     assert run.failure is None, run.failure
     run.check_order()
     assert run.kinds == ["started", *["delta"] * run.deltas, "final"]
@@ -493,7 +496,10 @@ async def test_stream_failing_after_first_delta_ends_unavailable(
         fake.token_delay_s, after = 0.2, 2
     fake.inject(Fault(fault, after_tokens=after))
     n = len(fake.requests)
-    run = await run_stream(rig.retrying, pb.GenerateStreamRequest(prompt=PROMPT, model=case.model))
+    run = await run_stream(
+        rig.retrying,
+        pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt=PROMPT, model=case.model)),
+    )
     run.check_order()
     reason = "UPSTREAM_STREAM_BROKEN" if fault is FaultKind.CUT_STREAM else "UPSTREAM_SERVER_ERROR"
     check_failure(run.failure, case, grpc.StatusCode.UNAVAILABLE, reasons.get(case.kind, reason))
@@ -519,7 +525,11 @@ async def test_fallback_to_a_model_on_another_provider(rig: Rig, target: Case) -
     na, nb = len(a.requests), len(b.requests)
     run = await run_stream(
         rig.retrying,
-        pb.GenerateStreamRequest(prompt=PROMPT, model=source.model, fallback_models=[target.model]),
+        pb.GenerateStreamRequest(
+            request=pb.GenerateRequest(
+                prompt=PROMPT, model=source.model, fallback_models=[target.model]
+            )
+        ),
     )
     assert run.failure is None, run.failure
     run.check_order()
@@ -567,7 +577,8 @@ async def test_cancelled_stream_disconnects_upstream(rig: Rig, case: Case) -> No
     aborted = fake.aborted_streams
     long_prompt = " ".join(f"w{i}" for i in range(200))  # about 10 s of tokens
     stream = inference(rig.strict).GenerateStream(
-        pb.GenerateStreamRequest(prompt=long_prompt, model=case.model), timeout=30
+        pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt=long_prompt, model=case.model)),
+        timeout=30,
     )
     deltas = 0
     async for event in stream:
@@ -733,7 +744,9 @@ async def test_which_rejections_fall_back(rig: Rig, fault: FaultKind, falls_back
     nb = len(b.requests)
     run = await run_stream(
         rig.retrying,
-        pb.GenerateStreamRequest(prompt=PROMPT, model="gpt-x", fallback_models=["gemini-x"]),
+        pb.GenerateStreamRequest(
+            request=pb.GenerateRequest(prompt=PROMPT, model="gpt-x", fallback_models=["gemini-x"])
+        ),
     )
     run.check_order()
     if falls_back:

@@ -158,7 +158,8 @@ async def stream(
     """One GenerateStream call read as a client must: a restart discards the text so far."""
     stub = inference_pb2_grpc.InferenceServiceStub(rig.server.channel)
     request = pb.GenerateStreamRequest(
-        prompt=prompt, model=model, fallback_models=fallbacks, mid_stream_failover=mode
+        request=pb.GenerateRequest(prompt=prompt, model=model, fallback_models=fallbacks),
+        mid_stream_failover=mode,
     )
     out = Outcome()
     parts: list[str] = []

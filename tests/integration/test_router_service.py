@@ -82,7 +82,7 @@ class Client:
 
     async def stream(self, model: str) -> ipb.StreamStarted:
         started = None
-        req = ipb.GenerateStreamRequest(prompt="hi", model=model)
+        req = ipb.GenerateStreamRequest(request=ipb.GenerateRequest(prompt="hi", model=model))
         async for ev in self.inference.GenerateStream(req, timeout=10):
             if ev.HasField("started"):
                 started = ev.started

@@ -353,7 +353,12 @@ async def stream(
 
 async def both(hay: Haystack, rig: Rig, case: Case, *, retry: bool = False) -> None:
     await unary(hay, rig, pb.GenerateRequest(prompt=PROMPT, model=case.model), retry=retry)
-    await stream(hay, rig, pb.GenerateStreamRequest(prompt=PROMPT, model=case.model), retry=retry)
+    await stream(
+        hay,
+        rig,
+        pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt=PROMPT, model=case.model)),
+        retry=retry,
+    )
 
 
 async def admin_views(hay: Haystack, rig: Rig) -> None:
@@ -428,7 +433,9 @@ async def test_every_fault(rig: Rig, case: Case, seen: Haystack) -> None:
             if mode == "unary":
                 await unary(seen, rig, pb.GenerateRequest(prompt=PROMPT, model=case.model))
             else:
-                req = pb.GenerateStreamRequest(prompt=PROMPT, model=case.model)
+                req = pb.GenerateStreamRequest(
+                    request=pb.GenerateRequest(prompt=PROMPT, model=case.model)
+                )
                 await stream(seen, rig, req)
             fake.faults.clear()
     # Retries (their log lines) and exhausted retries.
@@ -456,7 +463,12 @@ async def test_wrong_key(rig: Rig, case: Case, seen: Haystack) -> None:
                 seen, rig, pb.GenerateRequest(prompt=PROMPT, model=case.model), retry=retry
             )
             run = await stream(
-                seen, rig, pb.GenerateStreamRequest(prompt=PROMPT, model=case.model), retry=retry
+                seen,
+                rig,
+                pb.GenerateStreamRequest(
+                    request=pb.GenerateRequest(prompt=PROMPT, model=case.model)
+                ),
+                retry=retry,
             )
             # The upstream really refused: otherwise this test would check nothing.
             for failure in (result, run.failure):
@@ -472,14 +484,19 @@ async def test_fallback_and_cancellation(rig: Rig, seen: Haystack) -> None:
     run = await stream(
         seen,
         rig,
-        pb.GenerateStreamRequest(prompt=PROMPT, model="gpt-x", fallback_models=["claude-x"]),
+        pb.GenerateStreamRequest(
+            request=pb.GenerateRequest(prompt=PROMPT, model="gpt-x", fallback_models=["claude-x"])
+        ),
         retry=True,
     )
     assert "fallback" in run.kinds and run.failure is None
     fake = rig.fake("gemini")
     fake.token_delay_s = 0.05
     call = inference(rig.strict).GenerateStream(
-        pb.GenerateStreamRequest(prompt=" ".join(["word"] * 100), model="gemini-x"), timeout=20
+        pb.GenerateStreamRequest(
+            request=pb.GenerateRequest(prompt=" ".join(["word"] * 100), model="gemini-x")
+        ),
+        timeout=20,
     )
     async for event in call:
         seen.add(event)
@@ -510,7 +527,11 @@ async def test_key_quoted_back_by_the_upstream(
             for after in (0, 1):  # before and after the first delta
                 fake.inject(Fault(kind, after_tokens=after, retry_after="0"))
                 run = await stream(
-                    seen, rig, pb.GenerateStreamRequest(prompt=PROMPT, model=case.model)
+                    seen,
+                    rig,
+                    pb.GenerateStreamRequest(
+                        request=pb.GenerateRequest(prompt=PROMPT, model=case.model)
+                    ),
                 )
                 assert run.failure is not None
                 fake.inject(Fault(kind, after_tokens=after, retry_after="0"))

@@ -158,7 +158,7 @@ def test_grpcurl_calls_generate_stream(grpcurl: str, open_target: str) -> None:
         run(
             grpcurl,
             "-d",
-            '{"prompt":"hi"}',
+            '{"request":{"prompt":"hi"}}',
             open_target,
             "aurea.v1.InferenceService/GenerateStream",
         )
@@ -265,7 +265,7 @@ def test_grpcurl_stream_with_key_header(grpcurl: str, keyed_target: str) -> None
             "-H",
             f"authorization: Bearer {USER_KEY}",
             "-d",
-            '{"prompt":"hi"}',
+            '{"request":{"prompt":"hi"}}',
             keyed_target,
             "aurea.v1.InferenceService/GenerateStream",
         )

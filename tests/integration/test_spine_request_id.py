@@ -65,7 +65,9 @@ async def test_client_request_id_is_echoed_on_unary(server: RunningServer) -> No
 
 
 async def test_stream_returns_request_id_in_initial_metadata(server: RunningServer) -> None:
-    call = stub(server).GenerateStream(pb.GenerateStreamRequest(prompt="hi"), timeout=5)
+    call = stub(server).GenerateStream(
+        pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt="hi")), timeout=5
+    )
     rid = md(await call.initial_metadata()).get("x-request-id", "")
     assert GENERATED.match(rid), rid
     events = [e async for e in call]
@@ -75,7 +77,9 @@ async def test_stream_returns_request_id_in_initial_metadata(server: RunningServ
 async def test_client_request_id_is_echoed_on_stream(server: RunningServer) -> None:
     mine = "stream-req-7"
     call = stub(server).GenerateStream(
-        pb.GenerateStreamRequest(prompt="hi"), metadata=(("x-request-id", mine),), timeout=5
+        pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt="hi")),
+        metadata=(("x-request-id", mine),),
+        timeout=5,
     )
     assert md(await call.initial_metadata())["x-request-id"] == mine
     events = [e async for e in call]
@@ -97,7 +101,9 @@ async def test_bad_client_request_id_is_replaced(server: RunningServer, bad: str
 async def test_failed_stream_still_has_request_id(server: RunningServer) -> None:
     mine = "bad-stream-1"
     call = stub(server).GenerateStream(
-        pb.GenerateStreamRequest(prompt=""), metadata=(("x-request-id", mine),), timeout=5
+        pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt="")),
+        metadata=(("x-request-id", mine),),
+        timeout=5,
     )
     with pytest.raises(grpc.aio.AioRpcError):
         async for _ in call:
@@ -137,7 +143,9 @@ async def test_rejected_call_still_has_request_id(
                 await call
         else:
             call = stub(keyed_server).GenerateStream(
-                pb.GenerateStreamRequest(prompt="hi"), metadata=metadata, timeout=5
+                pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt="hi")),
+                metadata=metadata,
+                timeout=5,
             )
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 async for _ in call:
@@ -161,7 +169,7 @@ async def test_concurrent_calls_keep_their_own_request_ids(server: RunningServer
     async def streamed(i: int) -> tuple[str, str, str]:
         mine = f"concurrent-stream-{i}"
         call = stub(server).GenerateStream(
-            pb.GenerateStreamRequest(prompt=f"p{i}"),
+            pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt=f"p{i}")),
             metadata=(("x-request-id", mine),),
             timeout=10,
         )

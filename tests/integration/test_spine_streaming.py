@@ -52,7 +52,9 @@ async def test_stream_deltas_arrive_incrementally(slow_server_settings: Callable
     async with running_server(slow_server_settings(TOKEN_DELAY_MS, TOKENS)) as rs:
         sim = rs.provider("simulated")
         stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
-        call = stub.GenerateStream(pb.GenerateStreamRequest(prompt="count slowly"), timeout=30)
+        call = stub.GenerateStream(
+            pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt="count slowly")), timeout=30
+        )
         produced_at_first_delta: int | None = None
         finished_at_first_delta: int | None = None
         kinds: list[str] = []
@@ -88,7 +90,8 @@ async def test_stream_deltas_match_the_unary_text(server: Any) -> None:
     text = []
     final = None
     async for event in stub.GenerateStream(
-        pb.GenerateStreamRequest(prompt="same words", seed=7), timeout=10
+        pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt="same words", seed=7)),
+        timeout=10,
     ):
         if event.HasField("delta"):
             text.append(event.delta.text)
@@ -107,7 +110,9 @@ async def test_stream_usage_events_are_cumulative(slow_server_settings: Callable
     interval = 5
     async with running_server(slow_server_settings(1, TOKENS)) as rs:
         stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
-        req = pb.GenerateStreamRequest(prompt="usage please", usage_interval_deltas=interval)
+        req = pb.GenerateStreamRequest(
+            request=pb.GenerateRequest(prompt="usage please"), usage_interval_deltas=interval
+        )
         text: list[str] = []
         seen: list[int] = []
         final = None
@@ -136,7 +141,9 @@ async def test_cancelled_stream_stops_provider_work(
     async with running_server(slow_server_settings(TOKEN_DELAY_MS, SLOW_TOKENS)) as rs:
         sim = rs.provider("simulated")
         stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
-        call = stub.GenerateStream(pb.GenerateStreamRequest(prompt="a long answer"), timeout=60)
+        call = stub.GenerateStream(
+            pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt="a long answer")), timeout=60
+        )
         deltas = 0
         async for event in call:
             if event.HasField("delta"):
@@ -167,7 +174,9 @@ async def test_deadline_stops_provider_work(slow_server_settings: Callable[..., 
     async with running_server(slow_server_settings(TOKEN_DELAY_MS, SLOW_TOKENS)) as rs:
         sim = rs.provider("simulated")
         stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
-        call = stub.GenerateStream(pb.GenerateStreamRequest(prompt="too slow"), timeout=0.5)
+        call = stub.GenerateStream(
+            pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt="too slow")), timeout=0.5
+        )
         with pytest.raises(grpc.aio.AioRpcError) as info:
             async for _ in call:
                 pass
@@ -213,7 +222,10 @@ async def test_slow_reader_backpressures_the_provider_then_cancel_stops_it(
         try:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
             call = stub.GenerateStream(
-                pb.GenerateStreamRequest(prompt="flood", max_tokens=planned), timeout=60
+                pb.GenerateStreamRequest(
+                    request=pb.GenerateRequest(prompt="flood", max_tokens=planned)
+                ),
+                timeout=60,
             )
             for _ in range(3):
                 assert await call.read() is not grpc.aio.EOF
@@ -252,7 +264,9 @@ async def test_cancel_before_the_first_token_stops_provider_work(
     async with running_server(settings) as rs:
         sim = rs.provider("simulated")
         stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
-        call = stub.GenerateStream(pb.GenerateStreamRequest(prompt="think first"), timeout=60)
+        call = stub.GenerateStream(
+            pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt="think first")), timeout=60
+        )
         first = await call.read()
         assert first.WhichOneof("event") == "started"
         assert await poll(lambda: sim.streams_started == 1)

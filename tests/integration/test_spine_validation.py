@@ -127,7 +127,9 @@ async def call_generate(stub: inference_pb2_grpc.InferenceServiceStub, **fields:
 
 
 async def call_stream(stub: inference_pb2_grpc.InferenceServiceStub, **fields: Any) -> Any:
-    events = [e async for e in stub.GenerateStream(pb.GenerateStreamRequest(**fields), timeout=10)]
+    options = {k: fields.pop(k) for k in ("usage_interval_deltas",) if k in fields}
+    request = pb.GenerateStreamRequest(request=pb.GenerateRequest(**fields), **options)
+    events = [e async for e in stub.GenerateStream(request, timeout=10)]
     return events
 
 
@@ -197,7 +199,9 @@ async def test_stream_only_field_is_validated(
 async def test_bad_stream_fails_before_any_event(
     inference: inference_pb2_grpc.InferenceServiceStub,
 ) -> None:
-    call = inference.GenerateStream(pb.GenerateStreamRequest(prompt="", max_tokens=-1), timeout=10)
+    call = inference.GenerateStream(
+        pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt="", max_tokens=-1)), timeout=10
+    )
     events = []
     with pytest.raises(grpc.aio.AioRpcError):
         async for e in call:
@@ -300,12 +304,20 @@ def _sweep_requests() -> list[tuple[str, str, Any]]:
     ]
     for name, fields in generate_variants:
         out.append((f"Generate-{name}", "Generate", pb.GenerateRequest(**fields)))
-        out.append((f"GenerateStream-{name}", "GenerateStream", pb.GenerateStreamRequest(**fields)))
+        out.append(
+            (
+                f"GenerateStream-{name}",
+                "GenerateStream",
+                pb.GenerateStreamRequest(request=pb.GenerateRequest(**fields)),
+            )
+        )
     out.append(
         (
             "GenerateStream-interval-min",
             "GenerateStream",
-            pb.GenerateStreamRequest(prompt="hi", usage_interval_deltas=-(2**31)),
+            pb.GenerateStreamRequest(
+                request=pb.GenerateRequest(prompt="hi"), usage_interval_deltas=-(2**31)
+            ),
         )
     )
     embed_variants: list[tuple[str, dict[str, Any]]] = [
@@ -377,7 +389,7 @@ LONG_NAME = "m" * 10_000
         pytest.param("Generate", pb.GenerateRequest(prompt="hi", model=LONG_NAME), id="Generate"),
         pytest.param(
             "GenerateStream",
-            pb.GenerateStreamRequest(prompt="hi", model=LONG_NAME),
+            pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt="hi", model=LONG_NAME)),
             id="GenerateStream",
         ),
         pytest.param("Embed", pb.EmbedRequest(inputs=["a"], model=LONG_NAME), id="Embed"),

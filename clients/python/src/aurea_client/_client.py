@@ -219,7 +219,7 @@ class AsyncClient(_Common):
             labels=labels,
         )
         request = pb.GenerateStreamRequest(
-            **fields,
+            request=pb.GenerateRequest(**fields),
             usage_interval_deltas=usage_interval_deltas,
             mid_stream_failover=_convert.failover(failover),
         )
@@ -362,7 +362,7 @@ class Client(_Common):
             labels=labels,
         )
         request = pb.GenerateStreamRequest(
-            **fields,
+            request=pb.GenerateRequest(**fields),
             usage_interval_deltas=usage_interval_deltas,
             mid_stream_failover=_convert.failover(failover),
         )

@@ -31,6 +31,14 @@ class InferenceServiceStub:
     across providers (a stream also after its first token: see MidStreamFailover), and reports
     normalized usage and cost.
 
+    Beyond text, a generation can use tools (the model answers with tool calls, the client sends
+    their results back as ROLE_TOOL messages), structured output (ResponseFormat), images in
+    messages (Image) and a reasoning effort, the same way for every provider. Aurea routes such a
+    call only to models whose catalog entry lists what it needs (`models.NAME.capabilities`:
+    tools, json_schema, strict_schema, images, reasoning); when none does, the call ends at once
+    with INVALID_ARGUMENT (ErrorInfo reason UNSUPPORTED_FEATURE) naming each model and what it
+    lacks. Nothing a request asks for is ever silently dropped.
+
     Every RPC needs the `user` scope when API keys are configured. Errors common to all RPCs:
     UNAUTHENTICATED for a missing or wrong API key; INVALID_ARGUMENT (with BadRequest field
     violations) for a bad field; NOT_FOUND for an unknown model; PERMISSION_DENIED for a denied
@@ -76,6 +84,14 @@ class InferenceServiceServicer:
     across providers (a stream also after its first token: see MidStreamFailover), and reports
     normalized usage and cost.
 
+    Beyond text, a generation can use tools (the model answers with tool calls, the client sends
+    their results back as ROLE_TOOL messages), structured output (ResponseFormat), images in
+    messages (Image) and a reasoning effort, the same way for every provider. Aurea routes such a
+    call only to models whose catalog entry lists what it needs (`models.NAME.capabilities`:
+    tools, json_schema, strict_schema, images, reasoning); when none does, the call ends at once
+    with INVALID_ARGUMENT (ErrorInfo reason UNSUPPORTED_FEATURE) naming each model and what it
+    lacks. Nothing a request asks for is ever silently dropped.
+
     Every RPC needs the `user` scope when API keys are configured. Errors common to all RPCs:
     UNAUTHENTICATED for a missing or wrong API key; INVALID_ARGUMENT (with BadRequest field
     violations) for a bad field; NOT_FOUND for an unknown model; PERMISSION_DENIED for a denied
@@ -93,7 +109,7 @@ class InferenceServiceServicer:
     """
 
     def Generate(self, request, context):
-        """Generates a whole completion and returns it at once.
+        """Generates a whole completion (text, tool calls, reasoning) and returns it at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,10 +117,11 @@ class InferenceServiceServicer:
 
     def GenerateStream(self, request, context):
         """Generates a completion and streams it as events: `started` first, then any number of
-        `fallback`, `delta` and `usage` events, then `final` last. A stream that ends without a
-        `final` event ended with a non-OK status; its text is incomplete and never a success. When
-        the upstream breaks or stalls after text was sent, `mid_stream_failover` decides whether
-        another candidate continues or restarts the answer (see Fallback).
+        `fallback`, `delta`, `tool_call`, `reasoning` and `usage` events, then `final` last. A
+        stream that ends without a `final` event ended with a non-OK status; its text is
+        incomplete and never a success. When the upstream breaks or stalls after output was sent,
+        `mid_stream_failover` decides whether another candidate continues or restarts the answer
+        (see Fallback; an answer with tool calls is only ever restarted).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -148,6 +165,14 @@ class InferenceService:
     asked for), keeps the call inside rate limits and the job's budget, retries and falls back
     across providers (a stream also after its first token: see MidStreamFailover), and reports
     normalized usage and cost.
+
+    Beyond text, a generation can use tools (the model answers with tool calls, the client sends
+    their results back as ROLE_TOOL messages), structured output (ResponseFormat), images in
+    messages (Image) and a reasoning effort, the same way for every provider. Aurea routes such a
+    call only to models whose catalog entry lists what it needs (`models.NAME.capabilities`:
+    tools, json_schema, strict_schema, images, reasoning); when none does, the call ends at once
+    with INVALID_ARGUMENT (ErrorInfo reason UNSUPPORTED_FEATURE) naming each model and what it
+    lacks. Nothing a request asks for is ever silently dropped.
 
     Every RPC needs the `user` scope when API keys are configured. Errors common to all RPCs:
     UNAUTHENTICATED for a missing or wrong API key; INVALID_ARGUMENT (with BadRequest field
