@@ -15,12 +15,19 @@ A lease's life::
 Closed leases are remembered for ``closed_lease_retention_s`` (store option) so that a repeated
 settle or release is recognised and ignored; ``expire`` forgets them after that.
 ``expire_all`` frees a dead process's leases at start-up.
+
+**Two ways to use a store.** A store that several processes share (Redis, later) holds every
+attempt's reservation as a lease, so that each replica's reservations count against the others'.
+A store that one process owns (SQLite) need not: that process decides every reservation in memory
+and a crash returns its reservations anyway, so only spend must be durable, and ``ChargeOp``
+records it with no lease at all. Both go through ``apply``, which runs a sequence of operations
+(``LedgerOp``) as one atomic step: one transaction for many calls' writes (group commit).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,21 +43,31 @@ __all__ = [
     "CLOSED_LEASE_RETENTION_S",
     "MAX_NANOS",
     "SUMMARY_BUCKET_S",
+    "ChargeOp",
+    "ExpireOp",
+    "ExtendOp",
     "JobView",
     "LeaseEnd",
     "LeaseState",
     "LeaseView",
+    "LedgerOp",
+    "LedgerResult",
     "LedgerStore",
+    "ReleaseOp",
     "Reservation",
+    "ReserveOp",
     "ReserveStatus",
+    "SettleOp",
     "Spend",
     "Summary",
     "UsageTotals",
     "bucket_start",
     "check_lease_args",
     "check_nanos",
+    "check_op",
     "check_spend",
     "fits",
+    "is_empty",
     "remaining",
     "sorted_totals",
 ]
@@ -228,6 +245,113 @@ def sorted_totals(rows: Iterable[UsageTotals]) -> tuple[UsageTotals, ...]:
     return tuple(sorted(rows, key=lambda r: (r.model, r.provider)))
 
 
+# -- operations as values, for ``LedgerStore.apply`` ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReserveOp:
+    """``LedgerStore.reserve`` as a value; its result is a ``Reservation``."""
+
+    job_id: str
+    lease_id: str
+    amount_nanos: int
+    ttl_s: float
+    now: float
+    default_budget_nanos: int | None
+    model: str = ""
+    provider: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExtendOp:
+    """``LedgerStore.extend`` as a value; its result is a ``Reservation``."""
+
+    lease_id: str
+    add_nanos: int
+    ttl_s: float
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettleOp:
+    """``LedgerStore.settle`` as a value; its result is a ``LeaseEnd``."""
+
+    lease_id: str
+    spend: Spend
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseOp:
+    """``LedgerStore.release`` as a value; its result is a ``LeaseEnd``."""
+
+    lease_id: str
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChargeOp:
+    """Record ``spend`` with no lease: the job spends ``spend.cost_nanos`` as told (no budget
+    check: deciding is the ledger's job, as for ``settle``), and its totals by (model, provider)
+    and the summary bucket of ``now`` grow by ``spend``. A job seen for the first time is created
+    with ``default_budget_nanos``. An empty spend (all zero, ``calls`` 0 included) only creates
+    the job. Its result is None.
+
+    For a store that one process owns: that process holds its calls' reservations in memory,
+    and an attempt's only write is what it spent (see the module docstring)."""
+
+    job_id: str
+    spend: Spend
+    now: float
+    default_budget_nanos: int | None
+    model: str = ""
+    provider: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExpireOp:
+    """``LedgerStore.expire`` as a value; its result is the number of leases expired."""
+
+    now: float
+
+
+LedgerOp = ReserveOp | ExtendOp | SettleOp | ReleaseOp | ChargeOp | ExpireOp
+"""One operation of ``LedgerStore.apply``."""
+
+LedgerResult = Reservation | LeaseEnd | int | None
+"""What one ``LedgerOp`` answers (see each operation)."""
+
+
+def check_op(op: LedgerOp) -> None:
+    """The argument checks of ``op``'s method: ``ValueError`` for nonsense, before any change."""
+    match op:
+        case ReserveOp():
+            check_id("job_id", op.job_id)
+            check_lease_args(op.lease_id, op.amount_nanos, op.ttl_s, op.now)
+            check_nanos("default_budget_nanos", op.default_budget_nanos)
+        case ExtendOp():
+            check_lease_args(op.lease_id, op.add_nanos, op.ttl_s, op.now)
+        case SettleOp():
+            check_id("lease_id", op.lease_id)
+            check_spend(op.spend, op.now)
+        case ReleaseOp():
+            check_id("lease_id", op.lease_id)
+            check_finite("now", op.now)
+        case ChargeOp():
+            check_id("job_id", op.job_id)
+            check_spend(op.spend, op.now)
+            check_nanos("default_budget_nanos", op.default_budget_nanos)
+        case ExpireOp():
+            check_finite("now", op.now)
+        case _:
+            raise ValueError(f"not a ledger operation: {op!r}")
+
+
+def is_empty(spend: Spend) -> bool:
+    """Nothing to add to any total (a ``ChargeOp`` that only creates its job)."""
+    return not (spend.calls or spend.cost_nanos or spend.input_tokens or spend.output_tokens)
+
+
 class LedgerStore(Protocol):
     """Budgets and leases per job. Argument errors (negative amounts, NaN, bad pages) raise
     ``ValueError``; a failing backend raises ``StoreUnavailable``."""
@@ -302,4 +426,14 @@ class LedgerStore(Protocol):
     async def summary(self, *, since: float | None = None, until: float | None = None) -> Summary:
         """Settled spend with ``since <= settled_at < until``, the range widened outward to
         whole ``SUMMARY_BUCKET_S`` buckets."""
+        ...
+
+    async def apply(self, ops: Sequence[LedgerOp]) -> tuple[LedgerResult, ...]:
+        """Apply ``ops`` in order as ONE atomic step (one SQLite transaction; later one Lua
+        script) and return their results in the same order. Each operation does exactly what
+        its method would at that point of the sequence (a reserve sees the settles before it).
+
+        All or nothing: every argument is checked first (``ValueError``, nothing changed), and a
+        failing backend (``StoreUnavailable``) leaves none of them applied, so the whole
+        sequence may be retried. An empty sequence does nothing."""
         ...

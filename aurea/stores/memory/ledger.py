@@ -1,6 +1,7 @@
 """The in-memory ``LedgerStore``: plain dicts with the same semantics as the durable stores.
 
-No method awaits, so each one runs as one atomic step on the event loop. Expiry uses a heap and
+No method awaits, so each one runs as one atomic step on the event loop (``apply`` too: it checks
+every operation's arguments, then runs them all). Expiry uses a heap and
 closed-lease forgetting a FIFO, so ``expire`` costs what it removes, not what is stored.
 """
 
@@ -9,25 +10,35 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from aurea.stores._common import Page, check_finite, check_id, check_limit, check_positive
 from aurea.stores.ledger import (
     CLOSED_LEASE_RETENTION_S,
+    ChargeOp,
+    ExpireOp,
+    ExtendOp,
     JobView,
     LeaseEnd,
     LeaseState,
     LeaseView,
+    LedgerOp,
+    LedgerResult,
+    ReleaseOp,
     Reservation,
+    ReserveOp,
     ReserveStatus,
+    SettleOp,
     Spend,
     Summary,
     UsageTotals,
     bucket_start,
-    check_lease_args,
     check_nanos,
-    check_spend,
+    check_op,
     fits,
+    is_empty,
     sorted_totals,
 )
 
@@ -171,31 +182,96 @@ class MemoryLedgerStore:
         model: str = "",
         provider: str = "",
     ) -> Reservation:
-        check_id("job_id", job_id)
-        check_lease_args(lease_id, amount_nanos, ttl_s, now)
-        check_nanos("default_budget_nanos", default_budget_nanos)
+        op = ReserveOp(
+            job_id=job_id,
+            lease_id=lease_id,
+            amount_nanos=amount_nanos,
+            ttl_s=ttl_s,
+            now=now,
+            default_budget_nanos=default_budget_nanos,
+            model=model,
+            provider=provider,
+        )
+        check_op(op)
+        return self._reserve(op)
+
+    async def extend(
+        self, lease_id: str, add_nanos: int, ttl_s: float, *, now: float
+    ) -> Reservation:
+        op = ExtendOp(lease_id=lease_id, add_nanos=add_nanos, ttl_s=ttl_s, now=now)
+        check_op(op)
+        return self._extend(op)
+
+    async def settle(self, lease_id: str, spend: Spend, *, now: float) -> LeaseEnd:
+        op = SettleOp(lease_id=lease_id, spend=spend, now=now)
+        check_op(op)
+        return self._settle(op)
+
+    async def release(self, lease_id: str, *, now: float) -> LeaseEnd:
+        op = ReleaseOp(lease_id=lease_id, now=now)
+        check_op(op)
+        return self._close(lease_id, LeaseState.RELEASED, now)[0]
+
+    async def expire(self, *, now: float) -> int:
+        op = ExpireOp(now=now)
+        check_op(op)
+        return self._expire(op)
+
+    async def expire_all(self, *, now: float) -> int:
+        check_finite("now", now)
+        return self._expire_due(math.inf, now)
+
+    async def apply(self, ops: Sequence[LedgerOp]) -> tuple[LedgerResult, ...]:
+        for op in ops:  # every check before any change: all or nothing
+            check_op(op)
+        return tuple(self._apply_one(op) for op in ops)
+
+    # -- the operations, checked already (no await: each runs as one step) ---------------------
+
+    def _apply_one(self, op: LedgerOp) -> LedgerResult:
+        match op:
+            case ReserveOp():
+                return self._reserve(op)
+            case ExtendOp():
+                return self._extend(op)
+            case SettleOp():
+                return self._settle(op)
+            case ReleaseOp():
+                return self._close(op.lease_id, LeaseState.RELEASED, op.now)[0]
+            case ChargeOp():
+                self._charge(op)
+                return None
+            case ExpireOp():
+                return self._expire(op)
+            case _:
+                assert_never(op)
+
+    def _job(self, job_id: str, default_budget: int | None, now: float) -> _Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            job = self._jobs[job_id] = _Job(default_budget, now, now)
+        return job
+
+    def _reserve(self, op: ReserveOp) -> Reservation:
+        job_id, lease_id, amount_nanos, now = op.job_id, op.lease_id, op.amount_nanos, op.now
         lease = self._leases.get(lease_id)
         if lease is not None:
             if lease.state is LeaseState.ACTIVE:
                 return self._answer(ReserveStatus.GRANTED, lease.job_id, lease.amount)
             return self._answer(ReserveStatus.LEASE_CLOSED, lease.job_id)
-        job = self._jobs.get(job_id)
-        if job is None:
-            job = self._jobs[job_id] = _Job(default_budget_nanos, now, now)
+        job = self._job(job_id, op.default_budget_nanos, now)
         if not fits(job.budget, job.spent, job.reserved, amount_nanos):
             return self._answer(ReserveStatus.OVER_BUDGET, job_id)
         job.reserved += amount_nanos
         job.active += 1
         job.updated_at = now
-        expires_at = now + ttl_s
-        self._leases[lease_id] = _Lease(job_id, model, provider, amount_nanos, expires_at)
+        expires_at = now + op.ttl_s
+        self._leases[lease_id] = _Lease(job_id, op.model, op.provider, amount_nanos, expires_at)
         heapq.heappush(self._expiries, (expires_at, lease_id))
         return self._answer(ReserveStatus.GRANTED, job_id, amount_nanos)
 
-    async def extend(
-        self, lease_id: str, add_nanos: int, ttl_s: float, *, now: float
-    ) -> Reservation:
-        check_lease_args(lease_id, add_nanos, ttl_s, now)
+    def _extend(self, op: ExtendOp) -> Reservation:
+        lease_id, add_nanos = op.lease_id, op.add_nanos
         lease = self._leases.get(lease_id)
         if lease is None:
             return self._answer(ReserveStatus.LEASE_CLOSED, "")
@@ -206,8 +282,8 @@ class MemoryLedgerStore:
             return self._answer(ReserveStatus.OVER_BUDGET, lease.job_id, lease.amount)
         lease.amount += add_nanos
         job.reserved += add_nanos
-        job.updated_at = now
-        lease.expires_at = now + ttl_s
+        job.updated_at = op.now
+        lease.expires_at = op.now + op.ttl_s
         heapq.heappush(self._expiries, (lease.expires_at, lease_id))
         return self._answer(ReserveStatus.GRANTED, lease.job_id, lease.amount)
 
@@ -231,26 +307,43 @@ class MemoryLedgerStore:
         self._closed.append((now, lease_id))
         return end, lease
 
-    async def settle(self, lease_id: str, spend: Spend, *, now: float) -> LeaseEnd:
-        check_id("lease_id", lease_id)
-        check_spend(spend, now)
-        end, lease = self._close(lease_id, LeaseState.SETTLED, now)
+    def _settle(self, op: SettleOp) -> LeaseEnd:
+        end, lease = self._close(op.lease_id, LeaseState.SETTLED, op.now)
         if lease is not None:
-            job = self._jobs[lease.job_id]
-            job.spent += spend.cost_nanos
-            lease.spent = spend.cost_nanos
-            _add(job.by_model, (lease.model, lease.provider), spend)
-            start = bucket_start(now)
-            prev = self._buckets.get((start, lease.model, lease.provider))
-            if prev is None:
-                prev = UsageTotals(model=lease.model, provider=lease.provider)
-            self._buckets[(start, lease.model, lease.provider)] = prev.plus(spend)
+            lease.spent = op.spend.cost_nanos
+            self._spend(self._jobs[lease.job_id], lease.model, lease.provider, op.spend, op.now)
         return end
 
-    async def release(self, lease_id: str, *, now: float) -> LeaseEnd:
-        check_id("lease_id", lease_id)
-        check_finite("now", now)
-        return self._close(lease_id, LeaseState.RELEASED, now)[0]
+    def _charge(self, op: ChargeOp) -> None:
+        job = self._job(op.job_id, op.default_budget_nanos, op.now)
+        job.updated_at = op.now
+        if not is_empty(op.spend):
+            self._spend(job, op.model, op.provider, op.spend, op.now)
+
+    def _spend(self, job: _Job, model: str, provider: str, spend: Spend, now: float) -> None:
+        job.spent += spend.cost_nanos
+        _add(job.by_model, (model, provider), spend)
+        start = bucket_start(now)
+        prev = self._buckets.get((start, model, provider))
+        if prev is None:
+            prev = UsageTotals(model=model, provider=provider)
+        self._buckets[(start, model, provider)] = prev.plus(spend)
+
+    def _expire(self, op: ExpireOp) -> int:
+        now = op.now
+        expired = self._expire_due(now, None)
+        cutoff = now - self._retention_s
+        while self._closed and self._closed[0][0] <= cutoff:
+            closed_at, lease_id = self._closed.popleft()
+            lease = self._leases.get(lease_id)
+            # A lease settled after it expired was queued twice; only its last entry counts.
+            if (
+                lease is not None
+                and lease.state is not LeaseState.ACTIVE
+                and (lease.closed_at == closed_at)
+            ):
+                del self._leases[lease_id]
+        return expired
 
     def _expire_due(self, due: float, closed_at: float | None) -> int:
         expired = 0
@@ -269,23 +362,3 @@ class MemoryLedgerStore:
             self._closed.append((lease.closed_at, lease_id))
             expired += 1
         return expired
-
-    async def expire(self, *, now: float) -> int:
-        check_finite("now", now)
-        expired = self._expire_due(now, None)
-        cutoff = now - self._retention_s
-        while self._closed and self._closed[0][0] <= cutoff:
-            closed_at, lease_id = self._closed.popleft()
-            lease = self._leases.get(lease_id)
-            # A lease settled after it expired was queued twice; only its last entry counts.
-            if (
-                lease is not None
-                and lease.state is not LeaseState.ACTIVE
-                and (lease.closed_at == closed_at)
-            ):
-                del self._leases[lease_id]
-        return expired
-
-    async def expire_all(self, *, now: float) -> int:
-        check_finite("now", now)
-        return self._expire_due(math.inf, now)

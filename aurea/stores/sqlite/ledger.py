@@ -1,4 +1,5 @@
-"""The durable ``LedgerStore`` on SQLite: each operation one ``BEGIN IMMEDIATE`` transaction.
+"""The durable ``LedgerStore`` on SQLite: each operation one ``BEGIN IMMEDIATE`` transaction, and
+``apply`` many operations in one (group commit: one WAL commit for many calls' writes).
 
 ``ledger_jobs.reserved`` and ``active`` are kept equal to the sums over the job's active leases
 inside the same transaction that changes a lease, so a ``kill -9`` at any point leaves them
@@ -9,32 +10,40 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections.abc import Sequence
 
 from aurea.stores._common import Page, check_finite, check_id, check_limit, check_positive
 from aurea.stores.ledger import (
     CLOSED_LEASE_RETENTION_S,
+    ExpireOp,
+    ExtendOp,
     JobView,
     LeaseEnd,
     LeaseState,
     LeaseView,
+    LedgerOp,
+    LedgerResult,
+    ReleaseOp,
     Reservation,
-    ReserveStatus,
+    ReserveOp,
+    SettleOp,
     Spend,
     Summary,
     bucket_start,
-    check_lease_args,
     check_nanos,
-    check_spend,
-    fits,
+    check_op,
 )
 from aurea.stores.sqlite._db import SqliteDatabase
 from aurea.stores.sqlite._ledger_sql import (
     JOB_COLS,
-    add_totals,
-    answer,
+    apply,
     close_lease,
+    expire,
     expire_due,
+    extend,
     job_view,
+    reserve,
+    settle,
     totals,
 )
 
@@ -147,109 +156,51 @@ class SqliteLedgerStore:
         model: str = "",
         provider: str = "",
     ) -> Reservation:
-        check_id("job_id", job_id)
-        check_lease_args(lease_id, amount_nanos, ttl_s, now)
-        check_nanos("default_budget_nanos", default_budget_nanos)
-
-        def op(conn: sqlite3.Connection) -> Reservation:
-            lease = conn.execute(
-                "SELECT job_id, state, amount FROM ledger_leases WHERE lease_id = ?", (lease_id,)
-            ).fetchone()
-            if lease is not None:
-                if lease[1] == LeaseState.ACTIVE:
-                    return answer(conn, ReserveStatus.GRANTED, lease[0], lease[2])
-                return answer(conn, ReserveStatus.LEASE_CLOSED, lease[0])
-            conn.execute(
-                "INSERT INTO ledger_jobs (job_id, budget, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (job_id, default_budget_nanos, now, now),
-            )
-            budget, spent, reserved = conn.execute(
-                "SELECT budget, spent, reserved FROM ledger_jobs WHERE job_id = ?", (job_id,)
-            ).fetchone()
-            if not fits(budget, spent, reserved, amount_nanos):
-                return answer(conn, ReserveStatus.OVER_BUDGET, job_id)
-            conn.execute(
-                "UPDATE ledger_jobs SET reserved = reserved + ?, active = active + 1, "
-                "updated_at = ? WHERE job_id = ?",
-                (amount_nanos, now, job_id),
-            )
-            conn.execute(
-                "INSERT INTO ledger_leases (lease_id, job_id, model, provider, amount, "
-                "expires_at, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (lease_id, job_id, model, provider, amount_nanos, now + ttl_s, LeaseState.ACTIVE),
-            )
-            return answer(conn, ReserveStatus.GRANTED, job_id, amount_nanos)
-
-        return await self._db.run(op)
+        op = ReserveOp(
+            job_id=job_id,
+            lease_id=lease_id,
+            amount_nanos=amount_nanos,
+            ttl_s=ttl_s,
+            now=now,
+            default_budget_nanos=default_budget_nanos,
+            model=model,
+            provider=provider,
+        )
+        check_op(op)
+        return await self._db.run(lambda conn: reserve(conn, op))
 
     async def extend(
         self, lease_id: str, add_nanos: int, ttl_s: float, *, now: float
     ) -> Reservation:
-        check_lease_args(lease_id, add_nanos, ttl_s, now)
-
-        def op(conn: sqlite3.Connection) -> Reservation:
-            lease = conn.execute(
-                "SELECT job_id, state, amount FROM ledger_leases WHERE lease_id = ?", (lease_id,)
-            ).fetchone()
-            if lease is None:
-                return answer(conn, ReserveStatus.LEASE_CLOSED, "")
-            job_id, state, amount = lease
-            if state != LeaseState.ACTIVE:
-                return answer(conn, ReserveStatus.LEASE_CLOSED, job_id)
-            budget, spent, reserved = conn.execute(
-                "SELECT budget, spent, reserved FROM ledger_jobs WHERE job_id = ?", (job_id,)
-            ).fetchone()
-            if add_nanos and not fits(budget, spent, reserved, add_nanos):
-                return answer(conn, ReserveStatus.OVER_BUDGET, job_id, amount)
-            conn.execute(
-                "UPDATE ledger_jobs SET reserved = reserved + ?, updated_at = ? WHERE job_id = ?",
-                (add_nanos, now, job_id),
-            )
-            conn.execute(
-                "UPDATE ledger_leases SET amount = amount + ?, expires_at = ? WHERE lease_id = ?",
-                (add_nanos, now + ttl_s, lease_id),
-            )
-            return answer(conn, ReserveStatus.GRANTED, job_id, amount + add_nanos)
-
-        return await self._db.run(op)
+        op = ExtendOp(lease_id=lease_id, add_nanos=add_nanos, ttl_s=ttl_s, now=now)
+        check_op(op)
+        return await self._db.run(lambda conn: extend(conn, op))
 
     async def settle(self, lease_id: str, spend: Spend, *, now: float) -> LeaseEnd:
-        check_id("lease_id", lease_id)
-        check_spend(spend, now)
-
-        def op(conn: sqlite3.Connection) -> LeaseEnd:
-            end, closed = close_lease(conn, lease_id, LeaseState.SETTLED, spend.cost_nanos, now)
-            if closed is not None:
-                job_id, model, provider = closed
-                add_totals(conn, "ledger_job_models", "job_id", job_id, model, provider, spend)
-                add_totals(
-                    conn, "ledger_buckets", "bucket", bucket_start(now), model, provider, spend
-                )
-            return end
-
-        return await self._db.run(op)
+        op = SettleOp(lease_id=lease_id, spend=spend, now=now)
+        check_op(op)
+        return await self._db.run(lambda conn: settle(conn, op))
 
     async def release(self, lease_id: str, *, now: float) -> LeaseEnd:
-        check_id("lease_id", lease_id)
-        check_finite("now", now)
+        op = ReleaseOp(lease_id=lease_id, now=now)
+        check_op(op)
         return await self._db.run(
             lambda conn: close_lease(conn, lease_id, LeaseState.RELEASED, 0, now)[0]
         )
 
     async def expire(self, *, now: float) -> int:
-        check_finite("now", now)
-        cutoff = now - self._retention_s
-
-        def op(conn: sqlite3.Connection) -> int:
-            expired = expire_due(conn, now, None)
-            conn.execute(
-                "DELETE FROM ledger_leases WHERE state != 'active' AND closed_at <= ?", (cutoff,)
-            )
-            return expired
-
-        return await self._db.run(op)
+        op = ExpireOp(now=now)
+        check_op(op)
+        return await self._db.run(lambda conn: expire(conn, op, self._retention_s))
 
     async def expire_all(self, *, now: float) -> int:
         check_finite("now", now)
         return await self._db.run(lambda conn: expire_due(conn, math.inf, now))
+
+    async def apply(self, ops: Sequence[LedgerOp]) -> tuple[LedgerResult, ...]:
+        ops = tuple(ops)  # the caller's sequence may change while the store thread runs
+        for op in ops:  # every check before the transaction: all or nothing
+            check_op(op)
+        if not ops:
+            return ()
+        return await self._db.run(lambda conn: apply(conn, ops, self._retention_s))

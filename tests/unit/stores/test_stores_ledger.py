@@ -9,7 +9,20 @@ import random
 import pytest
 from store_helpers import RETENTION_S, T0
 
-from aurea.stores import LeaseEnd, LeaseState, LedgerStore, ReserveStatus, Spend
+from aurea.stores import (
+    ChargeOp,
+    ExpireOp,
+    ExtendOp,
+    LeaseEnd,
+    LeaseState,
+    LedgerStore,
+    ReleaseOp,
+    Reservation,
+    ReserveOp,
+    ReserveStatus,
+    SettleOp,
+    Spend,
+)
 from aurea.stores.ledger import SUMMARY_BUCKET_S
 
 TTL = 30.0
@@ -265,6 +278,20 @@ async def test_summary_sums_by_model_and_provider_over_whole_buckets(ledger: Led
         lambda s: s.expire_all(now=math.nan),
         lambda s: s.list_jobs(limit=0),
         lambda s: s.list_jobs(limit=1001),
+        lambda s: s.apply([_charge("", 1)]),
+        lambda s: s.apply([_charge("j", -1)]),
+        lambda s: s.apply(
+            [
+                ChargeOp(
+                    job_id="j", spend=Spend(cost_nanos=1), now=math.nan, default_budget_nanos=None
+                )
+            ]
+        ),
+        lambda s: s.apply([_charge("j", 1, default=-1)]),
+        lambda s: s.apply([ExpireOp(now=math.inf)]),
+        lambda s: s.apply(["reserve"]),
+        # One bad operation refuses the whole sequence: the good ones before it are not applied.
+        lambda s: s.apply([_reserve_op("a", 1), _charge("j", 5), ReleaseOp(lease_id="", now=T0)]),
     ],
 )
 async def test_nonsense_arguments_raise_value_error(ledger: LedgerStore, call: object) -> None:
@@ -335,3 +362,161 @@ async def test_interleaved_reserve_settle_extend_keep_every_invariant(
     assert view is not None
     assert (view.reserved_nanos, view.active_leases) == (0, 0)
     assert view.spent_nanos == sum(spent) <= budget
+
+
+def _reserve_op(lease: str, amount: int, *, job: str = "j", now: float = T0) -> ReserveOp:
+    return ReserveOp(
+        job_id=job,
+        lease_id=lease,
+        amount_nanos=amount,
+        ttl_s=TTL,
+        now=now,
+        default_budget_nanos=1_000,
+        model="m",
+        provider="p",
+    )
+
+
+def _charge(
+    job: str,
+    cost: int,
+    *,
+    now: float = T0,
+    model: str = "m",
+    provider: str = "p",
+    calls: int = 1,
+    default: int | None = 1_000,
+) -> ChargeOp:
+    return ChargeOp(
+        job_id=job,
+        spend=Spend(cost_nanos=cost, input_tokens=2 * calls, output_tokens=3 * calls, calls=calls),
+        now=now,
+        default_budget_nanos=default,
+        model=model,
+        provider=provider,
+    )
+
+
+async def test_apply_runs_each_operation_as_its_method_would_in_order(
+    ledger: LedgerStore,
+) -> None:
+    results = await ledger.apply(
+        [
+            _reserve_op("a", 600),
+            _reserve_op("b", 500),  # refused: a holds 600 of 1000
+            ExtendOp(lease_id="a", add_nanos=100, ttl_s=TTL, now=T0 + 1),
+            SettleOp(lease_id="a", spend=Spend(cost_nanos=200), now=T0 + 2),
+            _reserve_op("b", 500),  # fits now: 200 spent, nothing held
+            ReleaseOp(lease_id="b", now=T0 + 3),
+            ReleaseOp(lease_id="b", now=T0 + 3),
+            _reserve_op("c", 10, now=T0 + 4),
+            ExpireOp(now=T0 + 4 + TTL),
+        ]
+    )
+    reserved = [r for r in results if isinstance(r, Reservation)]
+    assert [(r.status, r.lease_nanos, r.reserved_nanos) for r in reserved] == [
+        (ReserveStatus.GRANTED, 600, 600),
+        (ReserveStatus.OVER_BUDGET, 0, 600),
+        (ReserveStatus.GRANTED, 700, 700),
+        (ReserveStatus.GRANTED, 500, 500),
+        (ReserveStatus.GRANTED, 10, 10),
+    ]
+    assert results[3] is LeaseEnd.CLOSED
+    assert results[5:7] == (LeaseEnd.CLOSED, LeaseEnd.ALREADY)
+    assert results[-1] == 1  # c expired
+    view = await ledger.get_job("j")
+    assert view is not None
+    assert (view.spent_nanos, view.reserved_nanos, view.active_leases) == (200, 0, 0)
+    assert await ledger.apply([]) == ()
+
+
+async def test_charge_records_spend_without_a_lease_or_a_budget_check(
+    ledger: LedgerStore,
+) -> None:
+    base = (T0 // SUMMARY_BUCKET_S) * SUMMARY_BUCKET_S
+    results = await ledger.apply(
+        [
+            _charge("j", 600, now=base + 1),
+            _reserve_op("a", 500, now=base + 1),  # sees the charge before it: 400 left
+            _charge("j", 100, now=base + 2),
+            _charge("j", 50, now=base + 2, model="m2", provider="p2"),
+            _charge("k", 7, now=base + SUMMARY_BUCKET_S, default=None),
+            _reserve_op("b", 250, now=base + 3),  # 1000 - 750 spent: exactly fits
+            _charge("j", 900, now=base + 4),  # past the budget: recorded as told
+        ]
+    )
+    assert results[0] is None and results[2:5] == (None, None, None)
+    assert isinstance(results[1], Reservation) and results[1].status is ReserveStatus.OVER_BUDGET
+    assert isinstance(results[5], Reservation) and results[5].granted
+    view = await ledger.get_job("j")
+    assert view is not None
+    assert (view.budget_nanos, view.spent_nanos, view.reserved_nanos) == (1000, 1650, 250)
+    assert [
+        (t.model, t.calls, t.input_tokens, t.output_tokens, t.cost_nanos) for t in view.by_model
+    ] == [
+        ("m", 3, 6, 9, 1600),
+        ("m2", 1, 2, 3, 50),
+    ]
+    k = await ledger.get_job("k")
+    assert k is not None and (k.budget_nanos, k.spent_nanos, k.active_leases) == (None, 7, 0)
+    assert (await ledger.summary(until=base + 1)).total.cost_nanos == 1650
+    assert (await ledger.summary(since=base + SUMMARY_BUCKET_S)).total.cost_nanos == 7
+    # The same charges one at a time give the same figures (``apply`` sums runs of charges).
+    await ledger.apply([_charge("k", 3, now=base + SUMMARY_BUCKET_S)])
+    k = await ledger.get_job("k")
+    assert k is not None and (k.spent_nanos, k.by_model[0].calls) == (10, 2)
+
+
+async def test_an_empty_charge_only_creates_the_job(ledger: LedgerStore) -> None:
+    await ledger.apply([_charge("new", 0, calls=0, default=42)])
+    view = await ledger.get_job("new")
+    assert view is not None
+    assert (view.budget_nanos, view.spent_nanos, view.by_model) == (42, 0, ())
+    await ledger.set_budget("new", 7, now=T0)
+    await ledger.apply([_charge("new", 0, calls=0, default=42)])  # an existing job keeps its own
+    again = await ledger.get_job("new")
+    assert again is not None and again.budget_nanos == 7
+    assert (await ledger.summary()).by_model == ()
+
+
+async def test_hundreds_of_concurrent_applies_never_exceed_the_budget(
+    ledger: LedgerStore,
+) -> None:
+    """Concurrent batches of reserve + settle/charge: the store's figures stay exact."""
+    budget = 10_000
+    await ledger.set_budget("hot", budget, now=T0)
+
+    async def batch(i: int) -> int:
+        lease = f"l{i}"
+        reserve = ReserveOp(
+            job_id="hot",
+            lease_id=lease,
+            amount_nanos=40,
+            ttl_s=TTL,
+            now=T0,
+            default_budget_nanos=0,
+        )
+        first = (await ledger.apply([reserve]))[0]
+        assert isinstance(first, Reservation)
+        if not first.granted:
+            return 0
+        await asyncio.sleep(0)
+        await ledger.apply(
+            [
+                SettleOp(lease_id=lease, spend=Spend(cost_nanos=30), now=T0 + 1),
+                ChargeOp(
+                    job_id="hot",
+                    spend=Spend(cost_nanos=5, calls=0),
+                    now=T0 + 1,
+                    default_budget_nanos=0,
+                ),
+            ]
+        )
+        return 35
+
+    spent = await asyncio.gather(*(batch(i) for i in range(400)))
+    view = await ledger.get_job("hot")
+    assert view is not None
+    assert (view.reserved_nanos, view.active_leases) == (0, 0)
+    assert view.spent_nanos == sum(spent)
+    assert sum(t.cost_nanos for t in view.by_model) == view.spent_nanos

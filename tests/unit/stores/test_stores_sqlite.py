@@ -1,5 +1,6 @@
 """What only the SQLite stores promise: durability across reopen, one thread off the event loop,
-one transaction per operation (also across two connections), and clean failures."""
+one transaction per operation (also across two connections) and per ``apply`` (group commit),
+and clean failures."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ from pathlib import Path
 import pytest
 from store_helpers import T0
 
-from aurea.stores import NewTask, Outcome, Spend, StoreUnavailable, TaskState
+from aurea.stores import (
+    ChargeOp,
+    NewTask,
+    Outcome,
+    ReserveOp,
+    SettleOp,
+    Spend,
+    StoreUnavailable,
+    TaskState,
+)
 from aurea.stores.sqlite import (
     SqliteDatabase,
     SqliteLedgerStore,
@@ -94,6 +104,49 @@ async def test_a_failing_operation_rolls_back_entirely(db: SqliteDatabase) -> No
         await db.run(half)
     view = await ledger.get_job("j")
     assert view is not None and view.spent_nanos == 0
+
+
+async def test_one_apply_is_one_transaction_and_rolls_back_whole(db: SqliteDatabase) -> None:
+    ledger = SqliteLedgerStore(db)
+    before = db.commits
+    await ledger.get_job("j")  # reads are not counted
+    ops = [
+        op
+        for i in range(50)
+        for op in (
+            ReserveOp(
+                job_id="j",
+                lease_id=f"l{i}",
+                amount_nanos=10,
+                ttl_s=TTL,
+                now=T0,
+                default_budget_nanos=None,
+            ),
+            SettleOp(lease_id=f"l{i}", spend=Spend(cost_nanos=4), now=T0),
+            ChargeOp(job_id="j", spend=Spend(cost_nanos=1), now=T0, default_budget_nanos=None),
+        )
+    ]
+    assert len(await ledger.apply(ops)) == 150
+    assert db.commits - before == 1
+    view = await ledger.get_job("j")
+    assert view is not None and (view.spent_nanos, view.reserved_nanos) == (250, 0)
+    # A failure inside the transaction (here a trigger, at the last write) undoes every step.
+    await db.run(
+        lambda conn: conn.execute(
+            "CREATE TEMP TRIGGER boom BEFORE INSERT ON main.ledger_buckets "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+    )
+    fresh = ReserveOp(
+        job_id="j", lease_id="new", amount_nanos=10, ttl_s=TTL, now=T0, default_budget_nanos=None
+    )
+    later = ChargeOp(job_id="j", spend=Spend(cost_nanos=1), now=T0 + 7200, default_budget_nanos=0)
+    with pytest.raises(sqlite3.Error):
+        await ledger.apply([fresh, ops[2], later])
+    assert await ledger.get_lease("new") is None
+    view = await ledger.get_job("j")
+    assert view is not None and (view.spent_nanos, view.active_leases) == (250, 0)
+    assert db.commits - before == 2  # the apply and the trigger's creation
 
 
 async def test_a_cancelled_caller_leaves_no_half_operation(db: SqliteDatabase) -> None:
