@@ -1,11 +1,13 @@
 """Fixtures for the store contract tests: every store under test, once per implementation.
 
-Each fixture is parametrized over ``memory`` and ``sqlite`` so one suite pins one contract.
+Each fixture is parametrized over ``memory``, ``sqlite`` and ``redis`` (a real redis-server per
+session, a fresh key prefix per test) so one suite pins one contract.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,12 @@ from aurea.stores.memory import (
     MemoryRouterStatsStore,
     MemoryTaskQueueStore,
 )
+from aurea.stores.redis import (
+    RedisClient,
+    RedisLimiterStore,
+    RedisRouterStatsStore,
+    open_redis,
+)
 from aurea.stores.sqlite import (
     SqliteDatabase,
     SqliteLedgerStore,
@@ -25,8 +33,22 @@ from aurea.stores.sqlite import (
     SqliteRouterStatsStore,
     SqliteTaskQueueStore,
 )
+from aurea.testing.redis import RedisServer
 
-IMPLEMENTATIONS = ["memory", "sqlite"]
+IMPLEMENTATIONS = ["memory", "sqlite", "redis"]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    if not RedisServer.available():
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    with RedisServer.start() as server:
+        yield server
+
+
+def _redis_client(request: pytest.FixtureRequest) -> RedisClient:
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return open_redis(server.url, prefix=f"t{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture
@@ -35,7 +57,7 @@ async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
         yield database
 
 
-@pytest.fixture(params=IMPLEMENTATIONS)
+@pytest.fixture(params=["memory", "sqlite"])
 async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LedgerStore]:
     if request.param == "memory":
         yield MemoryLedgerStore(closed_lease_retention_s=RETENTION_S)
@@ -49,6 +71,11 @@ async def limiter(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     if request.param == "memory":
         yield MemoryLimiterStore()
         return
+    if request.param == "redis":
+        client = _redis_client(request)
+        yield RedisLimiterStore(client)
+        await client.aclose()
+        return
     async with SqliteDatabase(tmp_path / "limiter.db") as database:
         yield SqliteLimiterStore(database)
 
@@ -58,11 +85,16 @@ async def stats(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "memory":
         yield MemoryRouterStatsStore()
         return
+    if request.param == "redis":
+        client = _redis_client(request)
+        yield RedisRouterStatsStore(client)
+        await client.aclose()
+        return
     async with SqliteDatabase(tmp_path / "stats.db") as database:
         yield SqliteRouterStatsStore(database)
 
 
-@pytest.fixture(params=IMPLEMENTATIONS)
+@pytest.fixture(params=["memory", "sqlite"])
 async def tasks(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskQueueStore]:
     if request.param == "memory":
         yield MemoryTaskQueueStore(aging_s_per_priority=AGING_S)

@@ -1,0 +1,23 @@
+"""Stores shared by replicas on one Redis server: rate limits, the ledger, router stats and the
+task queue, each operation one Lua script (one round trip, atomic), keys laid out for Redis
+Cluster (see ``_client``). Needs the ``redis`` extra (``redis.asyncio``)."""
+
+from aurea.stores import LimiterStore, RouterStatsStore
+from aurea.stores.redis._client import RedisClient, open_redis
+from aurea.stores.redis.limiter import RedisLimiterStore
+from aurea.stores.redis.router_stats import RedisRouterStatsStore
+
+__all__ = [
+    "RedisClient",
+    "RedisLimiterStore",
+    "RedisRouterStatsStore",
+    "open_redis",
+]
+
+
+def _conforms(
+    limiter: RedisLimiterStore,
+    stats: RedisRouterStatsStore,
+) -> tuple[LimiterStore, RouterStatsStore]:
+    """Never called: here mypy checks that each class implements its protocol."""
+    return limiter, stats

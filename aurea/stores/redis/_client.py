@@ -1,0 +1,133 @@
+"""The one Redis connection the shared stores use, their key layout, and the boundary where
+redis-py's errors become ``StoreUnavailable`` (with the server named, never its password).
+
+Key layout (``P`` is ``[redis] key_prefix``). Every key that one script touches shares one Redis
+Cluster hash tag, so each atomic step lands on one shard:
+
+* limiter: ``P:lim:{model}:rpm`` / ``P:lim:{model}:tpm`` (the limiter's keys carry the model tag)
+* ledger, per job: ``P:led:{job:ID}:job`` (figures), ``:lease:L`` (leases), ``:exp`` (expiries),
+  ``:models`` (spend by model), ``:done`` (applied batch ids); across jobs: ``P:led:{ledger}:*``
+  (the job index, the expiry index, the hourly summary, the lease index)
+* router stats: ``P:rs:{model:NAME}`` per model; ``P:rs:{routing}:models`` and ``:weights``
+* tasks: everything under ``P:tq:{tasks}:*`` (one shard: a queue is not a per-call hot path)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from aurea.stores._common import StoreUnavailable
+
+__all__ = ["RedisClient", "fmt", "num", "open_redis", "redacted", "text"]
+
+T = TypeVar("T")
+
+# A dead server must fail a call quickly (the limiter and ledger fail closed), and an operation
+# is never re-sent by the client on its own: a script that ran but whose reply was lost must not
+# run twice behind the caller's back (callers that can retry safely do so themselves).
+_CONNECT_TIMEOUT_S = 1.0
+_SOCKET_TIMEOUT_S = 5.0
+_RETRY_AFTER_S = 1.0
+_MAX_CONNECTIONS = 32
+
+
+def redacted(url: str) -> str:
+    """The server a URL names, without credentials: ``redis://host:port/db``."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def fmt(x: float) -> str:
+    """A float as Lua reads it back exactly (``repr`` is the shortest round-trip form)."""
+    return repr(float(x))
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def num(value: Any) -> float:
+    """A float a script returned as text (``%.17g``: exact), or bytes/int from Redis."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    return float(value)
+
+
+class RedisClient:
+    """One connection pool plus the key prefix. ``call`` runs an operation and maps a dead or
+    unreachable server to ``StoreUnavailable``; the pool reconnects on the next call, so the
+    stores recover by themselves when the server is back."""
+
+    def __init__(self, redis: aioredis.Redis, *, prefix: str, where: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.where = where  # for messages: the server, without credentials
+        self._closed = False
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def script(self, source: str) -> Any:
+        """A Lua script, loaded by SHA on first use (and again after a server restart)."""
+        return self.redis.register_script(source)
+
+    async def call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await op()
+        except (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError) as exc:
+            raise self.unavailable(what, exc) from exc
+        except TimeoutError as exc:
+            raise self.unavailable(what, exc) from exc
+        except rexc.ResponseError as exc:
+            text = str(exc)
+            if text.startswith(("READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN")):
+                raise self.unavailable(what, exc) from exc
+            if "ERR_ARG" in text:  # a script refused an argument (a caller bug)
+                raise ValueError(text.split("ERR_ARG", 1)[1].strip(" :")) from exc
+            raise
+
+    def unavailable(self, what: str, exc: BaseException) -> StoreUnavailable:
+        detail = str(exc) or type(exc).__name__
+        return StoreUnavailable(
+            f"Redis at {self.where} is unavailable ({what}: {detail}); shared limits and "
+            "budgets fail closed until it answers again",
+            retry_after_s=_RETRY_AFTER_S,
+        )
+
+    async def ping(self) -> None:
+        await self.call("ping", self.redis.ping)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.redis.aclose()
+            await self.redis.connection_pool.disconnect()
+
+
+def open_redis(url: str, *, prefix: str) -> RedisClient:
+    """A client for ``url`` (nothing is sent until the first call)."""
+    # A bounded pool that makes callers queue for a connection (the default pool refuses
+    # past its size): hundreds of concurrent calls share a few dozen connections.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=_MAX_CONNECTIONS,
+        timeout=_SOCKET_TIMEOUT_S,
+        socket_connect_timeout=_CONNECT_TIMEOUT_S,
+        socket_timeout=_SOCKET_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )
+    redis = aioredis.Redis(connection_pool=pool)
+    return RedisClient(redis, prefix=prefix, where=redacted(url))

@@ -1,0 +1,152 @@
+"""The shared ``RouterStatsStore`` on Redis: one hash per model (its own hash tag) folded by a
+Lua script (``aurea.stores.router_stats.fold`` in Lua), and the router's weights in one hash, so
+what one replica records every other reads.
+
+The model index (a set) sits in another slot than the models; it is written in the same
+pipeline as the fold, and a model listed but never folded is simply skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aurea.stores.redis._client import RedisClient, fmt, num, text
+from aurea.stores.router_stats import ModelStats, Outcome, check_outcome, check_weights
+
+__all__ = ["RedisRouterStatsStore"]
+
+_FIELDS = (
+    "count",
+    "successes",
+    "latency_sum_s",
+    "cost_sum_nanos",
+    "ttft_count",
+    "ttft_sum_s",
+    "decayed_weight",
+    "decayed_latency_s",
+    "decayed_successes",
+    "last_updated",
+)
+_INTS = frozenset({"count", "successes", "cost_sum_nanos", "ttft_count"})
+
+# KEYS: the model's hash; ARGV: now, half_life_s, success (0|1), latency_s, cost_nanos,
+# ttft_s ('' when none). Returns the new figures in _FIELDS order, as text.
+_RECORD = """
+local now = tonumber(ARGV[1])
+local half = tonumber(ARGV[2])
+local ok = tonumber(ARGV[3])
+local latency = tonumber(ARGV[4])
+local ttft = tonumber(ARGV[6])
+local h = redis.call('HMGET', KEYS[1], 'decayed_weight', 'decayed_latency_s',
+  'decayed_successes', 'last_updated', 'latency_sum_s', 'ttft_sum_s')
+local dw = tonumber(h[1]) or 0
+local dl = tonumber(h[2]) or 0
+local ds = tonumber(h[3]) or 0
+local last = tonumber(h[4]) or now
+local lat_sum = tonumber(h[5]) or 0
+local ttft_sum = tonumber(h[6]) or 0
+local decay = 2 ^ (-math.max(0, now - last) / half)
+local f = function(x) return string.format('%.17g', x) end
+redis.call('HINCRBY', KEYS[1], 'count', 1)
+redis.call('HINCRBY', KEYS[1], 'successes', ok)
+redis.call('HINCRBY', KEYS[1], 'cost_sum_nanos', ARGV[5])
+if ttft then
+  redis.call('HINCRBY', KEYS[1], 'ttft_count', 1)
+  ttft_sum = ttft_sum + ttft
+end
+redis.call('HSET', KEYS[1],
+  'latency_sum_s', f(lat_sum + latency),
+  'ttft_sum_s', f(ttft_sum),
+  'decayed_weight', f(dw * decay + 1.0),
+  'decayed_latency_s', f(dl * decay + latency),
+  'decayed_successes', f(ds * decay + ok),
+  'last_updated', f(math.max(now, last)))
+return redis.call('HMGET', KEYS[1], 'count', 'successes', 'latency_sum_s', 'cost_sum_nanos',
+  'ttft_count', 'ttft_sum_s', 'decayed_weight', 'decayed_latency_s', 'decayed_successes',
+  'last_updated')
+"""
+
+# KEYS: the weights hash; ARGV: name, value, name, value, ...
+_SET_WEIGHTS = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 0
+"""
+
+
+def _stats(model: str, values: list[Any]) -> ModelStats:
+    figures: dict[str, Any] = {}
+    for name, raw in zip(_FIELDS, values, strict=True):
+        if raw is None:
+            raw = b"0"
+        figures[name] = int(raw) if name in _INTS else num(raw)
+    return ModelStats(model=model, **figures)
+
+
+class RedisRouterStatsStore:
+    def __init__(self, client: RedisClient) -> None:
+        self._client = client
+        self._record = client.script(_RECORD)
+        self._set_weights = client.script(_SET_WEIGHTS)
+        self._index = client.key("rs", "{routing}", "models")
+        self._weights = client.key("rs", "{routing}", "weights")
+
+    def _key(self, model: str) -> str:
+        return self._client.key("rs", f"{{model:{model}}}")
+
+    async def record(
+        self, model: str, outcome: Outcome, *, now: float, half_life_s: float
+    ) -> ModelStats:
+        check_outcome(model, outcome, now, half_life_s)
+        args = [
+            fmt(now),
+            fmt(half_life_s),
+            str(int(outcome.success)),
+            fmt(outcome.latency_s),
+            str(outcome.cost_nanos),
+            "" if outcome.ttft_s is None else fmt(outcome.ttft_s),
+        ]
+
+        async def op() -> list[Any]:
+            async with self._client.redis.pipeline(transaction=False) as pipe:
+                await self._record(keys=[self._key(model)], args=args, client=pipe)
+                pipe.sadd(self._index, model)
+                results = await pipe.execute()
+            return list(results[0])
+
+        return _stats(model, await self._client.call("router stats record", op))
+
+    async def get(self, model: str) -> ModelStats | None:
+        redis = self._client.redis
+        values = await self._client.call(
+            "router stats get", lambda: redis.hmget(self._key(model), list(_FIELDS))
+        )
+        return None if values[0] is None else _stats(model, values)
+
+    async def all(self) -> tuple[ModelStats, ...]:
+        redis = self._client.redis
+
+        async def op() -> tuple[ModelStats, ...]:
+            names = sorted(text(m) for m in await redis.smembers(self._index))
+            async with redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hmget(self._key(name), list(_FIELDS))
+                rows = await pipe.execute()
+            return tuple(_stats(name, row) for name, row in zip(names, rows, strict=True) if row[0])
+
+        return await self._client.call("router stats all", op)
+
+    async def get_weights(self) -> dict[str, float] | None:
+        redis = self._client.redis
+        raw = await self._client.call("router weights get", lambda: redis.hgetall(self._weights))
+        return {text(k): num(v) for k, v in raw.items()} if raw else None
+
+    async def set_weights(self, weights: Mapping[str, float], *, now: float) -> None:
+        check_weights(weights)
+        args: list[str] = []
+        for name, value in weights.items():
+            args += [name, fmt(value)]
+        await self._client.call(
+            "router weights set", lambda: self._set_weights(keys=[self._weights], args=args)
+        )
