@@ -2,13 +2,15 @@
 task queue, each operation one Lua script (one round trip, atomic), keys laid out for Redis
 Cluster (see ``_client``). Needs the ``redis`` extra (``redis.asyncio``)."""
 
-from aurea.stores import LimiterStore, RouterStatsStore
+from aurea.stores import LedgerStore, LimiterStore, RouterStatsStore
 from aurea.stores.redis._client import RedisClient, open_redis
+from aurea.stores.redis.ledger import RedisLedgerStore
 from aurea.stores.redis.limiter import RedisLimiterStore
 from aurea.stores.redis.router_stats import RedisRouterStatsStore
 
 __all__ = [
     "RedisClient",
+    "RedisLedgerStore",
     "RedisLimiterStore",
     "RedisRouterStatsStore",
     "open_redis",
@@ -16,8 +18,9 @@ __all__ = [
 
 
 def _conforms(
+    ledger: RedisLedgerStore,
     limiter: RedisLimiterStore,
     stats: RedisRouterStatsStore,
-) -> tuple[LimiterStore, RouterStatsStore]:
+) -> tuple[LedgerStore, LimiterStore, RouterStatsStore]:
     """Never called: here mypy checks that each class implements its protocol."""
-    return limiter, stats
+    return ledger, limiter, stats

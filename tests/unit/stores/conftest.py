@@ -22,6 +22,7 @@ from aurea.stores.memory import (
 )
 from aurea.stores.redis import (
     RedisClient,
+    RedisLedgerStore,
     RedisLimiterStore,
     RedisRouterStatsStore,
     open_redis,
@@ -57,10 +58,15 @@ async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
         yield database
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=IMPLEMENTATIONS)
 async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LedgerStore]:
     if request.param == "memory":
         yield MemoryLedgerStore(closed_lease_retention_s=RETENTION_S)
+        return
+    if request.param == "redis":
+        client = _redis_client(request)
+        yield RedisLedgerStore(client, closed_lease_retention_s=RETENTION_S)
+        await client.aclose()
         return
     async with SqliteDatabase(tmp_path / "ledger.db") as database:
         yield SqliteLedgerStore(database, closed_lease_retention_s=RETENTION_S)
