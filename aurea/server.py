@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -29,7 +28,7 @@ from aurea.api.ledger import LedgerServicer
 from aurea.api.router import RouterServicer
 from aurea.api.tasks import TaskServicer
 from aurea.api.unimplemented import fill_unimplemented
-from aurea.config import DEFAULT_HTTP_PORT, ConfigError, ModelSpec, Settings
+from aurea.config import DEFAULT_HTTP_PORT, ConfigError, ModelSpec, Settings, is_loopback
 from aurea.edge import Edge
 from aurea.errors import AureaError
 from aurea.http import HttpDoor
@@ -118,15 +117,6 @@ _SERVICES: tuple[tuple[Any, Any, Any, str], ...] = (
     ),
 )
 SERVICE_NAMES = tuple(f"aurea.v1.{name}" for *_, name in _SERVICES)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class AureaServer:
@@ -424,20 +414,15 @@ class AureaServer:
             return self.port
         s = self.settings
         host = s.server.host
-        if not s.api_keys and not _is_loopback(host):
-            log.warning(
-                "open_mode_loopback_only",
-                configured_host=host,
-                bound_host="127.0.0.1",
-                hint="configure API keys (auth.keys or AUREA_API_KEYS) to listen on "
-                "other interfaces",
-            )
-            host = "127.0.0.1"
-        elif not s.api_keys:
+        if not s.api_keys:
+            # Settings refuse open mode off loopback unless forced; checked again here for
+            # settings built by hand.
+            if not is_loopback(host) and not s.server.allow_open_on_any_interface:
+                raise ConfigError("server.host", "open mode (no API keys) only on loopback")
             log.warning(
                 "open_mode",
                 host=host,
-                hint="no API keys configured: every caller on this host has full access",
+                hint="no API keys configured: every caller reaching this port has full access",
             )
         if s.telemetry.metrics_enabled or self.tracing is not None:
             self.edge.observer = CallTelemetry(
@@ -548,9 +533,6 @@ class AureaServer:
         if not s.enabled:
             return
         host = s.host
-        if not self.settings.api_keys and not _is_loopback(host):
-            log.warning("open_mode_loopback_only", door="http", configured_host=host)
-            host = "127.0.0.1"
         door = HttpDoor(settings=s, edge=self.edge, inference=inference, view=self.router_view)
         try:
             self.http_port = await door.start(host, s.port)

@@ -12,6 +12,7 @@ or ``_catalog`` (keys, providers, models); ``reference()`` lists them all.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ from aurea.config._sections import (
     BreakerSettings,
     CacheSettings,
     HttpSettings,
+    InputSettings,
     LedgerSettings,
     LimitsSettings,
     LogSettings,
@@ -90,6 +92,7 @@ __all__ = [
     "ConfigError",
     "HttpSettings",
     "InfraSettings",
+    "InputSettings",
     "LedgerSettings",
     "LimitsSettings",
     "LogSettings",
@@ -106,6 +109,7 @@ __all__ = [
     "TlsSettings",
     "build_settings",
     "hash_key",
+    "is_loopback",
     "load_settings",
     "reference",
 ]
@@ -127,6 +131,7 @@ class Settings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     tasks: TasksSettings = field(default_factory=TasksSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    input: InputSettings = field(default_factory=InputSettings)
     infra: InfraSettings = field(default_factory=InfraSettings)
     api_keys: tuple[ApiKey, ...] = ()
     providers: Mapping[str, ProviderSpec] = field(default_factory=dict)
@@ -212,6 +217,42 @@ def _check(s: Settings) -> None:
                 raise ConfigError(key, f"{show(name)} is not in the model catalog ({catalog})")
     _check_routing(s)
     _check_tls(s.tls)
+    _check_open_mode(s)
+    groups = {name for name, _ in s.routing.groups}
+    for i, api_key in enumerate(s.api_keys):
+        for name in sorted(api_key.models):
+            if name not in s.models and name not in groups:
+                raise ConfigError(
+                    f"auth.keys[{i}].models", f"{show(name)} is not in the model catalog"
+                )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 possibly in brackets) is this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_open_mode(s: Settings) -> None:
+    """No API keys means every caller gets every scope: only on loopback, unless forced."""
+    if s.api_keys or s.server.allow_open_on_any_interface:
+        return
+    for key, host, on in (
+        ("server.host", s.server.host, True),
+        ("http.host", s.http.host, s.http.enabled),
+    ):
+        if on and not is_loopback(host):
+            raise ConfigError(
+                key,
+                f"{show(host)} is not a loopback address and no API keys are configured (open "
+                "mode: every caller would have every scope, admin included). Configure keys "
+                "([[auth.keys]] or AUREA_API_KEYS), listen on 127.0.0.1, or set "
+                "server.allow_open_on_any_interface = true to run open on purpose",
+            )
 
 
 def _check_routing(s: Settings) -> None:

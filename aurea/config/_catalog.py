@@ -16,8 +16,10 @@ from aurea.config._rules import (
     ConfigError,
     Rule,
     Table,
+    as_int,
     as_str,
     as_strs,
+    budget_nanos,
     http_url,
     price_nanos,
     read_fields,
@@ -57,9 +59,26 @@ def hash_key(key: str) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApiKey:
+    """One API key and its policy (``[[auth.keys]]``); see ``aurea.edge`` for how each part is
+    enforced. 0 or empty means "no limit of the key's own"."""
+
     name: str
     sha256: str  # hex digest of the key; the key itself is never kept
     scopes: frozenset[str]
+    tenant: str = ""  # "" = the key's name; the cache namespace and reports use it
+    models: frozenset[str] = frozenset()  # catalog models (or route groups) the key may use
+    rpm: int = 0  # requests per minute over all models
+    tpm: int = 0  # tokens per minute over all models
+    budget_nanos: int | None = None  # the budget of its default job; None = [ledger] default
+    max_streams: int = 0  # streams open at once; 0 = [server] max_streams_per_key
+    disabled: bool = False
+
+    @property
+    def tenant_name(self) -> str:
+        return self.tenant or self.name
+
+
+KEY_NAME_MAX = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,6 +204,15 @@ def api_keys(raw_auth: Any, plain: list[str]) -> tuple[ApiKey, ...]:
             )
         scopes = frozenset(SCOPES) if scope == "admin" else frozenset({"user"})
         keys.append(ApiKey(name=f"env{i}", sha256=hash_key(key), scopes=scopes))
+    seen_names: set[str] = set()
+    seen_hashes: set[str] = set()
+    for i, k in enumerate(keys):
+        if k.name in seen_names:
+            raise ConfigError(f"auth.keys[{i}].name", f"{show(k.name)} names two keys")
+        if k.sha256 in seen_hashes:
+            raise ConfigError(f"auth.keys[{i}].sha256", "the same key is configured twice")
+        seen_names.add(k.name)
+        seen_hashes.add(k.sha256)
     return tuple(keys)
 
 
@@ -201,8 +229,32 @@ def _api_key(i: int, entry: Any) -> ApiKey:
         or not all(isinstance(s, str) and s in SCOPES for s in scopes)
     ):
         raise ConfigError(t.key("scopes"), f"must be a non-empty list of {', '.join(SCOPES)}")
+    if not 0 < len(name) <= KEY_NAME_MAX or not name.isprintable():
+        raise ConfigError(t.key("name"), f"must be 1 to {KEY_NAME_MAX} printable characters")
+    tenant = as_str(t.take("tenant", ""), t.key("tenant"))
+    if len(tenant) > KEY_NAME_MAX or not tenant.isprintable():
+        raise ConfigError(t.key("tenant"), f"must be at most {KEY_NAME_MAX} printable characters")
+    models = as_strs(t.take("models", []), t.key("models"))
+    rpm = as_int(t.take("rpm", 0), t.key("rpm"), Rule(doc="", lo=0, hi=1e9))
+    tpm = as_int(t.take("tpm", 0), t.key("tpm"), Rule(doc="", lo=0, hi=1e12))
+    streams = as_int(t.take("max_streams", 0), t.key("max_streams"), Rule(doc="", lo=0, hi=1e9))
+    budget = t.take("budget_usd")
+    disabled = t.take("disabled", False)
+    if not isinstance(disabled, bool):
+        raise ConfigError(t.key("disabled"), "must be true or false")
     t.done()
-    return ApiKey(name=name, sha256=digest.lower(), scopes=frozenset(scopes))
+    return ApiKey(
+        name=name,
+        sha256=digest.lower(),
+        scopes=frozenset(scopes),
+        tenant=tenant,
+        models=frozenset(models),
+        rpm=rpm,
+        tpm=tpm,
+        budget_nanos=None if budget is None else budget_nanos(budget, t.key("budget_usd")),
+        max_streams=streams,
+        disabled=disabled,
+    )
 
 
 _TIMEOUT = Timeouts()  # the defaults live with the type, in aurea.providers._base

@@ -86,6 +86,25 @@ class ServerSettings:
         lo_open=True,
         hi=_DAY_S,
     )
+    allow_open_on_any_interface: bool = setting(
+        False,
+        "allow open mode (no API keys: every caller has every scope) on a non-loopback address; "
+        "without it such a configuration refuses to start",
+    )
+    max_streams_per_key: int = setting(
+        1000,
+        "streaming calls one API key may hold open at once (a key's max_streams overrides); "
+        "0 = no limit",
+        lo=0,
+        hi=_MANY,
+    )
+    revoked_key_grace_s: float = setting(
+        10.0,
+        "seconds a call already running on an API key that is disabled (or whose previous "
+        "secret expires after a rotation) may go on before it is ended UNAUTHENTICATED",
+        lo=0,
+        hi=_DAY_S,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -317,12 +336,43 @@ class TelemetrySettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TlsSettings:
-    """``[tls]``: TLS for the gRPC server; mTLS with a client CA. Files are PEM, checked at load."""
+    """``[tls]``: TLS on every port Aurea listens on (gRPC, the HTTP door, the metrics side
+    port); mTLS with a client CA. Files are PEM, checked at load, read again on SIGHUP."""
 
     cert_file: str = setting("", "server certificate chain (PEM); '' = plaintext")
     key_file: str = setting("", "server private key (PEM); required with cert_file")
     client_ca_file: str = setting("", "CA bundle (PEM) that client certificates must chain to")
-    require_client_cert: bool = setting(False, "refuse clients without a valid certificate")
+    require_client_cert: bool = setting(
+        False,
+        "refuse clients without a certificate that chains to client_ca_file (mTLS); without "
+        "it the gRPC port asks for none and the HTTP ports check one only if offered",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InputSettings:
+    """``[input]``: the largest request each door accepts. A request over a limit is refused
+    INVALID_ARGUMENT (HTTP 400, or 413 for the body's size) naming the limit's key."""
+
+    max_request_bytes: int = setting(
+        4 << 20, "largest gRPC request message, in bytes", lo=1024, hi=1 << 30
+    )
+    max_prompt_chars: int = setting(
+        2_000_000,
+        "characters of text in one call's prompt (every message, part and tool result)",
+        lo=1,
+        hi=1 << 30,
+    )
+    max_messages: int = setting(1000, "messages in one call", lo=1, hi=1_000_000)
+    max_tools: int = setting(128, "tool definitions in one call", lo=0, hi=128)
+    max_labels: int = setting(32, "labels on one call", lo=0, hi=10_000)
+    max_label_chars: int = setting(
+        256, "characters of one label's key or value", lo=1, hi=1_000_000
+    )
+    max_tokens: int = setting(
+        1_000_000, "the largest max_tokens a call may ask for", lo=1, hi=100_000_000
+    )
+    max_embed_inputs: int = setting(2048, "texts in one embedding call", lo=1, hi=1_000_000)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -474,5 +524,6 @@ SECTIONS: dict[str, type] = {
     "tls": TlsSettings,
     "tasks": TasksSettings,
     "http": HttpSettings,
+    "input": InputSettings,
     "infra": InfraSettings,
 }
