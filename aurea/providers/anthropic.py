@@ -2,17 +2,31 @@
 
 Options: ``default_max_tokens`` (the API requires ``max_tokens``; default 1024),
 ``anthropic_version`` (default ``2023-06-01``), ``beta`` (an ``anthropic-beta`` header value),
-``headers`` (extra headers). Usage is normalized to Aurea's convention: input tokens include
+``headers`` (extra headers), ``structured_output`` (``"tool"``, the default, or ``"native"``:
+see ``_anthropic_shapes``). Usage is normalized to Aurea's convention: input tokens include
 cache reads and cache writes; ``cached_input_tokens`` are the cache reads.
+
+Rich generation: images as ``image`` blocks (base64 or URL sources), tool calls as
+``tool_use`` blocks and results as ``tool_result`` blocks; streamed ``tool_use`` blocks become
+``ToolCallDelta`` s (the block's start names the call, each ``input_json_delta`` is a piece of
+its arguments), ``thinking`` blocks ``ReasoningDelta`` s (summaries on Claude 4 models, the
+thinking itself on Claude 3.7).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aurea.errors import ProviderError, ProviderServerError, StreamBroken, UpstreamRejected
+from aurea.providers._anthropic_shapes import (
+    STRUCTURED_OUTPUT,
+    answer_tool,
+    messages_json,
+    rich_fields,
+)
 from aurea.providers._base import (
     Completion,
     Embeddings,
@@ -22,8 +36,12 @@ from aurea.providers._base import (
     ProviderEvent,
     ProviderRequest,
     ProviderSpec,
+    ReasoningDelta,
+    ReasoningKind,
     Role,
     TextDelta,
+    ToolCall,
+    ToolCallDelta,
     UsageReport,
 )
 from aurea.providers._boundary import MalformedReply, adapter_boundary, check_options, json_type
@@ -37,11 +55,14 @@ from aurea.providers._http import (
     retry_after_from_headers,
 )
 from aurea.providers._retry import parse_reset_time
+from aurea.providers._tokens import prompt_extra_tokens
 from aurea.providers._values import Counts, reported_usage, token_count
 
 __all__ = ["DEFAULT_BASE_URL", "OPTIONS", "AnthropicProvider", "error_from_body", "usage_counts"]
 
-OPTIONS = frozenset({"default_max_tokens", "anthropic_version", "beta", "headers"})
+OPTIONS = frozenset(
+    {"default_max_tokens", "anthropic_version", "beta", "headers", "structured_output"}
+)
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -95,14 +116,25 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _text_delta(delta: Mapping[str, Any]) -> str:
-    """The text of a content_block_delta's ``delta`` ("" for other delta types)."""
-    if delta.get("type") != "text_delta":
-        return ""
-    text = delta.get("text")
-    if not isinstance(text, str):
-        raise MalformedReply(f"content_block_delta.delta.text is {json_type(text)}, not text")
-    return text
+def _field(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise MalformedReply(f"{where}.{key} is {json_type(value)}, not text")
+    return value
+
+
+def _reasoning_kind(model: str) -> ReasoningKind:
+    # Claude 3.7 returns its whole thinking; later models a summary of it.
+    return ReasoningKind.TEXT if model.startswith("claude-3-7") else ReasoningKind.SUMMARY
+
+
+@dataclass(slots=True)
+class _Block:
+    """A content block of the answer being streamed, as Aurea relays it."""
+
+    kind: str  # "text", "tool" (a tool call), "answer" (the structured output tool), "thinking"
+    call: int = -1  # the tool call's position in the answer
+    pieces: int = 0  # argument pieces relayed
 
 
 def error_from_body(
@@ -145,6 +177,11 @@ class AnthropicProvider:
         self._options = spec.options
         self._http = HttpClient(spec, default_base_url=DEFAULT_BASE_URL, parse_error=self._error)
         self._default_max_tokens = int(spec.options.get("default_max_tokens", 1024))
+        self._structured = str(spec.options.get("structured_output", "tool"))
+        if self._structured not in STRUCTURED_OUTPUT:
+            raise ValueError(
+                f"option structured_output must be one of {', '.join(STRUCTURED_OUTPUT)}"
+            )
 
     def _error(self, status: int, body: str, headers: Mapping[str, str]) -> ProviderError:
         try:
@@ -156,28 +193,34 @@ class AnthropicProvider:
             return error_from_body(self.name, status, parsed, retry_after)
         return error_for_status(self.name, status, body.strip()[:500], retry_after_s=retry_after)
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, betas: list[str] | None = None) -> dict[str, str]:
         headers = {
             "x-api-key": self._http.api_key,
             "anthropic-version": str(self._options.get("anthropic_version", API_VERSION)),
             "content-type": "application/json",
         }
-        if self._options.get("beta"):
-            headers["anthropic-beta"] = str(self._options["beta"])
+        wanted = [str(self._options["beta"])] if self._options.get("beta") else []
+        wanted += betas or []
+        if wanted:
+            headers["anthropic-beta"] = ",".join(wanted)
         headers.update({str(k): str(v) for k, v in dict(self._options.get("headers", {})).items()})
         return headers
 
-    def _body(self, request: ProviderRequest, *, stream: bool) -> dict[str, Any]:
+    def _body(self, request: ProviderRequest, *, stream: bool) -> tuple[dict[str, Any], list[str]]:
+        """The request body, and the ``anthropic-beta`` features it needs."""
         system = [m.content for m in request.messages if m.role == Role.SYSTEM]
+        max_tokens = request.max_tokens or self._default_max_tokens
         body: dict[str, Any] = {
             "model": request.model,
-            "max_tokens": request.max_tokens or self._default_max_tokens,
-            "messages": [
-                {"role": str(m.role), "content": m.content}
-                for m in request.messages
-                if m.role != Role.SYSTEM
-            ],
+            "max_tokens": max_tokens,
+            "messages": messages_json(request.messages),
         }
+        betas: list[str] = []
+        if request.rich:
+            more, betas = rich_fields(
+                request, provider=self.name, style=self._structured, max_tokens=max_tokens
+            )
+            body.update(more)
         if system:
             body["system"] = "\n\n".join(system)
         if request.temperature is not None:
@@ -188,7 +231,7 @@ class AnthropicProvider:
             body["stop_sequences"] = list(request.stop)
         if stream:
             body["stream"] = True
-        return body
+        return body, betas
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         url = f"{self._http.base_url}/v1/messages"
@@ -197,23 +240,72 @@ class AnthropicProvider:
         stop_reason = ""
         finished = False
         skipper = ChunkSkipper(self.name)
+        body, betas = self._body(request, stream=True)
+        answer = answer_tool(request, self._structured)
+        thinking = _reasoning_kind(request.model)
+        blocks: dict[int, _Block] = {}
+        calls = 0
         async with self._http.request(
             "POST",
             url,
-            json_body=self._body(request, stream=True),
-            headers=self._headers(),
+            json_body=body,
+            headers=self._headers(betas),
             streaming=True,
             timeouts=request.timeouts,
         ) as response:
             async for event in response.events():
-                text = ""
+                out: list[ProviderEvent] = []
                 try:
                     data = self._event(event.data, event.event)
                     kind = data.get("type") or event.event
-                    if kind == "message_start":
+                    if kind == "content_block_delta":
+                        delta = _mapping(data.get("delta"))
+                        dtype = delta.get("type")
+                        if dtype == "text_delta":
+                            out.append(TextDelta(_field(delta, "text", "delta")))
+                        elif dtype == "input_json_delta":
+                            block = blocks.get(_block_index(data))
+                            piece = _field(delta, "partial_json", "delta")
+                            if block is None or not piece:
+                                pass
+                            elif block.kind == "answer":
+                                block.pieces += 1
+                                out.append(TextDelta(piece))
+                            elif block.kind == "tool":
+                                block.pieces += 1
+                                out.append(ToolCallDelta(index=block.call, arguments=piece))
+                        elif dtype == "thinking_delta":
+                            out.append(ReasoningDelta(_field(delta, "thinking", "delta"), thinking))
+                    elif kind == "content_block_start":
+                        index = _block_index(data)
+                        start = _mapping(data.get("content_block"))
+                        btype = start.get("type")
+                        if btype == "tool_use":
+                            name = _field(start, "name", "content_block")
+                            if name == answer:
+                                blocks[index] = _Block("answer")
+                            else:
+                                blocks[index] = _Block("tool", call=calls)
+                                cid = _field(start, "id", "content_block")
+                                out.append(ToolCallDelta(index=calls, id=cid, name=name))
+                                calls += 1
+                        else:
+                            blocks[index] = _Block(str(btype))
+                    elif kind == "content_block_stop":
+                        block = blocks.get(_block_index(data))
+                        if (
+                            block is not None
+                            and block.kind in ("tool", "answer")
+                            and not block.pieces
+                        ):
+                            # A call without arguments streams none: its input is {}.
+                            block.pieces = 1
+                            if block.kind == "answer":
+                                out.append(TextDelta("{}"))
+                            else:
+                                out.append(ToolCallDelta(index=block.call, arguments="{}"))
+                    elif kind == "message_start":
                         usage.update(_mapping(_mapping(data.get("message")).get("usage")))
-                    elif kind == "content_block_delta":
-                        text = _text_delta(_mapping(data.get("delta")))
                     elif kind == "message_delta":
                         delta = _mapping(data.get("delta"))
                         reason = _stop_reason(delta.get("stop_reason"), "message_delta.delta")
@@ -230,9 +322,16 @@ class AnthropicProvider:
                 except SKIPPABLE as exc:
                     skipper.skip(exc)
                     continue
-                if text:
-                    parts.append(text)
-                    yield TextDelta(text)
+                for ev in out:
+                    if type(ev) is TextDelta:
+                        if not ev.text:
+                            continue
+                        parts.append(ev.text)
+                    elif type(ev) is ToolCallDelta:
+                        parts.append(ev.name + ev.arguments)
+                    elif type(ev) is ReasoningDelta:
+                        parts.append(ev.text)
+                    yield ev
         # No message_stop but a stop_reason (message_delta): the answer is complete; neither:
         # the stream was cut.
         if not finished and not stop_reason:
@@ -242,9 +341,16 @@ class AnthropicProvider:
             messages=request.messages,
             output_text="".join(parts),
             model=request.model,
+            extra_input_tokens=prompt_extra_tokens(request),
         )
         yield UsageReport(final)
-        yield Finish(_FINISH.get(stop_reason, FinishReason.STOP), stop_reason)
+        yield self._finish(stop_reason, answer)
+
+    @staticmethod
+    def _finish(stop_reason: str, answer: str) -> Finish:
+        if stop_reason == "tool_use" and answer:
+            return Finish(FinishReason.STOP, stop_reason)  # the answer tool: a whole answer
+        return Finish(_FINISH.get(stop_reason, FinishReason.STOP), stop_reason)
 
     def _event(self, data: str, name: str) -> Mapping[str, Any]:
         parsed = parse_json(
@@ -258,11 +364,12 @@ class AnthropicProvider:
 
     async def complete(self, request: ProviderRequest) -> Completion:
         url = f"{self._http.base_url}/v1/messages"
+        body, betas = self._body(request, stream=False)
         async with self._http.request(
             "POST",
             url,
-            json_body=self._body(request, stream=False),
-            headers=self._headers(),
+            json_body=body,
+            headers=self._headers(betas),
             timeouts=request.timeouts,
         ) as response:
             data = json_object(await response.json(), provider=self.name, what="the reply")
@@ -271,26 +378,46 @@ class AnthropicProvider:
         content = data.get("content")
         if not isinstance(content, list):
             raise self._http.error(ProviderServerError, "the reply has no content", status=200)
-        texts = []
+        answer = answer_tool(request, self._structured)
+        texts: list[str] = []
+        thoughts: list[str] = []
+        calls: list[ToolCall] = []
         for i, block in enumerate(content):
-            if isinstance(block, Mapping) and block.get("type") == "text":
-                text = block.get("text")
-                if not isinstance(text, str):
-                    raise MalformedReply(f"reply.content[{i}].text is {json_type(text)}, not text")
-                texts.append(text)
+            if not isinstance(block, Mapping):
+                continue
+            where = f"reply.content[{i}]"
+            btype = block.get("type")
+            if btype == "text":
+                texts.append(_field(block, "text", where))
+            elif btype == "thinking":
+                thoughts.append(_field(block, "thinking", where))
+            elif btype == "tool_use":
+                name = _field(block, "name", where)
+                arguments = json.dumps(block.get("input", {}), ensure_ascii=False)
+                if name == answer:
+                    texts.append(arguments)
+                else:
+                    calls.append(
+                        ToolCall(id=_field(block, "id", where), name=name, arguments=arguments)
+                    )
         text = "".join(texts)
+        reasoning = "".join(thoughts)
         raw_usage = data.get("usage")
         usage = await reported_usage(
             usage_counts(raw_usage) if isinstance(raw_usage, Mapping) else None,
             messages=request.messages,
-            output_text=text,
+            output_text=text + reasoning + "".join(c.name + c.arguments for c in calls),
             model=request.model,
+            extra_input_tokens=prompt_extra_tokens(request),
         )
         stop_reason = _stop_reason(data.get("stop_reason"), "reply")
         return Completion(
             text=text,
-            finish=Finish(_FINISH.get(stop_reason, FinishReason.STOP), stop_reason),
+            finish=self._finish(stop_reason, answer),
             usage=usage,
+            tool_calls=tuple(calls),
+            reasoning=reasoning,
+            reasoning_kind=_reasoning_kind(request.model),
         )
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
@@ -304,3 +431,10 @@ class AnthropicProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _block_index(data: Mapping[str, Any]) -> int:
+    index = data.get("index", 0)
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise MalformedReply(f"a content block's index is {json_type(index)}, not a number")
+    return index

@@ -3,7 +3,15 @@ server, Ollama, LM Studio) through ``base_url``.
 
 Options: ``max_tokens_param`` (``"max_completion_tokens"`` for api.openai.com, else
 ``"max_tokens"``), ``include_usage`` (send ``stream_options``; default True), ``organization``,
-``project``, ``headers`` (extra headers).
+``project``, ``headers`` (extra headers), ``schema_style`` (``"openai"``, or ``"llama_cpp"`` for
+llama-cpp-python's server, which takes a JSON schema as ``{"type": "json_object", "schema":
+...}`` and turns it into a grammar).
+
+Rich generation maps one to one (``_openai_shapes``): image parts as ``image_url`` (inline
+bytes as a ``data:`` URL), tool calls and ``tool`` messages, ``tools``, ``tool_choice``,
+``parallel_tool_calls``, ``response_format``, ``reasoning_effort``; streamed ``tool_calls``
+deltas become ``ToolCallDelta`` s as they come, and ``reasoning_content`` (OpenAI-compatible
+servers) ``ReasoningDelta`` s.
 """
 
 from __future__ import annotations
@@ -28,7 +36,9 @@ from aurea.providers._base import (
     ProviderEvent,
     ProviderRequest,
     ProviderSpec,
+    ReasoningDelta,
     TextDelta,
+    ToolCallDelta,
     Usage,
     UsageReport,
 )
@@ -42,7 +52,15 @@ from aurea.providers._http import (
     parse_json,
     retry_after_from_headers,
 )
-from aurea.providers._tokens import estimate_text_tokens_async
+from aurea.providers._openai_shapes import (
+    SCHEMA_STYLES,
+    messages_json,
+    reasoning_text,
+    rich_fields,
+    tool_call_deltas,
+    tool_calls_of,
+)
+from aurea.providers._tokens import estimate_text_tokens_async, prompt_extra_tokens
 from aurea.providers._values import Counts, float_vector, reported_usage, token_count
 
 __all__ = [
@@ -55,7 +73,9 @@ __all__ = [
     "parse_usage",
 ]
 
-OPTIONS = frozenset({"max_tokens_param", "include_usage", "organization", "project", "headers"})
+OPTIONS = frozenset(
+    {"max_tokens_param", "include_usage", "organization", "project", "headers", "schema_style"}
+)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -206,6 +226,9 @@ class OpenAIProvider:
         default_param = "max_completion_tokens" if official else "max_tokens"
         self._max_tokens_param = str(spec.options.get("max_tokens_param", default_param))
         self._include_usage = bool(spec.options.get("include_usage", True))
+        self._schema_style = str(spec.options.get("schema_style", "openai"))
+        if self._schema_style not in SCHEMA_STYLES:
+            raise ValueError(f"option schema_style must be one of {', '.join(SCHEMA_STYLES)}")
 
     def _error(self, status: int, body: str, headers: Mapping[str, str]) -> ProviderError:
         retry_after = retry_after_from_headers(headers)
@@ -229,10 +252,7 @@ class OpenAIProvider:
         return headers
 
     def _body(self, request: ProviderRequest, *, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": [{"role": str(m.role), "content": m.content} for m in request.messages],
-        }
+        body: dict[str, Any] = {"model": request.model, "messages": messages_json(request.messages)}
         if request.max_tokens is not None:
             body[self._max_tokens_param] = request.max_tokens
         if request.temperature is not None:
@@ -243,15 +263,20 @@ class OpenAIProvider:
             body["stop"] = list(request.stop)
         if request.seed is not None:
             body["seed"] = request.seed
+        if request.rich:
+            body.update(rich_fields(request, self._schema_style))
         if stream:
             body["stream"] = True
             if self._include_usage:
                 body["stream_options"] = {"include_usage": True}
         return body
 
-    def _chunk(self, data: str) -> tuple[str, Finish | None, Counts | None]:
-        """(text, finish, usage counts) of one stream chunk; MalformedChunk / MalformedReply for
-        a chunk that breaks the format, the error it names for an in-stream error."""
+    def _chunk(
+        self, data: str
+    ) -> tuple[str, Finish | None, Counts | None, list[ToolCallDelta], str]:
+        """(text, finish, usage counts, tool-call pieces, reasoning) of one stream chunk;
+        MalformedChunk / MalformedReply for a chunk that breaks the format, the error it names
+        for an in-stream error."""
         chunk = parse_json(data, provider=self.name, what="a stream chunk", broken=MalformedChunk)
         if not isinstance(chunk, Mapping):
             raise MalformedChunk(
@@ -262,14 +287,20 @@ class OpenAIProvider:
         counts = parse_usage(chunk.get("usage"))
         texts: list[str] = []
         finish: Finish | None = None
+        calls: list[ToolCallDelta] = []
+        reasoning = ""
         for i, choice in enumerate(_choices(chunk, "chunk")):
             where = f"chunk.choices[{i}]"
             if choice_index(choice.get("index"), where) != 0:
                 continue  # Aurea asks for one choice; a server sending more is ignored
             delta = _object(choice.get("delta"), f"{where}.delta")
             texts.append(content_text(delta.get("content"), f"{where}.delta.content"))
+            if "tool_calls" in delta:
+                calls += tool_call_deltas(delta["tool_calls"], f"{where}.delta.tool_calls")
+            if "reasoning_content" in delta or "reasoning" in delta:
+                reasoning += reasoning_text(delta, f"{where}.delta")
             finish = _finish_of(choice, where) or finish
-        return "".join(texts), finish, counts
+        return "".join(texts), finish, counts, calls, reasoning
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         url = f"{self._http.base_url}/chat/completions"
@@ -291,22 +322,32 @@ class OpenAIProvider:
                     finish = finish or Finish(FinishReason.STOP, "")
                     break
                 try:
-                    text, seen, reported = self._chunk(event.data)
+                    text, seen, reported, calls, reasoning = self._chunk(event.data)
                 except SKIPPABLE as exc:
                     skipper.skip(exc)
                     continue
                 counts = reported or counts
                 finish = seen or finish
+                if reasoning:
+                    parts.append(reasoning)
+                    yield ReasoningDelta(reasoning)
                 if text:
                     parts.append(text)
                     yield TextDelta(text)
+                for call in calls:
+                    parts.append(call.name + call.arguments)
+                    yield call
         # No ``[DONE]`` but a finish_reason: the answer is complete (some servers never send
         # the marker); neither: the stream was cut.
         if finish is None:
             raise self._http.error(StreamBroken, "the stream ended before any finish_reason")
         yield UsageReport(
             await reported_usage(
-                counts, messages=request.messages, output_text="".join(parts), model=request.model
+                counts,
+                messages=request.messages,
+                output_text="".join(parts),
+                model=request.model,
+                extra_input_tokens=prompt_extra_tokens(request),
             )
         )
         yield finish
@@ -329,14 +370,19 @@ class OpenAIProvider:
         choice = choices[0]
         message = _object(choice.get("message"), "reply.choices[0].message")
         text = content_text(message.get("content"), "reply.choices[0].message.content")
+        calls = tool_calls_of(message, "reply.choices[0].message")
+        reasoning = reasoning_text(message, "reply.choices[0].message")
         usage = await reported_usage(
             parse_usage(data.get("usage")),
             messages=request.messages,
-            output_text=text,
+            output_text=text + reasoning + "".join(c.name + c.arguments for c in calls),
             model=request.model,
+            extra_input_tokens=prompt_extra_tokens(request),
         )
         finish = _finish_of(choice, "reply.choices[0]") or finish_reason("")
-        return Completion(text=text, finish=finish, usage=usage)
+        return Completion(
+            text=text, finish=finish, usage=usage, tool_calls=calls, reasoning=reasoning
+        )
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
         url = f"{self._http.base_url}/embeddings"

@@ -30,6 +30,7 @@ __all__ = [
     "echo_reply",
     "frame_json",
     "json_response",
+    "pieces",
     "split_tokens",
 ]
 
@@ -190,6 +191,12 @@ def continue_after(tokens: list[str], prefill: str) -> list[str]:
     return split_tokens(rest)
 
 
+def pieces(text: str, size: int) -> list[str]:
+    """``text`` cut in pieces of ``size`` characters (how the fakes stream tool arguments)."""
+    size = max(size, 1)
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
 def count_words(texts: Iterable[str]) -> int:
     """The fakes' token counter: whitespace-separated words (deterministic, no tokenizer)."""
     return sum(len(t.split()) for t in texts)
@@ -212,6 +219,14 @@ class FakeServer:
     the queue is empty: an upstream down for good), ``honour_prefill`` (continue a trailing
     assistant message instead of answering anew) and ``reject_prefill`` (refuse one with a 400,
     as models without prefill support do). ``requests`` are timestamped (``at``).
+
+    Rich generation: ``tool_calls`` (tool name, arguments JSON text) is what the model calls
+    when a request offers tools and does not end with tool results; its arguments are streamed
+    in pieces of ``argument_piece`` characters (a stream fault's ``after_tokens`` then counts
+    pieces). A request that ends with tool results is answered ``answer_after_tools(results)``.
+    ``thoughts`` is reasoning streamed before the answer, in each vendor's format, when the
+    request asks for reasoning (OpenAI-compatible servers: always). ``json_answer`` is the
+    answer (JSON text, streamed in ``argument_piece`` pieces) to a request for JSON output.
     """
 
     def __init__(
@@ -230,6 +245,15 @@ class FakeServer:
         self.always: Fault | None = None
         self.honour_prefill = False
         self.reject_prefill = False
+        self.tool_calls: list[tuple[str, str]] = []
+        self.argument_piece = 5
+        self.answer_after_tools: Callable[[list[str]], str] = lambda results: (
+            "Tool results: " + " | ".join(results)
+        )
+        self.thoughts = ""
+        # The JSON text the model answers with when the request asks for JSON (None: the
+        # usual reply, whatever the schema).
+        self.json_answer: str | None = None
         self.faults: collections.deque[Fault] = collections.deque()
         self.scripted: collections.deque[Scripted] = collections.deque()
         self.requests: list[RecordedRequest] = []

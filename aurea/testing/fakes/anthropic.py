@@ -3,10 +3,18 @@ wire format: ``x-api-key`` + ``anthropic-version`` headers, ``event:``-named SSE
 (message_start, content_block_start, ping, content_block_delta, content_block_stop,
 message_delta, message_stop), usage split into input / cache_read / cache_creation, HTTP 529
 ``overloaded_error`` and ``{"type": "error", "error": {type, message}}`` bodies.
+
+Rich generation as Anthropic sends it: ``tool_use`` content blocks (streamed as a
+``content_block_start`` naming the call, then ``input_json_delta`` pieces of its input), stop
+reason ``tool_use``; a forced tool (``tool_choice`` of type ``tool``) answered with
+``json_answer`` as its input; ``thinking`` blocks when the request enables thinking and
+``thoughts`` is set. Like Anthropic, it refuses a ``tool_result`` without its ``tool_use`` in the
+previous turn, a ``tool_use`` left without its result, and malformed image sources.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +27,8 @@ from aurea.testing.fakes._core import (
     count_words,
     frame_json,
     json_response,
+    pieces,
+    split_tokens,
 )
 
 __all__ = ["FakeAnthropic"]
@@ -35,6 +45,67 @@ _BROKEN_EVENT = b'event: content_block_delta\ndata: {"type":"content_block_delta
 
 def _error(type_: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": type_, "message": message}}
+
+
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def text_of(content: Any) -> str:
+    """A message's text: a string, or its text and tool_result blocks' texts joined."""
+    if isinstance(content, list):
+        out = []
+        for block in content:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text":
+                out.append(str(block.get("text", "")))
+            elif block.get("type") == "tool_result":
+                out.append(text_of(block.get("content")))
+        return "".join(out)
+    return "" if content is None else str(content)
+
+
+def _blocks(message: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    content = message.get("content")
+    if not isinstance(content, list):
+        return []
+    return [b for b in content if isinstance(b, dict) and b.get("type") == kind]
+
+
+def _rich_problem(body: dict[str, Any]) -> str:
+    """What Anthropic would refuse in tool blocks, images and tool choice ("" for nothing)."""
+    messages = body.get("messages") or []
+    for i, message in enumerate(messages):
+        previous = messages[i - 1] if i else {}
+        uses = {b.get("id") for b in _blocks(previous, "tool_use")}
+        for j, block in enumerate(_blocks(message, "tool_result")):
+            if block.get("tool_use_id") not in uses:
+                return (
+                    f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` "
+                    f"blocks: {block.get('tool_use_id')}. Each `tool_result` block must have a "
+                    "corresponding `tool_use` block in the previous message."
+                )
+        wanted = {b.get("id") for b in _blocks(message, "tool_use")}
+        if wanted and i + 1 < len(messages):
+            answered = {b.get("tool_use_id") for b in _blocks(messages[i + 1], "tool_result")}
+            if wanted - answered:
+                return (
+                    f"messages.{i}: `tool_use` ids were found without `tool_result` blocks "
+                    f"immediately after: {', '.join(sorted(map(str, wanted - answered)))}"
+                )
+        for j, block in enumerate(_blocks(message, "image")):
+            source = block.get("source") or {}
+            if source.get("type") == "base64":
+                ok = source.get("media_type") in _IMAGE_TYPES and bool(source.get("data"))
+            else:
+                ok = source.get("type") == "url" and bool(source.get("url"))
+            if not ok:
+                return f"messages.{i}.content.{j}.image.source: invalid image source"
+    names = {t.get("name") for t in body.get("tools") or []}
+    choice = body.get("tool_choice") or {}
+    if choice.get("type") == "tool" and choice.get("name") not in names:
+        return "tool_choice.name: tool not found in tools"
+    return ""
 
 
 class FakeAnthropic(FakeServer):
@@ -112,6 +183,9 @@ class FakeAnthropic(FakeServer):
                 )
         if not body.get("messages"):
             return self._reply_error(400, "invalid_request_error", "messages: Field required")
+        problem = _rich_problem(body)
+        if problem:
+            return self._reply_error(400, "invalid_request_error", problem)
         last = body["messages"][-1]
         if last.get("role") == "assistant":
             if self.reject_prefill:
@@ -131,7 +205,7 @@ class FakeAnthropic(FakeServer):
         return None
 
     def _usage(self, body: dict[str, Any], output: int) -> dict[str, Any]:
-        texts = [str(m.get("content", "")) for m in body.get("messages", [])]
+        texts = [text_of(m.get("content")) for m in body.get("messages", [])]
         texts.append(str(body.get("system", "")))
         prompt = count_words(texts)
         read = min(self.cached_input_tokens, prompt)
@@ -165,22 +239,38 @@ class FakeAnthropic(FakeServer):
             if answer is not None:
                 return answer
         prompt = "\n".join(
-            str(m.get("content", "")) for m in body["messages"] if m.get("role") == "user"
+            text_of(m.get("content")) for m in body["messages"] if m.get("role") == "user"
         )
         last = body["messages"][-1]
         prefill = str(last.get("content", "")) if last.get("role") == "assistant" else ""
         generation = self.generate(prompt, int(body["max_tokens"]), prefill)
+        results = _blocks(last, "tool_result") if last.get("role") == "user" else []
+        if results:
+            after = self.answer_after_tools([text_of(b.get("content")) for b in results])
+            generation = Generation(split_tokens(after), truncated=False)
         if fault is not None and fault.kind is FaultKind.CONTENT_FILTER:
             generation = Generation(generation.tokens[: fault.after_tokens], truncated=False)
+        calls = [] if results else self._calls_for(body)
+        thinking = self.thoughts if body.get("thinking") else ""
         if body.get("stream"):
-            return await self._stream(request, body, generation, fault)
+            return await self._stream(request, body, generation, fault, calls, thinking)
+        content: list[dict[str, Any]] = []
+        if thinking:
+            content.append({"type": "thinking", "thinking": thinking, "signature": "sig-fake"})
+        if calls:
+            content += [
+                {"type": "tool_use", "id": cid, "name": name, "input": json.loads(args)}
+                for cid, name, args in calls
+            ]
+        else:
+            content.append({"type": "text", "text": "".join(generation.tokens)})
         message = {
             "id": f"msg_fake{self.request_count}",
             "type": "message",
             "role": "assistant",
             "model": body.get("model", ""),
-            "content": [{"type": "text", "text": "".join(generation.tokens)}],
-            "stop_reason": self._stop_reason(generation, fault),
+            "content": content,
+            "stop_reason": "tool_use" if calls else self._stop_reason(generation, fault),
             "stop_sequence": None,
             "usage": self._usage(body, len(generation.tokens)),
         }
@@ -188,12 +278,31 @@ class FakeAnthropic(FakeServer):
         assert isinstance(reply.body, bytes)
         return await self.unary_fault(request, fault, reply.body) or reply
 
+    def _calls_for(self, body: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """(id, name, input JSON text) of the tool_use blocks this request is answered with."""
+        tools = body.get("tools") or []
+        choice = body.get("tool_choice") or {}
+        if not tools or choice.get("type") == "none":
+            return []
+        plan = list(self.tool_calls)
+        if choice.get("type") == "tool":
+            name = choice.get("name")
+            plan = [c for c in plan if c[0] == name] or [(str(name), self.json_answer or "{}")]
+        if choice.get("disable_parallel_tool_use"):
+            plan = plan[:1]
+        return [
+            (f"toolu_fake{self.request_count}_{i}", name, args)
+            for i, (name, args) in enumerate(plan)
+        ]
+
     async def _stream(
         self,
         request: web.Request,
         body: dict[str, Any],
         generation: Generation,
         fault: Fault | None,
+        calls: list[tuple[str, str, str]],
+        thinking: str,
     ) -> web.StreamResponse:
         response = await self.open_sse(request, **{"request-id": f"req_fake{self.request_count}"})
 
@@ -208,6 +317,53 @@ class FakeAnthropic(FakeServer):
                 await self.send(request, response, _BROKEN_EVENT)
             elif fault.kind is FaultKind.STREAM_ERROR:
                 await event("error", _error("overloaded_error", "Overloaded"))
+
+        # The content blocks, as steps: each step is the events of one "token" (a stream fault's
+        # ``after_tokens`` counts steps). Plain text keeps its block open from the start.
+        Event = tuple[str, dict[str, Any]]
+        steps: list[list[Event]] = []
+        opening: list[Event] = []
+        block = 0
+
+        def delta(index: int, payload: dict[str, Any]) -> Event:
+            return (
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": payload},
+            )
+
+        def start(index: int, payload: dict[str, Any]) -> Event:
+            return (
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": payload},
+            )
+
+        def stop(index: int) -> Event:
+            return ("content_block_stop", {"type": "content_block_stop", "index": index})
+
+        if thinking:
+            parts = pieces(thinking, 8)
+            steps.append([start(block, {"type": "thinking", "thinking": ""})])
+            steps += [[delta(block, {"type": "thinking_delta", "thinking": p})] for p in parts]
+            steps[-1] += [
+                delta(block, {"type": "signature_delta", "signature": "sig"}),
+                stop(block),
+            ]
+            block += 1
+        text_block = -1
+        if not calls:
+            text_block = block
+            (opening if not steps else steps[-1]).append(start(block, {"type": "text", "text": ""}))
+            steps += [[delta(block, {"type": "text_delta", "text": t})] for t in generation.tokens]
+            block += 1
+        for cid, name, args in calls:
+            steps.append([start(block, {"type": "tool_use", "id": cid, "name": name, "input": {}})])
+            steps += [
+                [delta(block, {"type": "input_json_delta", "partial_json": p})]
+                for p in pieces(args, self.argument_piece)
+            ]
+            steps[-1].append(stop(block))
+            block += 1
+        stop_reason = "tool_use" if calls else self._stop_reason(generation, fault)
 
         async def emit() -> None:
             start_usage = self._usage(body, 1)
@@ -227,40 +383,26 @@ class FakeAnthropic(FakeServer):
                     },
                 },
             )
-            await event(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                },
-            )
+            for name, payload in opening:
+                await event(name, payload)
             await event("ping", {"type": "ping"})
-            stop_at = self.fault_point(fault, len(generation.tokens))
-            for index, token in enumerate(generation.tokens):
+            stop_at = self.fault_point(fault, len(steps))
+            for index, step in enumerate(steps):
                 if fault is not None and index == stop_at:
                     return await fail(fault)
                 await self.interlude(request, response, fault, index, _BROKEN_EVENT)
                 await self.pause(request)
-                await event(
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {"type": "text_delta", "text": token},
-                    },
-                )
-            if fault is not None and stop_at == len(generation.tokens):
+                for name, payload in step:
+                    await event(name, payload)
+            if fault is not None and stop_at == len(steps):
                 return await fail(fault)
-            await event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            if text_block >= 0:
+                await event(*stop(text_block))
             await event(
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {
-                        "stop_reason": self._stop_reason(generation, fault),
-                        "stop_sequence": None,
-                    },
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                     "usage": {"output_tokens": len(generation.tokens)},
                 },
             )

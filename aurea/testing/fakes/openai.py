@@ -5,6 +5,13 @@ SSE ending in ``data: [DONE]``, the ``stream_options.include_usage`` usage chunk
 
 Switches for OpenAI-compatible servers (vLLM, llama.cpp, Ollama): ``ignore_include_usage``,
 ``omit_done``, ``usage_on_last_choice``.
+
+Rich generation as OpenAI sends it: ``tool_calls`` in the reply message (``content`` null) or as
+stream deltas (the first piece of a call with ``id``, ``type`` and ``function.name``, then
+``function.arguments`` pieces), finish reason ``tool_calls``; ``reasoning_content`` deltas (as
+OpenAI-compatible reasoning servers send them) when ``thoughts`` is set. Like OpenAI, it refuses
+a ``tool`` message that answers no earlier call, a ``tool_choice`` naming no tool, and a
+``json_schema`` response format without a name or schema.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from aurea.testing.fakes._core import (
     count_words,
     frame_json,
     json_response,
+    pieces,
+    split_tokens,
 )
 
 __all__ = ["FakeOpenAI", "fake_embedding"]
@@ -42,6 +51,40 @@ def fake_embedding(text: str, dims: int) -> list[float]:
 
 def _error(message: str, type_: str | None, code: str | None, param: str | None = None) -> Any:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def text_of(content: Any) -> str:
+    """A message's ``content`` as text: a string, or the text parts of a list joined."""
+    if isinstance(content, list):
+        return "".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return "" if content is None else str(content)
+
+
+def _invalid(body: dict[str, Any]) -> str:
+    """What OpenAI would refuse in a request's tools, tool messages and response format."""
+    called: set[str] = set()
+    for i, m in enumerate(body.get("messages", [])):
+        for call in m.get("tool_calls") or []:
+            called.add(str(call.get("id")))
+        if m.get("role") == "tool" and m.get("tool_call_id") not in called:
+            return (
+                f"Invalid parameter: messages[{i}]: messages with role 'tool' must be a response "
+                "to a preceeding message with 'tool_calls'."
+            )
+    names = {t.get("function", {}).get("name") for t in body.get("tools") or []}
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("function", {}).get("name") not in names:
+        return "Invalid value for 'tool_choice': the named function is not in 'tools'."
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        schema = fmt.get("json_schema") or {}
+        if not schema.get("name") or not isinstance(schema.get("schema"), dict):
+            return "Missing required parameter: 'response_format.json_schema.name' or 'schema'."
+    return ""
 
 
 class FakeOpenAI(FakeServer):
@@ -166,7 +209,7 @@ class FakeOpenAI(FakeServer):
 
     # -- chat ------------------------------------------------------------------------------------
     def _usage(self, body: dict[str, Any], generation: Generation) -> dict[str, Any]:
-        prompt = count_words(str(m.get("content", "")) for m in body.get("messages", []))
+        prompt = count_words(text_of(m.get("content")) for m in body.get("messages", []))
         cached = min(self.cached_input_tokens, prompt)
         completion = len(generation.tokens) + self.reasoning_tokens
         return {
@@ -205,6 +248,11 @@ class FakeOpenAI(FakeServer):
             if answer is not None:
                 return answer
         messages = body.get("messages", [])
+        invalid = _invalid(body)
+        if invalid:
+            return json_response(
+                _error(invalid, "invalid_request_error", None, "messages"), status=400, indent=4
+            )
         prefill = ""
         if messages and messages[-1].get("role") == "assistant":
             if self.reject_prefill:
@@ -219,12 +267,33 @@ class FakeOpenAI(FakeServer):
                     indent=4,
                 )
             prefill = str(messages[-1].get("content", ""))
-        prompt = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
+        prompt = "\n".join(text_of(m.get("content")) for m in messages if m.get("role") == "user")
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         generation = self.generate(prompt, max_tokens, prefill)
+        calls = self._calls_for(body)
+        if messages and messages[-1].get("role") == "tool":
+            results: list[str] = []
+            for m in reversed(messages):
+                if m.get("role") != "tool":
+                    break
+                results.insert(0, text_of(m.get("content")))
+            generation = Generation(split_tokens(self.answer_after_tools(results)), truncated=False)
         if body.get("stream"):
-            return await self._chat_stream(request, body, model, generation, fault)
+            return await self._chat_stream(request, body, model, generation, fault, calls)
         text = "".join(generation.tokens)
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if calls else text,
+            "refusal": None,
+            "annotations": [],
+        }
+        if calls:
+            message["tool_calls"] = [
+                {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
+                for cid, name, args in calls
+            ]
+        if self.thoughts:
+            message["reasoning_content"] = self.thoughts
         reply = json_response(
             {
                 "id": f"chatcmpl-fake{self.request_count}",
@@ -234,14 +303,9 @@ class FakeOpenAI(FakeServer):
                 "choices": [
                     {
                         "index": 0,
-                        "message": {
-                            "role": "assistant",
-                            "content": text,
-                            "refusal": None,
-                            "annotations": [],
-                        },
+                        "message": message,
                         "logprobs": None,
-                        "finish_reason": self._finish_reason(generation),
+                        "finish_reason": "tool_calls" if calls else self._finish_reason(generation),
                     }
                 ],
                 "usage": self._usage(body, generation),
@@ -253,6 +317,23 @@ class FakeOpenAI(FakeServer):
         assert isinstance(reply.body, bytes)
         return await self.unary_fault(request, fault, reply.body) or reply
 
+    def _calls_for(self, body: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """(id, name, arguments) of the calls this request is answered with (none unless it
+        offers tools, allows calls and does not end with tool results)."""
+        messages = body.get("messages") or []
+        if (
+            not body.get("tools")
+            or not self.tool_calls
+            or body.get("tool_choice") == "none"
+            or (messages and messages[-1].get("role") == "tool")
+        ):
+            return []
+        plan = self.tool_calls if body.get("parallel_tool_calls", True) else self.tool_calls[:1]
+        return [
+            (f"call_fake{self.request_count}_{i}", name, args)
+            for i, (name, args) in enumerate(plan)
+        ]
+
     async def _chat_stream(
         self,
         request: web.Request,
@@ -260,6 +341,7 @@ class FakeOpenAI(FakeServer):
         model: str,
         generation: Generation,
         fault: Fault | None,
+        calls: list[tuple[str, str, str]],
     ) -> web.StreamResponse:
         options = body.get("stream_options") or {}
         include_usage = bool(options.get("include_usage")) and not self.ignore_include_usage
@@ -284,24 +366,42 @@ class FakeOpenAI(FakeServer):
                 payload["usage"] = self._usage(body, generation)
             return f"data: {frame_json(payload)}\n\n".encode()
 
+        # Each "token" is one delta: text, or a piece of a tool call (its first piece names it).
+        deltas: list[dict[str, Any]] = []
+        if self.thoughts:
+            deltas += [{"reasoning_content": t} for t in pieces(self.thoughts, 8)]
+        if calls:
+            for i, (cid, name, args) in enumerate(calls):
+                head = {"index": i, "id": cid, "type": "function"}
+                deltas.append(
+                    {"tool_calls": [{**head, "function": {"name": name, "arguments": ""}}]}
+                )
+                deltas += [
+                    {"tool_calls": [{"index": i, "function": {"arguments": piece}}]}
+                    for piece in pieces(args, self.argument_piece)
+                ]
+        else:
+            deltas += [{"content": token} for token in generation.tokens]
+        finish = "tool_calls" if calls else self._finish_reason(generation)
+
         async def emit() -> None:
             await self.send(
                 request,
                 response,
                 chunk({"role": "assistant", "content": "", "refusal": None}, None),
             )
-            stop_at = self.fault_point(fault, len(generation.tokens))
-            for index, token in enumerate(generation.tokens):
+            stop_at = self.fault_point(fault, len(deltas))
+            for index, delta in enumerate(deltas):
                 if fault is not None and index == stop_at:
                     await self._stream_fault(request, response, fault)
                     return
                 await self.interlude(request, response, fault, index, _BROKEN_CHUNK)
                 await self.pause(request)
-                await self.send(request, response, chunk({"content": token}, None))
-            if fault is not None and stop_at == len(generation.tokens):
+                await self.send(request, response, chunk(delta, None))
+            if fault is not None and stop_at == len(deltas):
                 await self._stream_fault(request, response, fault)
                 return
-            await self.send(request, response, chunk({}, self._finish_reason(generation)))
+            await self.send(request, response, chunk({}, finish))
             if include_usage and not self.usage_on_last_choice:
                 usage_chunk = {
                     "id": chunk_id,
