@@ -60,6 +60,13 @@ def _key_prefix(v: Any, key: str) -> str:
     return prefix
 
 
+def _cache_namespace(v: Any, key: str) -> str:
+    name = as_str(v, key)
+    if name and (len(name) > 64 or any(c.isspace() or c in "{}" for c in name)):
+        raise ConfigError(key, "must be '' or 1 to 64 characters without spaces or braces")
+    return name
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerSettings:
     """``[server]``: where the gRPC server listens, how much it takes on, how it stops."""
@@ -297,6 +304,12 @@ class CacheSettings:
     max_bytes: int = setting(
         64 << 20, "most bytes of cached data; 0 = cache nothing", lo=0, hi=1 << 40
     )
+    namespace: str = setting(
+        "",
+        "'' = each API key its own namespace (tenant-safe); a name = every call shares it",
+        parse=_cache_namespace,
+        allowed="'' or 1 to 64 characters, no spaces or braces",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -315,6 +328,12 @@ class RedisSettings:
         "prefix of every key Aurea writes",
         parse=_key_prefix,
         allowed="1 to 64 characters, no spaces or braces",
+    )
+    timeout_s: float = setting(
+        0.5, "seconds one Redis operation may take before it counts as failed", lo=0.01, hi=60
+    )
+    retry_s: float = setting(
+        1.0, "after a failed operation, seconds before Redis is tried again", lo=0, hi=300
     )
 
 

@@ -1,0 +1,221 @@
+"""The Redis cache backend (``redis.asyncio``, the ``redis`` extra): entries shared by every
+Aurea process that uses the same ``[redis] url`` and ``key_prefix``.
+
+Redis down never fails a call: an operation that errors or passes ``[redis] timeout_s`` counts
+as a miss (a lookup) or is skipped (a store), one warning line marks the outage, a counter
+counts each failure, and for ``[redis] retry_s`` the cache does not try Redis at all (so calls
+do not each pay a timeout). The first operation after that probes again; when it succeeds the
+cache is back, with no restart.
+
+Each lookup and each store is one command (one round trip); entries expire by Redis's own TTL
+(``PX``). Sizes are bounded by Redis's ``maxmemory`` and its eviction policy (run Redis with
+``maxmemory-policy allkeys-lru`` or ``volatile-lru``), not by ``[cache] max_entries``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from aurea.cache._backend import NO_VALUE, Usage
+from aurea.cache._codec import CodecError, decode
+from aurea.cache._keys import CacheKey, CacheKind, KeyFilter
+from aurea.errors import Unavailable
+
+__all__ = ["RedisBackend"]
+
+log = structlog.get_logger("aurea.cache")
+_SCAN_BATCH = 1000
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisBackend:
+    name = "redis"
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        prefix: str,
+        timeout_s: float,
+        retry_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        on_error: Callable[[], None] | None = None,
+    ) -> None:
+        try:
+            from redis.asyncio import Redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import RedisError
+        except ImportError as exc:  # pragma: no cover - the extra is part of the dev install
+            raise RuntimeError(
+                "the Redis cache needs the redis extra: pip install 'aurea[redis]'"
+            ) from exc
+        # No retries inside the client: a failed operation falls through at once, and this
+        # backend decides when to try again.
+        self._client: Any = Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._failures: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+        self._prefix = prefix
+        self._timeout_s = timeout_s
+        self._retry_s = retry_s
+        self._clock = clock
+        self._on_error = on_error
+        self._down = False
+        self._retry_at = 0.0
+        self.evictions = -1  # Redis expires and evicts on its own: not seen from here
+        self.errors = 0
+        self.skipped = 0  # operations not tried because Redis was down
+
+    @property
+    def available(self) -> bool:
+        return not self._down
+
+    async def get(self, key: CacheKey) -> Any:
+        if self._resting():
+            return NO_VALUE
+        try:
+            async with asyncio.timeout(self._timeout_s * 2):
+                blob = await self._client.get(key.redis(self._prefix))
+        except self._failures as exc:
+            self._failed("get", exc)
+            return NO_VALUE
+        self._answered()
+        if blob is None:
+            return NO_VALUE
+        try:
+            return decode(blob)
+        except (CodecError, TypeError) as exc:  # another version's entry, or damaged: a miss
+            log.debug("cache_entry_unreadable", error=str(exc))
+            return NO_VALUE
+
+    async def put(self, key: CacheKey, value: Any, blob: bytes, ttl_s: float) -> bool:
+        if self._resting():
+            return False
+        px = max(int(ttl_s * 1000), 1) if ttl_s > 0 else None
+        try:
+            async with asyncio.timeout(self._timeout_s * 2):
+                await self._client.set(key.redis(self._prefix), blob, px=px)
+        except self._failures as exc:
+            self._failed("set", exc)
+            return False
+        self._answered()
+        return True
+
+    async def clear(self, flt: KeyFilter) -> tuple[int, int]:
+        removed = freed = 0
+        try:
+            batch: list[bytes] = []
+            async for key in self._client.scan_iter(match=self._pattern(flt), count=_SCAN_BATCH):
+                batch.append(key)
+                if len(batch) >= _SCAN_BATCH:
+                    n, b = await self._unlink(batch)
+                    removed, freed, batch = removed + n, freed + b, []
+            if batch:
+                n, b = await self._unlink(batch)
+                removed, freed = removed + n, freed + b
+        except self._failures as exc:
+            self._failed("clear", exc)
+            raise Unavailable(
+                "the cache's Redis did not answer; nothing more was removed", retry_after_s=1.0
+            ) from exc
+        self._answered()
+        return removed, freed
+
+    async def usage(self) -> Usage:
+        out: Usage = {}
+        kinds = {k.value: k for k in CacheKind}
+        start = len(self._prefix) + len(":cache:")
+        try:
+            batch: list[bytes] = []
+            async for key in self._client.scan_iter(
+                match=self._pattern(KeyFilter()), count=_SCAN_BATCH
+            ):
+                batch.append(key)
+                if len(batch) >= _SCAN_BATCH:
+                    await self._measure(batch, kinds, start, out)
+                    batch = []
+            if batch:
+                await self._measure(batch, kinds, start, out)
+        except self._failures as exc:
+            self._failed("usage", exc)
+            raise Unavailable("the cache's Redis did not answer", retry_after_s=1.0) from exc
+        self._answered()
+        return out
+
+    async def aclose(self) -> None:
+        # Closing a connection to a dead server: nothing to release.
+        with contextlib.suppress(*self._failures):
+            await self._client.aclose()
+
+    # -- pieces ------------------------------------------------------------------------------
+    def _pattern(self, flt: KeyFilter) -> str:
+        escaped = _glob_escape(self._prefix)
+        return escaped + flt.pattern(self._prefix)[len(self._prefix) :]
+
+    async def _unlink(self, keys: list[bytes]) -> tuple[int, int]:
+        pipe = self._client.pipeline(transaction=False)
+        for k in keys:
+            pipe.strlen(k)
+        for k in keys:
+            pipe.unlink(k)
+        results = await pipe.execute()
+        sizes, gone = results[: len(keys)], results[len(keys) :]
+        removed = sum(int(g) for g in gone)
+        freed = sum(int(s) + len(k) for s, g, k in zip(sizes, gone, keys, strict=True) if g)
+        return removed, freed
+
+    async def _measure(
+        self, keys: list[bytes], kinds: dict[str, CacheKind], start: int, out: Usage
+    ) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for k in keys:
+            pipe.strlen(k)
+        sizes = await pipe.execute()
+        for k, size in zip(keys, sizes, strict=True):
+            if not size:  # expired between the scan and the read
+                continue
+            kind = kinds.get(k[start:].split(b":", 1)[0].decode("ascii", "replace"))
+            if kind is None:
+                continue
+            entries, total = out.get(kind, (0, 0))
+            out[kind] = (entries + 1, total + int(size) + len(k))
+
+    def _resting(self) -> bool:
+        if self._down and self._clock() < self._retry_at:
+            self.skipped += 1
+            return True
+        return False
+
+    def _failed(self, op: str, exc: BaseException) -> None:
+        self.errors += 1
+        if self._on_error is not None:
+            self._on_error()
+        self._retry_at = self._clock() + self._retry_s
+        if not self._down:
+            self._down = True
+            log.warning(
+                "cache_backend_unavailable",
+                backend="redis",
+                operation=op,
+                error=f"{type(exc).__name__}: {exc}"[:300],
+                hint=f"calls are served without the cache; Redis is tried again every "
+                f"{self._retry_s:g} s",
+            )
+
+    def _answered(self) -> None:
+        if self._down:
+            self._down = False
+            log.info("cache_backend_recovered", backend="redis")
