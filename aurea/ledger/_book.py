@@ -5,12 +5,18 @@ in the same order, to the ledger store.
 serves; replicas share budgets through Redis, a later issue, where blocks of budget are leased
 instead). So the book can hold every job it has touched exactly (budget, spent, reserved), and a
 reservation is one comparison and two additions in the caller's task: no mailbox hop, and no store
-round trip before the upstream call. The operation still goes to the store, through ``Journal``,
-in the order the book decided it, so the store's figures equal the book's after each operation
-and the store never refuses what the book granted. A call's one store round trip is the settle it
+round trip before the upstream call. What the store must know goes to it through ``Journal``, in
+the order the book decided it, so the store's figures equal the book's after each operation and
+the store never refuses what the book granted. A call's one store round trip is the settle it
 awaits at its end (for a durable store), so the spend of every answer a client received has been
-committed: a ``kill -9`` loses only calls still in flight, whose reservations ``expire_all``
-returns at the next start, never counted as spent.
+committed: a ``kill -9`` loses only calls still in flight, whose reservations are never counted
+as spent. The journal commits the settles of many calls together (group commit).
+
+**What is written** (``_writes``): for a durable store this process owns (SQLite, the default),
+only spend, one charge per attempt, since reservations would be returned at the next start
+anyway; with ``leases=True`` (a store shared by several processes) every reservation as a
+lease too, renewed while its call runs, which ``expire_all`` returns at the next start; for the
+in-memory store, sums of spend, not awaited.
 
 **Exactness.** ``reserve`` refuses unless ``budget - spent - reserved >= amount`` (and at least a
 nano-dollar is left: a job with nothing left runs nothing, even on a free model); ``extend`` grows
@@ -31,9 +37,10 @@ from typing import Any
 import structlog
 
 from aurea.errors import BudgetExceeded
-from aurea.ledger._journal import Journal, Op
-from aurea.ledger._writes import LeaseWrites, SpendWrites, Writes
+from aurea.ledger._journal import DEFAULT_MAX_BATCH, Journal, Op
+from aurea.ledger._writes import ChargeWrites, LeaseWrites, SpendWrites, Writes
 from aurea.stores import (
+    ExpireOp,
     JobView,
     LedgerStore,
     Page,
@@ -84,6 +91,11 @@ class Lease:
 class LedgerBook:
     """Budgets and leases for every job this process touches; owns the store's write order.
 
+    ``durable``: a settle is awaited until the store committed it. ``leases``: every
+    reservation is written to the store as a lease (for a store other processes share; off for
+    one this process owns, where only spend needs to last). ``max_batch``: the most operations
+    one store transaction carries.
+
     ``start`` (idempotent) first expires every lease a previous process left active (its calls
     died with it), then starts the journal; ``stop`` applies what is queued, within a grace.
     """
@@ -95,6 +107,8 @@ class LedgerBook:
         default_budget_nanos: int | None,
         lease_ttl_s: float,
         durable: bool,
+        leases: bool = False,
+        max_batch: int = DEFAULT_MAX_BATCH,
         settle_wait_s: float = 5.0,
         max_backlog: int = 20_000,
         max_accounts: int = 100_000,
@@ -107,24 +121,29 @@ class LedgerBook:
         self.default_budget_nanos = default_budget_nanos
         self.lease_ttl_s = lease_ttl_s
         self.durable = durable  # a settle is awaited until the store committed it
+        self.leases = leases  # every reservation is a lease in the store
         self.settle_wait_s = settle_wait_s
         self.max_backlog = max_backlog
         self.max_accounts = max_accounts
         self._wall = wall
         self._clock = clock
-        self.journal = Journal(clock=clock)
+        self.journal = Journal(apply=store.apply, max_batch=max_batch, clock=clock)
         self._accounts: collections.OrderedDict[str, Account] = collections.OrderedDict()
         self._loading: dict[str, asyncio.Future[Account]] = {}
         self._open: dict[str, Lease] = {}
         self._ids = f"{os.getpid():x}-{os.urandom(4).hex()}-"
         self._seq = 0
-        # A durable store gets a lease per attempt; one that dies with the process only sums
-        # (see ``_writes``).
-        self._writes: Writes = (
-            LeaseWrites(store, self.journal, ttl_s=lease_ttl_s, wall=wall)
-            if durable
-            else SpendWrites(store, self.journal, ids=self._next_id, wall=wall)
-        )
+        # What the store is told per attempt (see ``_writes``).
+        default = default_budget_nanos
+        self._writes: Writes
+        if leases:
+            self._writes = LeaseWrites(
+                self.journal, default_budget=default, ttl_s=lease_ttl_s, wall=wall
+            )
+        elif durable:
+            self._writes = ChargeWrites(self.journal, default_budget=default, wall=wall)
+        else:
+            self._writes = SpendWrites(self.journal, default_budget=default, wall=wall)
         self._tick: asyncio.Task[None] | None = None
         self.expired_at_start = 0
         # Settled spend since this process started, by (model, provider): what the admin
@@ -163,7 +182,8 @@ class LedgerBook:
             await asyncio.sleep(period)
             self.renew_due()
             self._writes.flush()
-            self.journal.append(Op("expire", lambda: self.store.expire(now=self._wall())))
+            if self.leases:
+                self.journal.append(Op("expire", item=ExpireOp(now=self._wall())))
             self._evict()
 
     def renew_due(self) -> int:
@@ -229,6 +249,7 @@ class LedgerBook:
             # figures are the whole truth here.
             if view is None:
                 acct = Account(job_id=job_id, budget=self.default_budget_nanos, spent=0)
+                self._writes.opened(job_id)
             else:
                 acct = Account(job_id=job_id, budget=view.budget_nanos, spent=view.spent_nanos)
             self._evict(keep=self.max_accounts - 1)
@@ -252,16 +273,16 @@ class LedgerBook:
         acct.reserved += amount
         acct.active += 1
         lease = Lease(
-            lease_id=self._next_id(),
+            lease_id=self._next_id() if self.leases else "",  # only a store lease needs one
             account=acct,
             amount=amount,
             model=model,
             provider=provider,
             renewed_at=self._clock(),
         )
-        if self.durable:  # only a store's leases need renewing
+        if self.leases:  # only a store's leases need renewing
             self._open[lease.lease_id] = lease
-        self._writes.reserved(lease, self.default_budget_nanos)
+        self._writes.reserved(lease)
         return lease
 
     def extend(self, lease: Lease, need: int, want: int) -> int:
@@ -317,7 +338,7 @@ class LedgerBook:
         if not lease.open:
             return False
         lease.open = False
-        if self.durable:
+        if self.leases:
             del self._open[lease.lease_id]
         acct = lease.account
         acct.reserved -= lease.amount

@@ -1,5 +1,8 @@
 """Opening the ledger a server runs with: its store (``[ledger] store``: ``sqlite``, the durable
-default, or ``memory``) and the book on it, started."""
+default, or ``memory``) and the book on it, started.
+
+The SQLite file is this process's alone, so the book writes it spend only (one charge per
+attempt, many attempts per transaction), not a lease per reservation (see ``_writes``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """kill -9 of an ``aurea serve`` process with calls in flight, then a restart on the same SQLite
 file: what was spent is intact (every answer a client received was charged durably before it
-went out), and the dead calls' reservations are returned, never counted as spent."""
+went out), and the dead calls' reservations are returned, never counted as spent (the server
+keeps reservations in memory and writes only spend to its own SQLite file, so none is left)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,5 @@ async def test_kill_9_keeps_spend_and_returns_reservations(
         assert after.reserved_nanos == 0 and after.calls_in_flight == 0
         assert after.calls == len(short_costs)
         assert after.budget_nanos == before.budget_nanos
-        assert "ledger_leases_expired_at_start" in second.log_text()
     finally:
         second.stop()

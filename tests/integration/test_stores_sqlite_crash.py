@@ -4,7 +4,9 @@ tasks present, claimed-but-unacknowledged tasks back in the queue once their lea
 
 A child process hammers one file with concurrent ledger and task operations and prints a line
 after each operation returns; the test SIGKILLs it mid-stream (three times, on the same file),
-then reopens the file and checks the lines against what is stored.
+then reopens the file and checks the lines against what is stored. Some ledger operations go
+one per transaction, others many per transaction (``apply``: a lease's settle with the next
+one's reserve, and charges with no lease, as the book's group commit sends them).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ READ_TIMEOUT_S = 60.0  # a bound on a stuck child, not a performance claim
 
 CHILD = r"""
 import asyncio, random, sys
-from aurea.stores import NewTask, Spend
+from aurea.stores import ChargeOp, NewTask, ReserveOp, SettleOp, Spend
 from aurea.stores.sqlite import SqliteDatabase, SqliteLedgerStore, SqliteTaskQueueStore
 
 path, rnd = sys.argv[1], sys.argv[2]
@@ -57,6 +59,28 @@ async def call(ledger, i, rng):
         await ledger.settle(lease, Spend(cost_nanos=cost, output_tokens=1), now=t0)
         say("settled", lease, cost)
 
+async def batched(ledger, i, rng):
+    # One transaction: settle lease i-1 (reserved by the previous batch) and reserve lease i.
+    lease, prev = f"{rnd}-b{i}", f"{rnd}-b{i - 1}"
+    amount, cost = rng.randint(1, 20_000), rng.randint(0, 100)
+    ops = [ReserveOp(job_id="job", lease_id=lease, amount_nanos=amount, ttl_s=lease_s, now=t0,
+                     default_budget_nanos=budget)]
+    if i:
+        ops.insert(0, SettleOp(lease_id=prev, spend=Spend(cost_nanos=cost), now=t0))
+    results = await ledger.apply(ops)
+    if i and results[0] == "closed":
+        say("settled", prev, cost)
+    if results[-1].granted:
+        say("reserved", lease, amount)
+
+async def charges(ledger, i, rng):
+    costs = [rng.randint(1, 1000) for _ in range(rng.randint(1, 8))]
+    ops = [ChargeOp(job_id="charged", spend=Spend(cost_nanos=c, output_tokens=1), now=t0,
+                    default_budget_nanos=None, model="m") for c in costs]
+    say("charging", i, sum(costs))
+    await ledger.apply(ops)
+    say("charged", i, sum(costs))
+
 async def task(tasks, i):
     task_id = f"{rnd}-t{i}"
     await tasks.enqueue(NewTask(task_id=task_id, kind="k", pool="p", max_attempts=3), now=t0)
@@ -75,14 +99,17 @@ async def main():
         for batch in range(10_000):  # bounded: the test kills us long before
             base = batch * 16
             await asyncio.gather(*(call(ledger, base + k, rng) for k in range(12)),
-                                 *(task(tasks, base + k) for k in range(4)))
+                                 *(task(tasks, base + k) for k in range(4)),
+                                 batched(ledger, batch, rng),
+                                 charges(ledger, batch, rng))
 
 asyncio.run(main())
 """
 
 
 async def run_and_kill(path: Path, rnd: str, lines_before_kill: int) -> list[list[str]]:
-    """Start the child, read ``lines_before_kill`` lines, SIGKILL it, return the lines read."""
+    """Start the child, read ``lines_before_kill`` lines, SIGKILL it, return every line it
+    printed."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -112,6 +139,10 @@ async def run_and_kill(path: Path, rnd: str, lines_before_kill: int) -> list[lis
                 os.kill(proc.pid, signal.SIGKILL)
         await proc.wait()
     assert proc.returncode == -signal.SIGKILL
+    # What the child printed before it died is still in the pipe: every operation it saw
+    # return. (A line cut short by the kill has no newline, and is left out.)
+    rest = await proc.stdout.read()
+    lines += [line.split() for line in rest.decode().splitlines(keepends=True) if line[-1:] == "\n"]
     return lines
 
 
@@ -139,20 +170,31 @@ async def check_ledger(
             "SELECT COALESCE(SUM(spent), 0) FROM ledger_leases WHERE state = 'settled'"
         ).fetchone()
         (by_model,) = conn.execute(
-            "SELECT COALESCE(SUM(cost), 0) FROM ledger_job_models"
+            "SELECT COALESCE(SUM(cost), 0) FROM ledger_job_models WHERE job_id = 'job'"
         ).fetchone()
         (buckets,) = conn.execute("SELECT COALESCE(SUM(cost), 0) FROM ledger_buckets").fetchone()
         return active, n, settled, by_model, buckets
 
     active, n, settled, by_model, buckets = await db.run(sums)
+    charged = await ledger.get_job("charged")
     assert (job.reserved_nanos, job.active_leases) == (active, n)
-    assert job.spent_nanos == settled == by_model == buckets
+    assert job.spent_nanos == settled == by_model
+    assert buckets == job.spent_nanos + (charged.spent_nanos if charged else 0)
     assert job.spent_nanos + job.reserved_nanos <= BUDGET
+
+
+def _subset_sums(values: list[int]) -> set[int]:
+    sums = {0}
+    for v in values:
+        sums |= {s + v for s in sums}
+    return sums
 
 
 async def test_kill_9_mid_stream_loses_nothing_committed(tmp_path: Path) -> None:
     path = tmp_path / "crash.db"
     told: dict[str, tuple[str, int]] = {}
+    charged = 0  # charges confirmed: committed for sure
+    charging: dict[str, int] = {}  # charges sent, not confirmed: committed or not, whole
     enqueued: set[str] = set()
     acked: set[str] = set()
     claimed: set[str] = set()
@@ -172,6 +214,11 @@ async def test_kill_9_mid_stream_loses_nothing_committed(tmp_path: Path) -> None
                     claimed.add(task_id)
                 case ["acked", task_id]:
                     acked.add(task_id)
+                case ["charging", i, cost]:
+                    charging[f"{rnd}-{i}"] = int(cost)
+                case ["charged", i, cost]:
+                    charged += int(cost)
+                    del charging[f"{rnd}-{i}"]
         assert in_flight > 0 and enqueued
         async with SqliteDatabase(path) as db:
             ledger = SqliteLedgerStore(db)
@@ -191,12 +238,20 @@ async def test_kill_9_mid_stream_loses_nothing_committed(tmp_path: Path) -> None
                     lease = await ledger.get_lease(lease_id)
                     assert lease is not None and lease.state is not LeaseState.ACTIVE
                     told[lease_id] = (lease.state.value, lease.spent_nanos)
+            # Charges: every confirmed one, and of the others each whole or not at all.
+            charged_job = await ledger.get_job("charged")
+            assert charged_job is not None
+            extra = charged_job.spent_nanos - charged
+            assert extra == 0 or extra in _subset_sums(list(charging.values()))
+            assert sum(t.cost_nanos for t in charged_job.by_model) == charged_job.spent_nanos
+            charged, charging = charged_job.spent_nanos, {}
             tasks = SqliteTaskQueueStore(db)
             for task_id in enqueued:
                 t = await tasks.get(task_id)
                 assert t is not None, task_id
                 if task_id in acked:
                     assert t.state is TaskState.SUCCEEDED
+    assert charged > 0 and any("-b" in lease for lease in told)  # apply was exercised
     # Claimed-but-unacknowledged tasks come back once their leases expire; none is lost.
     async with SqliteDatabase(path) as db:
         tasks = SqliteTaskQueueStore(db)

@@ -1,12 +1,13 @@
 """The ledger book: exact reservations decided in memory, written in the same order to the store
-(memory and SQLite), so that the store's figures equal the book's after every operation."""
+(memory; SQLite with spend only, the default; SQLite with a lease per reservation), so that the
+store's figures equal the book's after every operation; many settles share one transaction."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from aurea.errors import BudgetExceeded
 from aurea.ledger import LedgerBook
 from aurea.ledger._book import Lease
-from aurea.stores import LedgerStore, Spend, StoreUnavailable
+from aurea.stores import LedgerOp, LedgerResult, LedgerStore, Spend, StoreUnavailable
 from aurea.stores.memory import MemoryLedgerStore
 from aurea.stores.sqlite import SqliteDatabase, SqliteLedgerStore
 
@@ -31,13 +32,19 @@ class FakeWall:
         return self.now
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+class LeasedSqlite(SqliteLedgerStore):
+    """A SQLite store the book writes a lease per reservation to (``leases=True``), as it will a
+    store that several processes share."""
+
+
+@pytest.fixture(params=["memory", "sqlite", "sqlite_leases"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LedgerStore]:
     if request.param == "memory":
         yield MemoryLedgerStore()
         return
+    kind = LeasedSqlite if request.param == "sqlite_leases" else SqliteLedgerStore
     async with await SqliteDatabase.open(tmp_path / "ledger.db") as db:
-        yield SqliteLedgerStore(db)
+        yield kind(db)
 
 
 async def _book(store: LedgerStore, budget: int | None = 1000, **kw: Any) -> LedgerBook:
@@ -46,6 +53,7 @@ async def _book(store: LedgerStore, budget: int | None = 1000, **kw: Any) -> Led
         default_budget_nanos=budget,
         lease_ttl_s=TTL,
         durable=not isinstance(store, MemoryLedgerStore),
+        leases=isinstance(store, LeasedSqlite),
         wall=FakeWall(),
         **kw,
     )
@@ -55,7 +63,8 @@ async def _book(store: LedgerStore, budget: int | None = 1000, **kw: Any) -> Led
 
 async def _agree(book: LedgerBook, job: str) -> None:
     """After everything decided is applied, the store says what the book says: budget and
-    spend always, and the reservations too when the store holds them (a durable one)."""
+    spend always, the reservations too when the store holds them (leases), and none when the
+    book keeps them in memory."""
     view = await book.get_job(job)  # flushes and waits for what is queued
     raw = await book.store.get_job(job)
     acct = book.cached(job)
@@ -66,12 +75,20 @@ async def _agree(book: LedgerBook, job: str) -> None:
         acct.reserved,
         acct.active,
     )
-    if book.durable:
+    if book.leases:
         assert raw is not None
         assert (raw.spent_nanos, raw.reserved_nanos, raw.active_leases) == (
             acct.spent,
             acct.reserved,
             acct.active,
+        )
+    elif book.durable:  # spend only, and the job from its first sight
+        assert raw is not None
+        assert (raw.budget_nanos, raw.spent_nanos, raw.reserved_nanos, raw.active_leases) == (
+            acct.budget,
+            acct.spent,
+            0,
+            0,
         )
     elif raw is not None:
         assert (raw.budget_nanos, raw.spent_nanos, raw.reserved_nanos) == (
@@ -240,7 +257,10 @@ async def test_one_load_per_job_however_many_callers(store: LedgerStore) -> None
         before = book.journal.applied
         accounts = await asyncio.gather(*(book.account("j") for _ in range(50)))
         assert all(a is accounts[0] for a in accounts)
-        assert book.journal.applied - before == 1
+        assert await book.journal.drain(5)
+        # The load, and for a spend-only durable store the new job's row.
+        opened = book.durable and not book.leases
+        assert book.journal.applied - before == 1 + opened
     finally:
         await book.stop()
 
@@ -263,61 +283,124 @@ async def test_only_idle_jobs_are_forgotten_and_reloads_are_exact(store: LedgerS
 
 
 class FlakyStore(MemoryLedgerStore):
-    """Fails its first ``failures`` operations with StoreUnavailable (a locked database)."""
+    """Fails its first ``failures`` writes with StoreUnavailable (a locked database); records
+    the operations it applied."""
 
     def __init__(self, failures: int) -> None:
         super().__init__()
         self.failures = failures
         self.ops: list[str] = []
+        self.calls = 0
 
-    async def reserve(self, *args: Any, **kw: Any) -> Any:
-        self._maybe_fail()
-        self.ops.append("reserve")
-        return await super().reserve(*args, **kw)
-
-    async def settle(self, *args: Any, **kw: Any) -> Any:
-        self._maybe_fail()
-        self.ops.append("settle")
-        return await super().settle(*args, **kw)
-
-    def _maybe_fail(self) -> None:
+    async def apply(self, ops: Sequence[LedgerOp]) -> tuple[LedgerResult, ...]:
         if self.failures:
             self.failures -= 1
             raise StoreUnavailable("database is locked")
+        results = await super().apply(ops)
+        self.calls += 1
+        self.ops += [type(op).__name__ for op in ops]
+        return results
 
 
-async def test_a_failing_store_is_retried_in_order_and_loses_nothing() -> None:
+@pytest.mark.parametrize("leases", [False, True])
+async def test_a_failing_store_is_retried_in_order_and_loses_nothing(leases: bool) -> None:
     store = FlakyStore(failures=0)
-    book = LedgerBook(store, default_budget_nanos=1000, lease_ttl_s=TTL, durable=True)
+    book = LedgerBook(
+        store, default_budget_nanos=1000, lease_ttl_s=TTL, durable=True, leases=leases
+    )
     await book.start()
     try:
         acct = await book.account("j")
-        store.failures = 3
+        assert await book.journal.drain(5)
+        store.failures, store.ops = 3, []
         lease = book.reserve(acct, 500, "m", "p")
         fut = book.close(lease, Spend(cost_nanos=120))
         assert fut is not None
         await asyncio.wait_for(fut, 10)
-        assert store.ops == ["reserve", "settle"] and store.failures == 0
+        assert store.ops == (["ReserveOp", "SettleOp"] if leases else ["ChargeOp"])
+        assert store.failures == 0
         await _agree(book, "j")
         assert acct.spent == 120
     finally:
         await book.stop()
 
 
-async def test_a_store_that_falls_behind_stops_new_reservations() -> None:
-    store = FlakyStore(failures=10**9)  # never answers
+@pytest.mark.parametrize("leases", [False, True])
+async def test_a_store_that_falls_behind_stops_new_reservations(leases: bool) -> None:
+    store = FlakyStore(failures=0)
     book = LedgerBook(
-        store, default_budget_nanos=None, lease_ttl_s=TTL, durable=True, max_backlog=3
+        store,
+        default_budget_nanos=None,
+        lease_ttl_s=TTL,
+        durable=True,
+        leases=leases,
+        max_backlog=3,
     )
     await book.start()
+    settles: list[asyncio.Future[Any]] = []
     try:
         acct = await book.account("j")
-        for _ in range(3):
-            book.reserve(acct, 1, "m", "p")
+        assert await book.journal.drain(5)
+        store.failures = 10**9  # never answers again
+        while book.journal.backlog < 3:
+            fut = book.close(book.reserve(acct, 1, "m", "p"), Spend(cost_nanos=1))
+            assert fut is not None
+            settles.append(fut)
         with pytest.raises(StoreUnavailable):
             book.reserve(acct, 1, "m", "p")
     finally:
         await book.stop(grace_s=0)
+    # Their callers are told: the store never committed them.
+    for result in await asyncio.gather(*settles, return_exceptions=True):
+        assert isinstance(result, StoreUnavailable)
+
+
+async def test_concurrent_settles_share_transactions(tmp_path: Path) -> None:
+    """Group commit: settles queued while the store works go to it together, one transaction
+    for many (counted by the database, not timed), and each is awaited until its own commit."""
+    async with await SqliteDatabase.open(tmp_path / "ledger.db") as db:
+        store = SqliteLedgerStore(db)
+        book = LedgerBook(
+            store, default_budget_nanos=None, lease_ttl_s=TTL, durable=True, max_batch=8
+        )
+        await book.start()
+        try:
+            acct = await book.account("j")
+            assert await book.journal.drain(5)
+            # 50 calls end at once: 7 transactions (batches of at most 8), not 50.
+            before = db.commits
+            leases = [book.reserve(acct, 10, "m", "p") for _ in range(50)]
+            futs = [book.close(lease, Spend(cost_nanos=3)) for lease in leases]
+            assert db.commits == before  # nothing written before the calls end, or per reserve
+            for fut in futs:
+                assert fut is not None
+                await fut
+                # Resolved only once committed: the store already has it.
+                assert db.commits > before
+            assert db.commits - before == 7
+            assert (await store.get_job("j")).spent_nanos == 150  # type: ignore[union-attr]
+
+            # Calls that end at different moments, 16 at a time: fewer transactions than calls.
+            n = 200
+            before = db.commits
+            sem = asyncio.Semaphore(16)
+            rng = random.Random(3)
+
+            async def call() -> None:
+                async with sem:
+                    lease = book.reserve(acct, 10, "m", "p")
+                    for _ in range(rng.randrange(3)):
+                        await asyncio.sleep(0)
+                    fut = book.close(lease, Spend(cost_nanos=1))
+                    assert fut is not None
+                    await fut
+
+            await asyncio.gather(*(call() for _ in range(n)))
+            assert db.commits - before < n
+            await _agree(book, "j")
+            assert acct.spent == 150 + n
+        finally:
+            await book.stop()
 
 
 async def test_leases_are_renewed_before_the_store_expires_them(store: LedgerStore) -> None:
@@ -328,6 +411,7 @@ async def test_leases_are_renewed_before_the_store_expires_them(store: LedgerSto
         default_budget_nanos=1000,
         lease_ttl_s=TTL,
         durable=not isinstance(store, MemoryLedgerStore),
+        leases=isinstance(store, LeasedSqlite),
         wall=wall,
         clock=lambda: clock[0],
     )
@@ -337,7 +421,7 @@ async def test_leases_are_renewed_before_the_store_expires_them(store: LedgerSto
         lease = book.reserve(acct, 300, "m", "p")
         clock[0] = TTL * 0.6
         wall.now = T0 + TTL * 0.6
-        if not book.durable:  # the in-memory store holds no leases: nothing to renew
+        if not book.leases:  # the store holds no leases: nothing to renew
             assert book.renew_due() == 0
             book.close(lease, None)
             return
