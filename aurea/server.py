@@ -43,6 +43,7 @@ from aurea.providers._tokens import preload
 from aurea.providers.registry import build_provider
 from aurea.routing import RecordInbox, RouterView, RoutingTable, StatsStore, open_stats_store
 from aurea.runtime import ActorRef, ActorSystem, RestartPolicy
+from aurea.security import TlsFiles
 from aurea.stores.memory import MemoryLimiterStore
 from aurea.tasks import PoolStats
 from aurea.tasks.setup import TaskSystem
@@ -157,7 +158,8 @@ class AureaServer:
         self.system = ActorSystem(
             policy=RestartPolicy(), on_restart=self._actor_restarted, on_dead=self._actor_dead
         )
-        self.edge = Edge(keys=settings.api_keys)
+        self.edge = Edge(keys=settings.api_keys, limits=settings.input)
+        self.tls: TlsFiles | None = None  # [tls]: read by start()
         self.tracker = self.edge.tracker
         self.providers: dict[str, Provider] = {}
         self.provider_refs: dict[str, ActorRef[ProviderMsg]] = {}
@@ -356,6 +358,7 @@ class AureaServer:
             checks=self.ready_checks,
             metrics=t.metrics_enabled,
             reuse_port=self.settings.server.reuse_port,
+            ssl_context=self.tls.ssl_context() if self.tls is not None else None,
         )
         try:
             self.metrics_port = await side.start()
@@ -424,6 +427,8 @@ class AureaServer:
                 host=host,
                 hint="no API keys configured: every caller reaching this port has full access",
             )
+        if s.tls.cert_file and self.tls is None:  # before anything starts: bad files stop it
+            self.tls = TlsFiles(s.tls)
         if s.telemetry.metrics_enabled or self.tracing is not None:
             self.edge.observer = CallTelemetry(
                 metrics_on=s.telemetry.metrics_enabled, tracing=self.tracing
@@ -473,7 +478,10 @@ class AureaServer:
         )
         address = f"[{host}]:{s.server.port}" if ":" in host else f"{host}:{s.server.port}"
         try:
-            self.port = server.add_insecure_port(address)
+            if self.tls is not None:
+                self.port = server.add_secure_port(address, self.tls.grpc_credentials())
+            else:
+                self.port = server.add_insecure_port(address)
         except RuntimeError as exc:
             await self.system.stop(grace_s=0)
             raise ConfigError(
@@ -502,6 +510,19 @@ class AureaServer:
             models=len(s.models),
         )
         return self.port
+
+    def reload_tls(self) -> bool:
+        """Read the ``[tls]`` files again (SIGHUP): new connections on every port use them.
+        A failed reload keeps the files already in use; returns whether it reloaded."""
+        if self.tls is None:
+            return False
+        try:
+            self.tls.reload()
+        except ConfigError as exc:
+            log.error("tls_reload_failed", error=str(exc), hint="still serving the old files")
+            return False
+        log.info("tls_reloaded", reloads=self.tls.reloads)
+        return True
 
     async def start_core(self) -> Inference:
         """Build and start the actors and the inference core, without any transport (what
@@ -535,7 +556,8 @@ class AureaServer:
         host = s.host
         door = HttpDoor(settings=s, edge=self.edge, inference=inference, view=self.router_view)
         try:
-            self.http_port = await door.start(host, s.port)
+            ssl_context = self.tls.ssl_context() if self.tls is not None else None
+            self.http_port = await door.start(host, s.port, ssl_context=ssl_context)
         except OSError as exc:
             if s.port != DEFAULT_HTTP_PORT:
                 await self.stop(grace_s=0)
@@ -620,4 +642,5 @@ async def serve(settings: Settings) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
     await server.wait_stopped()

@@ -24,6 +24,7 @@ from aurea.config import ApiKey, Settings
 from aurea.edge import CallTracker, Edge, log_bug
 from aurea.errors import AureaError, InvalidRequest
 from aurea.runtime.context import request_id_var
+from aurea.security import limit_text
 
 __all__ = ["AureaInterceptor", "CallTracker", "request_id_var", "server_kwargs"]
 
@@ -41,21 +42,26 @@ Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
 class _Undecodable:
-    """Stands in for a request whose bytes did not decode, so the wrapper can answer
-    INVALID_ARGUMENT instead of grpc's UNKNOWN."""
+    """Stands in for a request whose bytes did not decode (or were too many), so the wrapper
+    can answer INVALID_ARGUMENT instead of grpc's UNKNOWN."""
 
-    __slots__ = ("error",)
+    __slots__ = ("error", "size")
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: Exception | None, size: int = 0) -> None:
         self.error = error
+        self.size = size  # > 0: the message was larger than [input] max_request_bytes
 
 
-def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+def _tolerant(
+    deserializer: Callable[[bytes], Any] | None, max_bytes: int
+) -> Callable[[bytes], Any] | None:
     if deserializer is None:
         return None
     des = deserializer
 
     def decode(data: bytes) -> Any:
+        if len(data) > max_bytes:  # not even parsed: a huge message costs no decoding
+            return _Undecodable(None, len(data))
         try:
             return des(data)
         except Exception as exc:
@@ -66,6 +72,12 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 
 def _check_decoded(request: Any) -> None:
     if isinstance(request, _Undecodable):
+        if request.error is None:
+            raise InvalidRequest.field(
+                "request",
+                f"the request message is {request.size} bytes, larger than this server "
+                f"accepts {limit_text('max_request_bytes')}",
+            )
         raise InvalidRequest(
             "the request message could not be decoded as the RPC's protobuf type "
             f"({type(request.error).__name__}); check the client's generated code and that "
@@ -158,6 +170,7 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
         tracker: CallTracker | None = None,
     ) -> None:
         self.edge = edge if edge is not None else Edge(keys=keys, tracker=tracker)
+        self._max_bytes = self.edge.limits.max_request_bytes
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
@@ -176,13 +189,13 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             wrapped = grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(operation, handler.unary_unary),
-                request_deserializer=_tolerant(handler.request_deserializer),
+                request_deserializer=_tolerant(handler.request_deserializer, self._max_bytes),
                 response_serializer=handler.response_serializer,
             )
         elif handler.unary_stream is not None:
             wrapped = grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(operation, handler.unary_stream),
-                request_deserializer=_tolerant(handler.request_deserializer),
+                request_deserializer=_tolerant(handler.request_deserializer, self._max_bytes),
                 response_serializer=handler.response_serializer,
             )
         else:
@@ -247,8 +260,14 @@ def server_kwargs(settings: Settings, edge: Edge) -> dict[str, Any]:
     options, and the cap on RPCs served at once (more are refused RESOURCE_EXHAUSTED by grpc
     itself, before any handler runs)."""
     s = settings.server
+    # grpc itself refuses (RESOURCE_EXHAUSTED) only messages over twice the limit; between the
+    # two the interceptor refuses INVALID_ARGUMENT naming the limit, without decoding.
+    receive_max = min(2 * settings.input.max_request_bytes, 2**31 - 1)
     return {
         "interceptors": [AureaInterceptor(edge)],
-        "options": [("grpc.so_reuseport", 1 if s.reuse_port else 0)],
+        "options": [
+            ("grpc.so_reuseport", 1 if s.reuse_port else 0),
+            ("grpc.max_receive_message_length", receive_max),
+        ],
         "maximum_concurrent_rpcs": s.max_concurrent_rpcs,
     }

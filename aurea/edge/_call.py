@@ -29,10 +29,11 @@ from typing import Protocol
 
 import structlog
 
-from aurea.config import ApiKey
+from aurea.config import ApiKey, InputSettings
 from aurea.edge._scopes import Authenticator, check_scope
 from aurea.errors import ShuttingDown
 from aurea.runtime.context import request_id_var
+from aurea.security._limits import current_limits
 from aurea.types import CallScope
 
 __all__ = [
@@ -102,8 +103,10 @@ class Edge:
         keys: Iterable[ApiKey],
         tracker: CallTracker | None = None,
         clock: Callable[[], float] = time.monotonic,
+        limits: InputSettings | None = None,
     ) -> None:
         self.auth = Authenticator(keys)
+        self.limits = limits if limits is not None else InputSettings()
         self.tracker = tracker if tracker is not None else CallTracker()
         self.clock = clock
         self.observer: CallObserver | None = None  # set by the server when telemetry is on
@@ -127,6 +130,7 @@ class Edge:
         draining, Unauthenticated or PermissionDenied.
         """
         self.tracker.enter()
+        current_limits.set(self.limits)
         rid = headers.get("x-request-id", "")
         if not valid_request_id(rid):
             rid = os.urandom(16).hex()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -141,9 +142,11 @@ class HttpDoor:
         return app
 
     # -- lifecycle -----------------------------------------------------------------------
-    async def start(self, host: str, port: int) -> int:
-        """Listen on ``host:port`` (0: a free port); returns the bound port. Raises OSError
-        when the address cannot be bound. Idempotent."""
+    async def start(
+        self, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
+    ) -> int:
+        """Listen on ``host:port`` (0: a free port), over TLS with ``ssl_context``; returns the
+        bound port. Raises OSError when the address cannot be bound. Idempotent."""
         if self._runner is not None:
             return self.port
         # handler_cancellation: a client that disconnects cancels its call (and the upstream
@@ -157,7 +160,7 @@ class HttpDoor:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, host, port)
+            site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
             await site.start()
         except BaseException:
             await runner.cleanup()

@@ -9,6 +9,7 @@ and a scrape of a few hundred series takes well under a millisecond.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -39,7 +40,9 @@ class TelemetryHttp:
         checks: dict[str, ReadyCheck] | None = None,
         metrics: bool = True,
         reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        self._ssl = ssl_context  # [tls]: HTTPS (and mTLS) like every other port
         self.host = host
         self.port = port
         self._ready = ready
@@ -55,7 +58,13 @@ class TelemetryHttp:
 
     async def start(self) -> int:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_port=self._reuse_port)
+        site = web.TCPSite(
+            self._runner,
+            self.host,
+            self.port,
+            reuse_port=self._reuse_port,
+            ssl_context=self._ssl,
+        )
         try:
             await site.start()
         except BaseException:
