@@ -4,6 +4,12 @@
 Usage: ``promptTokenCount`` already includes ``cachedContentTokenCount``; Gemini's
 ``candidatesTokenCount`` excludes thinking, so Aurea's output is candidates + thoughts and
 reasoning is the thoughts. Options: ``api_version`` (default ``v1beta``), ``headers``.
+
+Rich generation (``_gemini_shapes``): images as ``inlineData`` / ``fileData``, tools as
+``functionDeclarations``, JSON output as ``responseMimeType`` + ``responseSchema``, reasoning as
+``thinkingConfig``; ``functionCall`` parts come back as tool calls (whole: Gemini streams a call
+in one piece), thought parts as ``ReasoningDelta`` summaries. Gemini says STOP after function
+calls; Aurea reports TOOL_CALLS.
 """
 
 from __future__ import annotations
@@ -29,13 +35,18 @@ from aurea.providers._base import (
     ProviderEvent,
     ProviderRequest,
     ProviderSpec,
+    ReasoningDelta,
+    ReasoningKind,
     Role,
     TextDelta,
+    ToolCall,
+    ToolCallDelta,
     Usage,
     UsageReport,
 )
 from aurea.providers._boundary import MalformedReply, adapter_boundary, check_options, json_type
 from aurea.providers._chunks import SKIPPABLE, ChunkSkipper, MalformedChunk
+from aurea.providers._gemini_shapes import call_id, contents_json, rich_fields
 from aurea.providers._http import (
     HttpClient,
     error_for_status,
@@ -44,7 +55,7 @@ from aurea.providers._http import (
     parse_json,
     retry_after_from_headers,
 )
-from aurea.providers._tokens import estimate_text_tokens_async
+from aurea.providers._tokens import estimate_text_tokens_async, prompt_extra_tokens
 from aurea.providers._values import Counts, float_vector, reported_usage, token_count
 
 __all__ = [
@@ -110,6 +121,30 @@ def parse_usage(meta: Any) -> Counts | None:
         output_tokens=None if candidates is None else candidates + thoughts,
         reasoning_tokens=thoughts,
     )
+
+
+_Call = tuple[str, str, str]  # (name, arguments JSON text, Gemini's own id or "")
+
+
+def _call(value: Any, where: str) -> _Call:
+    if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
+        raise MalformedReply(f"{where} is not a function call with a name")
+    args = value.get("args", {})
+    if not isinstance(args, Mapping):
+        raise MalformedReply(f"{where}.args is {json_type(args)}, not an object")
+    given = value.get("id")
+    return (
+        value["name"],
+        json.dumps(args, ensure_ascii=False),
+        given if isinstance(given, str) else "",
+    )
+
+
+def _finish(raw: str, calls: int) -> Finish:
+    finish = finish_for(raw)
+    if calls and finish.reason is FinishReason.STOP:
+        return Finish(FinishReason.TOOL_CALLS, raw)
+    return finish
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -192,19 +227,23 @@ class GeminiProvider:
 
     def _body(self, request: ProviderRequest) -> dict[str, Any]:
         system = [m.content for m in request.messages if m.role == Role.SYSTEM]
-        body: dict[str, Any] = {
-            "contents": [
-                {
-                    "role": "model" if m.role == Role.ASSISTANT else "user",
-                    "parts": [{"text": m.content}],
-                }
-                for m in request.messages
-                if m.role != Role.SYSTEM
-            ]
-        }
+        config: dict[str, Any] = {}
+        if request.rich:
+            more, config = rich_fields(request, self.name)
+            body = {"contents": contents_json(request, self.name), **more}
+        else:
+            body = {
+                "contents": [
+                    {
+                        "role": "model" if m.role == Role.ASSISTANT else "user",
+                        "parts": [{"text": m.content}],
+                    }
+                    for m in request.messages
+                    if m.role != Role.SYSTEM
+                ]
+            }
         if system:
             body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
-        config: dict[str, Any] = {}
         if request.max_tokens is not None:
             config["maxOutputTokens"] = request.max_tokens
         if request.temperature is not None:
@@ -219,8 +258,9 @@ class GeminiProvider:
             body["generationConfig"] = config
         return body
 
-    def _read(self, data: Mapping[str, Any]) -> tuple[str, str]:
-        """(text, finishReason) of one response object; raises for errors and blocked prompts."""
+    def _read(self, data: Mapping[str, Any]) -> tuple[str, str, list[_Call], str]:
+        """(text, finishReason, function calls, thoughts) of one response object; raises for
+        errors and blocked prompts."""
         if "error" in data:
             raise self._http.scrub(error_from_body(self.name, None, data))
         block = _mapping(data.get("promptFeedback")).get("blockReason")
@@ -228,29 +268,33 @@ class GeminiProvider:
             raise self._http.error(ContentFiltered, f"prompt blocked: blockReason {block}")
         candidates = _list(data.get("candidates"), "candidates")
         if not candidates:
-            return "", ""
+            return "", "", [], ""
         candidate = candidates[0]
         if not isinstance(candidate, Mapping):
             raise MalformedReply(f"candidates[0] is {json_type(candidate)}, not an object")
-        texts = []
+        texts: list[str] = []
+        calls: list[_Call] = []
+        thoughts: list[str] = []
         parts = _list(
             _mapping(candidate.get("content")).get("parts"), "candidates[0].content.parts"
         )
         for i, part in enumerate(parts):
+            where = f"candidates[0].content.parts[{i}]"
             if not isinstance(part, Mapping):
-                raise MalformedReply(f"candidates[0].content.parts[{i}] is {json_type(part)}")
-            if "text" not in part or part.get("thought"):
-                continue  # a function call, inline data or a thought summary: not answer text
+                raise MalformedReply(f"{where} is {json_type(part)}")
+            if "functionCall" in part:
+                calls.append(_call(part["functionCall"], f"{where}.functionCall"))
+                continue
+            if "text" not in part:
+                continue  # inline data, code execution, ...: not answer text
             text = part["text"]
             if not isinstance(text, str):
-                raise MalformedReply(
-                    f"candidates[0].content.parts[{i}].text is {json_type(text)}, not text"
-                )
-            texts.append(text)
+                raise MalformedReply(f"{where}.text is {json_type(text)}, not text")
+            (thoughts if part.get("thought") else texts).append(text)
         reason = candidate.get("finishReason")
         if reason is not None and not isinstance(reason, str):
             raise MalformedReply(f"candidates[0].finishReason is {json_type(reason)}")
-        return "".join(texts), reason or ""
+        return "".join(texts), reason or "", calls, "".join(thoughts)
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         url = self._url(request.model, "streamGenerateContent") + "?alt=sse"
@@ -258,6 +302,7 @@ class GeminiProvider:
         counts: Counts | None = None
         finish = ""
         skipper = ChunkSkipper(self.name)
+        n_calls = 0
         async with self._http.request(
             "POST",
             url,
@@ -275,23 +320,39 @@ class GeminiProvider:
                         raise MalformedChunk(
                             f"{self.name}: a stream chunk is not a JSON object", provider=self.name
                         )
-                    text, reason = self._read(data)
+                    text, reason, calls, thoughts = self._read(data)
                 except SKIPPABLE as exc:
                     skipper.skip(exc)
                     continue
                 counts = parse_usage(data.get("usageMetadata")) or counts
+                if thoughts:
+                    parts.append(thoughts)
+                    yield ReasoningDelta(thoughts, ReasoningKind.SUMMARY)
                 if text:
                     parts.append(text)
                     yield TextDelta(text)
+                for name, arguments, given in calls:
+                    parts.append(name + arguments)
+                    yield ToolCallDelta(
+                        index=n_calls,
+                        id=given or call_id(n_calls, name, arguments),
+                        name=name,
+                        arguments=arguments,
+                    )
+                    n_calls += 1
                 finish = reason or finish
         if not finish:
             raise self._http.error(StreamBroken, "the stream ended before any finishReason")
         yield UsageReport(
             await reported_usage(
-                counts, messages=request.messages, output_text="".join(parts), model=request.model
+                counts,
+                messages=request.messages,
+                output_text="".join(parts),
+                model=request.model,
+                extra_input_tokens=prompt_extra_tokens(request),
             )
         )
-        yield finish_for(finish)
+        yield _finish(finish, n_calls)
 
     async def complete(self, request: ProviderRequest) -> Completion:
         url = self._url(request.model, "generateContent")
@@ -303,16 +364,28 @@ class GeminiProvider:
             timeouts=request.timeouts,
         ) as response:
             data = json_object(await response.json(), provider=self.name, what="the reply")
-        text, reason = self._read(data)
+        text, reason, calls, thoughts = self._read(data)
         if not reason:
             raise self._http.error(ProviderServerError, "the reply has no finishReason")
+        tool_calls = tuple(
+            ToolCall(id=given or call_id(i, name, arguments), name=name, arguments=arguments)
+            for i, (name, arguments, given) in enumerate(calls)
+        )
         usage = await reported_usage(
             parse_usage(data.get("usageMetadata")),
             messages=request.messages,
-            output_text=text,
+            output_text=text + thoughts + "".join(c.name + c.arguments for c in tool_calls),
             model=request.model,
+            extra_input_tokens=prompt_extra_tokens(request),
         )
-        return Completion(text=text, finish=finish_for(reason), usage=usage)
+        return Completion(
+            text=text,
+            finish=_finish(reason, len(tool_calls)),
+            usage=usage,
+            tool_calls=tool_calls,
+            reasoning=thoughts,
+            reasoning_kind=ReasoningKind.SUMMARY,
+        )
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
         model = f"models/{request.model.removeprefix('models/')}"

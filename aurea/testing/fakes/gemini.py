@@ -4,10 +4,17 @@
 ``x-goog-api-key`` (or ``?key=``) with Google's 403 / 400 ``API_KEY_INVALID`` answers, SSE frames of
 whole ``GenerateContentResponse`` objects separated by CRLF CRLF, cumulative ``usageMetadata``,
 ``promptFeedback.blockReason`` and ``{"error": {code, message, status, details}}`` bodies.
+
+Rich generation as Gemini sends it: ``functionCall`` parts (a whole call per chunk, no id) with
+finishReason STOP; ``json_answer`` as the text when ``responseMimeType`` is JSON; thought parts
+(``"thought": true``) when ``thinkingConfig.includeThoughts`` is set and ``thoughts`` is. Like
+Gemini, it refuses a function response turn that does not follow a function call turn or
+answers a different number of calls, and a function declared as an object without properties.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +27,8 @@ from aurea.testing.fakes._core import (
     count_words,
     frame_json,
     json_response,
+    pieces,
+    split_tokens,
 )
 from aurea.testing.fakes.openai import fake_embedding
 
@@ -46,6 +55,47 @@ _BAD_KEY = _error(
         }
     ],
 )
+
+
+def _parts(content: Any, key: str) -> list[dict[str, Any]]:
+    parts = content.get("parts", []) if isinstance(content, dict) else []
+    return [p for p in parts if isinstance(p, dict) and key in p]
+
+
+def _rich_problem(body: dict[str, Any]) -> str:
+    """What Gemini would refuse in function calls and declarations ("" for nothing)."""
+    contents = body.get("contents") or []
+    for i, content in enumerate(contents):
+        responses = _parts(content, "functionResponse")
+        if not responses:
+            continue
+        calls = _parts(contents[i - 1], "functionCall") if i else []
+        if not calls:
+            return (
+                "Please ensure that function response turn comes immediately after a function "
+                "call turn."
+            )
+        if len(calls) != len(responses):
+            return (
+                "Please ensure that the number of function response parts is equal to the number "
+                "of function call parts of the function call turn."
+            )
+        for r in responses:
+            if not r["functionResponse"].get("name"):
+                return (
+                    f"* GenerateContentRequest.contents[{i}].parts.function_response.name: "
+                    "Name cannot be empty.\n"
+                )
+    for tool in body.get("tools") or []:
+        for j, decl in enumerate(tool.get("functionDeclarations") or []):
+            params = decl.get("parameters")
+            kind = str((params or {}).get("type", "")).upper()
+            if params is not None and kind == "OBJECT" and not params.get("properties"):
+                return (
+                    f"* GenerateContentRequest.tools[0].function_declarations[{j}].parameters"
+                    ".properties: should be non-empty for OBJECT type\n"
+                )
+    return ""
 
 
 class FakeGemini(FakeServer):
@@ -136,6 +186,9 @@ class FakeGemini(FakeServer):
         if not body.get("contents"):
             message = "* GenerateContentRequest.contents: contents is not specified\n"
             return self._reply(_error(400, "INVALID_ARGUMENT", message), 400)
+        problem = _rich_problem(body)
+        if problem:
+            return self._reply(_error(400, "INVALID_ARGUMENT", problem), 400)
         fault = await self.slow_start(request, self.take_fault())
         if fault is not None:
             answer = self._fault_response(fault)
@@ -149,15 +202,33 @@ class FakeGemini(FakeServer):
         )
         config = body.get("generationConfig") or {}
         generation = self.generate(prompt, config.get("maxOutputTokens"))
+        results = _parts(body["contents"][-1], "functionResponse")
+        if results:
+            after = self.answer_after_tools(
+                [json.dumps(r["functionResponse"].get("response")) for r in results]
+            )
+            generation = Generation(split_tokens(after), truncated=False)
+        elif config.get("responseMimeType") == "application/json" and self.json_answer:
+            generation = Generation(pieces(self.json_answer, self.argument_piece), truncated=False)
+        calls = [] if results else self._calls_for(body)
+        thinking = config.get("thinkingConfig") or {}
+        thoughts = self.thoughts if thinking.get("includeThoughts") else ""
         blocked = fault is not None and fault.kind is FaultKind.CONTENT_FILTER
         if method == "streamGenerateContent":
             if request.query.get("alt") != "sse":
                 message = "this fake only streams with alt=sse"
                 return self._reply(_error(400, "INVALID_ARGUMENT", message), 400)
-            return await self._stream(request, body, model, generation, fault, blocked)
+            return await self._stream(
+                request, body, model, generation, fault, blocked, calls, thoughts
+            )
         if blocked:
             return self._reply(self._blocked(body, model))
-        payload = self._chunk(body, model, "".join(generation.tokens), generation, final=True)
+        parts: list[dict[str, Any]] = [{"text": thoughts, "thought": True}] if thoughts else []
+        if calls:
+            parts += [{"functionCall": {"name": n, "args": json.loads(a)}} for n, a in calls]
+        else:
+            parts.append({"text": "".join(generation.tokens)})
+        payload = self._chunk(body, model, parts, generation, final=True)
         reply = self._reply(payload)
         assert isinstance(reply.body, bytes)
         return await self.unary_fault(request, fault, reply.body) or reply
@@ -183,11 +254,26 @@ class FakeGemini(FakeServer):
         usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
         return usage
 
+    def _calls_for(self, body: dict[str, Any]) -> list[tuple[str, str]]:
+        """(name, args JSON text) of the function calls this request is answered with."""
+        calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+        if not body.get("tools") or calling.get("mode") == "NONE":
+            return []
+        allowed = calling.get("allowedFunctionNames")
+        return [c for c in self.tool_calls if not allowed or c[0] in allowed]
+
     def _chunk(
-        self, body: dict[str, Any], model: str, text: str, generation: Generation, *, final: bool
+        self,
+        body: dict[str, Any],
+        model: str,
+        text: str | list[dict[str, Any]],
+        generation: Generation,
+        *,
+        final: bool,
     ) -> dict[str, Any]:
+        parts = [{"text": text}] if isinstance(text, str) else text
         candidate: dict[str, Any] = {
-            "content": {"parts": [{"text": text}], "role": "model"},
+            "content": {"parts": parts, "role": "model"},
             "index": 0,
         }
         if final:
@@ -220,8 +306,18 @@ class FakeGemini(FakeServer):
         generation: Generation,
         fault: Fault | None,
         blocked: bool,
+        calls: list[tuple[str, str]],
+        thoughts: str,
     ) -> web.StreamResponse:
         response = await self.open_sse(request)
+        # Each chunk's parts (a stream fault's ``after_tokens`` counts chunks).
+        steps: list[list[dict[str, Any]]] = [
+            [{"text": t, "thought": True}] for t in pieces(thoughts, 8) if thoughts
+        ]
+        if calls:
+            steps += [[{"functionCall": {"name": n, "args": json.loads(a)}}] for n, a in calls]
+        else:
+            steps += [[{"text": t}] for t in generation.tokens]
 
         async def frame(payload: Any) -> None:
             # Google's SSE frontend separates events with CRLF CRLF.
@@ -230,18 +326,17 @@ class FakeGemini(FakeServer):
         async def emit() -> None:
             if blocked:
                 return await frame(self._blocked(body, model))
-            tokens = generation.tokens
-            stop_at = self.fault_point(fault, len(tokens))
-            for index, token in enumerate(tokens):
+            stop_at = self.fault_point(fault, len(steps))
+            for index, parts in enumerate(steps):
                 if fault is not None and index == stop_at:
                     return await self._fail(request, response, fault)
                 await self.interlude(request, response, fault, index, b'data: {"candidates": [\n\n')
                 await self.pause(request)
-                last = index == len(tokens) - 1 and stop_at != len(tokens)
-                await frame(self._chunk(body, model, token, generation, final=last))
-            if fault is not None and stop_at == len(tokens):
+                last = index == len(steps) - 1 and stop_at != len(steps)
+                await frame(self._chunk(body, model, parts, generation, final=last))
+            if fault is not None and stop_at == len(steps):
                 return await self._fail(request, response, fault)
-            if not tokens:
+            if not steps:
                 await frame(self._chunk(body, model, "", generation, final=True))
 
         return await self.run_stream(request, response, emit)

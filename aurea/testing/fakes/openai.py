@@ -278,6 +278,11 @@ class FakeOpenAI(FakeServer):
                     break
                 results.insert(0, text_of(m.get("content")))
             generation = Generation(split_tokens(self.answer_after_tools(results)), truncated=False)
+        elif self.json_answer is not None and (body.get("response_format") or {}).get("type") in (
+            "json_object",
+            "json_schema",
+        ):
+            generation = Generation(pieces(self.json_answer, self.argument_piece), truncated=False)
         if body.get("stream"):
             return await self._chat_stream(request, body, model, generation, fault, calls)
         text = "".join(generation.tokens)
