@@ -182,10 +182,10 @@ class ResponseCache:
         backend: Backend
         if redis.url:
             from aurea.cache._redis import RedisBackend
+            from aurea.stores.redis import open_redis
 
             backend = RedisBackend(
-                url=redis.url,
-                prefix=redis.key_prefix,
+                open_redis(redis.url, prefix=redis.key_prefix),
                 timeout_s=redis.timeout_s,
                 retry_s=redis.retry_s,
                 clock=clock,

@@ -21,11 +21,13 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
+from redis.exceptions import RedisError
 
 from aurea.cache._backend import NO_VALUE, Usage
 from aurea.cache._codec import CodecError, decode
 from aurea.cache._keys import CacheKey, CacheKind, KeyFilter
 from aurea.errors import Unavailable
+from aurea.stores.redis import RedisClient
 
 __all__ = ["RedisBackend"]
 
@@ -42,33 +44,20 @@ class RedisBackend:
 
     def __init__(
         self,
+        client: RedisClient,
         *,
-        url: str,
-        prefix: str,
         timeout_s: float,
         retry_s: float,
         clock: Callable[[], float] = time.monotonic,
         on_error: Callable[[], None] | None = None,
+        owns_client: bool = True,
     ) -> None:
-        try:
-            from redis.asyncio import Redis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-            from redis.exceptions import RedisError
-        except ImportError as exc:  # pragma: no cover - the extra is part of the dev install
-            raise RuntimeError(
-                "the Redis cache needs the redis extra: pip install 'aurea[redis]'"
-            ) from exc
-        # No retries inside the client: a failed operation falls through at once, and this
-        # backend decides when to try again.
-        self._client: Any = Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        # The shared stores' connection (``aurea.stores.redis``): one pool, no silent re-send.
+        self._client: Any = client.redis
+        self._owner = client if owns_client else None
+        self._where = client.where  # the server, without credentials
         self._failures: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
-        self._prefix = prefix
+        self._prefix = client.prefix
         self._timeout_s = timeout_s
         self._retry_s = retry_s
         self._clock = clock
@@ -156,9 +145,10 @@ class RedisBackend:
         return out
 
     async def aclose(self) -> None:
-        # Closing a connection to a dead server: nothing to release.
-        with contextlib.suppress(*self._failures):
-            await self._client.aclose()
+        if self._owner is not None:
+            # Closing a connection to a dead server: nothing to release.
+            with contextlib.suppress(*self._failures):
+                await self._owner.aclose()
 
     # -- pieces ------------------------------------------------------------------------------
     def _pattern(self, flt: KeyFilter) -> str:
@@ -209,6 +199,7 @@ class RedisBackend:
             log.warning(
                 "cache_backend_unavailable",
                 backend="redis",
+                server=self._where,
                 operation=op,
                 error=f"{type(exc).__name__}: {exc}"[:300],
                 hint=f"calls are served without the cache; Redis is tried again every "

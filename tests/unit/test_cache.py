@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from aurea.cache import NO_VALUE, Answer, CacheKey, CacheKind, KeyFilter, MemoryBackend
-from aurea.cache._codec import CodecError, canonical, decode, digest, encode
+from aurea.cache._codec import CodecError, canonical, decode, encode
 from aurea.cache._keys import EMBED_IGNORED, GENERATE_IGNORED, embed_key, generate_key
 from aurea.inference import Delta, EmbedCall, EmbedResult, Final, GenerateCall
 from aurea.providers._base import (
