@@ -23,6 +23,12 @@ class CircuitState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CIRCUIT_STATE_CLOSED: _ClassVar[CircuitState]
     CIRCUIT_STATE_OPEN: _ClassVar[CircuitState]
     CIRCUIT_STATE_HALF_OPEN: _ClassVar[CircuitState]
+
+class CacheKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CACHE_KIND_UNSPECIFIED: _ClassVar[CacheKind]
+    CACHE_KIND_LLM: _ClassVar[CacheKind]
+    CACHE_KIND_EMBEDDING: _ClassVar[CacheKind]
 SERVING_STATUS_UNSPECIFIED: ServingStatus
 SERVING_STATUS_SERVING: ServingStatus
 SERVING_STATUS_DRAINING: ServingStatus
@@ -30,6 +36,9 @@ CIRCUIT_STATE_UNSPECIFIED: CircuitState
 CIRCUIT_STATE_CLOSED: CircuitState
 CIRCUIT_STATE_OPEN: CircuitState
 CIRCUIT_STATE_HALF_OPEN: CircuitState
+CACHE_KIND_UNSPECIFIED: CacheKind
+CACHE_KIND_LLM: CacheKind
+CACHE_KIND_EMBEDDING: CacheKind
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()
@@ -182,12 +191,34 @@ class WatchEventsResponse(_message.Message):
     dropped: EventsDropped
     def __init__(self, event: _Optional[_Union[SystemEvent, _Mapping]] = ..., dropped: _Optional[_Union[EventsDropped, _Mapping]] = ...) -> None: ...
 
+class CacheKindStats(_message.Message):
+    __slots__ = ("kind", "hits", "misses", "hit_rate", "shared", "refreshes", "entries", "size_bytes", "saved_cost_nanos")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    MISSES_FIELD_NUMBER: _ClassVar[int]
+    HIT_RATE_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
+    REFRESHES_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SAVED_COST_NANOS_FIELD_NUMBER: _ClassVar[int]
+    kind: CacheKind
+    hits: int
+    misses: int
+    hit_rate: float
+    shared: int
+    refreshes: int
+    entries: int
+    size_bytes: int
+    saved_cost_nanos: int
+    def __init__(self, kind: _Optional[_Union[CacheKind, str]] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., hit_rate: _Optional[float] = ..., shared: _Optional[int] = ..., refreshes: _Optional[int] = ..., entries: _Optional[int] = ..., size_bytes: _Optional[int] = ..., saved_cost_nanos: _Optional[int] = ...) -> None: ...
+
 class GetCacheStatsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GetCacheStatsResponse(_message.Message):
-    __slots__ = ("enabled", "hits", "misses", "hit_rate", "entries", "size_bytes", "evictions")
+    __slots__ = ("enabled", "hits", "misses", "hit_rate", "entries", "size_bytes", "evictions", "total_requests", "kinds", "backend", "backend_available", "backend_errors", "bypassed", "saved_cost_nanos")
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     HITS_FIELD_NUMBER: _ClassVar[int]
     MISSES_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +226,13 @@ class GetCacheStatsResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     EVICTIONS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    BYPASSED_FIELD_NUMBER: _ClassVar[int]
+    SAVED_COST_NANOS_FIELD_NUMBER: _ClassVar[int]
     enabled: bool
     hits: int
     misses: int
@@ -202,13 +240,24 @@ class GetCacheStatsResponse(_message.Message):
     entries: int
     size_bytes: int
     evictions: int
-    def __init__(self, enabled: _Optional[bool] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., hit_rate: _Optional[float] = ..., entries: _Optional[int] = ..., size_bytes: _Optional[int] = ..., evictions: _Optional[int] = ...) -> None: ...
+    total_requests: int
+    kinds: _containers.RepeatedCompositeFieldContainer[CacheKindStats]
+    backend: str
+    backend_available: bool
+    backend_errors: int
+    bypassed: int
+    saved_cost_nanos: int
+    def __init__(self, enabled: _Optional[bool] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., hit_rate: _Optional[float] = ..., entries: _Optional[int] = ..., size_bytes: _Optional[int] = ..., evictions: _Optional[int] = ..., total_requests: _Optional[int] = ..., kinds: _Optional[_Iterable[_Union[CacheKindStats, _Mapping]]] = ..., backend: _Optional[str] = ..., backend_available: _Optional[bool] = ..., backend_errors: _Optional[int] = ..., bypassed: _Optional[int] = ..., saved_cost_nanos: _Optional[int] = ...) -> None: ...
 
 class ClearCacheRequest(_message.Message):
-    __slots__ = ("model",)
+    __slots__ = ("model", "kind", "namespace")
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     model: str
-    def __init__(self, model: _Optional[str] = ...) -> None: ...
+    kind: CacheKind
+    namespace: str
+    def __init__(self, model: _Optional[str] = ..., kind: _Optional[_Union[CacheKind, str]] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class ClearCacheResponse(_message.Message):
     __slots__ = ("entries_removed", "bytes_freed")

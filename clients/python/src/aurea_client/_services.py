@@ -729,7 +729,7 @@ class AsyncAdminCalls:
         timeout_s: float | None = None,
         **fields: Any,
     ) -> admin_pb2.GetCacheStatsResponse:
-        """Gets the response cache's hit, miss, entry and size counts."""
+        """Gets the response cache's hit, miss, entry and size counts, in total and by kind."""
         reply: admin_pb2.GetCacheStatsResponse = await self._invoke.unary(
             self._stub.GetCacheStats,
             _request(admin_pb2.GetCacheStatsRequest, request, fields),
@@ -745,8 +745,8 @@ class AsyncAdminCalls:
         timeout_s: float | None = None,
         **fields: Any,
     ) -> admin_pb2.ClearCacheResponse:
-        """Removes entries from the response cache, all of them or one model's, and says how
-        many.
+        """Removes entries from the response cache, all of them or those matching the filters
+        (model, kind, namespace), and says how many.
         """
         reply: admin_pb2.ClearCacheResponse = await self._invoke.unary(
             self._stub.ClearCache, _request(admin_pb2.ClearCacheRequest, request, fields), timeout_s
@@ -911,7 +911,7 @@ class AdminCalls:
         timeout_s: float | None = None,
         **fields: Any,
     ) -> admin_pb2.GetCacheStatsResponse:
-        """Gets the response cache's hit, miss, entry and size counts."""
+        """Gets the response cache's hit, miss, entry and size counts, in total and by kind."""
         reply: admin_pb2.GetCacheStatsResponse = self._invoke.unary(
             self._stub.GetCacheStats,
             _request(admin_pb2.GetCacheStatsRequest, request, fields),
@@ -927,8 +927,8 @@ class AdminCalls:
         timeout_s: float | None = None,
         **fields: Any,
     ) -> admin_pb2.ClearCacheResponse:
-        """Removes entries from the response cache, all of them or one model's, and says how
-        many.
+        """Removes entries from the response cache, all of them or those matching the filters
+        (model, kind, namespace), and says how many.
         """
         reply: admin_pb2.ClearCacheResponse = self._invoke.unary(
             self._stub.ClearCache, _request(admin_pb2.ClearCacheRequest, request, fields), timeout_s

@@ -172,7 +172,10 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetCacheStats(self, request, context):
-        """Gets the response cache's hit, miss, entry and size counts.
+        """Gets the response cache's hit, miss, entry and size counts, in total and by kind. Hits and
+        misses are this server's since it started; entries and sizes are what the cache holds
+        (with Redis, what every server sharing it stored). With Redis unreachable it still answers:
+        `backend_available` is false and the entry counts are 0.
 
         Needs the `user` scope. Returns PERMISSION_DENIED without the `user` scope.
         """
@@ -181,11 +184,12 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ClearCache(self, request, context):
-        """Removes entries from the response cache, all of them or one model's, and says how many.
-        Hit and miss counters are kept. With the cache disabled, or for a model with no entries,
-        it removes nothing and succeeds.
+        """Removes entries from the response cache, all of them or those matching the filters (model,
+        kind, namespace), and says how many. Hit and miss counters are kept. With the cache
+        disabled, or when nothing matches, it removes nothing and succeeds.
 
-        Needs the `admin` scope. Returns PERMISSION_DENIED without the `admin` scope.
+        Needs the `admin` scope. Returns PERMISSION_DENIED without the `admin` scope, UNAVAILABLE
+        when the cache's Redis does not answer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -68,6 +68,14 @@ class MidStreamFailover(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MID_STREAM_FAILOVER_RESTART: _ClassVar[MidStreamFailover]
     MID_STREAM_FAILOVER_NONE: _ClassVar[MidStreamFailover]
 
+class CacheMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CACHE_MODE_UNSPECIFIED: _ClassVar[CacheMode]
+    CACHE_MODE_AUTO: _ClassVar[CacheMode]
+    CACHE_MODE_READ_WRITE: _ClassVar[CacheMode]
+    CACHE_MODE_BYPASS: _ClassVar[CacheMode]
+    CACHE_MODE_REFRESH: _ClassVar[CacheMode]
+
 class UsageSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     USAGE_SOURCE_UNSPECIFIED: _ClassVar[UsageSource]
@@ -110,6 +118,11 @@ MID_STREAM_FAILOVER_CONTINUE: MidStreamFailover
 MID_STREAM_FAILOVER_CONTINUE_OR_RESTART: MidStreamFailover
 MID_STREAM_FAILOVER_RESTART: MidStreamFailover
 MID_STREAM_FAILOVER_NONE: MidStreamFailover
+CACHE_MODE_UNSPECIFIED: CacheMode
+CACHE_MODE_AUTO: CacheMode
+CACHE_MODE_READ_WRITE: CacheMode
+CACHE_MODE_BYPASS: CacheMode
+CACHE_MODE_REFRESH: CacheMode
 USAGE_SOURCE_UNSPECIFIED: UsageSource
 USAGE_SOURCE_PROVIDER_REPORTED: UsageSource
 USAGE_SOURCE_ESTIMATED: UsageSource
@@ -207,7 +220,7 @@ class Usage(_message.Message):
     def __init__(self, input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., source: _Optional[_Union[UsageSource, str]] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("prompt", "messages", "model", "max_tokens", "temperature", "top_p", "stop", "seed", "job_id", "routing_policy", "fallback_models", "cache_bypass", "labels", "tools", "tool_choice", "parallel_tool_calls", "response_format", "reasoning_effort")
+    __slots__ = ("prompt", "messages", "model", "max_tokens", "temperature", "top_p", "stop", "seed", "job_id", "routing_policy", "fallback_models", "cache_bypass", "labels", "tools", "tool_choice", "parallel_tool_calls", "response_format", "reasoning_effort", "cache_mode")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +246,7 @@ class GenerateRequest(_message.Message):
     PARALLEL_TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     REASONING_EFFORT_FIELD_NUMBER: _ClassVar[int]
+    CACHE_MODE_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
     model: str
@@ -251,10 +265,11 @@ class GenerateRequest(_message.Message):
     parallel_tool_calls: bool
     response_format: ResponseFormat
     reasoning_effort: ReasoningEffort
-    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., job_id: _Optional[str] = ..., routing_policy: _Optional[_Union[RoutingPolicy, str]] = ..., fallback_models: _Optional[_Iterable[str]] = ..., cache_bypass: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., reasoning_effort: _Optional[_Union[ReasoningEffort, str]] = ...) -> None: ...
+    cache_mode: CacheMode
+    def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., job_id: _Optional[str] = ..., routing_policy: _Optional[_Union[RoutingPolicy, str]] = ..., fallback_models: _Optional[_Iterable[str]] = ..., cache_bypass: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., reasoning_effort: _Optional[_Union[ReasoningEffort, str]] = ..., cache_mode: _Optional[_Union[CacheMode, str]] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("request_id", "model", "provider", "text", "finish_reason", "usage", "cost_nanos", "latency_ms", "time_to_first_token_ms", "attempts", "cache_hit", "route_reason", "tool_calls", "reasoning", "reasoning_kind")
+    __slots__ = ("request_id", "model", "provider", "text", "finish_reason", "usage", "cost_nanos", "latency_ms", "time_to_first_token_ms", "attempts", "cache_hit", "route_reason", "tool_calls", "reasoning", "reasoning_kind", "cache_saved_cost_nanos")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -270,6 +285,7 @@ class GenerateResponse(_message.Message):
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     REASONING_FIELD_NUMBER: _ClassVar[int]
     REASONING_KIND_FIELD_NUMBER: _ClassVar[int]
+    CACHE_SAVED_COST_NANOS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     provider: str
@@ -285,7 +301,8 @@ class GenerateResponse(_message.Message):
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
     reasoning: str
     reasoning_kind: ReasoningKind
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., text: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., attempts: _Optional[int] = ..., cache_hit: _Optional[bool] = ..., route_reason: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., reasoning: _Optional[str] = ..., reasoning_kind: _Optional[_Union[ReasoningKind, str]] = ...) -> None: ...
+    cache_saved_cost_nanos: int
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., text: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., attempts: _Optional[int] = ..., cache_hit: _Optional[bool] = ..., route_reason: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., reasoning: _Optional[str] = ..., reasoning_kind: _Optional[_Union[ReasoningKind, str]] = ..., cache_saved_cost_nanos: _Optional[int] = ...) -> None: ...
 
 class GenerateStreamRequest(_message.Message):
     __slots__ = ("request", "usage_interval_deltas", "mid_stream_failover")
@@ -366,7 +383,7 @@ class Fallback(_message.Message):
     def __init__(self, from_model: _Optional[str] = ..., to_model: _Optional[str] = ..., to_provider: _Optional[str] = ..., cause: _Optional[str] = ..., message: _Optional[str] = ..., attempt: _Optional[int] = ..., restart: _Optional[bool] = ...) -> None: ...
 
 class StreamFinal(_message.Message):
-    __slots__ = ("finish_reason", "usage", "cost_nanos", "latency_ms", "time_to_first_token_ms", "model", "provider", "attempts", "tool_calls")
+    __slots__ = ("finish_reason", "usage", "cost_nanos", "latency_ms", "time_to_first_token_ms", "model", "provider", "attempts", "tool_calls", "cache_hit", "cache_saved_cost_nanos")
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     COST_NANOS_FIELD_NUMBER: _ClassVar[int]
@@ -376,6 +393,8 @@ class StreamFinal(_message.Message):
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    CACHE_SAVED_COST_NANOS_FIELD_NUMBER: _ClassVar[int]
     finish_reason: FinishReason
     usage: Usage
     cost_nanos: int
@@ -385,7 +404,9 @@ class StreamFinal(_message.Message):
     provider: str
     attempts: int
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
-    def __init__(self, finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., attempts: _Optional[int] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ...) -> None: ...
+    cache_hit: bool
+    cache_saved_cost_nanos: int
+    def __init__(self, finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., attempts: _Optional[int] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., cache_hit: _Optional[bool] = ..., cache_saved_cost_nanos: _Optional[int] = ...) -> None: ...
 
 class GenerateStreamResponse(_message.Message):
     __slots__ = ("started", "delta", "usage", "fallback", "final", "tool_call", "reasoning")
@@ -406,14 +427,16 @@ class GenerateStreamResponse(_message.Message):
     def __init__(self, started: _Optional[_Union[StreamStarted, _Mapping]] = ..., delta: _Optional[_Union[TextDelta, _Mapping]] = ..., usage: _Optional[_Union[UsageUpdate, _Mapping]] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ..., final: _Optional[_Union[StreamFinal, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCallDelta, _Mapping]] = ..., reasoning: _Optional[_Union[ReasoningDelta, _Mapping]] = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
-    __slots__ = ("model", "inputs", "job_id")
+    __slots__ = ("model", "inputs", "job_id", "cache_mode")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CACHE_MODE_FIELD_NUMBER: _ClassVar[int]
     model: str
     inputs: _containers.RepeatedScalarFieldContainer[str]
     job_id: str
-    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., job_id: _Optional[str] = ...) -> None: ...
+    cache_mode: CacheMode
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., job_id: _Optional[str] = ..., cache_mode: _Optional[_Union[CacheMode, str]] = ...) -> None: ...
 
 class Embedding(_message.Message):
     __slots__ = ("index", "values")
@@ -424,17 +447,21 @@ class Embedding(_message.Message):
     def __init__(self, index: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
-    __slots__ = ("request_id", "model", "provider", "embeddings", "usage", "cost_nanos")
+    __slots__ = ("request_id", "model", "provider", "embeddings", "usage", "cost_nanos", "cache_hit", "cache_saved_cost_nanos")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     COST_NANOS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    CACHE_SAVED_COST_NANOS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     provider: str
     embeddings: _containers.RepeatedCompositeFieldContainer[Embedding]
     usage: Usage
     cost_nanos: int
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ...) -> None: ...
+    cache_hit: bool
+    cache_saved_cost_nanos: int
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., cache_hit: _Optional[bool] = ..., cache_saved_cost_nanos: _Optional[int] = ...) -> None: ...
