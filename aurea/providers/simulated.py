@@ -8,6 +8,13 @@ Options (``[providers.NAME.options]``): ``token_delay_ms`` (default 20), ``first
 Plans (the answer a request produces) are cached under a SHA-256 of the request, never the
 prompt itself, within ``PLAN_CACHE_BYTES``; a large prompt is hashed and counted on a worker
 thread.
+
+Rich generation, deterministically: a request that offers tools (and does not forbid calls, or
+end with tool results) is answered with tool calls, one (the named tool, else one picked by the
+seed) or, with ``parallel_tool_calls`` true, one per tool (at most 4), each with arguments valid
+against its parameters (``_schema.instance``) streamed in token-sized pieces; a JSON response
+format is answered with JSON text (schema-valid for JSON_SCHEMA); a reasoning effort adds one
+reasoning sentence first. Images count 85 tokens each and are otherwise not looked at.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import json
 import math
 import re
 import struct
@@ -31,11 +39,18 @@ from aurea.providers._base import (
     ProviderEvent,
     ProviderRequest,
     ProviderSpec,
+    ReasoningDelta,
+    ResponseFormatType,
+    Role,
     TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoiceMode,
     Usage,
     UsageReport,
 )
 from aurea.providers._boundary import check_options
+from aurea.providers._schema import instance
 from aurea.providers._tokens import INLINE_LIMIT_CHARS
 
 OPTIONS = frozenset(
@@ -60,15 +75,38 @@ def count_tokens(text: str) -> int:
     return sum(1 for _ in _TOKEN_RE.finditer(text))  # no list of a million words
 
 
+_IMAGE_TOKENS = 85
+_MAX_PARALLEL = 4
+_PIECE_RE = re.compile(r"\s*(?:\w+|[^\w\s])")  # one simulated token, with its leading space
+_THOUGHT = "Considering what the request asks for."
+
+
 def prompt_tokens(messages: tuple[ChatMessage, ...]) -> int:
     # Each message costs its content plus 3 tokens of framing, like chat templates do.
-    return sum(count_tokens(m.content) + 3 for m in messages) + 1
+    total = sum(count_tokens(m.content) + 3 for m in messages) + 1
+    for m in messages:
+        if m.parts or m.tool_calls:
+            total += _IMAGE_TOKENS * len(m.images)
+            total += sum(count_tokens(c.name + " " + c.arguments) for c in m.tool_calls)
+    return total
+
+
+def _rich_tokens(request: ProviderRequest) -> int:
+    total = sum(
+        count_tokens(f"{t.name} {t.description} {json.dumps(t.parameters)}") for t in request.tools
+    )
+    fmt = request.response_format
+    if fmt is not None and fmt.schema is not None:
+        total += count_tokens(json.dumps(fmt.schema))
+    return total
 
 
 def _seed(request: ProviderRequest) -> bytes:
     h = hashlib.sha256(request.model.encode())
     for m in request.messages:
         h.update(m.role.encode() + b"\0" + m.content.encode() + b"\0")
+        for c in m.tool_calls:
+            h.update(f"{c.id}\0{c.name}\0{c.arguments}\0".encode())
     if request.seed is not None:
         h.update(str(request.seed).encode())
     return h.digest()
@@ -80,7 +118,20 @@ def _cache_key(seed: bytes, request: ProviderRequest) -> bytes:
     h.update(repr(request.max_tokens).encode())
     for stop in request.stop:
         h.update(b"\0" + stop.encode())
+    if request.rich:
+        h.update(
+            repr(
+                (request.tools, request.tool_choice, request.parallel_tool_calls,
+                 request.response_format, request.reasoning)
+            ).encode()
+        )  # fmt: skip
     return h.digest()
+
+
+def _token_pieces(text: str) -> list[str]:
+    """``text`` cut into simulated tokens (joined, they are ``text`` again but for trailing
+    whitespace, which JSON never has)."""
+    return [m.group(0) for m in _PIECE_RE.finditer(text)]
 
 
 def _prompt_chars(request: ProviderRequest) -> int:
@@ -93,6 +144,13 @@ class _Plan:
     reason: FinishReason
     input_tokens: int
     size: int  # estimated bytes held by this cache entry
+    calls: tuple[tuple[ToolCall, tuple[str, ...]], ...] = ()  # each call, its argument pieces
+    thought: str = ""
+
+    @property
+    def output_tokens(self) -> int:
+        n = len(self.pieces) + sum(1 + len(p) for _, p in self.calls)
+        return n + (count_tokens(self.thought) if self.thought else 0)
 
 
 class SimulatedProvider:
@@ -152,9 +210,65 @@ class SimulatedProvider:
         return plan
 
     def _make(self, request: ProviderRequest, seed: bytes) -> _Plan:
+        if request.rich:
+            return self._make_rich(request, seed)
         pieces, reason = self._plan(request, seed)
         size = _ENTRY_OVERHEAD + sum(len(p) + _PIECE_OVERHEAD for p in pieces)
         return _Plan(tuple(pieces), reason, prompt_tokens(request.messages), size)
+
+    def _make_rich(self, request: ProviderRequest, seed: bytes) -> _Plan:
+        input_tokens = prompt_tokens(request.messages) + _rich_tokens(request)
+        thought = _THOUGHT if request.reasoning is not None else ""
+        calls = self._calls(request, seed)
+        if calls:
+            pieces: list[str] = []
+            reason = FinishReason.TOOL_CALLS
+        else:
+            pieces, reason = self._json(request, seed) or self._plan(request, seed)
+        size = _ENTRY_OVERHEAD + sum(len(p) + _PIECE_OVERHEAD for p in pieces)
+        size += sum(len(c.arguments) * 2 + _PIECE_OVERHEAD * len(p) for c, p in calls)
+        return _Plan(tuple(pieces), reason, input_tokens, size, calls, thought)
+
+    def _calls(
+        self, request: ProviderRequest, seed: bytes
+    ) -> tuple[tuple[ToolCall, tuple[str, ...]], ...]:
+        tools = request.tools
+        choice = request.tool_choice
+        last = request.messages[-1] if request.messages else None
+        if (
+            not tools
+            or (choice is not None and choice.mode is ToolChoiceMode.NONE)
+            or (last is not None and last.role is Role.TOOL)
+        ):
+            return ()
+        if choice is not None and choice.mode is ToolChoiceMode.TOOL:
+            chosen = [t for t in tools if t.name == choice.name][:1]
+        elif request.parallel_tool_calls:
+            chosen = list(tools[:_MAX_PARALLEL])
+        else:
+            chosen = [tools[seed[0] % len(tools)]]
+        out = []
+        for i, tool in enumerate(chosen):
+            digest = hashlib.sha256(seed + bytes([i])).digest()
+            arguments = json.dumps(instance(tool.parameters, digest))
+            call = ToolCall(id=f"call_{digest.hex()[:24]}", name=tool.name, arguments=arguments)
+            out.append((call, tuple(_token_pieces(arguments))))
+        return tuple(out)
+
+    def _json(self, request: ProviderRequest, seed: bytes) -> tuple[list[str], FinishReason] | None:
+        fmt = request.response_format
+        if fmt is None or fmt.type is ResponseFormatType.TEXT:
+            return None
+        if fmt.type is ResponseFormatType.JSON_SCHEMA and fmt.schema is not None:
+            text = json.dumps(instance(fmt.schema, seed))
+        else:
+            words, _ = self._plan(request, seed)
+            text = json.dumps({"answer": "".join(words).strip()})
+        pieces = _token_pieces(text)
+        limit = request.max_tokens
+        if limit is not None and len(pieces) > limit:
+            return pieces[:limit], FinishReason.LENGTH  # cut JSON, as a real model's would be
+        return pieces, FinishReason.STOP
 
     def _plan(self, request: ProviderRequest, seed: bytes) -> tuple[list[str], FinishReason]:
         span = self.max_tokens - self.min_tokens + 1
@@ -184,12 +298,21 @@ class SimulatedProvider:
         try:
             if self.first_token_delay_s:
                 await asyncio.sleep(self.first_token_delay_s)
+            if plan.thought:
+                yield ReasoningDelta(plan.thought)
             for i, piece in enumerate(plan.pieces):
                 if self.token_delay_s and i:
                     await asyncio.sleep(self.token_delay_s)
                 self.tokens_generated += 1
                 yield TextDelta(piece)
-            usage = Usage(input_tokens=plan.input_tokens, output_tokens=len(plan.pieces))
+            for index, (call, pieces) in enumerate(plan.calls):
+                yield ToolCallDelta(index=index, id=call.id, name=call.name)
+                for piece in pieces:
+                    if self.token_delay_s:
+                        await asyncio.sleep(self.token_delay_s)
+                    self.tokens_generated += 1
+                    yield ToolCallDelta(index=index, arguments=piece)
+            usage = Usage(input_tokens=plan.input_tokens, output_tokens=plan.output_tokens)
             yield UsageReport(usage)
             done = True
             yield Finish(plan.reason, raw_reason=plan.reason.value)
@@ -202,12 +325,19 @@ class SimulatedProvider:
     async def complete(self, request: ProviderRequest) -> Completion:
         plan = await self._plan_for(request)
         pieces = plan.pieces
+        output = plan.output_tokens
         if self.first_token_delay_s or self.token_delay_s:
-            await asyncio.sleep(self.first_token_delay_s + self.token_delay_s * len(pieces))
-        self.tokens_generated += len(pieces)
-        usage = Usage(input_tokens=plan.input_tokens, output_tokens=len(pieces))
+            await asyncio.sleep(self.first_token_delay_s + self.token_delay_s * output)
+        self.tokens_generated += output
+        usage = Usage(input_tokens=plan.input_tokens, output_tokens=output)
         reason = plan.reason
-        return Completion(text="".join(pieces), finish=Finish(reason, reason.value), usage=usage)
+        return Completion(
+            text="".join(pieces),
+            finish=Finish(reason, reason.value),
+            usage=usage,
+            tool_calls=tuple(call for call, _ in plan.calls),
+            reasoning=plan.thought,
+        )
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
         if sum(len(t) for t in request.inputs) >= INLINE_LIMIT_CHARS:
