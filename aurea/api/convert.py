@@ -26,6 +26,7 @@ from aurea.providers._base import (
     ToolChoiceMode,
     Usage,
 )
+from aurea.security import input_limits, limit_text
 from aurea.types import Policy
 from aurea.v1 import inference_pb2 as pb
 
@@ -246,6 +247,24 @@ def _response_format(req: Any, bad: list[FieldViolation]) -> ResponseFormat | No
     )
 
 
+def _labels(labels: Any, bad: list[FieldViolation]) -> None:
+    lim = input_limits()
+    if len(labels) > lim.max_labels:
+        bad.append(
+            FieldViolation("labels", f"at most {lim.max_labels} labels {limit_text('max_labels')}")
+        )
+        return
+    for k, v in labels.items():
+        if len(k) > lim.max_label_chars or len(v) > lim.max_label_chars:
+            bad.append(
+                FieldViolation(
+                    f"labels[{k[:64]!r}]",
+                    f"keys and values of at most {lim.max_label_chars} characters "
+                    f"{limit_text('max_label_chars')}",
+                )
+            )
+
+
 def generate_call(req: Any, request_id: str, deadline: float | None = None) -> GenerateCall:
     """Validate a GenerateRequest, or a GenerateStreamRequest (its ``request`` and its stream
     options)."""
@@ -269,16 +288,20 @@ def generate_call(req: Any, request_id: str, deadline: float | None = None) -> G
         )
         _check(bad, req.HasField("request"), "request", "is required")
         req = req.request
+    lim = input_limits()
     messages: list[ChatMessage] = []
     if req.prompt and req.messages:
         bad.append(FieldViolation("prompt", "give either prompt or messages, not both"))
     elif req.messages:
-        _check(
-            bad,
-            len(req.messages) <= MAX_MESSAGES,
-            "messages",
-            f"at most {MAX_MESSAGES} messages are allowed",
-        )
+        if len(req.messages) > lim.max_messages:
+            # Not looked into: a huge list costs no per-message work.
+            bad.append(
+                FieldViolation(
+                    "messages",
+                    f"at most {lim.max_messages} messages are allowed {limit_text('max_messages')}",
+                )
+            )
+            _raise(bad)
         for i, m in enumerate(req.messages):
             message = _message(m, i, bad)
             if message is not None:
@@ -294,9 +317,18 @@ def generate_call(req: Any, request_id: str, deadline: float | None = None) -> G
         messages.append(ChatMessage(Role.USER, req.prompt))
     _check(
         bad,
-        0 <= req.max_tokens <= MAX_TOKENS,
+        0 <= req.max_tokens <= lim.max_tokens,
         "max_tokens",
-        f"must be between 1 and {MAX_TOKENS}, or 0 for the model's default",
+        f"must be between 1 and {lim.max_tokens}, or 0 for the model's default "
+        f"{limit_text('max_tokens')}",
+    )
+    chars = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
+    _check(
+        bad,
+        chars <= lim.max_prompt_chars,
+        "messages" if req.messages else "prompt",
+        f"the prompt is {chars} characters; at most {lim.max_prompt_chars} are allowed "
+        f"{limit_text('max_prompt_chars')}",
     )
     temperature = req.temperature if req.HasField("temperature") else None
     if temperature is not None:
@@ -336,7 +368,13 @@ def generate_call(req: Any, request_id: str, deadline: float | None = None) -> G
             f"fallback_models[{i}]",
             f"must be 1 to {MAX_MODEL_NAME} characters",
         )
-    _check(bad, len(req.labels) <= MAX_LABELS, "labels", f"at most {MAX_LABELS} labels")
+    _labels(req.labels, bad)
+    _check(
+        bad,
+        len(req.tools) <= lim.max_tools,
+        "tools",
+        f"at most {lim.max_tools} tools {limit_text('max_tools')}",
+    )
     tools = _tools(req, bad) if req.tools else ()
     choice = _tool_choice(req, bad)
     response_format = _response_format(req, bad)
@@ -376,11 +414,20 @@ def generate_call(req: Any, request_id: str, deadline: float | None = None) -> G
 
 def embed_call(req: pb.EmbedRequest, request_id: str, deadline: float | None = None) -> EmbedCall:
     bad: list[FieldViolation] = []
+    lim = input_limits()
     _check(
         bad,
-        1 <= len(req.inputs) <= MAX_EMBED_INPUTS,
+        1 <= len(req.inputs) <= lim.max_embed_inputs,
         "inputs",
-        f"must hold 1 to {MAX_EMBED_INPUTS} texts",
+        f"must hold 1 to {lim.max_embed_inputs} texts {limit_text('max_embed_inputs')}",
+    )
+    chars = sum(len(text) for text in req.inputs)
+    _check(
+        bad,
+        chars <= lim.max_prompt_chars,
+        "inputs",
+        f"the inputs are {chars} characters; at most {lim.max_prompt_chars} are allowed "
+        f"{limit_text('max_prompt_chars')}",
     )
     for i, text in enumerate(req.inputs):
         _check(bad, bool(text), f"inputs[{i}]", "must not be empty")

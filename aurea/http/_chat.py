@@ -17,10 +17,8 @@ from typing import Any
 from aurea.errors import FieldViolation, InvalidRequest
 from aurea.http._inputs import (
     BAD_TEXT,
-    MAX_MESSAGES,
     MAX_MODEL_NAME,
     MAX_STOP,
-    MAX_TOKENS,
     AureaInputs,
     aurea_inputs,
     deadline_of,
@@ -31,6 +29,7 @@ from aurea.http._inputs import (
 from aurea.inference import GenerateCall
 from aurea.inference.calls import FailoverMode
 from aurea.providers._base import ChatMessage, Role
+from aurea.security import input_limits, limit_text
 
 NOT_YET = (
     "is not supported yet; tools, tool choice, JSON-schema output and images come with rich "
@@ -132,8 +131,13 @@ def _messages(raw: Any, bad: list[FieldViolation]) -> list[ChatMessage]:
     if not isinstance(raw, list) or not raw:
         bad.append(FieldViolation("messages", "is required: a non-empty list of messages"))
         return []
-    if len(raw) > MAX_MESSAGES:
-        bad.append(FieldViolation("messages", f"at most {MAX_MESSAGES} messages are allowed"))
+    most = input_limits().max_messages
+    if len(raw) > most:
+        bad.append(
+            FieldViolation(
+                "messages", f"at most {most} messages are allowed {limit_text('max_messages')}"
+            )
+        )
         return []
     out: list[ChatMessage] = []
     for i, m in enumerate(raw):
@@ -228,9 +232,21 @@ def parse_chat(
     key = "max_completion_tokens"
     if max_tokens is None:
         max_tokens, key = body.get("max_tokens"), "max_tokens"
-    if max_tokens is not None and not (is_int(max_tokens) and 1 <= max_tokens <= MAX_TOKENS):
-        bad.append(FieldViolation(key, f"must be a whole number in [1, {MAX_TOKENS}]"))
+    most = input_limits().max_tokens
+    if max_tokens is not None and not (is_int(max_tokens) and 1 <= max_tokens <= most):
+        bad.append(
+            FieldViolation(key, f"must be a whole number in [1, {most}] {limit_text('max_tokens')}")
+        )
         max_tokens = None
+    chars, most = sum(len(m.content) for m in messages), input_limits().max_prompt_chars
+    if chars > most:
+        bad.append(
+            FieldViolation(
+                "messages",
+                f"the prompt is {chars} characters; at most {most} are allowed "
+                f"{limit_text('max_prompt_chars')}",
+            )
+        )
     temperature = body.get("temperature")
     if temperature is not None and not (is_number(temperature) and 0 <= temperature <= 2):
         bad.append(FieldViolation("temperature", "must be a number in [0, 2]"))

@@ -15,13 +15,13 @@ from typing import Any
 from aurea.errors import FieldViolation, InvalidRequest
 from aurea.http._inputs import (
     BAD_TEXT,
-    MAX_EMBED_INPUTS,
     MAX_MODEL_NAME,
     aurea_inputs,
     deadline_of,
     is_text,
 )
 from aurea.inference import EmbedCall
+from aurea.security import input_limits, limit_text
 
 _KNOWN = frozenset({"model", "input", "encoding_format", "dimensions", "user", "aurea"})
 _FORMATS = ("float", "base64")
@@ -51,10 +51,13 @@ def parse_embed(
     raw = body.get("input")
     items = [raw] if isinstance(raw, str) else raw
     inputs: list[str] = []
-    if not isinstance(items, list) or not 1 <= len(items) <= MAX_EMBED_INPUTS:
+    most = input_limits().max_embed_inputs
+    if not isinstance(items, list) or not 1 <= len(items) <= most:
         bad.append(
             FieldViolation(
-                "input", f"must be a string or a list of 1 to {MAX_EMBED_INPUTS} strings"
+                "input",
+                f"must be a string or a list of 1 to {most} strings "
+                f"{limit_text('max_embed_inputs')}",
             )
         )
     else:
@@ -69,6 +72,15 @@ def parse_embed(
                 bad.append(FieldViolation(f"input[{i}]", BAD_TEXT))
             else:
                 inputs.append(text)
+        chars, most_chars = sum(len(t) for t in inputs), input_limits().max_prompt_chars
+        if chars > most_chars:
+            bad.append(
+                FieldViolation(
+                    "input",
+                    f"the inputs are {chars} characters; at most {most_chars} are allowed "
+                    f"{limit_text('max_prompt_chars')}",
+                )
+            )
     fmt = body.get("encoding_format") or "float"
     if fmt not in _FORMATS:
         bad.append(FieldViolation("encoding_format", "must be float or base64"))

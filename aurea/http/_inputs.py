@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aurea.errors import FieldViolation
+from aurea.security import input_limits, limit_text
 from aurea.types import Policy
 
 MAX_MESSAGES = 1000
@@ -162,14 +163,21 @@ def _check(raw: Mapping[str, Any], bad: list[FieldViolation]) -> AureaInputs:
         cache_bypass = False
     labels: dict[str, str] = {}
     value = raw.get("labels", {})
-    if not isinstance(value, Mapping) or len(value) > MAX_LABELS:
-        fail("labels", f"must be an object of at most {MAX_LABELS} string values")
+    lim = input_limits()
+    most, chars = lim.max_labels, lim.max_label_chars
+    if not isinstance(value, Mapping) or len(value) > most:
+        fail(
+            "labels",
+            f"must be an object of at most {most} string values {limit_text('max_labels')}",
+        )
     else:
         for k, v in value.items():
-            ok = isinstance(v, str) and 0 < len(k) <= MAX_LABEL_CHARS and len(v) <= MAX_LABEL_CHARS
+            ok = isinstance(v, str) and 0 < len(k) <= chars and len(v) <= chars
             if not ok:
                 fail(
-                    f"labels.{k[:64]}", f"must be a string of at most {MAX_LABEL_CHARS} characters"
+                    f"labels.{k[:64]}",
+                    f"must be a string of at most {chars} characters "
+                    f"{limit_text('max_label_chars')}",
                 )
             else:
                 labels[k] = v
