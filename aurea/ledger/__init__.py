@@ -10,6 +10,7 @@ from aurea.ledger._book import Account, Lease, LedgerBook
 from aurea.ledger._guard import DEFAULT_JOB, LedgerGuard, LedgerPermit, default_job
 from aurea.ledger._metrics import CallMetrics, CallMetricsBook
 from aurea.ledger._setup import default_db_path, open_ledger
+from aurea.ledger._shared import SharedLedgerBook, open_shared_ledger
 
 __all__ = [
     "DEFAULT_JOB",
@@ -20,7 +21,9 @@ __all__ = [
     "LedgerBook",
     "LedgerGuard",
     "LedgerPermit",
+    "SharedLedgerBook",
     "default_db_path",
     "default_job",
     "open_ledger",
+    "open_shared_ledger",
 ]

@@ -29,6 +29,7 @@ from aurea.edge import current_scope
 from aurea.inference.calls import CallKind
 from aurea.inference.guards import AttemptInfo, Guard, Permit
 from aurea.ledger._book import Lease, LedgerBook
+from aurea.ledger._shared import SharedLedgerBook
 from aurea.pricing import output_token_nanos, worst_case_nanos
 from aurea.providers._base import Usage
 
@@ -64,6 +65,7 @@ class LedgerGuard:
     def __init__(self, book: LedgerBook) -> None:
         self.book = book
         self._token: dict[str, int] = {}  # model -> the most one output token adds
+        self._shared = book if isinstance(book, SharedLedgerBook) else None
 
     async def admit(self, call: AttemptInfo, candidate: Candidate) -> Permit:
         book = self.book
@@ -75,6 +77,8 @@ class LedgerGuard:
         # An unknown prompt estimate (0) leaves the input's cost to the lease's growth at the
         # first usage update, still before any output reaches the caller.
         worst = worst_case_nanos(model, call.input_tokens, max_out)
+        if self._shared is not None:  # replicas share the budget: room from this one's block
+            await self._shared.ensure_room(acct, worst)
         lease = book.reserve(acct, worst, model.name, model.provider)
         token = self._token.get(model.name)
         if token is None:
