@@ -15,10 +15,17 @@ import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from aurea.errors import AureaError, ProviderError, ProviderServerError, StreamBroken
-from aurea.providers._base import ProviderSpec
+from aurea.errors import (
+    AureaError,
+    FieldViolation,
+    ProviderError,
+    ProviderServerError,
+    StreamBroken,
+    UnsupportedFeature,
+)
+from aurea.providers._base import ProviderRequest, ProviderSpec, required_capabilities
 
-__all__ = ["MalformedReply", "adapter_boundary", "check_options", "json_type"]
+__all__ = ["MalformedReply", "adapter_boundary", "check_options", "json_type", "text_only"]
 
 T = TypeVar("T")
 _CALLS = ("complete", "embed", "list_models", "run")
@@ -53,6 +60,26 @@ def check_options(spec: ProviderSpec, known: Iterable[str]) -> None:
             raise ValueError(
                 f"unknown option {name!r} for kind {kind}; known: {', '.join(names) or 'none'}"
             )
+
+
+def text_only(provider: str, request: ProviderRequest) -> None:
+    """For adapters that carry text only: UnsupportedFeature naming what the request needs (a
+    model whose catalog entry claims more than its provider carries gets a clear refusal, not
+    an answer without it)."""
+    if not request.rich:
+        return
+    needs = sorted(
+        required_capabilities(
+            request.messages, request.tools, request.response_format, request.reasoning
+        )
+    )
+    if not needs:
+        return
+    names = ", ".join(n.value for n in needs)
+    raise UnsupportedFeature(
+        f"{provider}: model {request.model!r} takes text only, and this request needs {names}",
+        [FieldViolation(n.value, "not carried by this provider") for n in needs],
+    )
 
 
 def _convert(provider: str, exc: Exception, cls: type[ProviderError]) -> ProviderError:

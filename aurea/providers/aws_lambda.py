@@ -45,7 +45,7 @@ from aurea.providers._base import (
     TextDelta,
     UsageReport,
 )
-from aurea.providers._boundary import adapter_boundary, check_options
+from aurea.providers._boundary import adapter_boundary, check_options, text_only
 from aurea.providers._http import (
     HttpClient,
     error_for_status,
@@ -279,6 +279,7 @@ class LambdaProvider:
         return dict(output) if isinstance(output, Mapping) else {"output": output}
 
     async def complete(self, request: ProviderRequest) -> Completion:
+        text_only(self.name, request)
         payload: dict[str, Any] = {
             "model": request.model,
             "messages": [{"role": str(m.role), "content": m.content} for m in request.messages],

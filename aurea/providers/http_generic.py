@@ -8,14 +8,23 @@ Options (all but ``url`` optional):
   one placeholder becomes the typed value (``"{max_tokens}"`` -> ``256``; ``"{messages}"`` -> the
   list of ``{"role", "content"}``), and an object member whose value resolves to null is dropped.
   Placeholders: ``prompt`` (the non-system messages' contents joined by blank lines), ``system``,
-  ``messages``, ``model``, ``max_tokens``, ``temperature``, ``top_p``, ``seed``, ``stop``,
-  ``request_id``. Default: ``{"model": "{model}", "messages": "{messages}",
-  "max_tokens": "{max_tokens}"}``;
+  ``messages`` (OpenAI's shape: image parts, tool calls and tool results included), ``model``,
+  ``max_tokens``, ``temperature``, ``top_p``, ``seed``, ``stop``, ``request_id``, and for rich
+  generation, in OpenAI's shapes: ``tools``, ``tool_choice``, ``parallel_tool_calls``,
+  ``response_format``, ``json_schema`` (the bare schema), ``reasoning_effort``. Default:
+  ``{"model": "{model}", "messages": "{messages}", "max_tokens": "{max_tokens}"}``. A request
+  that needs something its template does not reference (tools without ``{tools}``, images or
+  tool turns without ``{messages}``, JSON output without ``{response_format}`` or
+  ``{json_schema}``, a reasoning effort without ``{reasoning_effort}``) is refused with
+  UnsupportedFeature, never sent without it;
 - JSON pointers (RFC 6901): ``text_pointer`` (``/text``), ``input_tokens_pointer``,
-  ``output_tokens_pointer``, ``finish_reason_pointer``, ``error_pointer``;
+  ``output_tokens_pointer``, ``finish_reason_pointer``, ``error_pointer``,
+  ``tool_calls_pointer`` (to a list of OpenAI-shaped tool calls), ``reasoning_pointer``;
 - streaming over SSE when ``stream_text_pointer`` is set: ``stream_url`` (default ``url``),
   ``stream_body_template`` (default ``body_template``), ``stream_done`` (the data line that ends
-  the stream, ``[DONE]``), ``stream_require_done`` (False: a clean end of stream also completes);
+  the stream, ``[DONE]``), ``stream_require_done`` (False: a clean end of stream also completes),
+  ``stream_tool_calls_pointer`` (to a list of OpenAI-shaped ``tool_calls`` deltas, with their
+  ``index``), ``stream_reasoning_pointer``;
   without it ``stream()`` makes the unary call and yields the whole text as one delta;
 - ``embed_url``, ``embeddings_pointer`` (to a list of vectors), ``embed_body_template``
   (placeholders ``model`` and ``inputs``; default ``{"model": "{model}", "input": "{inputs}"}``);
@@ -35,9 +44,11 @@ from typing import Any
 from aurea.errors import (
     ContentFiltered,
     ContextLengthExceeded,
+    FieldViolation,
     ProviderError,
     ProviderServerError,
     StreamBroken,
+    UnsupportedFeature,
     UpstreamRejected,
 )
 from aurea.providers._base import (
@@ -49,8 +60,11 @@ from aurea.providers._base import (
     ProviderEvent,
     ProviderRequest,
     ProviderSpec,
+    ReasoningDelta,
+    ResponseFormatType,
     Role,
     TextDelta,
+    ToolCallDelta,
     Usage,
     UsageReport,
 )
@@ -65,7 +79,13 @@ from aurea.providers._http import (
     parse_json,
     retry_after_from_headers,
 )
-from aurea.providers._tokens import estimate_text_tokens_async
+from aurea.providers._openai_shapes import (
+    messages_json,
+    rich_fields,
+    tool_call_deltas,
+    tool_calls_of,
+)
+from aurea.providers._tokens import estimate_text_tokens_async, prompt_extra_tokens
 from aurea.providers._values import Counts, float_vector, reported_usage, token_count
 
 __all__ = [
@@ -101,6 +121,10 @@ OPTIONS = frozenset(
         "embeddings_pointer",
         "embed_body_template",
         "models",
+        "tool_calls_pointer",
+        "reasoning_pointer",
+        "stream_tool_calls_pointer",
+        "stream_reasoning_pointer",
     }
 )
 MISSING: Any = object()  # what resolve_pointer returns when the pointer leads nowhere
@@ -193,6 +217,20 @@ def read_count(document: Any, pointer: str | None) -> int | None:
     return None if value is MISSING else token_count(value)
 
 
+def references(template: Any) -> set[str]:
+    """The placeholders a template's string leaves (and keys) use."""
+    found: set[str] = set()
+    if isinstance(template, str):
+        found.update(_PLACEHOLDER.findall(template))
+    elif isinstance(template, Mapping):
+        for key, value in template.items():
+            found.update(references(str(key)) | references(value))
+    elif isinstance(template, list):
+        for item in template:
+            found |= references(item)
+    return found
+
+
 async def usage_from_counts(
     counts: tuple[int | None, int | None], request: ProviderRequest, text: str
 ) -> Usage:
@@ -203,6 +241,7 @@ async def usage_from_counts(
         messages=request.messages,
         output_text=text,
         model=request.model,
+        extra_input_tokens=prompt_extra_tokens(request),
     )
 
 
@@ -243,18 +282,28 @@ class GenericHTTPProvider:
                 "finish_reason_pointer",
                 "error_pointer",
                 "stream_text_pointer",
+                "tool_calls_pointer",
+                "reasoning_pointer",
+                "stream_tool_calls_pointer",
+                "stream_reasoning_pointer",
             )
             if options.get(name) is not None
         }
         self._pointers.setdefault("text_pointer", "/text")
+        streaming = "stream_text_pointer" in self._pointers
+        stream_template = options.get("stream_body_template", self._body_template)
+        self._uses = {
+            False: references(self._body_template),
+            True: references(stream_template) if streaming else references(self._body_template),
+        }
 
     # -- request building ------------------------------------------------------------------------
-    def _values(self, request: ProviderRequest) -> dict[str, Any]:
+    def _values(self, request: ProviderRequest, stream: bool = False) -> dict[str, Any]:
         system = [m.content for m in request.messages if m.role == Role.SYSTEM]
-        return {
+        values: dict[str, Any] = {
             "prompt": "\n\n".join(m.content for m in request.messages if m.role != Role.SYSTEM),
             "system": "\n\n".join(system),
-            "messages": [{"role": str(m.role), "content": m.content} for m in request.messages],
+            "messages": messages_json(request.messages),
             "model": request.model,
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
@@ -263,6 +312,58 @@ class GenericHTTPProvider:
             "stop": list(request.stop),
             "request_id": request.request_id,
         }
+        if request.rich:
+            self._check_rich(request, self._uses[stream])
+            rich = rich_fields(request)
+            fmt = request.response_format
+            values.update(
+                tools=rich.get("tools"),
+                tool_choice=rich.get("tool_choice"),
+                parallel_tool_calls=rich.get("parallel_tool_calls"),
+                response_format=rich.get("response_format"),
+                json_schema=dict(fmt.schema) if fmt is not None and fmt.schema else None,
+                reasoning_effort=rich.get("reasoning_effort"),
+            )
+        return values
+
+    def _check_rich(self, request: ProviderRequest, uses: set[str]) -> None:
+        """UnsupportedFeature for what the request needs and the template cannot carry."""
+        fmt = request.response_format
+        turns = any(m.parts or m.tool_calls or m.tool_call_id for m in request.messages)
+        lacks = [
+            (field, what)
+            for needed, missing, field, what in (
+                (request.tools, "tools" not in uses, "tools", "tools ({tools})"),
+                (
+                    turns,
+                    "messages" not in uses,
+                    "messages",
+                    "images or tool turns in messages ({messages})",
+                ),
+                (
+                    fmt is not None and fmt.type is not ResponseFormatType.TEXT,
+                    not uses & {"response_format", "json_schema"},
+                    "response_format",
+                    "a JSON response format ({response_format} or {json_schema})",
+                ),
+                (
+                    request.reasoning is not None,
+                    "reasoning_effort" not in uses,
+                    "reasoning_effort",
+                    "a reasoning effort ({reasoning_effort})",
+                ),
+            )
+            if needed and missing
+        ]
+        if lacks:
+            raise UnsupportedFeature(
+                f"{self.name}: model {request.model!r} cannot take "
+                f"{', '.join(w for _, w in lacks)}: its body template does not reference it",
+                [
+                    FieldViolation(f, "not referenced by the provider's body template")
+                    for f, _ in lacks
+                ],
+            )
 
     def _secret_values(self, text: str) -> dict[str, Any]:
         return {"api_key": self._http.api_key} if "{api_key}" in text else {}
@@ -338,22 +439,41 @@ class GenericHTTPProvider:
                 status=200,
             )
         text = text_of(found, f"the reply's text at {self._pointers['text_pointer']!r}")
+        calls: tuple[Any, ...] = ()
+        reasoning = ""
+        if "tool_calls_pointer" in self._pointers:
+            raw = resolve_pointer(document, self._pointers["tool_calls_pointer"])
+            if raw not in (MISSING, None):
+                calls = tool_calls_of({"tool_calls": raw}, "the reply's tool calls")
+        if "reasoning_pointer" in self._pointers:
+            raw = resolve_pointer(document, self._pointers["reasoning_pointer"])
+            reasoning = text_of(raw, "the reply's reasoning")
+        finish = self._finish(document) or Finish(FinishReason.STOP, "")
+        if calls and finish.reason is FinishReason.STOP:
+            finish = Finish(FinishReason.TOOL_CALLS, finish.raw_reason)
+        output = text + reasoning + "".join(c.name + c.arguments for c in calls)
         return Completion(
             text=text,
-            finish=self._finish(document) or Finish(FinishReason.STOP, ""),
-            usage=await usage_from_counts(self._reported(document), request, text),
+            finish=finish,
+            usage=await usage_from_counts(self._reported(document), request, output),
+            tool_calls=calls,
+            reasoning=reasoning,
         )
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         if "stream_text_pointer" not in self._pointers:
             completion = await self.complete(request)
+            if completion.reasoning:
+                yield ReasoningDelta(completion.reasoning)
             if completion.text:
                 yield TextDelta(completion.text)
+            for i, call in enumerate(completion.tool_calls):
+                yield ToolCallDelta(index=i, id=call.id, name=call.name, arguments=call.arguments)
             assert completion.usage is not None
             yield UsageReport(completion.usage)
             yield completion.finish
             return
-        values = self._values(request)
+        values = self._values(request, stream=True)
         url = self._target(str(self._options.get("stream_url") or self._url), values)
         template = self._options.get("stream_body_template", self._body_template)
         done_marker = str(self._options.get("stream_done", "[DONE]"))
@@ -364,6 +484,9 @@ class GenericHTTPProvider:
         done = False
         skipper = ChunkSkipper(self.name)
         pointer = self._pointers["stream_text_pointer"]
+        calls_pointer = self._pointers.get("stream_tool_calls_pointer")
+        reasoning_pointer = self._pointers.get("stream_reasoning_pointer")
+        n_calls = 0
         async with self._http.request(
             self._method,
             url,
@@ -383,12 +506,28 @@ class GenericHTTPProvider:
                     self._check_error(document, in_stream=True)
                     text = text_of(resolve_pointer(document, pointer), f"the text at {pointer!r}")
                     seen = self._finish(document)
+                    calls: list[ToolCallDelta] = []
+                    if calls_pointer is not None:
+                        raw = resolve_pointer(document, calls_pointer)
+                        if raw is not MISSING:
+                            calls = tool_call_deltas(raw, f"the tool calls at {calls_pointer!r}")
+                    thought = ""
+                    if reasoning_pointer is not None:
+                        raw = resolve_pointer(document, reasoning_pointer)
+                        thought = text_of(raw, f"the reasoning at {reasoning_pointer!r}")
                 except SKIPPABLE as exc:
                     skipper.skip(exc)
                     continue
+                if thought:
+                    parts.append(thought)
+                    yield ReasoningDelta(thought)
                 if text:
                     parts.append(text)
                     yield TextDelta(text)
+                for piece in calls:
+                    n_calls += 1
+                    parts.append(piece.name + piece.arguments)
+                    yield piece
                 finish = seen or finish
                 seen_in, seen_out = self._reported(document)  # cumulative: the last one wins
                 given_in = seen_in if seen_in is not None else given_in
@@ -397,7 +536,10 @@ class GenericHTTPProvider:
         if not done and finish is None and self._options.get("stream_require_done", False):
             raise self._http.error(StreamBroken, f"the stream ended before {done_marker!r}")
         yield UsageReport(await usage_from_counts((given_in, given_out), request, "".join(parts)))
-        yield finish or Finish(FinishReason.STOP, "")
+        finish = finish or Finish(FinishReason.STOP, "")
+        if n_calls and finish.reason is FinishReason.STOP:
+            finish = Finish(FinishReason.TOOL_CALLS, finish.raw_reason)
+        yield finish
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
         url = self._options.get("embed_url")

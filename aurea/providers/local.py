@@ -296,6 +296,8 @@ class LocalModelProvider:
             api_key_env="",
             timeouts=self._spec.timeouts,
             max_concurrency=self._spec.max_concurrency,
+            # llama-cpp-python's server takes a JSON schema its own way (a grammar).
+            options={"schema_style": "llama_cpp"},
         )
         return OpenAIProvider(spec)
 

@@ -40,7 +40,7 @@ from aurea.providers._base import (
     TextDelta,
     UsageReport,
 )
-from aurea.providers._boundary import adapter_boundary, check_options
+from aurea.providers._boundary import adapter_boundary, check_options, text_only
 from aurea.providers._http import (
     HttpClient,
     error_for_status,
@@ -213,6 +213,7 @@ class RunPodProvider:
 
     # -- chat ----------------------------------------------------------------------------------
     def _input(self, request: ProviderRequest, *, stream: bool) -> dict[str, Any]:
+        text_only(self.name, request)
         params: dict[str, Any] = {}
         for name in ("max_tokens", "temperature", "top_p", "seed"):
             if getattr(request, name) is not None:
