@@ -22,9 +22,22 @@ in-memory provider (a 32-token stream, or one completion), and varies only the g
 * ``limiter_rpm_tpm``: the rate limiter for a model with RPM and TPM limits it never reaches
   (one ``acquire`` of three quotas, and a token refund by actual usage when the attempt ends);
 * ``ledger_memory``: the ledger guard over the in-memory ledger store (the reservation decided
-  in memory, the lease checked per delta, the settle queued to the store's writer);
-* ``ledger_sqlite``: the same over the SQLite ledger store (WAL, its own thread): the settle is
-  awaited until committed, the attempt's one store round trip.
+  in memory, the lease checked per delta, the settle summed in memory);
+* ``ledger_sqlite``: the same over the SQLite ledger store (WAL, its own thread), as the server
+  runs it: the settle writes the attempt's spend (one charge, no lease) and is awaited until
+  committed, the attempt's one store round trip; settles queued meanwhile share a transaction;
+* ``ledger_sqlite_leases``: SQLite with a store lease per attempt (``leases=True``, what a store
+  shared by several processes needs): reserve queued at admission, settle awaited, both group
+  committed;
+* ``ledger_sqlite_unbatched``: the same with one transaction per operation (``max_batch=1``),
+  which is how the SQLite ledger ran before group commit: the baseline, in the same run.
+
+The SQLite configurations also report ``tx_per_attempt``: write transactions the database
+committed per attempt (counted by ``SqliteDatabase.commits``, not timed). Sequential calls are
+concurrency 1; ``--concurrency`` (16) runs a second pass in which that many callers share the
+core (``noop_0`` and the ledger configurations only) and reports the wall time per attempt
+(elapsed over attempts, i.e. the inverse of throughput), the process CPU per attempt and the
+transactions per attempt.
 
 The circuit breaker is not a guard: it decides inside the provider actor's ``Admit``, which every
 configuration pays (``noop_0`` included). ``breaker_us_per_attempt`` measures its share directly:
@@ -47,6 +60,7 @@ internals, so it follows their refactors; the HTTP-level benchmarks use only the
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import math
 import os
@@ -70,6 +84,7 @@ from aurea.config import RetrySettings, TelemetrySettings, build_settings
 from aurea.inference import AllowDenyGuard, AttemptInfo, GenerateCall, Inference
 from aurea.inference.calls import CallKind, CallRecord, current_record
 from aurea.ledger import LedgerBook, LedgerGuard
+from aurea.ledger._journal import DEFAULT_MAX_BATCH
 from aurea.limits import LimiterGuard, LimitsTable
 from aurea.providers._base import (
     ChatMessage,
@@ -234,25 +249,40 @@ def limiter(**limits: int) -> LimiterGuard:
     return LimiterGuard(table=table, store=MemoryLimiterStore())
 
 
-LEDGERS = ("ledger_memory", "ledger_sqlite")
+LEDGERS = ("ledger_memory", "ledger_sqlite", "ledger_sqlite_leases", "ledger_sqlite_unbatched")
+SQLITE_LEDGERS = {  # name -> (a lease per attempt, operations per transaction at most)
+    "ledger_sqlite": (False, DEFAULT_MAX_BATCH),
+    "ledger_sqlite_leases": (True, DEFAULT_MAX_BATCH),
+    "ledger_sqlite_unbatched": (True, 1),
+}
 
 
-async def ledger_guards(tmp: Path) -> tuple[dict[str, list[Any]], list[LedgerBook]]:
-    """The ledger guard over each store, on an unlimited job (no call is ever refused)."""
-    db = await SqliteDatabase.open(tmp / "ledger.db")
-    books = [
-        LedgerBook(MemoryLedgerStore(), default_budget_nanos=None, lease_ttl_s=60, durable=False),
-        LedgerBook(
+async def ledger_guards(
+    tmp: Path,
+) -> tuple[dict[str, list[Any]], dict[str, LedgerBook], dict[str, SqliteDatabase]]:
+    """The ledger guard over each store, on an unlimited job (no call is ever refused); each
+    SQLite configuration on its own file, so its transactions are counted apart."""
+    books = {
+        "ledger_memory": LedgerBook(
+            MemoryLedgerStore(), default_budget_nanos=None, lease_ttl_s=60, durable=False
+        )
+    }
+    dbs: dict[str, SqliteDatabase] = {}
+    for name, (leases, max_batch) in SQLITE_LEDGERS.items():
+        db = dbs[name] = await SqliteDatabase.open(tmp / f"{name}.db")
+        books[name] = LedgerBook(
             SqliteLedgerStore(db),
             default_budget_nanos=None,
             lease_ttl_s=60,
             durable=True,
+            leases=leases,
+            max_batch=max_batch,
             on_stop=db.close,
-        ),
-    ]
-    for book in books:
+        )
+    for book in books.values():
         await book.start()
-    return {name: [LedgerGuard(b)] for name, b in zip(LEDGERS, books, strict=True)}, books
+    guards: dict[str, list[Any]] = {name: [LedgerGuard(b)] for name, b in books.items()}
+    return guards, books, dbs
 
 
 def breaker_us_per_attempt(n: int = 200_000) -> float:
@@ -308,7 +338,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     )
     configs = configurations(system)
     tmp = tempfile.TemporaryDirectory(prefix="aurea-bench-")
-    ledgers, books = await ledger_guards(Path(tmp.name))
+    ledgers, books, dbs = await ledger_guards(Path(tmp.name))
     configs.update(ledgers)
     cores = {
         name: Inference(
@@ -332,6 +362,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         return None
 
     rounds: dict[tuple[str, str], list[dict[str, float]]] = {}
+    rounds_c: dict[tuple[str, str], list[dict[str, float]]] = {}
+    concurrent_configs = ["noop_0", *LEDGERS]
     deadline = time.monotonic() + args.max_seconds
     truncated = False
     perf, cpu = time.perf_counter, time.process_time
@@ -354,6 +386,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     # so a collection does not land on one configuration only.
                     gc.collect()
                     gc.disable()
+                    db = dbs.get(name)
+                    tx0 = db.commits if db is not None else 0
                     try:
                         c0 = cpu()
                         for _ in range(n_calls):  # bounded in count; rounds bound the time
@@ -364,23 +398,96 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     finally:
                         gc.enable()
                     samples.sort()
-                    rounds.setdefault((rpc, name), []).append(
-                        {
-                            "p50_us": percentile(samples, 50) * 1e6,
-                            "p90_us": percentile(samples, 90) * 1e6,
-                            "cpu_us_per_call": (c1 - c0) * 1e6 / n_calls,
-                        }
-                    )
+                    row = {
+                        "p50_us": percentile(samples, 50) * 1e6,
+                        "p90_us": percentile(samples, 90) * 1e6,
+                        "cpu_us_per_call": (c1 - c0) * 1e6 / n_calls,
+                    }
+                    if db is not None:
+                        await books[name].journal.drain(10)
+                        row["tx_per_attempt"] = (db.commits - tx0) / n_calls
+                    rounds.setdefault((rpc, name), []).append(row)
+                if args.concurrency > 1:
+                    for name in order_of(concurrent_configs, r):
+                        rounds_c.setdefault((rpc, name), []).append(
+                            await _concurrent(
+                                cores[name],
+                                rpc,
+                                unary_call,
+                                stream_call,
+                                emit,
+                                workers=args.concurrency,
+                                calls=n_calls,
+                                db=dbs.get(name),
+                                book=books.get(name),
+                            )
+                        )
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
-    for book in books:
+    for book in books.values():
         await book.stop()
     tmp.cleanup()
+    return {
+        "results": _medians(rounds),
+        f"results_concurrency_{args.concurrency}": _medians(rounds_c),
+        "truncated": truncated,
+    }
+
+
+def _medians(
+    rounds: dict[tuple[str, str], list[dict[str, float]]],
+) -> dict[str, dict[str, dict[str, float]]]:
     results: dict[str, dict[str, dict[str, float]]] = {}
     for (rpc, name), rs in rounds.items():
         results.setdefault(rpc, {})[name] = {
-            key: round(statistics.median(x[key] for x in rs), 2) for key in rs[0]
+            key: round(statistics.median(x[key] for x in rs), 3 if key.startswith("tx") else 2)
+            for key in rs[0]
         } | {"rounds": len(rs)}
-    return {"results": results, "truncated": truncated}
+    return results
+
+
+def order_of(names: list[str], r: int) -> list[str]:
+    """Every other round in reverse, to cancel out any drift within a round."""
+    return list(reversed(names)) if r % 2 else list(names)
+
+
+async def _concurrent(
+    core: Inference,
+    rpc: str,
+    unary_call: GenerateCall,
+    stream_call: GenerateCall,
+    emit: Any,
+    *,
+    workers: int,
+    calls: int,
+    db: SqliteDatabase | None,
+    book: LedgerBook | None,
+) -> dict[str, float]:
+    """``workers`` callers sharing the core, ``calls`` attempts in all (after a short warm-up):
+    wall and process CPU per attempt, and SQLite transactions per attempt."""
+    per = max(1, calls // workers)
+
+    async def worker(n: int) -> None:
+        for _ in range(n):
+            await _one(core, rpc, unary_call, stream_call, emit)
+
+    await asyncio.gather(*(worker(2) for _ in range(workers)))
+    if book is not None:
+        await book.journal.drain(10)
+    gc.collect()
+    gc.disable()
+    tx0 = db.commits if db is not None else 0
+    try:
+        t0, c0 = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(worker(per) for _ in range(workers)))
+        t1, c1 = time.perf_counter(), time.process_time()
+    finally:
+        gc.enable()
+    n = per * workers
+    row = {"us_per_attempt": (t1 - t0) * 1e6 / n, "cpu_us_per_attempt": (c1 - c0) * 1e6 / n}
+    if db is not None and book is not None:
+        await book.journal.drain(10)
+        row["tx_per_attempt"] = (db.commits - tx0) / n
+    return row
 
 
 async def _one(
@@ -409,7 +516,12 @@ async def _one(
         obs.finished("OK", time.monotonic() - t0)
 
 
-def summarize(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
+def summarize(
+    results: dict[str, dict[str, dict[str, float]]],
+    measured_c: dict[str, dict[str, dict[str, float]]] | None = None,
+    concurrency: int = 16,
+) -> dict[str, Any]:
+    measured_c = measured_c or {}
     per_guard: dict[str, Any] = {}
     met: dict[str, Any] = {}
     for rpc, by_config in results.items():
@@ -425,6 +537,22 @@ def summarize(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]
             for name in TELEMETRY:
                 if name in by_config:
                     row[f"{name}_per_call_{key}"] = round(by_config[name][key] - base[key], 2)
+        for name in SQLITE_LEDGERS:
+            row[f"{name}_tx_per_attempt"] = by_config[name].get("tx_per_attempt")
+        conc = measured_c.get(rpc, {})
+        if "noop_0" in conc:
+            cbase = conc["noop_0"]
+            for name in LEDGERS:
+                if name in conc:
+                    c = conc[name]
+                    row[f"c{concurrency}_{name}_guard_us_per_attempt"] = round(
+                        c["us_per_attempt"] - cbase["us_per_attempt"], 2
+                    )
+                    row[f"c{concurrency}_{name}_guard_cpu_us_per_attempt"] = round(
+                        c["cpu_us_per_attempt"] - cbase["cpu_us_per_attempt"], 2
+                    )
+                    if "tx_per_attempt" in c:
+                        row[f"c{concurrency}_{name}_tx_per_attempt"] = c["tx_per_attempt"]
         per_guard[rpc] = row
         limit = BUDGET_IN_MEMORY_GUARD_P50_US_MAX
         met[rpc] = {
@@ -450,6 +578,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians (5)")
     p.add_argument("--rpc", action="append", choices=RPCS, help="repeatable (default: both)")
     p.add_argument("--max-seconds", type=float, default=300.0, help="stop starting rounds after")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="callers in the concurrent pass over noop_0 and the ledgers (16; 1: no such pass)",
+    )
     p.add_argument("--quick", action="store_true", help="2 rounds of 500 calls")
     p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON file (default {RESULTS})")
     args = p.parse_args(argv)
@@ -462,6 +596,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    load_at_start = round(os.getloadavg()[0], 2)
     t0 = time.monotonic()
     out: dict[str, Any] = {"machine": machine(), "source": source()}
     out["config"] = {
@@ -470,13 +605,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rounds": args.rounds,
         "tokens_per_stream": TOKENS,
         "noop_guard_counts": list(NOOP_COUNTS),
+        "concurrency": args.concurrency,
         "loop": "uvloop",
     }
     measured = uvloop.run(measure(args))
     out.update(measured)
-    out.update(summarize(measured["results"]))
+    conc = measured.get(f"results_concurrency_{args.concurrency}", {})
+    out.update(summarize(measured["results"], conc, args.concurrency))
     out["breaker_us_per_attempt"] = round(breaker_us_per_attempt(), 3)
     out["machine"]["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    out["machine"]["loadavg_1m_at_start"] = load_at_start
     out["wall_s"] = round(time.monotonic() - t0, 1)
     write_result(args.output, out)
     return 0
