@@ -25,6 +25,7 @@ from aurea.stores.redis import (
     RedisLedgerStore,
     RedisLimiterStore,
     RedisRouterStatsStore,
+    RedisTaskQueueStore,
     open_redis,
 )
 from aurea.stores.sqlite import (
@@ -100,10 +101,15 @@ async def stats(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield SqliteRouterStatsStore(database)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=IMPLEMENTATIONS)
 async def tasks(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskQueueStore]:
     if request.param == "memory":
         yield MemoryTaskQueueStore(aging_s_per_priority=AGING_S)
+        return
+    if request.param == "redis":
+        client = _redis_client(request)
+        yield RedisTaskQueueStore(client, aging_s_per_priority=AGING_S)
+        await client.aclose()
         return
     async with SqliteDatabase(tmp_path / "tasks.db") as database:
         yield SqliteTaskQueueStore(database, aging_s_per_priority=AGING_S)
