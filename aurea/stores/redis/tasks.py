@@ -17,10 +17,11 @@ idle time, which is the Redis server's clock and counts from the last delivery o
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from aurea.stores._common import Page, check_finite, check_limit, check_positive
-from aurea.stores.redis._client import RedisClient, fmt, num, text
+from aurea.stores.redis._client import RedisClient, fmt, text
 from aurea.stores.redis._tasks_lua import TASKS
 from aurea.stores.tasks import (
     AGING_S_PER_PRIORITY,
@@ -168,11 +169,13 @@ class RedisTaskQueueStore:
         items: list[TaskRecord] = []
 
         async def page_of(low: str) -> tuple[list[TaskRecord], str | None]:
-            ids = await redis.zrangebyscore(f"{self._p}all", low, "+inf", start=0, num=_PAGE_SCAN)
-            if not ids:
+            rows: list[tuple[Any, float]] = await redis.zrangebyscore(
+                f"{self._p}all", low, "+inf", start=0, num=_PAGE_SCAN, withscores=True
+            )
+            if not rows:
                 return [], None
             async with redis.pipeline(transaction=False) as pipe:
-                for task_id in ids:
+                for task_id, _ in rows:
                     pipe.hgetall(f"{self._p}t:{text(task_id)}")
                 raws = await pipe.execute()
             recs: list[TaskRecord] = []
@@ -182,13 +185,12 @@ class RedisTaskQueueStore:
                     for k, v in raw.items():
                         flat += [k, v]
                     recs.append(_record(flat))
-            last = await redis.zscore(f"{self._p}all", ids[-1])
-            nxt = f"({int(num(last))}" if last is not None and len(ids) == _PAGE_SCAN else None
+            nxt = f"({int(rows[-1][1])}" if len(rows) == _PAGE_SCAN else None
             return recs, nxt
 
         cursor: str | None = low
         while cursor is not None:
-            recs, cursor = await self._client.call("tasks list", lambda c=cursor: page_of(c))
+            recs, cursor = await self._client.call("tasks list", partial(page_of, cursor))
             for rec in recs:
                 if not _matches(rec, filter):
                     continue
