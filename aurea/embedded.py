@@ -38,6 +38,7 @@ from typing import Generic, TypeVar
 import structlog
 
 from aurea.api.status import row_for
+from aurea.cache import CachedInference, CacheMode, ResponseCache
 from aurea.config import Settings, load_settings
 from aurea.errors import AureaError, InvalidRequest, ProviderConnectionError, ShuttingDown
 from aurea.inference import (
@@ -146,6 +147,22 @@ class Embedded:
             raise RuntimeError("Embedded is not started: use 'async with Embedded(...) as a:'")
         return self._inference
 
+    @property
+    def cached(self) -> CachedInference:
+        """The core behind the response cache (what ``generate``/``stream``/``embed`` call)."""
+        cached = self.server.cached
+        if cached is None:
+            raise RuntimeError("Embedded is not started: use 'async with Embedded(...) as a:'")
+        return cached
+
+    @property
+    def cache(self) -> ResponseCache:
+        """The server's response cache: hand it to ``aurea.cache.cache_llm_response`` and
+        ``cache_embedding`` to cache your own functions in it (or pass this object itself)."""
+        cache = self.cached.cache
+        assert cache is not None
+        return cache
+
     # -- the edge of an in-process call --------------------------------------------------------
     async def _call(self, operation: str, run: Callable[[str], Awaitable[T]]) -> T:
         """Run one in-process call in its own task (so its log context and record do not leak
@@ -230,8 +247,12 @@ class Embedded:
         cache_bypass: bool = False,
         labels: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
+        cache: CacheMode | str = CacheMode.AUTO,
     ) -> Final:
-        """One whole completion (``final.text``), routed and guarded as over gRPC."""
+        """One whole completion (``final.text``), routed and guarded as over gRPC. ``cache``:
+        what the call does with the response cache (a hit has ``attempts`` 0, zero usage and
+        cost; ``aurea.cache.cache_outcome()`` is not visible here, the call runs in its own
+        task)."""
         deadline = self._deadline(timeout_s)
 
         async def run(rid: str) -> Final:
@@ -239,7 +260,7 @@ class Embedded:
                 rid, prompt, messages, system, model, max_tokens, temperature, top_p, stop,
                 seed, job_id, policy, fallbacks, cache_bypass, labels, deadline,
             )  # fmt: skip
-            return await self.core.generate(call)
+            return await self.cached.generate(call, mode=CacheMode(cache))
 
         return await self._call("aurea.v1.InferenceService/Generate", run)
 
@@ -261,6 +282,7 @@ class Embedded:
         cache_bypass: bool = False,
         labels: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
+        cache: CacheMode | str = CacheMode.AUTO,
     ) -> AsyncIterator[GenEvent]:
         """The completion's events as they come (``Started``, ``FallbackEvent``, ``Delta``,
         ``UsageUpdate``, then ``Final``); a failure is raised instead of ``Final``. Leaving the
@@ -273,7 +295,7 @@ class Embedded:
                 rid, prompt, messages, system, model, max_tokens, temperature, top_p, stop,
                 seed, job_id, policy, fallbacks, cache_bypass, labels, deadline,
             )  # fmt: skip
-            final = await self.core.stream(call, queue.put)
+            final = await self.cached.stream(call, queue.put, mode=CacheMode(cache))
             await queue.put(final)
             return final
 
@@ -310,8 +332,9 @@ class Embedded:
         job_id: str = "",
         labels: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
+        cache: CacheMode | str = CacheMode.AUTO,
     ) -> EmbedResult:
-        """One vector per input text, in order."""
+        """One vector per input text, in order (cached: ``cache`` says how)."""
         texts = (inputs,) if isinstance(inputs, str) else tuple(inputs)
         if not texts or any(not t for t in texts):
             raise InvalidRequest.field("inputs", "give one or more non-empty texts")
@@ -326,7 +349,7 @@ class Embedded:
                 labels=dict(labels or {}),
                 deadline=deadline,
             )
-            return await self.core.embed(call)
+            return await self.cached.embed(call, mode=CacheMode(cache))
 
         return await self._call("aurea.v1.InferenceService/Embed", run)
 

@@ -28,6 +28,7 @@ from aurea.api.ledger import LedgerServicer
 from aurea.api.router import RouterServicer
 from aurea.api.tasks import TaskServicer
 from aurea.api.unimplemented import fill_unimplemented
+from aurea.cache import CachedInference, ResponseCache
 from aurea.config import DEFAULT_HTTP_PORT, ConfigError, ModelSpec, Settings, is_loopback
 from aurea.edge import Edge
 from aurea.errors import AureaError
@@ -148,6 +149,9 @@ class AureaServer:
         self.http: HttpDoor | None = None  # the OpenAI-compatible door ([http])
         self.http_port = 0  # 0: not serving
         self.inference: Inference | None = None  # built by start_core()
+        # The response cache and the core behind it, which every door calls (start_core()).
+        self.cache: ResponseCache | None = None
+        self.cached: CachedInference | None = None
         self.infra: Infra | None = None  # the provisioner ([infra]); built with the actors
         # /readyz runs these (None: ready, else why not); stores add theirs before start()
         self.ready_checks: dict[str, ReadyCheck] = {"providers": self._providers_ready}
@@ -302,6 +306,12 @@ class AureaServer:
             sinks=self._record_sinks(),
         )
         self._build_tasks(inference)
+        # Around the whole call: a hit skips routing's attempts and every guard. TTLs run on
+        # ``clock`` (tests step it); calls' deadlines and latencies on the edge's clock.
+        self.cache = ResponseCache.from_settings(
+            s.cache, s.redis, metrics_on=s.telemetry.metrics_enabled, clock=self.clock
+        )
+        self.cached = CachedInference(inference, self.cache, sinks=self._record_sinks())
         return inference
 
     def _build_tasks(self, inference: Inference) -> None:
@@ -438,7 +448,9 @@ class AureaServer:
             metrics.build_info(VERSION)
             metrics.watch_actors(self.system)
             metrics.watch_breakers(self._breaker_states)
-        inference = await self.start_core()
+        await self.start_core()
+        inference = self.cached
+        assert inference is not None
         server = grpc.aio.server(**server_kwargs(s, self.edge))
         servicers: Mapping[str, Any] = {
             "InferenceService": InferenceServicer(inference),
@@ -457,6 +469,7 @@ class AureaServer:
                 pools=self._task_pools,
                 call_metrics=self.call_metrics,
                 ledger=self.ledger,
+                cache=self.cache,
             ),
             "InfrastructureService": self.infra and InfrastructureServicer.of(self.infra, s),
             "LedgerService": self.ledger and LedgerServicer(self.ledger),
@@ -546,7 +559,7 @@ class AureaServer:
             await self.system.start()
         return self.inference
 
-    async def _start_http(self, inference: Inference) -> None:
+    async def _start_http(self, inference: CachedInference) -> None:
         """The OpenAI-compatible door on the same edge, core and actors. The default port
         being taken only skips the door (an error log line); a port the operator chose must
         be free, like the gRPC port."""
@@ -592,6 +605,8 @@ class AureaServer:
             await self._server.stop(0.5)
         if self.http is not None:
             await self.http.stop()
+        if self.cache is not None:  # shared calls still in flight, then the backend
+            await self.cache.aclose()
         await self.system.stop(grace_s=2.0)
         await self.task_system.close()  # after the scheduler's last writes
         if self.ledger is not None:  # every call has settled: write out what is queued

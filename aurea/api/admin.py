@@ -1,5 +1,5 @@
 """AdminService: server info, process, host, actor and task pool metrics, system events,
-providers and their stats."""
+providers and their stats, the response cache's figures and clearing."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from aurea.actors.provider import GetStats, ProviderMsg, ProviderStats
+from aurea.api.cache import clear_cache, stats_pb
 from aurea.api.ledger import metrics_summary_pb
 from aurea.api.resilience import breakers_pb, list_model_limits, set_model_limits
 from aurea.api.tasks import pool_pb
+from aurea.cache import ResponseCache
 from aurea.config import Settings
 from aurea.errors import InvalidRequest, NotFound, Unavailable
 from aurea.ledger import CallMetricsBook, LedgerBook
@@ -77,7 +79,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         call_metrics: CallMetricsBook | None = None,
         ledger: LedgerBook | None = None,
         tasks_processed: Callable[[], int] | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
+        self._cache = cache  # the response cache (None: the server runs without one)
         # GetMetricsSummary: calls counted from their records, spend from the ledger's settles
         self._call_metrics = call_metrics if call_metrics is not None else CallMetricsBook()
         self._ledger = ledger
@@ -257,6 +261,22 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 msg.last_request_time.CopyFrom(_ts(s.last_request_unix_s))
             out.append(msg)
         return pb.GetProviderStatsResponse(providers=out)
+
+    async def GetCacheStats(
+        self, request: pb.GetCacheStatsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCacheStatsResponse:
+        if self._cache is None:
+            return pb.GetCacheStatsResponse(enabled=False)
+        return stats_pb(await self._cache.stats())
+
+    async def ClearCache(
+        self, request: pb.ClearCacheRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ClearCacheResponse:
+        reply = await clear_cache(self._cache, request)
+        self._events.publish(
+            "cache.cleared", entries=reply.entries_removed, bytes=reply.bytes_freed
+        )
+        return reply
 
     async def SetModelLimits(
         self, request: pb.SetModelLimitsRequest, context: grpc.aio.ServicerContext

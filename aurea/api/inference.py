@@ -9,7 +9,9 @@ from __future__ import annotations
 import grpc
 
 from aurea.api import convert
+from aurea.api.cache import cache_mode, final_cache_fields
 from aurea.api.interceptors import WRITE_FAILED
+from aurea.cache import CachedInference, CacheOutcome, cache_outcome
 from aurea.edge import current_scope
 from aurea.inference import (
     CallerGone,
@@ -17,7 +19,6 @@ from aurea.inference import (
     FallbackEvent,
     Final,
     GenEvent,
-    Inference,
     ReasoningDelta,
     Started,
     ToolCallDelta,
@@ -83,14 +84,15 @@ def _event_pb(ev: GenEvent) -> pb.GenerateStreamResponse:
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
-    def __init__(self, inference: Inference) -> None:
-        self._inference = inference
+    def __init__(self, inference: CachedInference) -> None:
+        self._inference = inference  # the core behind the response cache
 
     async def Generate(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> pb.GenerateResponse:
         call = convert.generate_call(request, *_scope())
-        f = await self._inference.generate(call)
+        f = await self._inference.generate(call, mode=cache_mode(request.cache_mode))
+        hit = cache_outcome()
         return pb.GenerateResponse(
             request_id=call.request_id,
             model=f.model,
@@ -102,7 +104,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             latency_ms=f.latency_s * 1e3,
             time_to_first_token_ms=f.ttft_s * 1e3,
             attempts=f.attempts,
-            cache_hit=False,
+            cache_hit=hit.hit,
+            cache_saved_cost_nanos=hit.saved_cost_nanos,
             route_reason=f.route_reason,
             tool_calls=convert.tool_calls_pb(f.tool_calls) if f.tool_calls else None,
             reasoning=f.reasoning,
@@ -114,9 +117,15 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     ) -> None:
         call = convert.generate_call(request, *_scope())
         write = context.write
+        outcome: CacheOutcome | None = None  # what the cache did, known once the call returns
 
         async def emit(ev: GenEvent) -> None:
-            msg = R(delta=pb.TextDelta(text=ev.text)) if type(ev) is Delta else _event_pb(ev)
+            if type(ev) is Delta:
+                msg = R(delta=pb.TextDelta(text=ev.text))
+            elif outcome is not None and isinstance(ev, Final):
+                msg = R(final=final_cache_fields(convert.final_pb(ev), outcome))
+            else:
+                msg = _event_pb(ev)
             try:
                 await write(msg)
             except WRITE_FAILED as exc:
@@ -124,15 +133,18 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 # or disconnected): the caller's cancellation, not a bug; unwind as one.
                 raise CallerGone("the client went away") from exc
 
+        mode = cache_mode(request.request.cache_mode)
         async with CoalescingWriter(emit) as writer:
-            final = await self._inference.stream(call, writer.emit)
+            final = await self._inference.stream(call, writer.emit, mode=mode)
+            outcome = cache_outcome()
             await writer.emit(final)
 
     async def Embed(
         self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext
     ) -> pb.EmbedResponse:
         call = convert.embed_call(request, *_scope())
-        r = await self._inference.embed(call)
+        r = await self._inference.embed(call, mode=cache_mode(request.cache_mode))
+        hit = cache_outcome()
         return pb.EmbedResponse(
             request_id=call.request_id,
             model=r.model,
@@ -140,4 +152,6 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             embeddings=[pb.Embedding(index=i, values=v) for i, v in enumerate(r.vectors)],
             usage=convert.usage_pb(r.usage),
             cost_nanos=r.cost_nanos,
+            cache_hit=hit.hit,
+            cache_saved_cost_nanos=hit.saved_cost_nanos,
         )

@@ -18,8 +18,6 @@ CAPABILITY = {
     "InfrastructureService": "compute provisioning (local processes, Docker, Proxmox)",
     "AdminService.GetMetricsSummary": "telemetry (Prometheus metrics and summaries)",
     "AdminService.WatchEvents": "the event bus",
-    "AdminService.GetCacheStats": "the response cache",
-    "AdminService.ClearCache": "the response cache",
     "AdminService.SetModelLimits": "the rate limiter",
 }
 

@@ -178,7 +178,8 @@ class ResponseCache:
         metrics_on: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> ResponseCache:
-        """Redis when ``[redis] url`` is set, else memory; bounded and timed by ``[cache]``."""
+        """Redis when ``[redis] url`` is set, else memory; bounded and timed by ``[cache]``.
+        ``clock`` times memory entries' TTLs (Redis expires its own entries)."""
         backend: Backend
         if redis.url:
             from aurea.cache._redis import RedisBackend
@@ -188,7 +189,6 @@ class ResponseCache:
                 open_redis(redis.url, prefix=redis.key_prefix),
                 timeout_s=redis.timeout_s,
                 retry_s=redis.retry_s,
-                clock=clock,
                 on_error=_redis_error if metrics_on else None,
             )
         else:

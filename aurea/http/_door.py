@@ -21,6 +21,7 @@ import structlog
 from aiohttp import web
 
 from aurea.api.status import openai_error, row_for
+from aurea.cache import CachedInference, cache_outcome
 from aurea.config import HttpSettings
 from aurea.edge import Edge, current_scope, log_bug
 from aurea.errors import AureaError, InvalidRequest, Overloaded, UnknownModel
@@ -38,13 +39,13 @@ from aurea.http._render import (
     model_entry,
 )
 from aurea.http._sse import SseStream, broken_answer
-from aurea.inference import Inference
 from aurea.routing import RouterView
 from aurea.runtime.context import request_id_var
 
 __all__ = ["ROUTES", "HttpDoor"]
 
 log = structlog.get_logger("aurea.http")
+HEADER_CACHE = "x-aurea-cache"  # hit / miss: whether Aurea's response cache answered
 
 # What a route's body returns: the response, and the error it ended with in-band (a stream
 # that had begun), for the log line's status.
@@ -112,7 +113,7 @@ class HttpDoor:
         *,
         settings: HttpSettings,
         edge: Edge,
-        inference: Inference,
+        inference: CachedInference,  # the core behind the response cache, as over gRPC
         view: RouterView,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -260,6 +261,7 @@ class HttpDoor:
             HEADER_COST: str(final.cost_nanos),
             HEADER_MODEL: final.model,
             HEADER_PROVIDER: final.provider,
+            HEADER_CACHE: "hit" if cache_outcome().hit else "miss",
         }
         return _json_response(200, completion(final, rid, created), rid, headers), None
 
@@ -273,6 +275,7 @@ class HttpDoor:
             HEADER_COST: str(result.cost_nanos),
             HEADER_MODEL: result.model,
             HEADER_PROVIDER: result.provider,
+            HEADER_CACHE: "hit" if cache_outcome().hit else "miss",
         }
         return _json_response(200, embeddings(result, vectors), rid, headers), None
 

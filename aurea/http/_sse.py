@@ -18,6 +18,7 @@ import contextlib
 
 from aiohttp import web
 
+from aurea.cache import CachedInference
 from aurea.errors import AureaError, ProviderServerError, StreamBroken
 from aurea.http._render import HEADER_REQUEST_ID, ChunkFormat, error_frame
 from aurea.inference import (
@@ -27,7 +28,6 @@ from aurea.inference import (
     Final,
     GenerateCall,
     GenEvent,
-    Inference,
     Started,
 )
 from aurea.inference.writer import CoalescingWriter
@@ -79,7 +79,7 @@ class SseStream:
     def opened(self) -> bool:
         return self.response is not None
 
-    async def run(self, inference: Inference, call: GenerateCall) -> Exception | None:
+    async def run(self, inference: CachedInference, call: GenerateCall) -> Exception | None:
         """Stream the call; returns the error the stream ended with in-band (None: a whole
         answer). Raises when nothing was sent yet, so the door answers with a status."""
         try:

@@ -86,11 +86,17 @@ async def test_stream_deltas_arrive_incrementally(slow_server_settings: Callable
 
 async def test_stream_deltas_match_the_unary_text(server: Any) -> None:
     stub = inference_pb2_grpc.InferenceServiceStub(server.channel)
-    unary = await stub.Generate(pb.GenerateRequest(prompt="same words", seed=7), timeout=10)
+    # A seed makes the call cacheable: both calls bypass the cache, so both reach the model.
+    bypass = pb.CACHE_MODE_BYPASS
+    unary = await stub.Generate(
+        pb.GenerateRequest(prompt="same words", seed=7, cache_mode=bypass), timeout=10
+    )
     text = []
     final = None
     async for event in stub.GenerateStream(
-        pb.GenerateStreamRequest(request=pb.GenerateRequest(prompt="same words", seed=7)),
+        pb.GenerateStreamRequest(
+            request=pb.GenerateRequest(prompt="same words", seed=7, cache_mode=bypass)
+        ),
         timeout=10,
     ):
         if event.HasField("delta"):

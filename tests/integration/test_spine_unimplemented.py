@@ -53,6 +53,8 @@ IMPLEMENTED = {
     "RouterService.GetWeights",
     "RouterService.SetWeights",
     "AdminService.WatchEvents",
+    "AdminService.GetCacheStats",
+    "AdminService.ClearCache",
     "TaskService.SubmitTask",
     "TaskService.GetTask",
     "TaskService.ListTasks",
@@ -70,8 +72,6 @@ CAPABILITY_WORDS = {
     "InfrastructureService": "provisioning",
     "AdminService.GetMetricsSummary": "telemetry",
     "AdminService.WatchEvents": "event",
-    "AdminService.GetCacheStats": "cache",
-    "AdminService.ClearCache": "cache",
 }
 
 
