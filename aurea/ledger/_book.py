@@ -182,7 +182,7 @@ class LedgerBook:
             await asyncio.sleep(period)
             self.renew_due()
             self._writes.flush()
-            if self.leases:
+            if self.durable or self.leases:  # leases of this process, or of a past one
                 self.journal.append(Op("expire", item=ExpireOp(now=self._wall())))
             self._evict()
 

@@ -8,7 +8,9 @@ Why this shape:
   ``reserve`` was cancelled meanwhile). A cancelled caller's operation either never starts or runs
   to its commit; it is never half applied.
 * **One transaction per operation.** ``run`` wraps each store operation in ``BEGIN IMMEDIATE`` …
-  ``COMMIT``, so each is atomic and isolated even against another process on the same file.
+  ``COMMIT``, so each is atomic and isolated even against another process on the same file. A
+  store may put many operations in one ``run`` (the ledger's ``apply``: group commit, one WAL
+  commit for many calls); ``commits`` counts the write transactions.
 * **WAL, synchronous=NORMAL** by default: a committed transaction survives ``kill -9`` of the
   process (the WAL is in the OS page cache); only an OS crash or power loss may lose the last
   commits. ``synchronous="FULL"`` fsyncs every commit and survives those too, at a cost per write.
