@@ -169,8 +169,10 @@ class RedisTaskQueueStore:
         items: list[TaskRecord] = []
 
         async def page_of(low: str) -> tuple[list[TaskRecord], str | None]:
-            rows: list[tuple[Any, float]] = await redis.zrangebyscore(
-                f"{self._p}all", low, "+inf", start=0, num=_PAGE_SCAN, withscores=True
+            rows: list[Any] = list(
+                await redis.zrangebyscore(
+                    f"{self._p}all", low, "+inf", start=0, num=_PAGE_SCAN, withscores=True
+                )
             )
             if not rows:
                 return [], None
