@@ -195,10 +195,11 @@ class FakeGemini(FakeServer):
             if answer is not None:
                 return answer
         prompt = "\n".join(
-            str(part.get("text", ""))
+            str(part["text"])
             for content in body["contents"]
             if content.get("role", "user") == "user"
             for part in content.get("parts", [])
+            if "text" in part
         )
         config = body.get("generationConfig") or {}
         generation = self.generate(prompt, config.get("maxOutputTokens"))
