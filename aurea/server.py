@@ -9,7 +9,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -69,6 +69,9 @@ from aurea.v1 import (
     task_pb2,
     task_pb2_grpc,
 )
+
+if TYPE_CHECKING:  # the redis extra is imported only when [redis] url is set
+    from aurea.stores.redis.state import SharedState
 
 log = structlog.get_logger("aurea.server")
 _background: set[asyncio.Future[None]] = set()
@@ -172,6 +175,7 @@ class AureaServer:
         self.router_inbox = RecordInbox()  # every call's record, for the router to learn from
         self.router_stats: StatsStore | None = None  # opened by start_core()
         self.ledger: LedgerBook | None = None  # opened by start_core()
+        self.shared: SharedState | None = None  # [redis] url: the stores replicas share
         # Calls since start (GetMetricsSummary): counted from every call's record.
         self.call_metrics = CallMetricsBook({m.name: m.provider for m in settings.models.values()})
         self.health = CappedHealthServicer(max_watches=settings.server.max_health_watches)
@@ -290,7 +294,7 @@ class AureaServer:
                 AllowDenyGuard(allowed=s.routing.allowed_models, denied=s.routing.denied_models),
                 LimiterGuard(
                     table=self.limits,
-                    store=MemoryLimiterStore(),
+                    store=MemoryLimiterStore() if self.shared is None else self.shared.limiter,
                     max_wait_s=s.limits.max_wait_s,
                     hold_max_s=s.limits.upstream_hold_max_s,
                     wall_clock=self.wall_clock,
@@ -309,7 +313,11 @@ class AureaServer:
         # Around the whole call: a hit skips routing's attempts and every guard. TTLs run on
         # ``clock`` (tests step it); calls' deadlines and latencies on the edge's clock.
         self.cache = ResponseCache.from_settings(
-            s.cache, s.redis, metrics_on=s.telemetry.metrics_enabled, clock=self.clock
+            s.cache,
+            s.redis,
+            tenants={k.name: k.tenant_name for k in s.api_keys},  # one namespace per tenant
+            metrics_on=s.telemetry.metrics_enabled,
+            clock=self.clock,
         )
         self.cached = CachedInference(inference, self.cache, sinks=self._record_sinks())
         return inference
@@ -537,11 +545,34 @@ class AureaServer:
         log.info("tls_reloaded", reloads=self.tls.reloads)
         return True
 
+    async def _open_shared(self) -> None:
+        """``[redis] url``: the limiter, ledger, router stats and task queue live in Redis, so
+        every replica on it keeps one state (the in-process stores stay the default)."""
+        from aurea.ledger import open_shared_ledger
+        from aurea.stores.redis.state import SharedState  # the redis extra: only when set
+
+        s = self.settings
+        shared = self.shared = await SharedState.open(
+            s.redis, aging_s_per_priority=s.tasks.aging_s_per_priority
+        )
+        self.router_stats = StatsStore(shared.router_stats)
+        self.ledger = await open_shared_ledger(
+            s.ledger,
+            shared.ledger,
+            settle_wait_s=s.runtime.ask_timeout_s,
+            wall=self.wall_clock,
+            clock=self.clock,
+        )
+        self.ready_checks["ledger"] = self._ledger_ready
+        self.task_system.store = shared.tasks
+
     async def start_core(self) -> Inference:
         """Build and start the actors and the inference core, without any transport (what
         ``aurea.Embedded`` runs in-process; ``start`` calls it first). Idempotent."""
         if self.inference is None:
             s = self.settings
+            if s.redis.url and self.shared is None:
+                await self._open_shared()
             if self.router_stats is None:
                 self.router_stats = await open_stats_store(s.routing)
             if self.ledger is None:  # before the guards: every call is charged to it
@@ -613,6 +644,8 @@ class AureaServer:
             await self.ledger.stop()
         if self.router_stats is not None:  # after the router wrote what it still held
             await self.router_stats.close()
+        if self.shared is not None:  # after every store on it has stopped
+            await self.shared.aclose()
         if self.infra is not None:
             await self.infra.aclose()
         await self._stop_telemetry()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,12 +143,14 @@ class ResponseCache:
         ttl_s: float = 3600.0,
         embedding_ttl_s: float = 86_400.0,
         namespace: str = "",
+        tenants: Mapping[str, str] | None = None,
         metrics_on: bool = False,
     ) -> None:
         self.backend = backend
         self.enabled = enabled
         self.ttls = {CacheKind.LLM: ttl_s, CacheKind.EMBEDDING: embedding_ttl_s}
         self._namespace = namespace
+        self._tenants = dict(tenants or {})  # API key name -> its tenant
         self._metrics = metrics_on
         self.flights = FlightTable()
         self._counters = {k: _Counters() for k in CacheKind}
@@ -163,11 +165,18 @@ class ResponseCache:
         ttl_s: float = 3600.0,
         embedding_ttl_s: float = 86_400.0,
         namespace: str = "",
+        tenants: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> ResponseCache:
         """A standalone in-process cache (for the decorators without a server)."""
         backend = MemoryBackend(max_entries=max_entries, max_bytes=max_bytes, clock=clock)
-        return cls(backend, ttl_s=ttl_s, embedding_ttl_s=embedding_ttl_s, namespace=namespace)
+        return cls(
+            backend,
+            ttl_s=ttl_s,
+            embedding_ttl_s=embedding_ttl_s,
+            namespace=namespace,
+            tenants=tenants,
+        )
 
     @classmethod
     def from_settings(
@@ -175,6 +184,7 @@ class ResponseCache:
         cache: CacheSettings,
         redis: RedisSettings,
         *,
+        tenants: Mapping[str, str] | None = None,
         metrics_on: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> ResponseCache:
@@ -201,12 +211,14 @@ class ResponseCache:
             ttl_s=cache.ttl_s,
             embedding_ttl_s=cache.embedding_ttl_s,
             namespace=cache.namespace,
+            tenants=tenants,
             metrics_on=metrics_on,
         )
 
     def namespace_of(self, principal: str) -> str:
-        """The namespace of a caller: its API key's name, unless one namespace is configured."""
-        return self._namespace or principal
+        """The namespace of a caller: its API key's tenant (the key's name when it names none),
+        unless ``[cache] namespace`` puts every caller in one."""
+        return self._namespace or self._tenants.get(principal, principal)
 
     # -- entries -------------------------------------------------------------------------------
     async def get(self, key: CacheKey) -> Any:

@@ -307,6 +307,17 @@ async def test_tenants_never_share_answers() -> None:
     assert rig.provider.calls == 2
 
 
+async def test_keys_of_one_tenant_share_a_namespace() -> None:
+    tenants = {"alice": "acme", "albert": "acme", "bob": "bob"}
+    async with Rig(tenants=tenants) as rig:
+        await rig.inference.generate(call(principal="alice"))
+        same = await rig.inference.generate(call(principal="albert"))
+        other = await rig.inference.generate(call(principal="bob"))
+        assert rig.provider.calls == 2 and same.attempts == 0 and other.attempts == 1
+    shared = ResponseCache.memory(namespace="everyone", tenants=tenants)
+    assert shared.namespace_of("alice") == shared.namespace_of("bob") == "everyone"
+
+
 async def test_embeddings_are_cached_and_report_what_they_saved() -> None:
     async with Rig() as rig:
         c = EmbedCall(request_id="e", inputs=("one", "three"))
