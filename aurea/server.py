@@ -318,6 +318,7 @@ class AureaServer:
             tenants={k.name: k.tenant_name for k in s.api_keys},  # one namespace per tenant
             metrics_on=s.telemetry.metrics_enabled,
             clock=self.clock,
+            redis_client=self.shared.client if self.shared is not None else None,
         )
         self.cached = CachedInference(inference, self.cache, sinks=self._record_sinks())
         return inference

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -21,6 +21,9 @@ from aurea.cache._memory import MemoryBackend
 from aurea.config import CacheSettings, RedisSettings
 from aurea.errors import Unavailable
 from aurea.telemetry import metrics
+
+if TYPE_CHECKING:  # the redis extra is imported only when [redis] url is set
+    from aurea.stores.redis import RedisClient
 
 __all__ = [
     "CacheMode",
@@ -187,16 +190,19 @@ class ResponseCache:
         tenants: Mapping[str, str] | None = None,
         metrics_on: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        redis_client: RedisClient | None = None,
     ) -> ResponseCache:
         """Redis when ``[redis] url`` is set, else memory; bounded and timed by ``[cache]``.
-        ``clock`` times memory entries' TTLs (Redis expires its own entries)."""
+        ``clock`` times memory entries' TTLs (Redis expires its own entries). ``redis_client``:
+        the connection the shared stores use (the cache then neither opens nor closes one)."""
         backend: Backend
         if redis.url:
             from aurea.cache._redis import RedisBackend
             from aurea.stores.redis import open_redis
 
             backend = RedisBackend(
-                open_redis(redis.url, prefix=redis.key_prefix),
+                redis_client or open_redis(redis.url, prefix=redis.key_prefix),
+                owns_client=redis_client is None,
                 timeout_s=redis.timeout_s,
                 retry_s=redis.retry_s,
                 on_error=_redis_error if metrics_on else None,
