@@ -162,7 +162,7 @@ def _message(m: Any, i: int, bad: list[FieldViolation]) -> ChatMessage | None:
                 f"at most {rich.MAX_ARGUMENTS_CHARS} characters",
             )
             calls.append(ToolCall(id=c.id, name=c.name, arguments=c.arguments or "{}"))
-    elif not parts:
+    elif not m.parts:
         _check(bad, bool(m.content), f"{at}.content", "must not be empty")
     if role is Role.TOOL:
         _check(
@@ -182,6 +182,7 @@ def _message(m: Any, i: int, bad: list[FieldViolation]) -> ChatMessage | None:
 
 def _tools(req: Any, bad: list[FieldViolation]) -> tuple[Tool, ...]:
     _check(bad, len(req.tools) <= rich.MAX_TOOLS, "tools", f"at most {rich.MAX_TOOLS} tools")
+    rich.unique_names([t.name for t in req.tools], bad)
     tools: list[Tool] = []
     for i, t in enumerate(req.tools):
         at = f"tools[{i}]"

@@ -44,6 +44,7 @@ __all__ = [
     "image_part",
     "json_object",
     "name_ok",
+    "unique_names",
 ]
 
 # The request field each capability answers to, for the BadRequest field violation.
@@ -212,6 +213,11 @@ def image_part(
     return ImagePart(data=data, media_type=media_type, detail=detail)
 
 
+def unique_names(names: Sequence[str], bad: list[FieldViolation], field: str = "tools") -> None:
+    if len(set(names)) != len(names):
+        bad.append(FieldViolation(field, "tool names must be unique"))
+
+
 def check_conversation(
     messages: Sequence[ChatMessage],
     tools: Sequence[Tool],
@@ -222,10 +228,9 @@ def check_conversation(
     choice_field: str = "tool_choice",
 ) -> None:
     """What holds across fields: a named tool choice names a tool; a tool result answers a
-    call an earlier assistant message made; tool names are unique."""
+    call an earlier assistant message made. (Unique tool names: ``unique_names``, on every
+    name the request gave.)"""
     names = [t.name for t in tools]
-    if len(set(names)) != len(names):
-        bad.append(FieldViolation("tools", "tool names must be unique"))
     if choice is not None and choice.mode is not ToolChoiceMode.AUTO:
         if choice.mode is ToolChoiceMode.TOOL and choice.name not in names:
             bad.append(
