@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import math
 import os
 import signal
@@ -245,3 +246,48 @@ async def test_grpc_end_to_end_through_aurea() -> None:
         assert pid is not None and alive(pid)
     # Stopping Aurea stops its provider actors, which close the provider and its child.
     assert await wait_until(lambda: not alive(pid) and not group_members(pid))
+
+
+async def test_the_local_model_answers_json_valid_against_a_schema() -> None:
+    """Through gRPC: a strict JSON schema reaches llama.cpp as a grammar (through the OpenAI
+    adapter), so even this small model's answer validates, streamed and unary."""
+    from pydantic import BaseModel, ConfigDict
+
+    class Person(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        name: str
+        age: int
+
+    settings = testing.test_settings(
+        {
+            "providers": {"local": {"kind": "local", "options": {"embeddings": False}}},
+            "models": {"gemma3-270m": {"provider": "local"}},
+        }
+    )
+    fmt = pb.ResponseFormat(
+        type=pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+        name="person",
+        json_schema=json.dumps(Person.model_json_schema()),
+        strict=True,
+    )
+    request = pb.GenerateRequest(
+        prompt="Describe a person.",
+        model="gemma3-270m",
+        max_tokens=48,
+        temperature=0.0,
+        response_format=fmt,
+    )
+    async with testing.running_server(settings) as rs:
+        stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
+        reply = await stub.Generate(request, timeout=60)
+        assert reply.finish_reason == pb.FINISH_REASON_STOP
+        Person.model_validate_json(reply.text)
+        events = [
+            e
+            async for e in stub.GenerateStream(
+                pb.GenerateStreamRequest(request=request), timeout=60
+            )
+        ]
+        text = "".join(e.delta.text for e in events if e.WhichOneof("event") == "delta")
+        assert events[-1].final.finish_reason == pb.FINISH_REASON_STOP
+        Person.model_validate_json(text)
