@@ -43,6 +43,7 @@ from aurea.cache._cache import CacheMode, ResponseCache, _outcome
 from aurea.cache._entry import STORABLE, Answer, answer_events, is_content
 from aurea.cache._flight import Flight
 from aurea.cache._keys import CacheKey, CacheKind, embed_key, generate_key
+from aurea.edge import current_scope
 from aurea.errors import (
     AureaError,
     BudgetExceeded,
@@ -132,6 +133,15 @@ def _expired() -> DeadlineExceeded:
     return DeadlineExceeded("the call's deadline passed while it waited for an identical call")
 
 
+def _principal(call: GenerateCall | EmbedCall) -> str:
+    """The caller's API key name: on the call, or (gRPC leaves it off the call) where the edge
+    left it. Never guessed: a call without either is an open-mode or in-process call."""
+    if call.principal:
+        return call.principal
+    scope = current_scope.get()
+    return scope.principal if scope is not None else ""
+
+
 def _deterministic(call: GenerateCall) -> bool:
     return call.temperature == 0 or call.seed is not None
 
@@ -162,7 +172,7 @@ class CachedInference:
         if plan is None:
             return await self.core.stream(call, emit)
         cache, key, read = plan
-        ns = cache.namespace_of(call.principal)
+        ns = cache.namespace_of(_principal(call))
         fkey = (key, CallKind.STREAM, call.failover)
         opening = _Opening(emit)
         for _ in range(_ROUNDS):
@@ -203,7 +213,7 @@ class CachedInference:
         if plan is None:
             return await self.core.generate(call)
         cache, key, read = plan
-        ns = cache.namespace_of(call.principal)
+        ns = cache.namespace_of(_principal(call))
 
         def hit(value: Any) -> Final | None:
             return value.unary() if isinstance(value, Answer) else None
@@ -246,7 +256,7 @@ class CachedInference:
             model = self.core._route(call.model, "embedding", None, ())[0].model.name
         except AureaError:  # the core raises it again, as it would without the cache
             return await self.core.embed(call)
-        ns = cache.namespace_of(call.principal)
+        ns = cache.namespace_of(_principal(call))
         key = embed_key(call, ns, model)
         read = mode is not CacheMode.REFRESH
 
@@ -306,7 +316,7 @@ class CachedInference:
             model = self.core._route(call.model, "chat", call, call.fallbacks)[0].model.name
         except AureaError:  # the core raises it again, as it would without the cache
             return None
-        key = generate_key(call, cache.namespace_of(call.principal), model)
+        key = generate_key(call, cache.namespace_of(_principal(call)), model)
         return cache, key, mode is not CacheMode.REFRESH
 
     # -- streams -------------------------------------------------------------------------------
