@@ -168,16 +168,24 @@ def _generate_fields(args: argparse.Namespace, pb: Any) -> dict[str, Any]:
         fields["prompt"] = args.prompt
     if args.policy:
         fields["routing_policy"] = getattr(pb, f"ROUTING_POLICY_{args.policy.upper()}")
+    from aurea._cli_rich import rich_fields
+
+    rich_fields(args, pb, fields)  # --tools, --json-schema, --image, ...
     return fields
 
 
 def _generate(args: argparse.Namespace) -> int:
     import grpc
 
+    from aurea._cli_rich import CliInputError, format_call
     from aurea.v1 import inference_pb2 as pb
     from aurea.v1 import inference_pb2_grpc
 
-    fields = _generate_fields(args, pb)
+    try:
+        fields = _generate_fields(args, pb)
+    except CliInputError as exc:
+        _say(f"aurea: {exc}")
+        return 2
     md = _metadata(args.api_key)
     estimated = pb.USAGE_SOURCE_ESTIMATED
     with grpc.insecure_channel(args.target) as channel:
@@ -201,9 +209,20 @@ def _generate(args: argparse.Namespace) -> int:
                     "latency_ms": round(r.latency_ms, 3),
                     "attempts": r.attempts,
                 }
+                if r.tool_calls:
+                    reply["tool_calls"] = [
+                        {"id": c.id, "name": c.name, "arguments": c.arguments} for c in r.tool_calls
+                    ]
+                if r.reasoning:
+                    reply["reasoning"] = r.reasoning
                 print(json.dumps(reply), flush=True)
                 return 0
-            print(r.text, flush=True)
+            if r.reasoning:
+                _say(f"[reasoning] {r.reasoning}")
+            if r.text or not r.tool_calls:
+                print(r.text, flush=True)
+            for call in r.tool_calls:
+                print(format_call(call), flush=True)
             _say(
                 f"[{r.model} via {r.provider}: {r.usage.input_tokens} in, "
                 f"{r.usage.output_tokens} out, ${r.cost_nanos / 1e9:.9f}, "
@@ -221,7 +240,10 @@ def _generate_stream(
     import grpc
     from google.protobuf import json_format
 
+    from aurea._cli_rich import StreamPrinter
+
     partial = False  # text was written and its line is still open
+    rich = StreamPrinter()
     req = pb.GenerateStreamRequest(request=pb.GenerateRequest(**fields))
     try:
         for ev in stub.GenerateStream(req, metadata=md, timeout=args.timeout):
@@ -230,14 +252,25 @@ def _generate_stream(
                 body = json_format.MessageToDict(getattr(ev, kind))
                 print(json.dumps({"event": kind, **body}), flush=True)
             elif kind == "delta":
+                rich.end()
+                if rich.open:  # text after a tool call starts on its own line
+                    sys.stdout.write("\n")
+                    rich.open = False
                 sys.stdout.write(ev.delta.text)
                 sys.stdout.flush()
                 partial = not ev.delta.text.endswith("\n")
+            elif kind == "tool_call":
+                rich.end()
+                rich.tool_call(ev.tool_call, partial)
+                partial = True
+            elif kind == "reasoning":
+                rich.reasoning(ev.reasoning)
             elif kind == "fallback":
                 f = ev.fallback
                 _say(f"\n[fallback {f.from_model} -> {f.to_model}: {f.cause}]")
             elif kind == "final":
                 f = ev.final
+                rich.end()
                 print(flush=True)
                 partial = False
                 _say(
@@ -703,6 +736,16 @@ def parser() -> argparse.ArgumentParser:
         "--fallback", action="append", default=[], help="a model to try next (repeatable)"
     )
     g.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
+    g.add_argument("--tools", metavar="FILE", help="a JSON file listing tools the model may call")
+    g.add_argument(
+        "--tool-choice", metavar="auto|none|required|NAME", help="whether or which tool to call"
+    )
+    g.add_argument("--json-schema", metavar="FILE", help="answer in JSON matching this schema")
+    g.add_argument("--strict", action="store_true", help="enforce --json-schema exactly")
+    g.add_argument(
+        "--image", action="append", default=[], metavar="PATH|URL", help="an image (repeatable)"
+    )
+    g.add_argument("--reasoning", choices=("low", "medium", "high"), help="reasoning effort")
     g.set_defaults(func=_generate)
 
     e = sub.add_parser("embed", help="embed texts (one vector per text)")

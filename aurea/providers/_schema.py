@@ -154,7 +154,7 @@ def _number(schema: Mapping[str, Any], rng: _Rng, *, integer: bool) -> float:
     high = schema.get("maximum")
     ex_low = schema.get("exclusiveMinimum")
     ex_high = schema.get("exclusiveMaximum")
-    step = 1.0 if integer else 0.5
+    step = 1.0 if integer else 0.001
     lo = float(low) if isinstance(low, int | float) else -math.inf
     hi = float(high) if isinstance(high, int | float) else math.inf
     if isinstance(ex_low, int | float) and not isinstance(ex_low, bool):
@@ -162,7 +162,8 @@ def _number(schema: Mapping[str, Any], rng: _Rng, *, integer: bool) -> float:
     if isinstance(ex_high, int | float) and not isinstance(ex_high, bool):
         hi = min(hi, float(ex_high) - step)
     if integer:
-        lo, hi = math.ceil(lo), math.floor(hi)
+        lo = math.ceil(lo) if math.isfinite(lo) else lo
+        hi = math.floor(hi) if math.isfinite(hi) else hi
     start = lo if math.isfinite(lo) else (hi - 100 if math.isfinite(hi) else 0.0)
     span = hi - start if math.isfinite(hi) else 100.0
     value = start + (rng.byte() % 101) / 100 * max(span, 0.0)
@@ -172,5 +173,6 @@ def _number(schema: Mapping[str, Any], rng: _Rng, *, integer: bool) -> float:
         if value > hi:
             value -= multiple
     if integer:
-        return float(math.floor(value) if value <= hi else math.ceil(lo))
-    return round(value, 2) if round(value, 2) <= hi and round(value, 2) >= lo else value
+        return float(math.floor(value))
+    rounded = round(value, 2)
+    return rounded if lo <= rounded <= hi else value
