@@ -192,17 +192,21 @@ class ResponseCache:
         clock: Callable[[], float] = time.monotonic,
         redis_client: RedisClient | None = None,
     ) -> ResponseCache:
-        """Redis when ``[redis] url`` is set, else memory; bounded and timed by ``[cache]``.
-        ``clock`` times memory entries' TTLs (Redis expires its own entries). ``redis_client``:
-        the connection the shared stores use (the cache then neither opens nor closes one)."""
+        """Redis when ``[cache] redis_url`` or ``[redis] url`` is set, else memory; bounded and
+        timed by ``[cache]``. ``clock`` times memory entries' TTLs (Redis expires its own).
+        ``redis_client``: the connection the shared stores use, for a cache on ``[redis] url``
+        (the cache then neither opens nor closes one)."""
         backend: Backend
-        if redis.url:
+        if cache.redis_url or redis.url:
             from aurea.cache._redis import RedisBackend
             from aurea.stores.redis import open_redis
 
+            # A Redis of the cache's own (``[cache] redis_url``), else the shared one.
+            client = None if cache.redis_url else redis_client
+            url = cache.redis_url or redis.url
             backend = RedisBackend(
-                redis_client or open_redis(redis.url, prefix=redis.key_prefix),
-                owns_client=redis_client is None,
+                client or open_redis(url, prefix=redis.key_prefix),
+                owns_client=client is None,
                 timeout_s=redis.timeout_s,
                 retry_s=redis.retry_s,
                 on_error=_redis_error if metrics_on else None,

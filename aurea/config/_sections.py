@@ -310,6 +310,13 @@ class CacheSettings:
         parse=_cache_namespace,
         allowed="'' or 1 to 64 characters, no spaces or braces",
     )
+    redis_url: str = setting(
+        "",
+        "'' = [redis] url; a Redis of the cache's own (one that may evict: allkeys-lru)",
+        parse=_redis_url,
+        allowed="'' or a redis://, rediss://, unix:// URL",
+        repr=False,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
