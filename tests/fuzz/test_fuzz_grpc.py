@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import FUZZ, TALLY, Served
+from fuzz_harness import FUZZ, TALLY, Served
 from google.protobuf import descriptor
 from google.protobuf.message import Message
 from hypothesis import given

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 import pytest
-from conftest import FUZZ, TALLY, Served
+from fuzz_harness import FUZZ, TALLY, Served
 from hypothesis import given
 from hypothesis import strategies as st
 
