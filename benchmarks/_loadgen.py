@@ -115,9 +115,13 @@ def grpc_calls(args: argparse.Namespace, channel: grpc.aio.Channel) -> Call:
                 first = now()
         return first, n
 
-    unary_req = pb.GenerateRequest(prompt=args.prompt, model=args.model)
+    unary_req = pb.GenerateRequest(
+        prompt=args.prompt, model=args.model, temperature=args.temperature
+    )
     stream_req = pb.GenerateStreamRequest(
-        request=pb.GenerateRequest(prompt=args.prompt, model=args.model)
+        request=pb.GenerateRequest(
+            prompt=args.prompt, model=args.model, temperature=args.temperature
+        )
     )
     return unary if args.rpc == "Generate" else stream
 
@@ -275,6 +279,9 @@ def main() -> None:
     p.add_argument("--max-calls", type=int, default=2_000_000, help="cap on calls, all workers")
     p.add_argument("--timeout", type=float, default=10.0, help="per-call deadline in seconds")
     p.add_argument("--prompt", default="Benchmark prompt: say something steady.")
+    p.add_argument(
+        "--temperature", type=float, default=None, help="gRPC only (0 makes calls cacheable)"
+    )
     args = p.parse_args()
     if bool(args.target) == bool(args.direct_url):
         p.error("give exactly one of --target and --direct-url")

@@ -25,7 +25,7 @@ from typing import Any
 import aurea.inference.calls as _calls
 import aurea.providers._base as _base
 
-__all__ = ["CodecError", "canonical", "decode", "digest", "encode"]
+__all__ = ["CodecError", "canonical", "decode", "digest", "encode", "field_names"]
 
 _MAGIC = b"AC1\n"  # format version of stored values: a change makes old entries misses
 _FLOATS_MIN = 8  # a tuple of at least this many floats is stored packed (embedding vectors)
@@ -38,45 +38,93 @@ class CodecError(ValueError):
 
 # -- canonical form (keys) -----------------------------------------------------------------------
 
+# Field names per dataclass type, looked up once (``dataclasses.fields`` is slow per call).
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
 
-def _plain(value: Any) -> Any:
-    """``value`` as JSON-ready data with one spelling per meaning."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+
+def field_names(cls: type) -> tuple[str, ...] | None:
+    """A dataclass type's field names in order (None: not a dataclass)."""
+    try:
+        return _FIELDS[cls]
+    except KeyError:
+        is_dc = dataclasses.is_dataclass(cls)
+        names = tuple(f.name for f in dataclasses.fields(cls)) if is_dc else None
+        _FIELDS[cls] = names
+        return names
+
+
+def _walk(value: Any, out: list[str]) -> None:
+    """Append ``value``'s canonical tokens: every string length-prefixed, every container
+    bracketed, so two different values never give the same text."""
+    cls = type(value)
+    if cls is str:
+        out.append(f"s{len(value)}:")
+        out.append(value)
+    elif cls is tuple or cls is list:
+        out.append("[")
+        for v in value:
+            _walk(v, out)
+        out.append("]")
+    elif value is None:
+        out.append("N")
+    elif cls is bool:
+        out.append("T" if value else "F")
+    elif cls is int:
+        out.append(f"i{value};")
+    elif cls is float:
+        if value != value or value in (_INF, -_INF):
             raise CodecError("a key cannot hold NaN or infinity")
-        return value
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, bytes | bytearray | memoryview):
+        out.append(f"f{value!r};")
+    elif isinstance(value, enum.Enum):
+        out.append("e")
+        _walk(value.value, out)
+    elif (names := field_names(cls)) is not None:
+        out.append(f"<{len(cls.__name__)}:{cls.__name__}")
+        for name in names:
+            out.append(f"{len(name)}:{name}")
+            _walk(getattr(value, name), out)
+        out.append(">")
+    elif isinstance(value, Mapping):
+        out.append("{")
+        for k in sorted(value, key=str):
+            _walk(str(k), out)
+            _walk(value[k], out)
+        out.append("}")
+    elif isinstance(value, bytes | bytearray | memoryview):
         # Inline images: their hash stands for them (a key needs identity, not the bytes).
-        return {"#bytes": hashlib.sha256(bytes(value)).hexdigest()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {"#type": type(value).__name__}
-        for f in dataclasses.fields(value):
-            out[f.name] = _plain(getattr(value, f.name))
-        return out
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, set | frozenset):
-        return sorted((_plain(v) for v in value), key=repr)
-    raise CodecError(f"a cache key cannot hold a {type(value).__name__}")
+        out.append(f"b{hashlib.sha256(bytes(value)).hexdigest()};")
+    elif isinstance(value, str):  # subclasses of the plain types: as the plain type
+        _walk(str(value), out)
+    elif isinstance(value, int):
+        _walk(int(value), out)
+    elif isinstance(value, float):
+        _walk(float(value), out)
+    elif isinstance(value, tuple | list):
+        _walk(list(value), out)
+    elif isinstance(value, set | frozenset):
+        out.append("(")
+        for token in sorted(canonical(v) for v in value):
+            out.append(f"{len(token)}:")
+            out.append(token.decode())
+        out.append(")")
+    else:
+        raise CodecError(f"a cache key cannot hold a {cls.__name__}")
+
+
+_INF = float("inf")
 
 
 def canonical(value: Any) -> bytes:
     """One byte string per meaning: dataclasses by type and field names, mappings with sorted
     keys, tuples and lists alike."""
-    return json.dumps(
-        _plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
+    out: list[str] = []
+    _walk(value, out)
+    return "".join(out).encode()
 
 
 def digest(*parts: Any) -> str:
     """The SHA-256 of the parts' canonical form, in hex."""
-    return hashlib.sha256(canonical(list(parts))).hexdigest()
+    return hashlib.sha256(canonical(parts)).hexdigest()
 
 
 # -- stored values --------------------------------------------------------------------------------

@@ -9,13 +9,12 @@ an entry (a lock, an index) can share its slot by reusing the tag.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from aurea.cache._codec import digest
+from aurea.cache._codec import digest, field_names
 from aurea.inference.calls import EmbedCall, GenerateCall
 
 __all__ = [
@@ -98,9 +97,8 @@ def _part(text: str) -> str:
 
 
 def _fields(call: Any, ignored: frozenset[str]) -> dict[str, Any]:
-    return {
-        f.name: getattr(call, f.name) for f in dataclasses.fields(call) if f.name not in ignored
-    }
+    names = field_names(type(call)) or ()
+    return {name: getattr(call, name) for name in names if name not in ignored}
 
 
 def generate_key(call: GenerateCall, namespace: str, model: str) -> CacheKey:

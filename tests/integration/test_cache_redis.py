@@ -21,7 +21,7 @@ from aurea.testing.redis import RedisServer
 from aurea.v1 import admin_pb2 as apb
 from aurea.v1 import admin_pb2_grpc, inference_pb2_grpc
 from aurea.v1 import inference_pb2 as pb
-from tests.integration.test_cache import (
+from tests.integration.test_cache_grpc import (
     ALICE,
     auth,
     cache_settings,
@@ -85,7 +85,7 @@ async def test_an_answer_cached_through_one_server_is_a_hit_through_another(
         kinds = {k.kind: k.entries for k in s.kinds}
         assert kinds == {apb.CACHE_KIND_LLM: 2, apb.CACHE_KIND_EMBEDDING: 1}
         admin = admin_pb2_grpc.AdminServiceStub(one.channel)
-        from tests.integration.test_cache import ADMIN
+        from tests.integration.test_cache_grpc import ADMIN
 
         cleared = await admin.ClearCache(
             apb.ClearCacheRequest(kind=apb.CACHE_KIND_LLM), metadata=auth(ADMIN)
