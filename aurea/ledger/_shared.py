@@ -33,17 +33,18 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from aurea.config import LedgerSettings
 from aurea.errors import BudgetExceeded
-from aurea.ledger._book import Account, LedgerBook
+from aurea.ledger._book import Account, Lease, LedgerBook
 from aurea.ledger._journal import Op
 from aurea.stores import (
+    ChargeOp,
     ExpireOp,
     JobView,
     LedgerOp,
@@ -52,6 +53,7 @@ from aurea.stores import (
     ReleaseOp,
     Reservation,
     ReserveOp,
+    Spend,
     StoreUnavailable,
     WallClock,
     wall_clock,
@@ -94,6 +96,44 @@ def _ladder(have: int, wanted: int, ahead: int, one: int) -> dict[int, None]:
     return sizes
 
 
+class BlockStore(LedgerStore, Protocol):
+    """A ledger store replicas share, which can charge spend *out of* a lease (``consume``),
+    so a block shrinks by what was spent from it (``RedisLedgerStore``)."""
+
+    async def consume(self, items: Sequence[tuple[str, ChargeOp]]) -> None: ...
+
+
+class _Consumes:
+    """The shared book's writes: a settle's spend is charged out of the job's block (the
+    lease the replica holds at the time of the write), many settles per store call."""
+
+    def __init__(self, book: SharedLedgerBook) -> None:
+        self._book = book
+
+    def opened(self, job_id: str) -> None:
+        return None  # its first block creates it
+
+    def reserved(self, lease: Lease) -> None:
+        return None
+
+    def extended(self, lease: Lease, add: int) -> None:
+        return None
+
+    def renewed(self, lease: Lease) -> None:
+        return None
+
+    def released(self, lease: Lease) -> None:
+        return None
+
+    def settled(
+        self, lease: Lease, cost: int, input_tokens: int, output_tokens: int
+    ) -> asyncio.Future[Any] | None:
+        return self._book.consumed(lease, cost, input_tokens, output_tokens)
+
+    def flush(self) -> None:
+        return None  # a settle queues the write that carries it
+
+
 class SharedLedgerBook(LedgerBook):
     """A ``LedgerBook`` whose store other replicas share; see the module docstring.
 
@@ -103,8 +143,14 @@ class SharedLedgerBook(LedgerBook):
         kwargs["durable"] = True
         kwargs["leases"] = False
         super().__init__(*args, **kwargs)
+        self.store_blocks: BlockStore = self.store  # type: ignore[assignment]
         self.idle_s = idle_s
         self._blocks: dict[str, _Block] = {}
+        # Settled spend not yet sent to the store, and its sum per job; see ``_Consumes``.
+        self._pending: list[tuple[ChargeOp, asyncio.Future[Any]]] = []
+        self._consuming: dict[str, int] = {}
+        self._flush_queued = False
+        self._writes = _Consumes(self)
         self._block_ids = f"blk-{os.getpid():x}-{os.urandom(4).hex()}-"
         self._block_seq = 0
 
@@ -160,7 +206,7 @@ class SharedLedgerBook(LedgerBook):
             acct = self._accounts.get(job_id)
             if acct is not None:
                 acct.budget = acct.spent  # no block yet: nothing may be reserved
-                self._blocks[job_id] = _Block()
+                self._blocks.setdefault(job_id, _Block())
 
         return shared
 
@@ -232,6 +278,54 @@ class SharedLedgerBook(LedgerBook):
             retry_after_s=1.0 if reserved else None,
         )
 
+    def consumed(
+        self, lease: Lease, cost: int, input_tokens: int, output_tokens: int
+    ) -> asyncio.Future[Any]:
+        """Queue a settle's spend; the future resolves once the store holds it."""
+        job_id = lease.account.job_id
+        op = ChargeOp(
+            job_id=job_id,
+            spend=Spend(cost_nanos=cost, input_tokens=input_tokens, output_tokens=output_tokens),
+            now=self._wall(),
+            default_budget_nanos=self.default_budget_nanos,
+            model=lease.model,
+            provider=lease.provider,
+        )
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, fut))
+        self._consuming[job_id] = self._consuming.get(job_id, 0) + cost
+        if not self._flush_queued:
+            self._flush_queued = True
+            self.journal.append(Op("consume", self._flush_run()))
+        return fut
+
+    def _flush_run(self) -> Callable[[], Awaitable[None]]:
+        taken: list[tuple[ChargeOp, asyncio.Future[Any]]] | None = None
+
+        async def run() -> None:
+            nonlocal taken
+            if taken is None:  # the first try takes what is pending; a retry sends the same
+                taken, self._pending = self._pending, []
+                self._flush_queued = False
+            # Each charge comes out of the block its job holds now (a rotation queued before
+            # this write has already counted it in the block it reserved).
+            items = [(self._block_id(op.job_id), op) for op, _ in taken]
+            await self.store_blocks.consume(items)
+            for op, fut in taken:
+                left = self._consuming.get(op.job_id, 0) - op.spend.cost_nanos
+                if left > 0:
+                    self._consuming[op.job_id] = left
+                else:
+                    self._consuming.pop(op.job_id, None)
+                if not fut.done():
+                    fut.set_result(None)
+
+        return run
+
+    def _block_id(self, job_id: str) -> str:
+        block = self._blocks.get(job_id)
+        return block.lease_id if block is not None else ""
+
     # -- rotations -----------------------------------------------------------------------------
 
     def _next_block_id(self) -> str:
@@ -254,7 +348,11 @@ class SharedLedgerBook(LedgerBook):
         async def run() -> None:
             # Runs in the writer, after every charge queued before it: sizes are taken now.
             spent0 = acct.spent
-            have = max((acct.budget or 0) - spent0, 0)
+            # Charges queued after this rotation are spent here but not yet in the store: the
+            # new block keeps holding them until they land (counted twice meanwhile, never
+            # zero times), and they are not this replica's to use.
+            pending = self._consuming.get(job_id, 0)
+            have = max((acct.budget or 0) - spent0, 0) + pending
             wanted, block.wanted = block.wanted, 0
             one = min(need, wanted) if wanted else 0
             ops: list[LedgerOp] = []
@@ -278,9 +376,9 @@ class SharedLedgerBook(LedgerBook):
             if r.granted:
                 block.lease_id = new_id
                 block.refused = None if r.lease_nanos >= have + wanted else r
-                # Charges made while the store answered are already in spent and come out of
-                # the new block: what this replica may use is spent0 + the granted block.
-                acct.budget = spent0 + r.lease_nanos
+                # What this replica may use: the granted block less the charges it holds for
+                # (already spent here); charges made while the store answered come out of it.
+                acct.budget = spent0 + r.lease_nanos - pending
                 block.valid_until = sent_at + self.lease_ttl_s / 2
                 block.renewed_at = sent_at
             else:

@@ -9,7 +9,9 @@ ARGV: prefix, closed-lease retention (s), then the operations, each an opcode an
 ``R job lease amount ttl now default model provider`` (reserve), ``X lease add ttl now``
 (extend), ``S lease cost input output calls now`` (settle), ``L lease now`` (release),
 ``C job cost input output calls now default model provider`` (charge), ``E now`` (expire),
-``A now`` (expire all), ``B job budget now`` (set a budget). A budget is '' when unlimited.
+``A now`` (expire all), ``B job budget now`` (set a budget), ``K job lease cost input output
+calls now default model provider`` (consume: a charge that also shrinks the lease by what it
+spent). A budget is '' when unlimited.
 Returns one list per operation: ``{'r', status, job, budget, spent, reserved, lease}``,
 ``{'e', end}``, ``{'n', count}`` or ``{'0'}``.
 """
@@ -227,6 +229,25 @@ while i <= #ARGV do
       ARGV[i+8], ARGV[i+9])
     out[#out + 1] = {'0'}
     i = i + 10
+  elseif op == 'K' then
+    -- consume: job lease cost input output calls now default model provider. The job spends
+    -- cost (as a charge), and the lease (a replica's block of the job), if still active, holds
+    -- that much less: the spend comes out of what it reserved, never counted twice.
+    local job, lease, cost = ARGV[i+1], ARGV[i+2], ARGV[i+3]
+    charge(job, cost, ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7], ARGV[i+8], ARGV[i+9],
+      ARGV[i+10])
+    if lease ~= '' and redis.call('HGET', LEASES, lease) == job then
+      local lk = lkey(job, lease)
+      local st = redis.call('HMGET', lk, 'state', 'amount')
+      if st[1] == 'active' then
+        local take = cost
+        if tonumber(cost) >= tonumber(st[2]) then take = st[2] end
+        redis.call('HINCRBY', lk, 'amount', neg(take))
+        redis.call('HINCRBY', jkey(job), 'reserved', neg(take))
+      end
+    end
+    out[#out + 1] = {'0'}
+    i = i + 11
   elseif op == 'B' then
     local k = ensure_job(ARGV[i+1], ARGV[i+2], ARGV[i+3])
     redis.call('HSET', k, 'budget', ARGV[i+2], 'updated_at', ARGV[i+3])

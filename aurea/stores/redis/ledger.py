@@ -171,6 +171,32 @@ class RedisLedgerStore:
     async def _one(self, op: LedgerOp) -> LedgerResult:
         return (await self.apply((op,)))[0]
 
+    async def consume(self, items: Sequence[tuple[str, ChargeOp]]) -> None:
+        """Charges that also shrink a lease: per ``(lease_id, charge)``, the job spends the
+        charge (as ``ChargeOp``) and the lease, while active and the job's, holds that much less
+        (at most all it holds). One script for all: the multi-replica ledger's group commit."""
+        for _, op in items:
+            check_op(op)
+        if not items:
+            return
+        args: list[str] = []
+        for lease_id, op in items:
+            s = op.spend
+            args += [
+                "K",
+                op.job_id,
+                lease_id,
+                str(s.cost_nanos),
+                str(s.input_tokens),
+                str(s.output_tokens),
+                str(s.calls),
+                fmt(op.now),
+                _budget(op.default_budget_nanos),
+                op.model,
+                op.provider,
+            ]
+        await self._run("ledger consume", args)
+
     async def set_budget(self, job_id: str, budget_nanos: int | None, *, now: float) -> JobView:
         check_id("job_id", job_id)
         check_nanos("budget_nanos", budget_nanos)
