@@ -231,12 +231,7 @@ class SharedLedgerBook(LedgerBook):
         block = self._block(acct)
         need = max(amount, 1)
         for _ in range(_TOP_UP_TRIES):
-            if self.journal.failing_since is not None:
-                raise StoreUnavailable(
-                    "the shared ledger store (Redis) is not answering; no call is admitted "
-                    "until it does, so no budget can be overshot",
-                    retry_after_s=1.0,
-                )
+            self._fail_fast()
             room = max(acct.room() or 0, 0)
             if self._clock() < block.valid_until and room >= need:
                 block.used_at = self._clock()
@@ -250,16 +245,47 @@ class SharedLedgerBook(LedgerBook):
                 self._rotate(acct, block, need=need)
             pending = block.pending
             assert pending is not None
-            try:
-                async with asyncio.timeout(self.settle_wait_s):
-                    await asyncio.shield(pending)
-            except TimeoutError:
-                raise StoreUnavailable(
-                    "the shared ledger store (Redis) did not answer in time", retry_after_s=1.0
-                ) from None
+            await self._store_answer(pending)
             if block.refused is not None and max(acct.room() or 0, 0) < need:
                 break  # the store gave less than this call needs: the job cannot pay
         raise self._shared_refusal(acct, block, amount)
+
+    async def account(self, job_id: str) -> Account:
+        acct = self.cached(job_id)
+        if acct is not None:
+            return acct
+        self._fail_fast()
+        load = asyncio.ensure_future(super().account(job_id))
+        try:
+            await self._store_answer(load)
+        finally:
+            if not load.done():
+                load.cancel()
+        return load.result()
+
+    def _fail_fast(self) -> None:
+        if self.journal.failing_since is not None:
+            raise StoreUnavailable(
+                "the shared ledger store (Redis) is not answering; no call is admitted "
+                "until it does, so no budget can be overshot",
+                retry_after_s=1.0,
+            )
+
+    async def _store_answer(self, fut: asyncio.Future[Any]) -> None:
+        """Wait for ``fut`` (a store operation queued in the journal), but give up with
+        ``StoreUnavailable`` as soon as the store is seen failing, or after ``settle_wait_s``:
+        a call must not hang on a dead store."""
+        deadline = self._clock() + self.settle_wait_s
+        while not fut.done():
+            self._fail_fast()
+            left = deadline - self._clock()
+            if left <= 0:
+                raise StoreUnavailable(
+                    "the shared ledger store (Redis) did not answer in time", retry_after_s=1.0
+                )
+            await asyncio.wait({fut}, timeout=min(left, 0.05))
+        if not fut.cancelled() and fut.exception() is not None:
+            raise fut.exception()  # type: ignore[misc]
 
     def _shared_refusal(self, acct: Account, block: _Block, amount: int) -> BudgetExceeded:
         r = block.refused
