@@ -83,6 +83,8 @@ def _serve(args: argparse.Namespace) -> int:
         _say(f"aurea: {exc}")
         return 2
     configure(settings.log.level, settings.log.format, settings.log.redact_pii, stdlib=True)
+    if args.workers > 1:
+        return _serve_workers(args, settings)
 
     import uvloop
 
@@ -97,6 +99,32 @@ def _serve(args: argparse.Namespace) -> int:
         _say(f"aurea: {_one_line(str(exc))}")
         return 1
     return 0
+
+
+def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
+    """``--workers N``: N children share the port (see ``aurea._workers``)."""
+    from aurea._workers import run_workers
+
+    if settings.server.port == 0:
+        _say("aurea: --workers needs a fixed --port (processes share it with SO_REUSEPORT)")
+        return 2
+    if not settings.redis.url:
+        _say(
+            "aurea: warning: no [redis] url: each worker keeps its own rate limits and budget "
+            "book (set one so the workers share one state)"
+        )
+    argv = [sys.executable, "-m", "aurea.cli", "serve", "--port", str(settings.server.port)]
+    if args.config:
+        argv += ["--config", args.config]
+    if args.host:
+        argv += ["--host", args.host]
+    return run_workers(
+        args.workers,
+        argv,
+        dict(os.environ),
+        telemetry_port=settings.telemetry.http_port,
+        say=_say,
+    )
 
 
 _REFUSED = ("failed to connect", "connection refused", "connect failed")
@@ -716,6 +744,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="a TOML config file (default: $AUREA_CONFIG, if set)")
     s.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to listen on (default 50051; 0 = any free)")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        choices=range(1, 65),
+        metavar="N",
+        help="server processes sharing the port (SO_REUSEPORT); with [redis] url, one state",
+    )
     s.set_defaults(func=_serve)
 
     target = os.environ.get("AUREA_TARGET", DEFAULT_TARGET)
