@@ -4,8 +4,10 @@ charged within it, and a stream stops before the delta that would cross its budg
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -13,7 +15,7 @@ from aurea.actors.provider import ProviderActor, ProviderBook
 from aurea.config import RetrySettings, build_settings
 from aurea.inference import Delta, GenerateCall, GenEvent, Inference
 from aurea.ledger import LedgerBook, LedgerGuard
-from aurea.providers._base import ChatMessage, FinishReason, Role
+from aurea.providers._base import ChatMessage, Completion, FinishReason, ProviderRequest, Role
 from aurea.providers.registry import build_provider
 from aurea.routing import RouterView, RoutingTable
 from aurea.runtime import ActorSystem
@@ -26,6 +28,28 @@ TOKENS = 40
 class Core:
     inference: Inference
     book: LedgerBook
+    provider: Overbilling
+
+
+class Overbilling:
+    """The simulated provider, whose unary answers can bill ``extra_output`` hidden output
+    tokens (reasoning past ``max_tokens``): more than any reservation could foresee."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.extra_output = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def complete(self, request: ProviderRequest) -> Completion:
+        done: Completion = await self._inner.complete(request)
+        if self.extra_output and done.usage is not None:
+            more = done.usage.output_tokens + self.extra_output
+            done = dataclasses.replace(
+                done, usage=dataclasses.replace(done.usage, output_tokens=more)
+            )
+        return done
 
 
 @pytest.fixture
@@ -45,7 +69,7 @@ async def core() -> AsyncIterator[Core]:
         }
     )
     system = ActorSystem()
-    provider = build_provider(settings.providers["sim"])
+    provider = Overbilling(build_provider(settings.providers["sim"]))
     ref = system.spawn(
         "provider:sim",
         lambda: ProviderActor(
@@ -64,7 +88,7 @@ async def core() -> AsyncIterator[Core]:
         guards=[LedgerGuard(book)],
     )
     async with system:
-        yield Core(inference, book)
+        yield Core(inference, book, provider)
     await book.stop()
 
 
@@ -88,16 +112,17 @@ async def test_the_principal_picks_the_default_job(core: Core) -> None:
 async def test_a_unary_answer_billed_past_the_budget_is_returned_charged_within_it(
     core: Core,
 ) -> None:
-    # The prompt's cost is not part of the reservation (no estimate reached the guard), so a
-    # budget that covers only the output's worst case is crossed by the provider's bill.
-    worst = TOKENS * 10_000
-    await core.book.set_budget("tight", worst + 5)
+    # The provider bills far more output than the call's max_tokens (hidden reasoning), so the
+    # bill crosses the budget though the reservation (prompt estimate and max_tokens) fit.
+    budget = 10**6  # more than the reservation, far less than the bill
+    core.provider.extra_output = 1000
+    await core.book.set_budget("tight", budget)
     final = await core.inference.generate(_call(job="tight"))
     assert final.finish_reason is FinishReason.BUDGET_EXCEEDED
     assert final.text
     view = await core.book.get_job("tight")
     assert view is not None
-    assert view.spent_nanos == final.cost_nanos == worst + 5
+    assert view.spent_nanos == final.cost_nanos == budget
     assert view.reserved_nanos == 0
 
 
