@@ -14,6 +14,7 @@ from aurea.providers._base import (
     ChatMessage,
     ContentPart,
     FinishReason,
+    GenerationOptions,
     ReasoningEffort,
     ReasoningKind,
     ResponseFormat,
@@ -386,6 +387,16 @@ def generate_call(req: Any, request_id: str, deadline: float | None = None) -> G
     if tools or choice is not None or any(m.role is Role.TOOL for m in messages):
         rich.check_conversation(messages, tools, choice, bad)
     _raise(bad)
+    parallel = req.parallel_tool_calls if req.HasField("parallel_tool_calls") else None
+    options = None
+    if tools or choice or parallel is not None or response_format or reasoning is not None:
+        options = GenerationOptions(
+            tools=tools,
+            tool_choice=choice,
+            parallel_tool_calls=parallel,
+            response_format=response_format,
+            reasoning=reasoning,
+        )
     return GenerateCall(
         request_id=request_id,
         messages=tuple(messages),
@@ -403,13 +414,7 @@ def generate_call(req: Any, request_id: str, deadline: float | None = None) -> G
         usage_interval=interval,
         deadline=deadline,
         failover=failover or FailoverMode.CONTINUE,
-        tools=tools,
-        tool_choice=choice,
-        parallel_tool_calls=(
-            req.parallel_tool_calls if req.HasField("parallel_tool_calls") else None
-        ),
-        response_format=response_format,
-        reasoning=reasoning,
+        options=options,
     )
 
 

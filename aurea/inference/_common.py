@@ -31,11 +31,7 @@ def provider_request(
         stop=call.stop,
         seed=call.seed,
         request_id=call.request_id,
-        tools=call.tools,
-        tool_choice=call.tool_choice,
-        parallel_tool_calls=call.parallel_tool_calls,
-        response_format=call.response_format,
-        reasoning=call.reasoning,
+        options=call.options,
     )
 
 

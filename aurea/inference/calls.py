@@ -13,14 +13,13 @@ from typing import Any
 from aurea.providers._base import (
     ChatMessage,
     FinishReason,
+    GenerationOptions,
     ReasoningDelta,
-    ReasoningEffort,
     ReasoningKind,
     ResponseFormat,
     Tool,
     ToolCall,
     ToolCallDelta,
-    ToolChoice,
     Usage,
 )
 from aurea.types import Policy
@@ -69,12 +68,17 @@ class GenerateCall:
     deadline: float | None = None  # monotonic instant; None: the server's default bound
     failover: FailoverMode = FailoverMode.CONTINUE
     # Rich generation: what the model may call, how it must shape its answer, how hard it
-    # should think. Candidates whose catalog capabilities lack what these need are skipped.
-    tools: tuple[Tool, ...] = ()
-    tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
-    response_format: ResponseFormat | None = None
-    reasoning: ReasoningEffort | None = None
+    # should think (None for plain text). Candidates whose catalog capabilities lack what the
+    # call needs are skipped.
+    options: GenerationOptions | None = None
+
+    @property
+    def tools(self) -> tuple[Tool, ...]:
+        return self.options.tools if self.options is not None else ()
+
+    @property
+    def response_format(self) -> ResponseFormat | None:
+        return self.options.response_format if self.options is not None else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

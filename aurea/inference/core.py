@@ -264,9 +264,7 @@ class Inference:
         if call is None:
             return self._view.table.route(model, kind, None, fallbacks)
         cands = self._view.table.route(model, kind, call.policy, fallbacks)
-        needs = required_capabilities(
-            call.messages, call.tools, call.response_format, call.reasoning
-        )
+        needs = required_capabilities(call.messages, call.options)
         # Only candidates that can do what the call needs (the router does not know what a
         # call needs; it ranks models). Plain text needs nothing: no filtering, no copy.
         return capable(cands, needs) if needs else cands

@@ -142,6 +142,20 @@ class ReasoningKind(enum.StrEnum):
     SUMMARY = "summary"  # the provider's summary of it
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GenerationOptions:
+    """What a generation may use beyond text: tools the model may call (and whether, which, and
+    how many at once), the shape of its answer, how hard it should think. A plain call carries
+    none (``None`` on the call and the request: one field, so plain text pays nothing for
+    these)."""
+
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None  # None: the provider's default (auto with tools)
+    parallel_tool_calls: bool | None = None  # None: the provider's default
+    response_format: ResponseFormat | None = None  # None: text
+    reasoning: ReasoningEffort | None = None  # None: the provider's default
+
+
 class Capability(enum.StrEnum):
     """What a catalog model can do beyond plain text; a request that needs one is routed only
     to models whose catalog entry lists it."""
@@ -154,23 +168,22 @@ class Capability(enum.StrEnum):
 
 
 def required_capabilities(
-    messages: tuple[ChatMessage, ...],
-    tools: tuple[Tool, ...] = (),
-    response_format: ResponseFormat | None = None,
-    reasoning: ReasoningEffort | None = None,
+    messages: tuple[ChatMessage, ...], options: GenerationOptions | None = None
 ) -> frozenset[Capability]:
     """What a request needs of the model that serves it (empty for plain text)."""
     needs: set[Capability] = set()
-    if tools:
-        needs.add(Capability.TOOLS)
-        if any(t.strict for t in tools):
-            needs.add(Capability.STRICT_SCHEMA)
-    if response_format is not None and response_format.type is not ResponseFormatType.TEXT:
-        needs.add(Capability.JSON_SCHEMA)
-        if response_format.strict:
-            needs.add(Capability.STRICT_SCHEMA)
-    if reasoning is not None:
-        needs.add(Capability.REASONING)
+    if options is not None:
+        if options.tools:
+            needs.add(Capability.TOOLS)
+            if any(t.strict for t in options.tools):
+                needs.add(Capability.STRICT_SCHEMA)
+        fmt = options.response_format
+        if fmt is not None and fmt.type is not ResponseFormatType.TEXT:
+            needs.add(Capability.JSON_SCHEMA)
+            if fmt.strict:
+                needs.add(Capability.STRICT_SCHEMA)
+        if options.reasoning is not None:
+            needs.add(Capability.REASONING)
     for m in messages:
         if m.parts and any(type(p) is ImagePart for p in m.parts):
             needs.add(Capability.IMAGES)
@@ -223,21 +236,35 @@ class ProviderRequest:
     # This attempt's limits (the model's, resolved against its provider's); None: the
     # provider's own. HTTP adapters bound connect, first byte, gaps and the whole call by them.
     timeouts: Timeouts | None = None
-    tools: tuple[Tool, ...] = ()
-    tool_choice: ToolChoice | None = None  # None: the provider's default (auto with tools)
-    parallel_tool_calls: bool | None = None  # None: the provider's default
-    response_format: ResponseFormat | None = None  # None: text
-    reasoning: ReasoningEffort | None = None  # None: the provider's default
+    options: GenerationOptions | None = None  # tools, response format, reasoning
 
     @property
     def rich(self) -> bool:
         """Whether anything beyond plain text messages and sampling settings is asked for."""
-        return bool(
-            self.tools
-            or self.response_format is not None
-            or self.reasoning is not None
-            or any(m.parts or m.tool_calls or m.tool_call_id for m in self.messages)
+        return self.options is not None or any(
+            m.parts or m.tool_calls or m.tool_call_id for m in self.messages
         )
+
+    # The options, read as if they were the request's own fields (their defaults without).
+    @property
+    def tools(self) -> tuple[Tool, ...]:
+        return self.options.tools if self.options is not None else ()
+
+    @property
+    def tool_choice(self) -> ToolChoice | None:
+        return self.options.tool_choice if self.options is not None else None
+
+    @property
+    def parallel_tool_calls(self) -> bool | None:
+        return self.options.parallel_tool_calls if self.options is not None else None
+
+    @property
+    def response_format(self) -> ResponseFormat | None:
+        return self.options.response_format if self.options is not None else None
+
+    @property
+    def reasoning(self) -> ReasoningEffort | None:
+        return self.options.reasoning if self.options is not None else None
 
 
 @dataclass(frozen=True, slots=True)

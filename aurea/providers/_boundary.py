@@ -68,11 +68,7 @@ def text_only(provider: str, request: ProviderRequest) -> None:
     an answer without it)."""
     if not request.rich:
         return
-    needs = sorted(
-        required_capabilities(
-            request.messages, request.tools, request.response_format, request.reasoning
-        )
-    )
+    needs = sorted(required_capabilities(request.messages, request.options))
     if not needs:
         return
     names = ", ".join(n.value for n in needs)

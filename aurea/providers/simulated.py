@@ -118,13 +118,8 @@ def _cache_key(seed: bytes, request: ProviderRequest) -> bytes:
     h.update(repr(request.max_tokens).encode())
     for stop in request.stop:
         h.update(b"\0" + stop.encode())
-    if request.rich:
-        h.update(
-            repr(
-                (request.tools, request.tool_choice, request.parallel_tool_calls,
-                 request.response_format, request.reasoning)
-            ).encode()
-        )  # fmt: skip
+    if request.options is not None:
+        h.update(repr(request.options).encode())
     return h.digest()
 
 

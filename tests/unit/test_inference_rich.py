@@ -33,6 +33,7 @@ from aurea.providers._base import (
     EmbedRequest,
     Finish,
     FinishReason,
+    GenerationOptions,
     ProviderEvent,
     ProviderRequest,
     ResponseFormat,
@@ -186,9 +187,14 @@ class Rig:
 
     @staticmethod
     def call(**kw: Any) -> GenerateCall:
+        """A call offering ``TOOL`` (``tools=()``: none) with the other options given."""
         kw.setdefault("usage_interval", 0)
-        kw.setdefault("tools", (TOOL,))
-        return GenerateCall(request_id="r", messages=(ChatMessage(Role.USER, "hi"),), **kw)
+        opts = {k: kw.pop(k) for k in ("tools", "response_format") if k in kw}
+        opts.setdefault("tools", (TOOL,))
+        options = GenerationOptions(**opts) if any(opts.values()) else None
+        return GenerateCall(
+            request_id="r", messages=(ChatMessage(Role.USER, "hi"),), options=options, **kw
+        )
 
     async def stream(self, **kw: Any) -> tuple[list[Any], Final]:
         events: list[Any] = []

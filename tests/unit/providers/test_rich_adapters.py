@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aurea.errors import UnsupportedFeature
 from aurea.providers._base import (
     ChatMessage,
+    GenerationOptions,
     ImagePart,
     ProviderRequest,
     ReasoningDelta,
@@ -45,6 +46,13 @@ from aurea.providers.openai import OpenAIProvider
 from aurea.testing.fakes import FakeAnthropic, FakeHTTPModel, FakeOpenAI, Scripted
 
 TOOL = Tool(name="f", parameters={"type": "object", "properties": {"a": {"type": "string"}}})
+_OPTIONS = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "reasoning")
+
+
+def rich(*texts: str, **kw: Any) -> ProviderRequest:
+    """``chat`` with the generation options among ``kw`` grouped as they travel."""
+    options = GenerationOptions(**{k: kw.pop(k) for k in _OPTIONS if k in kw})
+    return chat(*texts, options=options, **kw)
 
 
 # -- schema values ----------------------------------------------------------------------------
@@ -152,7 +160,7 @@ def test_image_and_tool_token_rules() -> None:
     assert image_tokens(ImagePart(url="https://x/y.png", detail="low")) == 85
     plain = chat("hi")
     assert prompt_extra_tokens(plain) == 0
-    with_tool = chat("hi", tools=(TOOL,))
+    with_tool = rich("hi", tools=(TOOL,))
     assert prompt_extra_tokens(with_tool) > 12 + 8
 
 
@@ -212,7 +220,7 @@ async def test_generic_templates_carry_tools_and_read_tool_calls(
         )
     )
     fmt = ResponseFormat(type=ResponseFormatType.JSON_OBJECT)
-    done = await adapter.complete(chat("hi", tools=(TOOL,), response_format=fmt))
+    done = await adapter.complete(rich("hi", tools=(TOOL,), response_format=fmt))
     assert done.tool_calls == (ToolCall(id="c1", name="f", arguments="{}"),)
     assert done.finish.reason.value == "tool_calls"
     body = http_fake.last_request_body
@@ -220,7 +228,7 @@ async def test_generic_templates_carry_tools_and_read_tool_calls(
     assert body["format"] == {"type": "json_object"}
     # Reasoning is not referenced by this template: refused, not dropped.
     with pytest.raises(UnsupportedFeature, match=r"a reasoning effort \(\{reasoning_effort\}\)"):
-        await adapter.complete(chat("hi", reasoning=ReasoningEffort.LOW))
+        await adapter.complete(rich("hi", reasoning=ReasoningEffort.LOW))
     await adapter.aclose()
 
 
@@ -228,7 +236,7 @@ async def test_generic_default_template_refuses_tools(http_fake: FakeHTTPModel) 
     adapter = GenericHTTPProvider(make_spec("http", http_fake.origin, url=f"{http_fake.origin}/g"))
     before = http_fake.request_count
     with pytest.raises(UnsupportedFeature, match=r"tools \(\{tools\}\)"):
-        await adapter.complete(chat("hi", tools=(TOOL,)))
+        await adapter.complete(rich("hi", tools=(TOOL,)))
     assert http_fake.request_count == before
     await adapter.aclose()
 
@@ -250,7 +258,7 @@ async def test_anthropic_native_structured_output_and_thinking_budget(
     )
     fmt = ResponseFormat(type=ResponseFormatType.JSON_SCHEMA, schema={"type": "object"})
     await adapter.complete(
-        chat("hi", response_format=fmt, reasoning=ReasoningEffort.LOW, max_tokens=100)
+        rich("hi", response_format=fmt, reasoning=ReasoningEffort.LOW, max_tokens=100)
     )
     sent = anthropic.last_request
     assert sent is not None
@@ -267,11 +275,11 @@ async def test_anthropic_forced_answer_tool_cannot_join_other_tools(
     adapter = AnthropicProvider(make_spec("anthropic", anthropic.base_url))
     fmt = ResponseFormat(type=ResponseFormatType.JSON_OBJECT)
     with pytest.raises(UnsupportedFeature, match="cannot combine tools with a JSON response"):
-        await adapter.complete(chat("hi", tools=(TOOL,), response_format=fmt))
+        await adapter.complete(rich("hi", tools=(TOOL,), response_format=fmt))
     # ... unless the model may not call them.
     none = ToolChoice(mode=ToolChoiceMode.NONE)
     anthropic.json_answer = '{"x": 1}'
-    done = await adapter.complete(chat("hi", tools=(TOOL,), tool_choice=none, response_format=fmt))
+    done = await adapter.complete(rich("hi", tools=(TOOL,), tool_choice=none, response_format=fmt))
     assert json.loads(done.text) == {"x": 1}
     await adapter.aclose()
 
@@ -287,7 +295,7 @@ async def test_llama_cpp_schema_style_and_reasoning_content(openai: FakeOpenAI) 
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
     openai.thoughts = "step by step"
     fmt = ResponseFormat(type=ResponseFormatType.JSON_SCHEMA, schema=schema, strict=True)
-    got = await collect(adapter.stream(chat("hi", response_format=fmt)))
+    got = await collect(adapter.stream(rich("hi", response_format=fmt)))
     sent: Any = openai.last_request_body
     assert sent["response_format"] == {"type": "json_object", "schema": schema}
     thoughts = [e for e in got.events if isinstance(e, ReasoningDelta)]
