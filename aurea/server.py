@@ -19,11 +19,11 @@ from grpc_reflection.v1alpha import reflection
 from aurea.actors.breaker import BreakerState
 from aurea.actors.provider import ProviderActor, ProviderBook, ProviderMsg
 from aurea.actors.router import Router, RouterMsg
-from aurea.api.admin import AdminServicer
 from aurea.api.health import CappedHealthServicer
 from aurea.api.inference import InferenceServicer
 from aurea.api.infrastructure import InfrastructureServicer
 from aurea.api.interceptors import server_kwargs
+from aurea.api.keys import KeyedAdminServicer
 from aurea.api.ledger import LedgerServicer
 from aurea.api.router import RouterServicer
 from aurea.api.tasks import TaskServicer
@@ -37,7 +37,7 @@ from aurea.inference import AllowDenyGuard, Inference
 from aurea.inference.calls import CallRecord
 from aurea.infra import Infra
 from aurea.infra.tasks import resource_execute_kind
-from aurea.ledger import CallMetricsBook, LedgerBook, LedgerGuard, open_ledger
+from aurea.ledger import CallMetricsBook, LedgerBook, LedgerGuard, default_job, open_ledger
 from aurea.limits import LimiterGuard, LimitsTable, ModelLimits
 from aurea.providers._base import FinishReason, Provider
 from aurea.providers._tokens import preload
@@ -45,6 +45,8 @@ from aurea.providers.registry import build_provider
 from aurea.routing import RecordInbox, RouterView, RoutingTable, StatsStore, open_stats_store
 from aurea.runtime import ActorRef, ActorSystem, RestartPolicy
 from aurea.security import TlsFiles
+from aurea.security._keyadmin import KeyAdmin
+from aurea.security._keyguard import KeyPolicyGuard
 from aurea.stores.memory import MemoryLimiterStore
 from aurea.tasks import PoolStats
 from aurea.tasks.setup import TaskSystem
@@ -165,7 +167,18 @@ class AureaServer:
         self.system = ActorSystem(
             policy=RestartPolicy(), on_restart=self._actor_restarted, on_dead=self._actor_dead
         )
-        self.edge = Edge(keys=settings.api_keys, limits=settings.input)
+        self.edge = Edge(
+            keys=settings.api_keys,
+            limits=settings.input,
+            max_streams_per_key=settings.server.max_streams_per_key,
+            revoked_grace_s=settings.server.revoked_key_grace_s,
+        )
+        # Run-time key changes (AdminService key RPCs); route groups stand for their members.
+        self.key_admin = KeyAdmin(
+            self.edge,
+            models={*settings.models, *(name for name, _ in settings.routing.groups)},
+            set_budget=self._set_key_budget,
+        )
         self.tls: TlsFiles | None = None  # [tls]: read by start()
         self.tracker = self.edge.tracker
         self.providers: dict[str, Provider] = {}
@@ -292,6 +305,13 @@ class AureaServer:
                 # first, so the attempt span sees later guards' refusals as its outcome
                 *([TracingGuard(self.tracing)] if self.tracing is not None else []),
                 AllowDenyGuard(allowed=s.routing.allowed_models, denied=s.routing.denied_models),
+                # the calling API key's models and own rpm/tpm, before the model's limits
+                KeyPolicyGuard(
+                    keys=self.edge.keys,
+                    store=MemoryLimiterStore() if self.shared is None else self.shared.limiter,
+                    groups=dict(s.routing.groups),
+                    wall_clock=self.wall_clock,
+                ),
                 LimiterGuard(
                     table=self.limits,
                     store=MemoryLimiterStore() if self.shared is None else self.shared.limiter,
@@ -464,7 +484,8 @@ class AureaServer:
         servicers: Mapping[str, Any] = {
             "InferenceService": InferenceServicer(inference),
             "TaskService": self.task_system.tasks and TaskServicer(self.task_system.tasks),
-            "AdminService": AdminServicer(
+            "AdminService": KeyedAdminServicer(
+                keys=self.key_admin,
                 settings=s,
                 system=self.system,
                 providers=self.provider_refs,
@@ -589,7 +610,14 @@ class AureaServer:
             await asyncio.to_thread(preload, sorted({m.upstream for m in s.models.values()}))
             await self.task_system.open()
             await self.system.start()
+            for key in s.api_keys:  # a key's budget is its default job's
+                if key.budget_nanos is not None:
+                    await self._set_key_budget(key.name, key.budget_nanos)
         return self.inference
+
+    async def _set_key_budget(self, name: str, budget_nanos: int) -> None:
+        if self.ledger is not None:
+            await self.ledger.set_budget(default_job(name), budget_nanos)
 
     async def _start_http(self, inference: CachedInference) -> None:
         """The OpenAI-compatible door on the same edge, core and actors. The default port
@@ -649,6 +677,7 @@ class AureaServer:
             await self.shared.aclose()
         if self.infra is not None:
             await self.infra.aclose()
+        self.key_admin.close()
         await self._stop_telemetry()
         log.info("server_stopped")
         self._stopped.set()

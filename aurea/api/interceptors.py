@@ -21,8 +21,8 @@ from grpc._cython import cygrpc
 
 from aurea.api.status import Status, internal_status, to_status, with_metadata
 from aurea.config import ApiKey, Settings
-from aurea.edge import CallTracker, Edge, log_bug
-from aurea.errors import AureaError, InvalidRequest
+from aurea.edge import REVOKED, CallTracker, Edge, log_bug, revoked_now
+from aurea.errors import AureaError, InvalidRequest, Unauthenticated
 from aurea.runtime.context import request_id_var
 from aurea.security import limit_text
 
@@ -151,6 +151,17 @@ async def _abort(context: grpc.aio.ServicerContext, status: grpc.Status) -> None
         await context.abort_with_status(status)
 
 
+def _unrevoked(exc: BaseException) -> BaseException:
+    """A call the edge cancelled because its key was disabled or rotated out ends
+    UNAUTHENTICATED, not CANCELLED: the task takes back the edge's cancel to send that."""
+    if isinstance(exc, asyncio.CancelledError) and revoked_now():
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return Unauthenticated(REVOKED)
+    return exc
+
+
 def _being_cancelled() -> bool:
     """A CancelledError means the client left (cancel or deadline) if this task is being
     cancelled (or a write to the client failed); one that escaped from awaiting someone else's
@@ -215,7 +226,7 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
                 _check_decoded(request)
                 return await behavior(request, context)
             except BaseException as exc:
-                code, status = _outcome(exc, context)
+                code, status = _outcome(_unrevoked(exc), context)
                 if status is None:
                     raise
                 await _abort(context, status)
@@ -238,6 +249,7 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
                 edge.open_call(operation, _headers(context), _deadline(edge, context))
                 await context.send_initial_metadata(((_RID, request_id_var.get()),))
                 _check_decoded(request)
+                edge.begin_stream()  # counted against the key's most open streams
                 if is_generator:
                     async with contextlib.aclosing(behavior(request, context)) as messages:
                         async for message in messages:
@@ -245,7 +257,7 @@ class AureaInterceptor(grpc.aio.ServerInterceptor):
                 else:
                     await behavior(request, context)
             except BaseException as exc:
-                code, status = _outcome(exc, context)
+                code, status = _outcome(_unrevoked(exc), context)
                 if status is None:
                     raise
                 await _abort(context, status)

@@ -4,12 +4,15 @@ canonical log line) and the ``CallScope`` of the call being served. Never import
 
 from aurea.edge._call import (
     DRAIN_EXEMPT,
+    REVOKED,
     CallTracker,
     Edge,
     current_scope,
     log_bug,
+    revoked_now,
     valid_request_id,
 )
+from aurea.edge._keys import KeyRing, Match, digest_of, new_secret
 from aurea.edge._scopes import (
     USER_OPERATIONS,
     Authenticator,
@@ -20,14 +23,20 @@ from aurea.edge._scopes import (
 
 __all__ = [
     "DRAIN_EXEMPT",
+    "REVOKED",
     "USER_OPERATIONS",
     "Authenticator",
     "CallTracker",
     "Edge",
+    "KeyRing",
+    "Match",
     "Principal",
     "check_scope",
     "current_scope",
+    "digest_of",
     "log_bug",
+    "new_secret",
     "required_scope",
+    "revoked_now",
     "valid_request_id",
 ]

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from aurea.config import ApiKey, hash_key
+from aurea.config import ApiKey
+from aurea.edge._keys import KeyRing, Match
 from aurea.errors import PermissionDenied, Unauthenticated
 from aurea.types import Scope
 
@@ -96,23 +97,28 @@ def _effective(scopes: Iterable[str]) -> frozenset[Scope]:
 class Authenticator:
     """Finds the key a call presents (``authorization: Bearer KEY`` or ``x-api-key: KEY``).
 
-    With no keys configured the server is open: every caller gets every scope. Only the
-    SHA-256 of each key is kept; a presented key is never echoed in an error.
+    With no keys configured the server is open: every caller gets every scope. Keys live in a
+    ``KeyRing`` (only their SHA-256, compared in constant time; changeable at run time); a
+    presented key is never echoed in an error.
     """
 
-    __slots__ = ("_by_hash",)
+    __slots__ = ("ring",)
 
-    def __init__(self, keys: Iterable[ApiKey]) -> None:
-        self._by_hash = {k.sha256: Principal(k.name, _effective(k.scopes)) for k in keys}
+    def __init__(self, keys: Iterable[ApiKey] | KeyRing) -> None:
+        self.ring = keys if isinstance(keys, KeyRing) else KeyRing(keys)
 
     @property
     def open(self) -> bool:
-        return not self._by_hash
+        return self.ring.open
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         """The caller's principal; raises Unauthenticated for a missing or wrong key."""
-        if not self._by_hash:
-            return OPEN
+        return self.identify(headers)[0]
+
+    def identify(self, headers: Mapping[str, str]) -> tuple[Principal, Match | None]:
+        """The caller's principal and the key (policy and secret) it showed; None when open."""
+        if self.ring.open:
+            return OPEN, None
         raw = headers.get("x-api-key", "")
         if not raw:
             auth = headers.get("authorization", "")
@@ -125,10 +131,8 @@ class Authenticator:
             raise Unauthenticated(
                 "this server needs an API key: send 'authorization: Bearer KEY' or 'x-api-key: KEY'"
             )
-        principal = self._by_hash.get(hash_key(raw))
-        if principal is None:
-            raise Unauthenticated("the API key is not valid")
-        return principal
+        match = self.ring.match(raw)
+        return Principal(match.key.name, _effective(match.key.scopes)), match
 
 
 def check_scope(principal: Principal, operation: str) -> None:

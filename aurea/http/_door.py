@@ -23,8 +23,8 @@ from aiohttp import web
 from aurea.api.status import openai_error, row_for
 from aurea.cache import CachedInference, cache_outcome
 from aurea.config import HttpSettings
-from aurea.edge import Edge, current_scope, log_bug
-from aurea.errors import AureaError, InvalidRequest, Overloaded, UnknownModel
+from aurea.edge import REVOKED, Edge, current_scope, log_bug, revoked_now
+from aurea.errors import AureaError, InvalidRequest, Overloaded, Unauthenticated, UnknownModel
 from aurea.http._chat import parse_chat
 from aurea.http._embed import encode_vector, parse_embed
 from aurea.http._render import (
@@ -97,6 +97,9 @@ def _too_large(limit: int, request_id: str) -> web.Response:
 
 class _TooLarge(Exception):
     pass
+
+
+_STREAMING = web.RequestKey("aurea_streaming", bool)  # set once a stream's response may have begun
 
 
 def _principal() -> str:
@@ -205,8 +208,17 @@ class HttpDoor:
                         log_bug(failed)
                 return response
             except asyncio.CancelledError:
-                status, http_status = "CANCELLED", 499  # nginx's "client closed request"
-                raise
+                if not revoked_now():
+                    status, http_status = "CANCELLED", 499  # nginx's "client closed request"
+                    raise
+                # The edge ended the call: its key was disabled or rotated out.
+                status, http_status = "UNAUTHENTICATED", 401
+                if request.get(_STREAMING):
+                    raise  # the stream's 200 is out: only closing it is left
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                return error_response(Unauthenticated(REVOKED), request_id_var.get())
             except _TooLarge:
                 status, http_status = "INVALID_ARGUMENT", 413
                 return _too_large(self._settings.max_body_bytes, request_id_var.get())
@@ -249,6 +261,8 @@ class HttpDoor:
         req = parse_chat(body, request.headers, rid, started, _principal())
         created = int(self._wall())
         if req.stream:
+            self._edge.begin_stream()  # counted against the key's most open streams
+            request[_STREAMING] = True
             stream = SseStream(request, rid, created, req.include_usage)
             failed = await stream.run(self._inference, req.call)
             assert stream.response is not None

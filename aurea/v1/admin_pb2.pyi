@@ -408,3 +408,95 @@ class SetModelLimitsResponse(_message.Message):
     limits: ModelLimits
     previous_limits: ModelLimits
     def __init__(self, limits: _Optional[_Union[ModelLimits, _Mapping]] = ..., previous_limits: _Optional[_Union[ModelLimits, _Mapping]] = ...) -> None: ...
+
+class ApiKeyPolicy(_message.Message):
+    __slots__ = ("name", "scopes", "tenant", "models", "rpm", "tpm", "budget_nanos", "max_streams", "disabled", "fingerprint")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    RPM_FIELD_NUMBER: _ClassVar[int]
+    TPM_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_NANOS_FIELD_NUMBER: _ClassVar[int]
+    MAX_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    tenant: str
+    models: _containers.RepeatedScalarFieldContainer[str]
+    rpm: int
+    tpm: int
+    budget_nanos: int
+    max_streams: int
+    disabled: bool
+    fingerprint: str
+    def __init__(self, name: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., rpm: _Optional[int] = ..., tpm: _Optional[int] = ..., budget_nanos: _Optional[int] = ..., max_streams: _Optional[int] = ..., disabled: _Optional[bool] = ..., fingerprint: _Optional[str] = ...) -> None: ...
+
+class ListApiKeysRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListApiKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[ApiKeyPolicy]
+    def __init__(self, keys: _Optional[_Iterable[_Union[ApiKeyPolicy, _Mapping]]] = ...) -> None: ...
+
+class CreateApiKeyRequest(_message.Message):
+    __slots__ = ("policy", "sha256")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    policy: ApiKeyPolicy
+    sha256: str
+    def __init__(self, policy: _Optional[_Union[ApiKeyPolicy, _Mapping]] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class CreateApiKeyResponse(_message.Message):
+    __slots__ = ("key", "api_key")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    key: ApiKeyPolicy
+    api_key: str
+    def __init__(self, key: _Optional[_Union[ApiKeyPolicy, _Mapping]] = ..., api_key: _Optional[str] = ...) -> None: ...
+
+class DisableApiKeyRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DisableApiKeyResponse(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: ApiKeyPolicy
+    def __init__(self, key: _Optional[_Union[ApiKeyPolicy, _Mapping]] = ...) -> None: ...
+
+class EnableApiKeyRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class EnableApiKeyResponse(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: ApiKeyPolicy
+    def __init__(self, key: _Optional[_Union[ApiKeyPolicy, _Mapping]] = ...) -> None: ...
+
+class RotateApiKeyRequest(_message.Message):
+    __slots__ = ("name", "previous_key_grace_ms", "sha256")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_KEY_GRACE_MS_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    previous_key_grace_ms: int
+    sha256: str
+    def __init__(self, name: _Optional[str] = ..., previous_key_grace_ms: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class RotateApiKeyResponse(_message.Message):
+    __slots__ = ("key", "api_key")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    key: ApiKeyPolicy
+    api_key: str
+    def __init__(self, key: _Optional[_Union[ApiKeyPolicy, _Mapping]] = ..., api_key: _Optional[str] = ...) -> None: ...

@@ -826,6 +826,91 @@ class AsyncAdminCalls:
         )
         return reply
 
+    async def list_api_keys(
+        self,
+        request: admin_pb2.ListApiKeysRequest | None = None,
+        /,
+        *,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> admin_pb2.ListApiKeysResponse:
+        """Lists the API keys and their policies, ordered by name."""
+        reply: admin_pb2.ListApiKeysResponse = await self._invoke.unary(
+            self._stub.ListApiKeys,
+            _request(admin_pb2.ListApiKeysRequest, request, fields),
+            timeout_s,
+        )
+        return reply
+
+    async def create_api_key(
+        self,
+        request: admin_pb2.CreateApiKeyRequest | None = None,
+        /,
+        *,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> admin_pb2.CreateApiKeyResponse:
+        """Adds an API key with its policy, usable by the next call."""
+        reply: admin_pb2.CreateApiKeyResponse = await self._invoke.unary(
+            self._stub.CreateApiKey,
+            _request(admin_pb2.CreateApiKeyRequest, request, fields),
+            timeout_s,
+        )
+        return reply
+
+    async def disable_api_key(
+        self,
+        request: admin_pb2.DisableApiKeyRequest | None = None,
+        /,
+        *,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> admin_pb2.DisableApiKeyResponse:
+        """Disables an API key: its next call is refused UNAUTHENTICATED, and calls already
+        running on it (streams included) end UNAUTHENTICATED after
+        `server.revoked_key_grace_s` unless the key is enabled again first.
+        """
+        reply: admin_pb2.DisableApiKeyResponse = await self._invoke.unary(
+            self._stub.DisableApiKey,
+            _request(admin_pb2.DisableApiKeyRequest, request, fields),
+            timeout_s,
+        )
+        return reply
+
+    async def enable_api_key(
+        self,
+        request: admin_pb2.EnableApiKeyRequest | None = None,
+        /,
+        *,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> admin_pb2.EnableApiKeyResponse:
+        """Enables a disabled API key again."""
+        reply: admin_pb2.EnableApiKeyResponse = await self._invoke.unary(
+            self._stub.EnableApiKey,
+            _request(admin_pb2.EnableApiKeyRequest, request, fields),
+            timeout_s,
+        )
+        return reply
+
+    async def rotate_api_key(
+        self,
+        request: admin_pb2.RotateApiKeyRequest | None = None,
+        /,
+        *,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> admin_pb2.RotateApiKeyResponse:
+        """Gives an API key a new secret (made by the server and returned once, unless `sha256`
+        is given).
+        """
+        reply: admin_pb2.RotateApiKeyResponse = await self._invoke.unary(
+            self._stub.RotateApiKey,
+            _request(admin_pb2.RotateApiKeyRequest, request, fields),
+            timeout_s,
+        )
+        return reply
+
 
 class AdminCalls:
     """``aurea.v1.AdminService``."""
@@ -1004,6 +1089,91 @@ class AdminCalls:
         reply: admin_pb2.ListModelLimitsResponse = self._invoke.unary(
             self._stub.ListModelLimits,
             _request(admin_pb2.ListModelLimitsRequest, request, fields),
+            timeout_s,
+        )
+        return reply
+
+    def list_api_keys(
+        self,
+        request: admin_pb2.ListApiKeysRequest | None = None,
+        /,
+        *,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> admin_pb2.ListApiKeysResponse:
+        """Lists the API keys and their policies, ordered by name."""
+        reply: admin_pb2.ListApiKeysResponse = self._invoke.unary(
+            self._stub.ListApiKeys,
+            _request(admin_pb2.ListApiKeysRequest, request, fields),
+            timeout_s,
+        )
+        return reply
+
+    def create_api_key(
+        self,
+        request: admin_pb2.CreateApiKeyRequest | None = None,
+        /,
+        *,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> admin_pb2.CreateApiKeyResponse:
+        """Adds an API key with its policy, usable by the next call."""
+        reply: admin_pb2.CreateApiKeyResponse = self._invoke.unary(
+            self._stub.CreateApiKey,
+            _request(admin_pb2.CreateApiKeyRequest, request, fields),
+            timeout_s,
+        )
+        return reply
+
+    def disable_api_key(
+        self,
+        request: admin_pb2.DisableApiKeyRequest | None = None,
+        /,
+        *,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> admin_pb2.DisableApiKeyResponse:
+        """Disables an API key: its next call is refused UNAUTHENTICATED, and calls already
+        running on it (streams included) end UNAUTHENTICATED after
+        `server.revoked_key_grace_s` unless the key is enabled again first.
+        """
+        reply: admin_pb2.DisableApiKeyResponse = self._invoke.unary(
+            self._stub.DisableApiKey,
+            _request(admin_pb2.DisableApiKeyRequest, request, fields),
+            timeout_s,
+        )
+        return reply
+
+    def enable_api_key(
+        self,
+        request: admin_pb2.EnableApiKeyRequest | None = None,
+        /,
+        *,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> admin_pb2.EnableApiKeyResponse:
+        """Enables a disabled API key again."""
+        reply: admin_pb2.EnableApiKeyResponse = self._invoke.unary(
+            self._stub.EnableApiKey,
+            _request(admin_pb2.EnableApiKeyRequest, request, fields),
+            timeout_s,
+        )
+        return reply
+
+    def rotate_api_key(
+        self,
+        request: admin_pb2.RotateApiKeyRequest | None = None,
+        /,
+        *,
+        timeout_s: float | None = None,
+        **fields: Any,
+    ) -> admin_pb2.RotateApiKeyResponse:
+        """Gives an API key a new secret (made by the server and returned once, unless `sha256`
+        is given).
+        """
+        reply: admin_pb2.RotateApiKeyResponse = self._invoke.unary(
+            self._stub.RotateApiKey,
+            _request(admin_pb2.RotateApiKeyRequest, request, fields),
             timeout_s,
         )
         return reply

@@ -32,7 +32,8 @@ class AdminServiceStub:
     started; the durable record of spend is LedgerService. No response ever carries an API key
     or other secret.
 
-    Scopes: ClearCache and SetModelLimits need the `admin` scope; every other RPC needs the
+    Scopes: ClearCache, SetModelLimits and the API-key RPCs (ListApiKeys, CreateApiKey,
+    DisableApiKey, EnableApiKey, RotateApiKey) need the `admin` scope; every other RPC needs the
     `user` scope.
 
     Circuit breakers: each model of each provider has one. It opens after
@@ -103,6 +104,31 @@ class AdminServiceStub:
                 request_serializer=aurea_dot_v1_dot_admin__pb2.ListModelLimitsRequest.SerializeToString,
                 response_deserializer=aurea_dot_v1_dot_admin__pb2.ListModelLimitsResponse.FromString,
                 _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/aurea.v1.AdminService/ListApiKeys',
+                request_serializer=aurea_dot_v1_dot_admin__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=aurea_dot_v1_dot_admin__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/aurea.v1.AdminService/CreateApiKey',
+                request_serializer=aurea_dot_v1_dot_admin__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=aurea_dot_v1_dot_admin__pb2.CreateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.DisableApiKey = channel.unary_unary(
+                '/aurea.v1.AdminService/DisableApiKey',
+                request_serializer=aurea_dot_v1_dot_admin__pb2.DisableApiKeyRequest.SerializeToString,
+                response_deserializer=aurea_dot_v1_dot_admin__pb2.DisableApiKeyResponse.FromString,
+                _registered_method=True)
+        self.EnableApiKey = channel.unary_unary(
+                '/aurea.v1.AdminService/EnableApiKey',
+                request_serializer=aurea_dot_v1_dot_admin__pb2.EnableApiKeyRequest.SerializeToString,
+                response_deserializer=aurea_dot_v1_dot_admin__pb2.EnableApiKeyResponse.FromString,
+                _registered_method=True)
+        self.RotateApiKey = channel.unary_unary(
+                '/aurea.v1.AdminService/RotateApiKey',
+                request_serializer=aurea_dot_v1_dot_admin__pb2.RotateApiKeyRequest.SerializeToString,
+                response_deserializer=aurea_dot_v1_dot_admin__pb2.RotateApiKeyResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -112,7 +138,8 @@ class AdminServiceServicer:
     started; the durable record of spend is LedgerService. No response ever carries an API key
     or other secret.
 
-    Scopes: ClearCache and SetModelLimits need the `admin` scope; every other RPC needs the
+    Scopes: ClearCache, SetModelLimits and the API-key RPCs (ListApiKeys, CreateApiKey,
+    DisableApiKey, EnableApiKey, RotateApiKey) need the `admin` scope; every other RPC needs the
     `user` scope.
 
     Circuit breakers: each model of each provider has one. It opens after
@@ -246,6 +273,65 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListApiKeys(self, request, context):
+        """Lists the API keys and their policies, ordered by name. Never returns a key or its
+        SHA-256, only a short fingerprint.
+
+        Needs the `admin` scope. Returns PERMISSION_DENIED without it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateApiKey(self, request, context):
+        """Adds an API key with its policy, usable by the next call. With `sha256` empty the server
+        makes the key and returns it once, in `api_key`; it keeps only its SHA-256. The key lives
+        until the server restarts (`[[auth.keys]]` in the configuration holds lasting keys). A
+        `budget_nanos` becomes the budget of the key's default job (`default:NAME`).
+
+        Needs the `admin` scope. Returns INVALID_ARGUMENT for a bad name, scope, model or limit;
+        FAILED_PRECONDITION when the name or the key is in use; PERMISSION_DENIED without the
+        `admin` scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableApiKey(self, request, context):
+        """Disables an API key: its next call is refused UNAUTHENTICATED, and calls already running on
+        it (streams included) end UNAUTHENTICATED after `server.revoked_key_grace_s` unless the key
+        is enabled again first.
+
+        Needs the `admin` scope. Returns NOT_FOUND for an unknown name; PERMISSION_DENIED without
+        the `admin` scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableApiKey(self, request, context):
+        """Enables a disabled API key again.
+
+        Needs the `admin` scope. Returns NOT_FOUND for an unknown name; PERMISSION_DENIED without
+        the `admin` scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateApiKey(self, request, context):
+        """Gives an API key a new secret (made by the server and returned once, unless `sha256` is
+        given). The previous secret keeps working for `previous_key_grace_ms`, then calls showing
+        it are refused, and calls still running on it end UNAUTHENTICATED
+        `server.revoked_key_grace_s` later.
+
+        Needs the `admin` scope. Returns NOT_FOUND for an unknown name; INVALID_ARGUMENT for a
+        negative grace or a malformed `sha256`; PERMISSION_DENIED without the `admin` scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -299,6 +385,31 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=aurea_dot_v1_dot_admin__pb2.ListModelLimitsRequest.FromString,
                     response_serializer=aurea_dot_v1_dot_admin__pb2.ListModelLimitsResponse.SerializeToString,
             ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=aurea_dot_v1_dot_admin__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=aurea_dot_v1_dot_admin__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=aurea_dot_v1_dot_admin__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=aurea_dot_v1_dot_admin__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'DisableApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableApiKey,
+                    request_deserializer=aurea_dot_v1_dot_admin__pb2.DisableApiKeyRequest.FromString,
+                    response_serializer=aurea_dot_v1_dot_admin__pb2.DisableApiKeyResponse.SerializeToString,
+            ),
+            'EnableApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableApiKey,
+                    request_deserializer=aurea_dot_v1_dot_admin__pb2.EnableApiKeyRequest.FromString,
+                    response_serializer=aurea_dot_v1_dot_admin__pb2.EnableApiKeyResponse.SerializeToString,
+            ),
+            'RotateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateApiKey,
+                    request_deserializer=aurea_dot_v1_dot_admin__pb2.RotateApiKeyRequest.FromString,
+                    response_serializer=aurea_dot_v1_dot_admin__pb2.RotateApiKeyResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'aurea.v1.AdminService', rpc_method_handlers)
@@ -314,7 +425,8 @@ class AdminService:
     started; the durable record of spend is LedgerService. No response ever carries an API key
     or other secret.
 
-    Scopes: ClearCache and SetModelLimits need the `admin` scope; every other RPC needs the
+    Scopes: ClearCache, SetModelLimits and the API-key RPCs (ListApiKeys, CreateApiKey,
+    DisableApiKey, EnableApiKey, RotateApiKey) need the `admin` scope; every other RPC needs the
     `user` scope.
 
     Circuit breakers: each model of each provider has one. It opens after
@@ -589,6 +701,141 @@ class AdminService:
             '/aurea.v1.AdminService/ListModelLimits',
             aurea_dot_v1_dot_admin__pb2.ListModelLimitsRequest.SerializeToString,
             aurea_dot_v1_dot_admin__pb2.ListModelLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aurea.v1.AdminService/ListApiKeys',
+            aurea_dot_v1_dot_admin__pb2.ListApiKeysRequest.SerializeToString,
+            aurea_dot_v1_dot_admin__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aurea.v1.AdminService/CreateApiKey',
+            aurea_dot_v1_dot_admin__pb2.CreateApiKeyRequest.SerializeToString,
+            aurea_dot_v1_dot_admin__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aurea.v1.AdminService/DisableApiKey',
+            aurea_dot_v1_dot_admin__pb2.DisableApiKeyRequest.SerializeToString,
+            aurea_dot_v1_dot_admin__pb2.DisableApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aurea.v1.AdminService/EnableApiKey',
+            aurea_dot_v1_dot_admin__pb2.EnableApiKeyRequest.SerializeToString,
+            aurea_dot_v1_dot_admin__pb2.EnableApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aurea.v1.AdminService/RotateApiKey',
+            aurea_dot_v1_dot_admin__pb2.RotateApiKeyRequest.SerializeToString,
+            aurea_dot_v1_dot_admin__pb2.RotateApiKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
