@@ -70,11 +70,15 @@ def _walk(value: Any, out: list[str]) -> None:
     elif cls is bool:
         out.append("T" if value else "F")
     elif cls is int:
-        out.append(f"i{value};")
+        out.append(f"n{value};")
     elif cls is float:
+        # A number by its value: temperature 0 from Python and 0.0 from protobuf are one key.
         if value != value or value in (_INF, -_INF):
             raise CodecError("a key cannot hold NaN or infinity")
-        out.append(f"f{value!r};")
+        if value.is_integer() and abs(value) < _EXACT:
+            out.append(f"n{int(value)};")
+        else:
+            out.append(f"n{value!r};")
     elif isinstance(value, enum.Enum):
         out.append("e")
         _walk(value.value, out)
@@ -112,6 +116,7 @@ def _walk(value: Any, out: list[str]) -> None:
 
 
 _INF = float("inf")
+_EXACT = 2.0**53  # floats below this that are whole numbers are exactly that integer
 
 
 def canonical(value: Any) -> bytes:
