@@ -5,11 +5,14 @@ Key layout (``P`` is ``[redis] key_prefix``). Every key that one script touches 
 Cluster hash tag, so each atomic step lands on one shard:
 
 * limiter: ``P:lim:{model}:rpm`` / ``P:lim:{model}:tpm`` (the limiter's keys carry the model tag)
-* ledger, per job: ``P:led:{job:ID}:job`` (figures), ``:lease:L`` (leases), ``:exp`` (expiries),
-  ``:models`` (spend by model), ``:done`` (applied batch ids); across jobs: ``P:led:{ledger}:*``
-  (the job index, the expiry index, the hourly summary, the lease index)
+* ledger, per job: ``P:led:{job:ID}`` (figures), ``:m`` (spend by model), ``:l:LEASE`` (leases),
+  ``:exp`` (lease expiries); across jobs ``P:led:{ledger}:*`` (job index, lease index, expiry
+  index, closed leases, the hourly summary)
 * router stats: ``P:rs:{model:NAME}`` per model; ``P:rs:{routing}:models`` and ``:weights``
 * tasks: everything under ``P:tq:{tasks}:*`` (one shard: a queue is not a per-call hot path)
+
+The ledger and task scripts build their keys inside Lua from the prefix (right on one server or
+Sentinel; Redis Cluster would need them passed per slot, which the layout allows).
 """
 
 from __future__ import annotations
