@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +61,19 @@ class Served:
         return result
 
 
+# The server runs with one admin key (so a fuzzed CreateApiKey cannot turn an open server into
+# a keyed one under the fuzzer's feet); every fuzzed call presents it.
+FUZZ_KEY = "fuzz-admin-key-0123456789"
 FUZZ_SERVER = {
+    "auth": {
+        "keys": [
+            {
+                "name": "fuzz-admin",
+                "sha256": hashlib.sha256(FUZZ_KEY.encode()).hexdigest(),
+                "scopes": ["admin"],
+            }
+        ]
+    },
     "ledger": {"store": "memory"},
     "routing": {"stats_store": "memory"},
     "tasks": {"store": "memory"},

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
-from fuzz_harness import FUZZ, TALLY, Served
+from fuzz_harness import FUZZ, FUZZ_KEY, TALLY, Served
 from google.protobuf import descriptor
 from google.protobuf.message import Message
 from hypothesis import given
@@ -26,6 +26,7 @@ from aurea.server import _SERVICES
 pytestmark = pytest.mark.integration
 
 BAD = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+AUTH = (("authorization", f"Bearer {FUZZ_KEY}"),)
 UNARY_TIMEOUT_S = 30.0
 STREAM_WINDOW_S = 0.3  # a stream is read this long (or to its end), then cancelled
 STREAM_MAX_MESSAGES = 20
@@ -194,7 +195,7 @@ def call(served: Served, target: str, path: str, payload: bytes) -> str:
     if not streaming:
         method = channel.unary_unary(path)
         try:
-            method(payload, timeout=UNARY_TIMEOUT_S)
+            method(payload, timeout=UNARY_TIMEOUT_S, metadata=AUTH)
             code = grpc.StatusCode.OK
         except grpc.RpcError as exc:
             code = exc.code()  # type: ignore[attr-defined]
@@ -202,7 +203,7 @@ def call(served: Served, target: str, path: str, payload: bytes) -> str:
             assert code not in BAD, f"{path} answered {code.name}: {details}"
             assert code is not grpc.StatusCode.DEADLINE_EXCEEDED, f"{path} hung"
     else:
-        stream = channel.unary_stream(path)(payload, timeout=UNARY_TIMEOUT_S)
+        stream = channel.unary_stream(path)(payload, timeout=UNARY_TIMEOUT_S, metadata=AUTH)
         timer = threading.Timer(STREAM_WINDOW_S, stream.cancel)
         timer.start()
         try:
@@ -253,7 +254,9 @@ def test_zz_server_is_idle_and_alive_after_fuzzing(served: Served) -> None:
     state = served.quiet()
     assert state["in_flight"] == 0, state
     channel = _channel(served)
-    info = channel.unary_unary("/aurea.v1.AdminService/GetInfo")(b"", timeout=UNARY_TIMEOUT_S)
+    info = channel.unary_unary("/aurea.v1.AdminService/GetInfo")(
+        b"", timeout=UNARY_TIMEOUT_S, metadata=AUTH
+    )
     assert info  # a GetInfoResponse's bytes
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     TALLY["grpc server after fuzzing"][f"live tasks {state['tasks']}"] += 1

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 import pytest
-from fuzz_harness import FUZZ, TALLY, Served
+from fuzz_harness import FUZZ, FUZZ_KEY, TALLY, Served
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -187,7 +187,11 @@ def send(
     port = served.server.http_port
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
     try:
-        hdrs = {"content-type": "application/json", **(headers or {})}
+        hdrs = {
+            "content-type": "application/json",
+            "authorization": f"Bearer {FUZZ_KEY}",
+            **(headers or {}),
+        }
         conn.request(method, path, body=body, headers=hdrs)
         resp = conn.getresponse()
         data = resp.read()
