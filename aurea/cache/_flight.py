@@ -97,7 +97,18 @@ class FlightTable:
         task = asyncio.ensure_future(self._run(key, flight, run, after))
         flight.task = task
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def finished(task: asyncio.Future[None]) -> None:
+            self._tasks.discard(task)
+            # A task cancelled before its first step never ran ``_run``: end the flight here,
+            # so nobody waits on it and the key is free for the next caller.
+            if not flight.done:
+                flight.error = asyncio.CancelledError()
+                flight._end()
+            if key is not None and self._flights.get(key) is flight:
+                del self._flights[key]
+
+        task.add_done_callback(finished)
         return flight
 
     async def _run(

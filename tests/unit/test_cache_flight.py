@@ -502,6 +502,29 @@ def test_a_stream_continued_on_another_model_is_not_kept() -> None:
     assert answer_events(before) == (Delta("half "),)
 
 
+async def test_a_flight_cancelled_before_it_ran_ends_and_frees_its_key() -> None:
+    from aurea.cache._flight import FlightTable
+
+    table = FlightTable()
+    ran: list[int] = []
+
+    async def run(f: Any) -> int:
+        ran.append(1)
+        return 1
+
+    flight = table.start("k", run)
+    flight.subscribe()
+    flight.unsubscribe()  # the only caller left before the task's first step
+    await until(lambda: flight.done)
+    assert not ran and isinstance(flight.error, asyncio.CancelledError)
+    assert table.get("k") is None and len(table) == 0
+    again = table.start("k", run)
+    again.subscribe()
+    while not again.done:
+        await again.changed()
+    assert again.result == 1 and ran == [1]
+
+
 # -- decorators ------------------------------------------------------------------------------------
 
 
