@@ -79,7 +79,20 @@ def _keys(settings: Any, raw: Mapping[str, Any], where: str, env: Mapping[str, s
     out = []
     for k in settings.api_keys:
         source = where if k.name in from_file else "env AUREA_API_KEYS"
-        out.append(Entry(f"auth.keys.{k.name}", {"scopes": sorted(k.scopes), "key": MASK}, source))
+        policy: dict[str, Any] = {"scopes": sorted(k.scopes), "key": MASK}
+        # The policy beyond scopes, where set (the key's own limits, models, budget).
+        for name, value in (
+            ("tenant", k.tenant),
+            ("models", sorted(k.models)),
+            ("rpm", k.rpm),
+            ("tpm", k.tpm),
+            ("budget_nanos", k.budget_nanos),
+            ("max_streams", k.max_streams),
+            ("disabled", k.disabled),
+        ):
+            if value:
+                policy[name] = value
+        out.append(Entry(f"auth.keys.{k.name}", policy, source))
     return out
 
 

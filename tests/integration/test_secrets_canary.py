@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+import aiohttp
 import grpc
 import pytest
 import pytest_asyncio
@@ -44,6 +45,7 @@ from providers_conftest import (
 )
 
 from aurea.telemetry.logging import configure
+from aurea.testing import RunningServer
 from aurea.testing.fakes import (
     FakeAnthropic,
     FakeGemini,
@@ -53,7 +55,7 @@ from aurea.testing.fakes import (
     Fault,
     FaultKind,
 )
-from aurea.v1 import admin_pb2
+from aurea.v1 import admin_pb2, admin_pb2_grpc, task_pb2, task_pb2_grpc
 from aurea.v1 import inference_pb2 as pb
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -564,3 +566,166 @@ async def test_startup_and_shutdown(capfd: pytest.CaptureFixture[str]) -> None:
     names = {e.get("event") for e in events}
     assert {"server_started", "rpc_finished", "server_stopped"} <= names, names
     await hay.check()
+
+
+# -- issue 16: the HTTP door, task payloads, key admin views, config show -------------------------
+async def http_call(hay: Haystack, rs: RunningServer, path: str, body: dict[str, Any]) -> int:
+    """One call through the OpenAI door; its status line, headers and body go in the haystack."""
+    hay.calls += 1
+    url = f"http://127.0.0.1:{rs.server.http_port}{path}"
+    async with aiohttp.ClientSession() as session, session.post(url, json=body) as resp:
+        hay.add(str(resp.status), [f"{k}: {v}" for k, v in resp.headers.items()])
+        hay.add(await resp.read())
+        return resp.status
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+async def test_http_door_successes_and_faults(rig: Rig, case: Case, seen: Haystack) -> None:
+    fake = rig.fake(case.provider)
+    chat = {"model": case.model, "messages": [{"role": "user", "content": PROMPT}]}
+    statuses = []
+    for stream in (False, True):
+        statuses.append(
+            await http_call(seen, rig.strict, "/v1/chat/completions", {**chat, "stream": stream})
+        )
+    if case.embed_model:
+        body = {"model": case.embed_model, "input": ["a", "b c"]}
+        statuses.append(await http_call(seen, rig.strict, "/v1/embeddings", body))
+    assert 200 in statuses, statuses  # the door reached the upstream
+    for kind in FAULTS:
+        for stream in (False, True):
+            fake.inject(Fault(kind, after_tokens=1, retry_after="1"))
+            await http_call(seen, rig.strict, "/v1/chat/completions", {**chat, "stream": stream})
+            fake.faults.clear()
+    await seen.check()
+
+
+async def test_task_payloads_and_results(rig: Rig, seen: Haystack) -> None:
+    """Tasks run inference on every provider (and fail on faults): nothing a task's result,
+    error, listing or events say carries a provider's key."""
+    stub = task_pb2_grpc.TaskServiceStub(rig.strict.channel)
+    ids_: list[str] = []
+    for case in CASES:
+        for fault in (None, FaultKind.UNAUTHORIZED, FaultKind.SERVER_ERROR):
+            if fault is not None:
+                rig.fake(case.provider).inject(*(Fault(fault) for _ in range(4)))
+            payload = json.dumps({"prompt": PROMPT, "model": case.model, "max_tokens": 16})
+            seen.calls += 1
+            submitted = await stub.SubmitTask(
+                task_pb2.SubmitTaskRequest(
+                    kind="llm.generate", payload_json=payload, max_attempts=1
+                ),
+                timeout=20,
+            )
+            seen.add(submitted)
+            ids_.append(submitted.task.task_id)
+    for task_id in ids_:
+        for _ in range(400):  # bounded: each task ends within seconds
+            seen.calls += 1
+            got = await stub.GetTask(task_pb2.GetTaskRequest(task_id=task_id), timeout=20)
+            if got.task.status in (
+                task_pb2.TASK_STATUS_SUCCEEDED,
+                task_pb2.TASK_STATUS_FAILED,
+                task_pb2.TASK_STATUS_CANCELLED,
+                task_pb2.TASK_STATUS_TIMED_OUT,
+            ):
+                break
+            await asyncio.sleep(0.05)
+        seen.add(got)
+    seen.calls += 1
+    listed = await stub.ListTasks(task_pb2.ListTasksRequest(), timeout=20)
+    seen.add(listed)
+    statuses = {t.status for t in listed.tasks}
+    # positive control: tasks did reach the upstreams, and some failed there
+    assert task_pb2.TASK_STATUS_SUCCEEDED in statuses, statuses
+    assert task_pb2.TASK_STATUS_FAILED in statuses, statuses
+    rig.reset()
+    await seen.check()
+
+
+AUREA_KEY = f"aurea-canary-{rnd.token_hex(16)}"
+
+
+async def test_key_admin_views_never_show_a_key(capfd: pytest.CaptureFixture[str]) -> None:
+    """Aurea's own API keys: configured, created and rotated at run time; the key RPCs' views,
+    every log line and every error carry no key (nor its SHA-256), only a fingerprint."""
+    import hashlib
+
+    from aurea.testing import running_server, test_settings
+
+    hay = Haystack([AUREA_KEY])
+    digest = hashlib.sha256(AUREA_KEY.encode()).hexdigest()
+    settings = test_settings(
+        {"auth": {"keys": [{"name": "canary-admin", "sha256": digest, "scopes": ["admin"]}]}},
+        AUREA_API_KEYS=f"user:{AUREA_KEY}-user",
+    )
+    made: list[str] = []
+    with production_logging() as (buffer, events):
+        async with running_server(settings) as rs:
+            stub = admin_pb2_grpc.AdminServiceStub(rs.channel)
+            md = (("authorization", f"Bearer {AUREA_KEY}"),)
+            hay.add(await stub.ListApiKeys(admin_pb2.ListApiKeysRequest(), metadata=md))
+            created = await stub.CreateApiKey(
+                admin_pb2.CreateApiKeyRequest(policy=admin_pb2.ApiKeyPolicy(name="made")),
+                metadata=md,
+            )
+            made.append(created.api_key)
+            hay.add(created.key)  # the made key itself is in api_key, shown once, on purpose
+            rotated = await stub.RotateApiKey(
+                admin_pb2.RotateApiKeyRequest(name="canary-admin", previous_key_grace_ms=60_000),
+                metadata=md,
+            )
+            made.append(rotated.api_key)
+            hay.add(rotated.key)
+            hay.add(
+                await stub.DisableApiKey(admin_pb2.DisableApiKeyRequest(name="made"), metadata=md)
+            )
+            hay.add(await stub.ListApiKeys(admin_pb2.ListApiKeysRequest(), metadata=md))
+            for bad in (AUREA_KEY + "x", made[0]):  # a wrong key, a disabled one
+                try:
+                    await stub.GetInfo(
+                        admin_pb2.GetInfoRequest(), metadata=(("authorization", f"Bearer {bad}"),)
+                    )
+                except grpc.RpcError as err:
+                    hay.add(failure_of(err))
+            http = f"http://127.0.0.1:{rs.server.http_port}/v1/chat/completions"
+            async with aiohttp.ClientSession() as session:
+                for bad in (AUREA_KEY + "x", made[0]):
+                    async with session.post(
+                        http,
+                        json={"messages": [{"role": "user", "content": "hi"}]},
+                        headers={"authorization": f"Bearer {bad}"},
+                    ) as resp:
+                        assert resp.status == 401
+                        hay.add(await resp.read(), [f"{k}: {v}" for k, v in resp.headers.items()])
+    out, err = capfd.readouterr()
+    hay.secrets = [AUREA_KEY, f"{AUREA_KEY}-user", digest, *made]
+    hay.add(buffer.getvalue(), [repr(e) for e in events], out, err)
+    assert "api_key_rotated" in buffer.getvalue()  # the capture works
+    leaks = hay.leaks()
+    assert not leaks, "a key leaked:\n" + "\n".join(leaks[:10])
+
+
+async def test_config_show_masks_keys(aurea_cli: Callable[..., Any], tmp_path: Any) -> None:
+    """``aurea config show`` (text and JSON) with keys from the environment and provider key
+    variables set: neither Aurea's keys nor a provider's appear, in any form."""
+    provider_secret = f"sk-canary-{rnd.token_hex(16)}"
+    config = tmp_path / "aurea.toml"
+    config.write_text(
+        '[providers.oa]\nkind = "openai"\napi_key_env = "AUREA_CANARY_OPENAI"\n'
+        'base_url = "http://127.0.0.1:9/v1"\n'
+    )
+    env = {
+        "AUREA_API_KEYS": f"admin:{AUREA_KEY}",
+        "AUREA_CANARY_OPENAI": provider_secret,
+        "AUREA_REDIS_URL": f"redis://:{provider_secret}@127.0.0.1:6379/0",
+    }
+    hay = Haystack([AUREA_KEY, provider_secret])
+    for args in (("config", "show"), ("config", "show", "--json"), ("config", "check")):
+        r = await asyncio.to_thread(aurea_cli, *args, "--config", str(config), env=env)
+        assert r.returncode == 0, r.stderr
+        hay.add(r.stdout, r.stderr)
+    shown = "".join(hay.texts)
+    assert "auth.keys.env0" in shown and "***" in shown  # the keys are listed, masked
+    leaks = hay.leaks()
+    assert not leaks, "a key leaked:\n" + "\n".join(leaks[:10])
