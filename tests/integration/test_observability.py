@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -27,7 +28,7 @@ from aurea import testing
 from aurea.server import AureaServer
 from aurea.telemetry.logging import configure
 from aurea.testing.fakes import FakeOpenAI, Fault, FaultKind, Scripted
-from aurea.v1 import inference_pb2, inference_pb2_grpc
+from aurea.v1 import inference_pb2, inference_pb2_grpc, task_pb2, task_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -96,6 +97,9 @@ async def rig(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
                 "retry": {"max_retries": 1},
                 "telemetry": {"http_port": 0},
                 "http": {"port": 0},
+                # The canary's labels carry the whole PII text: over the default label length
+                # both doors enforce since issue 16 (the gRPC door did not check it before).
+                "input": {"max_label_chars": 4096},
             }
         )
         spans = InMemorySpanExporter()
@@ -251,7 +255,9 @@ async def test_pii_canary_finds_nothing_in_logs_spans_or_metrics(rig: Rig) -> No
             metadata=(("x-request-id", PII["email"]), ("x-user-ip", PII["ipv4"])),
         )
         async for _ in stub.GenerateStream(
-            inference_pb2.GenerateRequest(prompt=PII_TEXT, model="m-up", labels=labels)
+            inference_pb2.GenerateStreamRequest(
+                request=inference_pb2.GenerateRequest(prompt=PII_TEXT, model="m-up", labels=labels)
+            )
         ):
             pass
         # upstream error bodies, on a retry then a fallback
@@ -280,6 +286,34 @@ async def test_pii_canary_finds_nothing_in_logs_spans_or_metrics(rig: Rig) -> No
                 headers = {"x-request-id": PII["ssn"], "x-forwarded-for": PII["ipv4"]}
                 async with session.post(door, json=body, headers=headers) as resp:
                     await resp.read()
+            # issue 16: a streamed answer, embeddings and labels through the door too
+            body = {
+                "model": "m-up",
+                "messages": [{"role": "user", "content": PII_TEXT}],
+                "stream": True,
+                "aurea": {"labels": {"customer": PII["email"]}},
+            }
+            async with session.post(door, json=body) as resp:
+                await resp.read()
+            embed = door.replace("chat/completions", "embeddings")
+            async with session.post(embed, json={"input": [PII_TEXT]}) as resp:
+                await resp.read()
+        # issue 16: task payloads (a task that runs, one refused by its schema)
+        tasks = task_pb2_grpc.TaskServiceStub(rig.channel)
+        payload = json.dumps({"prompt": PII_TEXT, "model": "m-up", "max_tokens": 8})
+        submitted = await tasks.SubmitTask(
+            task_pb2.SubmitTaskRequest(kind="llm.generate", payload_json=payload)
+        )
+        for _ in range(400):  # bounded: the task ends within seconds
+            got = await tasks.GetTask(task_pb2.GetTaskRequest(task_id=submitted.task.task_id))
+            if got.task.status >= task_pb2.TASK_STATUS_SUCCEEDED:
+                break
+            await asyncio.sleep(0.05)
+        bad = json.dumps({"prompt": PII_TEXT, "nonsense": PII["email"]})
+        with pytest.raises(grpc.aio.AioRpcError):
+            await tasks.SubmitTask(
+                task_pb2.SubmitTaskRequest(kind="llm.generate", payload_json=bad)
+            )
         structlog.get_logger("aurea.test").debug("prompt_debug", prompt=PII_TEXT, labels=labels)
     text = logs.getvalue()
     assert "rpc_finished" in text and "prompt_debug" in text  # the lines were written
