@@ -119,7 +119,9 @@ async def test_task_payload_over_its_limit(rs: RunningServer) -> None:
     stub = task_pb2_grpc.TaskServiceStub(rs.channel)
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.SubmitTask(
-            task_pb2.SubmitTaskRequest(kind="llm.generate", payload_json=json.dumps({"x": "y" * 100})),
+            task_pb2.SubmitTaskRequest(
+                kind="llm.generate", payload_json=json.dumps({"x": "y" * 100})
+            ),
             timeout=TIMEOUT,
         )
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
