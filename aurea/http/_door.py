@@ -293,9 +293,21 @@ class HttpDoor:
         }
         return _json_response(200, embeddings(result, vectors), rid, headers), None
 
+    def _key_allows(self, name: str) -> bool:
+        """Whether the calling key's model list (if it has one) lets it use ``name``."""
+        key = self._edge.keys.get(_principal())
+        if key is None or not key.models or name in key.models:
+            return True
+        groups = self._view.table.groups
+        return any(c.model.name == name for g in key.models for c in groups.get(g, ()))
+
     async def _models(self, request: web.Request, started: float) -> Served:
         table = self._view.table
-        data = [model_entry(m.name, m.provider, m.kind) for m in table.permitted_models()]
+        data = [
+            model_entry(m.name, m.provider, m.kind)
+            for m in table.permitted_models()
+            if self._key_allows(m.name)
+        ]
         rid = request_id_var.get()
         return _json_response(200, {"object": "list", "data": data}, rid), None
 
@@ -303,7 +315,7 @@ class HttpDoor:
         name = request.match_info["model"]
         table = self._view.table
         spec = table.models.get(name)
-        if spec is None or not table.permitted(name):
+        if spec is None or not table.permitted(name) or not self._key_allows(name):
             shown = name if len(name) <= 80 else f"{name[:80]}..."
             raise UnknownModel(f"model {shown!r} is not in this server's catalog", "model")
         rid = request_id_var.get()

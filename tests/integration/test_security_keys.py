@@ -155,6 +155,12 @@ async def test_model_list(rs: RunningServer) -> None:
         await _http(rs, secret, "sim-large")
     assert "sim-large" in str(info.value)
     assert (await _grpc(rs, secret, "sim-small")).model == "sim-small"
+    # the door's model list shows the key only what it may use
+    listed = {m.id async for m in _sdk(rs, secret).models.list()}
+    assert listed == {"sim-small", "sim-slow"}
+    with pytest.raises(openai.NotFoundError):
+        await _sdk(rs, secret).models.retrieve("sim-large")
+    assert "sim-large" in {m.id async for m in _sdk(rs, SECRETS["plain"]).models.list()}
     # another key may use the model
     assert (await _grpc(rs, SECRETS["plain"], "sim-large")).model == "sim-large"
 
