@@ -75,7 +75,9 @@ async def generate(rs: RunningServer, metadata: Any) -> inference_pb2.GenerateRe
 async def stream_kinds(rs: RunningServer, metadata: Any) -> list[str]:
     stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
     call = stub.GenerateStream(
-        inference_pb2.GenerateStreamRequest(prompt="hi"), metadata=metadata, timeout=5
+        inference_pb2.GenerateStreamRequest(request=inference_pb2.GenerateRequest(prompt="hi")),
+        metadata=metadata,
+        timeout=5,
     )
     return [e.WhichOneof("event") async for e in call]
 

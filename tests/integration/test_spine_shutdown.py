@@ -94,7 +94,10 @@ async def test_sigterm_drains_stream_then_exits_zero(
     channel = channel_to(sp.target)
     inference = inference_pb2_grpc.InferenceServiceStub(channel)
     call = inference.GenerateStream(
-        inference_pb2.GenerateStreamRequest(prompt="a long story"), timeout=60
+        inference_pb2.GenerateStreamRequest(
+            request=inference_pb2.GenerateRequest(prompt="a long story")
+        ),
+        timeout=60,
     )
     events = await read_until_first_delta(call)
     assert kinds_of(events)[0] == "started"
@@ -143,7 +146,10 @@ async def test_sigterm_cuts_a_stream_longer_than_the_grace_period(
     channel = channel_to(sp.target)
     inference = inference_pb2_grpc.InferenceServiceStub(channel)
     call = inference.GenerateStream(
-        inference_pb2.GenerateStreamRequest(prompt="an endless story"), timeout=60
+        inference_pb2.GenerateStreamRequest(
+            request=inference_pb2.GenerateRequest(prompt="an endless story")
+        ),
+        timeout=60,
     )
     events = await read_until_first_delta(call)
     sp.proc.send_signal(signal.SIGTERM)

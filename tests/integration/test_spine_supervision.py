@@ -210,7 +210,10 @@ async def test_full_mailbox_gives_unavailable_promptly(
                 await stub.Embed(inference_pb2.EmbedRequest(inputs=["hi"]), timeout=CALL_TIMEOUT_S)
             else:
                 call = stub.GenerateStream(
-                    inference_pb2.GenerateStreamRequest(prompt="hi"), timeout=CALL_TIMEOUT_S
+                    inference_pb2.GenerateStreamRequest(
+                        request=inference_pb2.GenerateRequest(prompt="hi")
+                    ),
+                    timeout=CALL_TIMEOUT_S,
                 )
                 async for _ in call:
                     pass
@@ -245,7 +248,10 @@ async def test_provider_concurrency_cap_gives_unavailable(
     async with running_server(settings) as rs:
         stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
         first = stub.GenerateStream(
-            inference_pb2.GenerateStreamRequest(prompt="hold the slot"), timeout=30
+            inference_pb2.GenerateStreamRequest(
+                request=inference_pb2.GenerateRequest(prompt="hold the slot")
+            ),
+            timeout=30,
         )
         while (await first.read()).WhichOneof("event") != "delta":
             pass
@@ -258,7 +264,10 @@ async def test_provider_concurrency_cap_gives_unavailable(
         kinds: list[str] = []
         with pytest.raises(grpc.aio.AioRpcError) as info:
             async for event in stub.GenerateStream(
-                inference_pb2.GenerateStreamRequest(prompt="one more"), timeout=5
+                inference_pb2.GenerateStreamRequest(
+                    request=inference_pb2.GenerateRequest(prompt="one more")
+                ),
+                timeout=5,
             ):
                 kinds.append(event.WhichOneof("event"))
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
