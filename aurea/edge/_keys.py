@@ -28,12 +28,12 @@ from aurea.errors import FailedPrecondition, InvalidRequest, NotFound, Unauthent
 __all__ = ["KeyRing", "Match", "new_secret"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-SECRET_PREFIX = "aurea-"
+KEY_PREFIX = "aurea-"  # tells an Aurea key apart in a leak scanner
 
 
 def new_secret() -> str:
     """A fresh API key: 256 random bits, URL-safe."""
-    return SECRET_PREFIX + secrets.token_urlsafe(32)
+    return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
 def _digest_hex(raw: str) -> str:

@@ -47,15 +47,15 @@ class KeyAdmin:
         for name in sorted(key.models):
             if name not in self._models:
                 raise InvalidRequest.field("policy.models", f"{name[:80]!r} is not in the catalog")
-        secret = ""
+        shown = ""
         if not key.sha256:
-            secret = new_secret()
-            key = dataclasses.replace(key, sha256=digest_of(secret))
+            shown = new_secret()
+            key = dataclasses.replace(key, sha256=digest_of(shown))
         key = self.ring.add(dataclasses.replace(key, disabled=False))
         log.info("api_key_created", api_key=key.name, scopes=sorted(key.scopes))
         if key.budget_nanos is not None and self._set_budget is not None:
             await self._set_budget(key.name, key.budget_nanos)
-        return key, secret
+        return key, shown
 
     def disable(self, name: str) -> ApiKey:
         key = self.ring.set_disabled(name, True)
@@ -73,10 +73,10 @@ class KeyAdmin:
             raise InvalidRequest.field(
                 "previous_key_grace_ms", f"must be between 0 and {int(MAX_ROTATE_GRACE_S * 1e3)}"
             )
-        secret = ""
+        shown = ""
         if not sha256:
-            secret = new_secret()
-            sha256 = digest_of(secret)
+            shown = new_secret()
+            sha256 = digest_of(shown)
         key, previous = self.ring.rotate(name, sha256, grace_s)
         # When the previous secret stops working, the calls still running on it get the
         # edge's grace too, then end.
@@ -84,7 +84,7 @@ class KeyAdmin:
         timer = loop.call_later(grace_s, self.edge.revoke, name, previous)
         self._timers.add(timer)
         log.info("api_key_rotated", api_key=name, previous_key_grace_s=grace_s)
-        return key, secret
+        return key, shown
 
     def close(self) -> None:
         for timer in self._timers:
