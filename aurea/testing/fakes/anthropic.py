@@ -253,7 +253,10 @@ class FakeAnthropic(FakeServer):
         calls = [] if results else self._calls_for(body)
         thinking = self.thoughts if body.get("thinking") else ""
         if body.get("stream"):
-            return await self._stream(request, body, generation, fault, calls, thinking)
+            if calls or thinking:
+                return await self._stream(request, body, generation, fault, calls, thinking)
+            # (Subclasses in tests override ``_stream`` with its plain-text arguments.)
+            return await self._stream(request, body, generation, fault)
         content: list[dict[str, Any]] = []
         if thinking:
             content.append({"type": "thinking", "thinking": thinking, "signature": "sig-fake"})
@@ -301,10 +304,11 @@ class FakeAnthropic(FakeServer):
         body: dict[str, Any],
         generation: Generation,
         fault: Fault | None,
-        calls: list[tuple[str, str, str]],
-        thinking: str,
+        calls: list[tuple[str, str, str]] | None = None,
+        thinking: str = "",
     ) -> web.StreamResponse:
         response = await self.open_sse(request, **{"request-id": f"req_fake{self.request_count}"})
+        calls = calls or []
 
         async def event(name: str, payload: Any) -> None:
             data = f"event: {name}\ndata: {frame_json(payload)}\n\n"

@@ -219,9 +219,12 @@ class FakeGemini(FakeServer):
             if request.query.get("alt") != "sse":
                 message = "this fake only streams with alt=sse"
                 return self._reply(_error(400, "INVALID_ARGUMENT", message), 400)
-            return await self._stream(
-                request, body, model, generation, fault, blocked, calls, thoughts
-            )
+            if calls or thoughts:
+                return await self._stream(
+                    request, body, model, generation, fault, blocked, calls, thoughts
+                )
+            # (Subclasses in tests override ``_stream`` with its plain-text arguments.)
+            return await self._stream(request, body, model, generation, fault, blocked)
         if blocked:
             return self._reply(self._blocked(body, model))
         parts: list[dict[str, Any]] = [{"text": thoughts, "thought": True}] if thoughts else []
@@ -307,8 +310,8 @@ class FakeGemini(FakeServer):
         generation: Generation,
         fault: Fault | None,
         blocked: bool,
-        calls: list[tuple[str, str]],
-        thoughts: str,
+        calls: list[tuple[str, str]] | None = None,
+        thoughts: str = "",
     ) -> web.StreamResponse:
         response = await self.open_sse(request)
         # Each chunk's parts (a stream fault's ``after_tokens`` counts chunks).

@@ -284,7 +284,10 @@ class FakeOpenAI(FakeServer):
         ):
             generation = Generation(pieces(self.json_answer, self.argument_piece), truncated=False)
         if body.get("stream"):
-            return await self._chat_stream(request, body, model, generation, fault, calls)
+            if calls:
+                return await self._chat_stream(request, body, model, generation, fault, calls)
+            # (Subclasses in tests override ``_chat_stream`` with its plain-text arguments.)
+            return await self._chat_stream(request, body, model, generation, fault)
         text = "".join(generation.tokens)
         message: dict[str, Any] = {
             "role": "assistant",
@@ -346,7 +349,7 @@ class FakeOpenAI(FakeServer):
         model: str,
         generation: Generation,
         fault: Fault | None,
-        calls: list[tuple[str, str, str]],
+        calls: list[tuple[str, str, str]] | None = None,
     ) -> web.StreamResponse:
         options = body.get("stream_options") or {}
         include_usage = bool(options.get("include_usage")) and not self.ignore_include_usage
