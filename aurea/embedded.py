@@ -125,7 +125,7 @@ class Embedded:
         """Start the actors (and, with ``serve=True``, the gRPC server and HTTP door)."""
         if not structlog.is_configured():  # the host's own logging setup wins
             log = self.settings.log
-            configure(log.level, log.format, log.redact_pii)
+            configure(log.level, log.format, log.redact_pii, cache_loggers=False)
         if self._serve:
             await self.server.start()
         self._inference = await self.server.start_core()

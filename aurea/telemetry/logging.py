@@ -106,12 +106,19 @@ def context_processors() -> list[Any]:
 
 
 def configure(
-    level: str = "info", fmt: str = "auto", redact: bool = True, *, stdlib: bool = False
+    level: str = "info",
+    fmt: str = "auto",
+    redact: bool = True,
+    *,
+    stdlib: bool = False,
+    cache_loggers: bool = True,
 ) -> None:
     """Configure structlog for the ``aurea`` process: ``level`` and up, ``fmt`` json, console or
     auto (console on a TTY), to stderr through the process's ``LineSink``. With ``stdlib``, the
     standard library's logging and warnings go the same way (a process-wide change, so only
-    the command line asks for it)."""
+    the command line asks for it). ``cache_loggers`` binds each module's logger to this
+    configuration on first use (fast; right for ``aurea serve``); a host process that embeds
+    Aurea passes False, so its own later logging setup still reaches Aurea's loggers."""
     use_console = fmt == "console" or (fmt == "auto" and os.isatty(STDERR_FD))
     processors: list[Any] = [
         *context_processors(),
@@ -138,7 +145,7 @@ def configure(
             logging.getLevelNamesMapping()[level.upper()]
         ),
         logger_factory=SinkLoggerFactory(sink),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache_loggers,
     )
 
 
