@@ -318,7 +318,4 @@ class ResponseCache:
 
 
 def _redis_error() -> None:
-    # The counter the lead adds to telemetry (``cache_backend_error``); until then, none.
-    record = getattr(metrics, "cache_backend_error", None)
-    if record is not None:
-        record("redis")
+    metrics.cache_backend_error("redis")

@@ -222,6 +222,8 @@ def log_fields(record: CallRecord) -> dict[str, Any]:
         "cost_nanos": record.cost_nanos,
         "outcome": record.outcome.value,
     }
+    if record.cache_hit:
+        fields["cache_hit"] = True
     if record.fallbacks:
         fields["fallbacks"] = record.fallbacks
     if record.ttft_s is not None:

@@ -124,6 +124,12 @@ BREAKER_TRANSITIONS = Counter(
 # Seed 001's cache series keep their names (no aurea_ prefix) so its dashboards still work.
 CACHE_HITS = Counter("cache_hits", "Cache hits, by cache type", ["cache_type"], registry=_r)
 CACHE_MISSES = Counter("cache_misses", "Cache misses, by cache type", ["cache_type"], registry=_r)
+CACHE_BACKEND_ERRORS = Counter(
+    "aurea_cache_backend_errors",
+    "Cache backend failures (the call is served without the cache), by backend",
+    ["backend"],
+    registry=_r,
+)
 QUEUE_TASKS = Counter(
     "aurea_queue_tasks",
     "Queued tasks finished, by kind and final status",
@@ -233,6 +239,10 @@ def cache_hit(cache_type: str = "exact") -> None:
 
 def cache_miss(cache_type: str = "exact") -> None:
     CACHE_MISSES.labels(_bounded(cache_type, _CACHE_TYPES)).inc()
+
+
+def cache_backend_error(backend: str) -> None:
+    CACHE_BACKEND_ERRORS.labels(_bounded(backend, frozenset(("memory", "redis")))).inc()
 
 
 def task_enqueued(kind: str) -> None:
