@@ -209,13 +209,19 @@ async def call_mix(rs: RunningServer) -> None:
     # an upstream overrunning max_tokens: the stream stops at the budget (finish BUDGET_EXCEEDED)
     await ledger.SetBudget(ledger_pb2.SetBudgetRequest(job_id=job, budget_nanos=250_000))
     async for _ in stub.GenerateStream(
-        inference_pb2.GenerateRequest(prompt="overrun", model="m-up", job_id=job, max_tokens=100)
+        inference_pb2.GenerateStreamRequest(
+            request=inference_pb2.GenerateRequest(
+                prompt="overrun", model="m-up", job_id=job, max_tokens=100
+            )
+        )
     ):
         pass
     for i in range(3):
         await stub.Generate(inference_pb2.GenerateRequest(prompt=f"hello {i}", model="m-up"))
         async for _ in stub.GenerateStream(
-            inference_pb2.GenerateRequest(prompt=f"stream {i}", model="m-up")
+            inference_pb2.GenerateStreamRequest(
+                request=inference_pb2.GenerateRequest(prompt=f"stream {i}", model="m-up")
+            )
         ):
             pass
     # a retry on m-down (500), then the fallback to m-up
@@ -232,7 +238,11 @@ async def hold_streams(rs: RunningServer, stop: asyncio.Event) -> None:
     stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
     while not stop.is_set():
         async for _ in stub.GenerateStream(
-            inference_pb2.GenerateRequest(prompt="x " * 200, model="m-up", max_tokens=400)
+            inference_pb2.GenerateStreamRequest(
+                request=inference_pb2.GenerateRequest(
+                    prompt="x " * 200, model="m-up", max_tokens=400
+                )
+            )
         ):
             if stop.is_set():
                 break
