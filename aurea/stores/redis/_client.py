@@ -5,14 +5,15 @@ Key layout (``P`` is ``[redis] key_prefix``). Every key that one script touches 
 Cluster hash tag, so each atomic step lands on one shard:
 
 * limiter: ``P:lim:{model}:rpm`` / ``P:lim:{model}:tpm`` (the limiter's keys carry the model tag)
-* ledger, per job: ``P:led:{job:ID}`` (figures), ``:m`` (spend by model), ``:l:LEASE`` (leases),
-  ``:exp`` (lease expiries); across jobs ``P:led:{ledger}:*`` (job index, lease index, expiry
-  index, closed leases, the hourly summary)
+* ledger, per job: ``P:led:{job:ID}`` (figures), ``:m`` (spend by model), ``:sum`` (the job's
+  hourly summary buckets), ``:l:LEASE`` (leases), ``:exp`` (lease expiries); across jobs
+  ``P:led:{ledger}:*`` (job index, lease index, expiry index, closed leases)
 * router stats: ``P:rs:{model:NAME}`` per model; ``P:rs:{routing}:models`` and ``:weights``
 * tasks: everything under ``P:tq:{tasks}:*`` (one shard: a queue is not a per-call hot path)
 
-The ledger and task scripts build their keys inside Lua from the prefix (right on one server or
-Sentinel; Redis Cluster would need them passed per slot, which the layout allows).
+The ledger's apply script and the task script still build their keys inside Lua from the prefix
+(right on one server or Sentinel; Redis Cluster needs them passed in KEYS, one slot per call:
+``tests/unit/stores/test_redis_cluster_keys.py`` marks them as known failures).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Returns one list per operation: ``{'r', status, job, budget, spent, reserved, le
 
 from __future__ import annotations
 
-__all__ = ["APPLY", "READ_JOBS"]
+__all__ = ["APPLY"]
 
 APPLY = r"""
 local P = ARGV[1]
@@ -30,7 +30,6 @@ local LEASES = P .. ':led:{ledger}:leases'
 local JOBS = P .. ':led:{ledger}:jobs'
 local EXP = P .. ':led:{ledger}:exp'
 local CLOSED = P .. ':led:{ledger}:closed'
-local SUM = P .. ':led:{ledger}:sum'
 local function f17(x) return string.format('%.17g', x) end
 -- Exact negation of an integer's text (HINCRBY refuses "-0").
 local function neg(x) if x == '0' then return '0' end return '-' .. x end
@@ -75,12 +74,14 @@ local function add_totals(job, model, provider, cost, input, output, calls, now)
   redis.call('HINCRBY', m, pre .. 'input', input)
   redis.call('HINCRBY', m, pre .. 'output', output)
   redis.call('HINCRBY', m, pre .. 'cost', cost)
+  -- The hourly summary lives with the job (its own slot), not in one cross-job hot key.
+  local s = jkey(job) .. ':sum'
   local bucket = tostring(math.floor(tonumber(now) / 3600) * 3600)
   local b = bucket .. SEP .. model .. SEP .. provider .. SEP
-  redis.call('HINCRBY', SUM, b .. 'calls', calls)
-  redis.call('HINCRBY', SUM, b .. 'input', input)
-  redis.call('HINCRBY', SUM, b .. 'output', output)
-  redis.call('HINCRBY', SUM, b .. 'cost', cost)
+  redis.call('HINCRBY', s, b .. 'calls', calls)
+  redis.call('HINCRBY', s, b .. 'input', input)
+  redis.call('HINCRBY', s, b .. 'output', output)
+  redis.call('HINCRBY', s, b .. 'cost', cost)
 end
 
 local function reserve(job, lease, amount, ttl, now, default, model, provider)
@@ -262,20 +263,6 @@ while i <= #ARGV do
   else
     return redis.error_reply('ERR_ARG unknown ledger operation ' .. tostring(op))
   end
-end
-return out
-"""
-
-# ARGV: prefix, then job ids. Returns per job {fields of the job hash..., by-model hash...}.
-READ_JOBS = r"""
-local P = ARGV[1]
-local out = {}
-for i = 2, #ARGV do
-  local k = P .. ':led:{job:' .. ARGV[i] .. '}'
-  out[#out + 1] = {
-    redis.call('HMGET', k, 'budget', 'spent', 'reserved', 'active', 'created_at', 'updated_at'),
-    redis.call('HGETALL', k .. ':m'),
-  }
 end
 return out
 """

@@ -39,11 +39,12 @@ from aurea.stores.ledger import (
     sorted_totals,
 )
 from aurea.stores.redis._client import RedisClient, fmt, num, text
-from aurea.stores.redis._ledger_lua import APPLY, READ_JOBS
+from aurea.stores.redis._ledger_lua import APPLY
 
 __all__ = ["RedisLedgerStore"]
 
 _SEP = "\x1f"
+_JOB_FIELDS = ("budget", "spent", "reserved", "active", "created_at", "updated_at")
 
 
 def _budget(value: int | None) -> str:
@@ -146,10 +147,11 @@ class RedisLedgerStore:
         self._client = client
         self._retention = fmt(closed_lease_retention_s)
         self._apply = client.script(APPLY)
-        self._read = client.script(READ_JOBS)
         self._jobs = client.key("led", "{ledger}", "jobs")
         self._leases = client.key("led", "{ledger}", "leases")
-        self._sum = client.key("led", "{ledger}", "sum")
+
+    def _job_key(self, job_id: str, *parts: str) -> str:
+        return self._client.key("led", f"{{job:{job_id}}}", *parts)
 
     async def _run(self, what: str, args: list[str]) -> list[Any]:
         full = [self._client.prefix, self._retention, *args]
@@ -268,15 +270,25 @@ class RedisLedgerStore:
     async def _views(self, job_ids: Sequence[str]) -> list[JobView | None]:
         if not job_ids:
             return []
-        args = [self._client.prefix, *job_ids]
-        rows = await self._client.call("ledger read", lambda: self._read(keys=[], args=args))
+        redis = self._client.redis
+
+        async def op() -> list[Any]:
+            # Plain one-key commands, pipelined: each job is its own slot on a Cluster.
+            async with redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.hmget(self._job_key(job_id), list(_JOB_FIELDS))
+                    pipe.hgetall(self._job_key(job_id, "m"))
+                results = await pipe.execute()
+            return [(results[i], dict(results[i + 1])) for i in range(0, len(results), 2)]
+
+        rows = await self._client.call("ledger read", op)
         views: list[JobView | None] = []
         for job_id, (fields, by_model) in zip(job_ids, rows, strict=True):
             budget, spent, reserved, active, created, updated = fields
             if spent is None:
                 views.append(None)
                 continue
-            pairs = dict(zip(by_model[::2], by_model[1::2], strict=True))
+            pairs = by_model
             views.append(
                 JobView(
                     job_id=job_id,
@@ -319,7 +331,7 @@ class RedisLedgerStore:
         if job is None:
             return None
         job_id = text(job)
-        key = self._client.key("led", f"{{job:{job_id}}}", "l", lease_id)
+        key = self._job_key(job_id, "l", lease_id)
         raw = await self._client.call("ledger get lease", lambda: redis.hgetall(key))
         if not raw:
             return None
@@ -339,18 +351,29 @@ class RedisLedgerStore:
         low = -math.inf if since is None else bucket_start(since)
         high = math.inf if until is None else until
         redis = self._client.redis
-        raw = await self._client.call("ledger summary", lambda: redis.hgetall(self._sum))
-        picked: dict[Any, Any] = {}
-        for k, v in raw.items():
-            bucket, rest = text(k).split(_SEP, 1)
-            if low <= int(bucket) < high:
-                picked[f"{bucket}{_SEP}{rest}"] = v
+
+        async def op() -> list[dict[Any, Any]]:
+            # Each job keeps its own hourly buckets (no cross-job hot key); the summary is
+            # their sum: one read of the job index, then one pipelined read per job.
+            jobs = [text(j) for j in await redis.zrangebylex(self._jobs, "-", "+")]
+            async with redis.pipeline(transaction=False) as pipe:
+                for job_id in jobs:
+                    pipe.hgetall(self._job_key(job_id, "sum"))
+                return list(await pipe.execute())
+
+        picked: dict[str, int] = {}
+        for raw in await self._client.call("ledger summary", op):
+            for k, v in raw.items():
+                key = text(k)
+                bucket = key.split(_SEP, 1)[0]
+                if low <= int(bucket) < high:
+                    picked[key] = picked.get(key, 0) + int(v)
         # The range's buckets summed per (model, provider).
         per_key: dict[tuple[str, str], UsageTotals] = {}
         for k, v in picked.items():
             _, model, provider, field = k.split(_SEP, 3)
             prev = per_key.get((model, provider)) or UsageTotals(model=model, provider=provider)
-            add = int(v)
+            add = v
             per_key[(model, provider)] = UsageTotals(
                 model=model,
                 provider=provider,
