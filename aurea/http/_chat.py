@@ -1,11 +1,11 @@
 """``POST /v1/chat/completions`` request bodies to domain calls, with OpenAI's field names.
 
 Every bad field is collected, so one 400 names them all (``param`` is the first). What OpenAI
-accepts and Aurea cannot honour yet is refused, never ignored: a client that asks for tools, a
-JSON schema or an image must not get an answer that silently lacks them. Tools, tool choice,
-``response_format`` and image parts arrive with rich generation (issue 15); ``parse_chat``
-is where they will be read into the call. Fields that change nothing Aurea does (``user``,
-``metadata``, ``store``, ...) are accepted and ignored, as OpenAI-compatible servers do.
+accepts and Aurea cannot honour is refused, never ignored (``n`` > 1, audio, log probabilities):
+a client that asks for them must not get an answer that silently lacks them. Tools, tool choice,
+``response_format``, image parts and tool turns are read in ``_rich`` with the core's bounds.
+Fields that change nothing Aurea does (``user``, ``metadata``, ``store``, ...) are accepted and
+ignored, as OpenAI-compatible servers do.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aurea.errors import FieldViolation, InvalidRequest
+from aurea.http import _rich
 from aurea.http._inputs import (
     BAD_TEXT,
     MAX_MODEL_NAME,
@@ -26,22 +27,18 @@ from aurea.http._inputs import (
     is_number,
     is_text,
 )
-from aurea.inference import GenerateCall
+from aurea.inference import GenerateCall, rich
 from aurea.inference.calls import FailoverMode
-from aurea.providers._base import ChatMessage, Role
+from aurea.providers._base import ChatMessage, ContentPart, Role, ToolCall
 from aurea.security import input_limits, limit_text
 
-NOT_YET = (
-    "is not supported yet; tools, tool choice, JSON-schema output and images come with rich "
-    "generation"
-)
 _ROLES = {
     "system": Role.SYSTEM,
     "developer": Role.SYSTEM,
     "user": Role.USER,
     "assistant": Role.ASSISTANT,
+    "tool": Role.TOOL,
 }
-_LATER_ROLES = frozenset({"tool", "function"})
 # Accepted and ignored: they change nothing about the answer Aurea gives.
 _IGNORED = frozenset(
     {
@@ -52,11 +49,11 @@ _IGNORED = frozenset(
         "safety_identifier",
         "prompt_cache_key",
         "prompt_cache_retention",
-        "parallel_tool_calls",  # meaningless without tools, which are refused
     }
 )
-# Refused until rich generation (issue 15) reads them into the call.
-_LATER = ("tools", "tool_choice", "functions", "function_call")
+_RICH = ("tools", "tool_choice", "parallel_tool_calls")
+# OpenAI's deprecated forms of tools: refused with a pointer to the current ones.
+_DEPRECATED = ("functions", "function_call")
 # Refused: Aurea has no way to honour them with every provider.
 _UNSUPPORTED = {
     "logprobs": "log probabilities are not supported",
@@ -87,7 +84,8 @@ _KNOWN = frozenset(
         "modalities",
         "aurea",
         *_IGNORED,
-        *_LATER,
+        *_RICH,
+        *_DEPRECATED,
         *_UNSUPPORTED,
     }
 )
@@ -107,24 +105,73 @@ def _raise(bad: list[FieldViolation]) -> None:
         raise InvalidRequest(f"invalid request: {summary}", bad)
 
 
-def _text(content: Any, where: str, bad: list[FieldViolation]) -> str | None:
-    """The text of a message's content: a string, or a list of ``text`` parts (joined)."""
+def _content(
+    m: Mapping[str, Any], role: Role, at: str, bad: list[FieldViolation]
+) -> tuple[str, tuple[ContentPart, ...]] | None:
+    """A message's text and parts (parts only when there are images); None when bad."""
+    content = m.get("content")
+    if content is None and role is Role.ASSISTANT and m.get("tool_calls"):
+        return "", ()  # an assistant turn that only called tools
     if isinstance(content, str):
-        return content
+        if not is_text(content):
+            bad.append(FieldViolation(f"{at}.content", BAD_TEXT))
+            return None
+        return content, ()
     if not isinstance(content, list):
-        bad.append(FieldViolation(where, "must be a string or a list of content parts"))
+        bad.append(FieldViolation(f"{at}.content", "must be a string or a list of content parts"))
         return None
-    texts: list[str] = []
-    for j, part in enumerate(content):
-        at = f"{where}[{j}]"
-        kind = part.get("type") if isinstance(part, Mapping) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif kind in ("image_url", "input_audio", "file"):
-            bad.append(FieldViolation(at, f"a content part of type {kind!r} {NOT_YET}"))
-        else:
-            bad.append(FieldViolation(at, "must be a content part {type: 'text', text: '...'}"))
-    return "".join(texts)
+    return _rich.parts(content, role, f"{at}.content", bad)
+
+
+def _message(m: Any, at: str, bad: list[FieldViolation]) -> ChatMessage | None:
+    if not isinstance(m, Mapping):
+        bad.append(FieldViolation(at, "must be an object with role and content"))
+        return None
+    name = m.get("role")
+    role = _ROLES.get(name) if isinstance(name, str) else None
+    if name == "function":
+        bad.append(FieldViolation(f"{at}.role", "the deprecated role 'function': use 'tool'"))
+        return None
+    if role is None:
+        bad.append(
+            FieldViolation(f"{at}.role", "must be system, developer, user, assistant or tool")
+        )
+        return None
+    if m.get("function_call") is not None:
+        bad.append(FieldViolation(f"{at}.function_call", "is deprecated: use tool_calls"))
+        return None
+    calls: tuple[ToolCall, ...] = ()
+    if m.get("tool_calls") is not None:
+        if role is not Role.ASSISTANT:
+            bad.append(FieldViolation(f"{at}.tool_calls", "only on assistant messages"))
+            return None
+        calls = _rich.tool_calls(m.get("tool_calls"), f"{at}.tool_calls", bad)
+    call_id = m.get("tool_call_id")
+    if role is Role.TOOL:
+        if not isinstance(call_id, str) or not 0 < len(call_id) <= rich.MAX_TOOL_CALL_ID:
+            bad.append(
+                FieldViolation(
+                    f"{at}.tool_call_id",
+                    f"must be 1 to {rich.MAX_TOOL_CALL_ID} characters on a tool message",
+                )
+            )
+            return None
+    elif call_id is not None:
+        bad.append(FieldViolation(f"{at}.tool_call_id", "only on tool messages"))
+        return None
+    before = len(bad)
+    found = _content(m, role, at, bad)
+    if found is None or len(bad) > before:
+        return None  # its bad parts are named; "empty" would only add noise
+    text, parts = found
+    if not text and not parts and not calls:
+        bad.append(FieldViolation(f"{at}.content", "must not be empty"))
+        return None
+    if not parts and not calls and role is not Role.TOOL:
+        return ChatMessage(role, text)  # the common case: plain text, nothing extra
+    return ChatMessage(
+        role, text, parts=parts, tool_calls=calls, tool_call_id=call_id if call_id else ""
+    )
 
 
 def _messages(raw: Any, bad: list[FieldViolation]) -> list[ChatMessage]:
@@ -141,43 +188,18 @@ def _messages(raw: Any, bad: list[FieldViolation]) -> list[ChatMessage]:
         return []
     out: list[ChatMessage] = []
     for i, m in enumerate(raw):
-        at = f"messages[{i}]"
-        if not isinstance(m, Mapping):
-            bad.append(FieldViolation(at, "must be an object with role and content"))
-            continue
-        name = m.get("role")
-        role = _ROLES.get(name) if isinstance(name, str) else None
-        if name in _LATER_ROLES:
-            bad.append(FieldViolation(f"{at}.role", f"the role {name!r} {NOT_YET}"))
-            continue
-        if role is None:
-            bad.append(FieldViolation(f"{at}.role", "must be system, developer, user or assistant"))
-            continue
-        if m.get("tool_calls") or m.get("function_call"):
-            bad.append(FieldViolation(f"{at}.tool_calls", f"tool calls {NOT_YET}"))
-            continue
-        text = _text(m.get("content"), f"{at}.content", bad)
-        if text is None:
-            continue
-        if not text:
-            bad.append(FieldViolation(f"{at}.content", "must not be empty"))
-            continue
-        if not is_text(text):
-            bad.append(FieldViolation(f"{at}.content", BAD_TEXT))
-            continue
-        out.append(ChatMessage(role, text))
+        message = _message(m, f"messages[{i}]", bad)
+        if message is not None:
+            out.append(message)
     if out and not bad and all(m.role is Role.SYSTEM for m in out):
         bad.append(FieldViolation("messages", "needs at least one user or assistant message"))
     return out
 
 
 def _unsupported(body: Mapping[str, Any], bad: list[FieldViolation]) -> None:
-    for key in _LATER:
+    for key in _DEPRECATED:
         if body.get(key) is not None:
-            bad.append(FieldViolation(key, NOT_YET))
-    fmt = body.get("response_format")
-    if fmt is not None and not (isinstance(fmt, Mapping) and fmt.get("type") == "text"):
-        bad.append(FieldViolation("response_format", f"anything but {{'type': 'text'}} {NOT_YET}"))
+            bad.append(FieldViolation(key, "is deprecated and not supported: use tools"))
     for key, why in _UNSUPPORTED.items():
         value = body.get(key)
         if value is not None and value is not False and value != {}:
@@ -238,7 +260,8 @@ def parse_chat(
             FieldViolation(key, f"must be a whole number in [1, {most}] {limit_text('max_tokens')}")
         )
         max_tokens = None
-    chars, most = sum(len(m.content) for m in messages), input_limits().max_prompt_chars
+    chars = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
+    most = input_limits().max_prompt_chars
     if chars > most:
         bad.append(
             FieldViolation(
@@ -276,6 +299,11 @@ def parse_chat(
                 bad.append(FieldViolation("stream_options.include_usage", "must be true or false"))
             include_usage = value is True
     ext = aurea_inputs(body, headers, bad)
+    options = _rich.options(body, bad)
+    tools = options.tools if options is not None else ()
+    choice = options.tool_choice if options is not None else None
+    if tools or choice is not None or any(m.role is Role.TOOL for m in messages):
+        rich.check_conversation(messages, tools, choice, bad)
     _raise(bad)
     call = GenerateCall(
         request_id=request_id,
@@ -297,5 +325,6 @@ def parse_chat(
         # OpenAI's stream format cannot tell a client to discard text: a stream cut after
         # output began continues by prefill, or ends with the error event.
         failover=FailoverMode.CONTINUE,
+        options=options,
     )
     return ChatRequest(call=call, stream=stream is True, include_usage=include_usage, aurea=ext)

@@ -16,7 +16,7 @@ from typing import Any
 from aurea.api.status import openai_error, retry_delay_s, row_for
 from aurea.errors import BudgetExceeded
 from aurea.inference import EmbedResult, Final
-from aurea.providers._base import FinishReason, Usage
+from aurea.providers._base import FinishReason, ToolCall, ToolCallDelta, Usage
 
 # OpenAI's finish reasons; Aurea's own (budget) is the nearest one, with the real one in ``aurea``.
 FINISH = {
@@ -61,6 +61,39 @@ def aurea_block(final: Final, request_id: str) -> dict[str, Any]:
     }
 
 
+def tool_call(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+def tool_call_delta(piece: ToolCallDelta) -> dict[str, Any]:
+    """One piece as OpenAI streams it: the first piece of a call carries its id, type and name
+    (and ``arguments``, possibly empty); later pieces carry only the next argument fragment."""
+    if piece.id or piece.name:
+        return {
+            "index": piece.index,
+            "id": piece.id,
+            "type": "function",
+            "function": {"name": piece.name, "arguments": piece.arguments},
+        }
+    return {"index": piece.index, "function": {"arguments": piece.arguments}}
+
+
+def message(final: Final) -> dict[str, Any]:
+    """The answer's message; OpenAI sends ``content: null`` for an answer of tool calls only,
+    and ``tool_calls`` only when there are some."""
+    content: str | None = final.text
+    if final.tool_calls and not content:
+        content = None
+    out: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if final.tool_calls:
+        out["tool_calls"] = [tool_call(c) for c in final.tool_calls]
+    return out
+
+
 def completion(final: Final, request_id: str, created: int) -> dict[str, Any]:
     return {
         "id": f"chatcmpl-{request_id}",
@@ -70,7 +103,7 @@ def completion(final: Final, request_id: str, created: int) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": final.text, "refusal": None},
+                "message": message(final),
                 "logprobs": None,
                 "finish_reason": FINISH.get(final.finish_reason, "stop"),
             }
@@ -108,6 +141,13 @@ class ChunkFormat:
     def first(self, text: str) -> bytes:
         """The first frame: OpenAI opens every stream with the assistant's role."""
         return self._frame({"role": "assistant", "content": text}, None)
+
+    def tool_call(self, piece: ToolCallDelta, first: bool) -> bytes:
+        """A tool-call piece's frame; the stream's first frame also carries the role."""
+        delta: dict[str, Any] = {"tool_calls": [tool_call_delta(piece)]}
+        if first:
+            delta = {"role": "assistant", "content": None, **delta}
+        return self._frame(delta, None)
 
     def _frame(self, delta: Mapping[str, Any], finish: str | None, **extra: Any) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}

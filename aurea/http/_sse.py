@@ -1,6 +1,6 @@
 """One chat completion streamed as OpenAI's server-sent events.
 
-The response's status line goes out with the first text (or the end, for an empty answer), not
+The response's status line goes out with the first text or tool call (or the end), not
 before: until then every refusal or failure (a guard, every candidate failing before its first
 token) is still a plain HTTP error with its own status, which OpenAI SDKs raise as their typed
 exceptions. After it, an error is an in-band ``data: {"error": ...}`` event and the stream ends
@@ -31,7 +31,7 @@ from aurea.inference import (
     Started,
 )
 from aurea.inference.writer import CoalescingWriter
-from aurea.providers._base import FinishReason
+from aurea.providers._base import FinishReason, ToolCallDelta
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -110,6 +110,13 @@ class SseStream:
                 await self._send(self._format.first(ev.text))
             else:
                 await self._send(self._format.delta(ev.text))
+        elif kind is ToolCallDelta:
+            assert isinstance(ev, ToolCallDelta)
+            first = self._format is None
+            if first:
+                await self._open(self._model)
+            assert self._format is not None
+            await self._send(self._format.tool_call(ev, first))
         elif kind is Started:
             assert isinstance(ev, Started)
             self._model = ev.model
@@ -132,7 +139,8 @@ class SseStream:
                 await self._open(ev.model)
             assert self._format is not None
             await self._send(self._format.end(ev))
-        # UsageUpdate: OpenAI's streams carry usage only at the end.
+        # UsageUpdate: OpenAI's streams carry usage only at the end. ReasoningDelta: OpenAI's
+        # Chat Completions streams never carry the model's reasoning, so neither does this door.
 
     async def _open(self, model: str) -> None:
         self._format = ChunkFormat(self.request_id, self.created, model, self._include_usage)

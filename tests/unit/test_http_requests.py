@@ -1,9 +1,11 @@
 """The HTTP door's request parsing and response shapes, without a server: OpenAI's fields to
-domain calls (every bad field collected, not-yet-supported features refused naming the field),
+domain calls (tools, tool choice, response formats, images and tool turns included; every bad
+field collected, unsupported features refused naming the field),
 Aurea's inputs from the body and headers, and the frames and headers the door writes."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -16,9 +18,22 @@ from aurea.http import ROUTES
 from aurea.http import _inputs as limits
 from aurea.http._chat import parse_chat
 from aurea.http._embed import decode_vector, encode_vector, parse_embed
-from aurea.http._render import ChunkFormat, error_frame, error_headers
+from aurea.http._render import ChunkFormat, completion, error_frame, error_headers
 from aurea.inference import Final
-from aurea.providers._base import FinishReason, Role, Usage
+from aurea.providers._base import (
+    FinishReason,
+    ImagePart,
+    ResponseFormat,
+    ResponseFormatType,
+    Role,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    ToolChoiceMode,
+    Usage,
+)
+from aurea.providers._images import MAX_IMAGE_BYTES
 from aurea.types import Policy
 
 
@@ -121,41 +136,214 @@ def test_every_bad_field_is_named_at_once() -> None:
     }
 
 
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "forecast",
+        "description": "the forecast",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        "strict": True,
+    },
+}
+PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 32).decode()
+
+
+def test_tools_tool_choice_and_parallel_calls_map_onto_the_call() -> None:
+    call = parse_chat(
+        chat(
+            tools=[TOOL],
+            tool_choice={"type": "function", "function": {"name": "forecast"}},
+            parallel_tool_calls=False,
+        ),
+        {},
+        "rid",
+        0.0,
+    ).call
+    assert call.options is not None
+    [tool] = call.tools
+    assert (tool.name, tool.description, tool.strict) == ("forecast", "the forecast", True)
+    assert tool.parameters["properties"] == {"city": {"type": "string"}}
+    assert call.options.tool_choice == ToolChoice(mode=ToolChoiceMode.TOOL, name="forecast")
+    assert call.options.parallel_tool_calls is False
+    for word, mode in (("auto", ToolChoiceMode.AUTO), ("required", ToolChoiceMode.REQUIRED)):
+        req = parse_chat(chat(tools=[TOOL], tool_choice=word), {}, "rid", 0.0)
+        assert req.call.options is not None
+        assert req.call.options.tool_choice == ToolChoice(mode=mode)
+    assert parse_chat(chat(), {}, "rid", 0.0).call.options is None  # plain text pays nothing
+
+
+def test_response_formats_map_onto_the_call() -> None:
+    assert parse_chat(chat(response_format={"type": "text"}), {}, "r", 0.0).call.options is None
+    obj = parse_chat(chat(response_format={"type": "json_object"}), {}, "r", 0.0).call
+    assert obj.response_format == ResponseFormat(type=ResponseFormatType.JSON_OBJECT)
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    spec = {"name": "answer", "schema": schema, "strict": True, "description": "d"}
+    fmt = parse_chat(
+        chat(response_format={"type": "json_schema", "json_schema": spec}), {}, "r", 0.0
+    ).call.response_format
+    assert fmt is not None
+    assert (fmt.type, fmt.name, fmt.strict, fmt.description) == (
+        ResponseFormatType.JSON_SCHEMA,
+        "answer",
+        True,
+        "d",
+    )
+    assert fmt.schema == schema
+
+
+def test_a_tool_round_trip_conversation_maps_onto_messages() -> None:
+    messages = [
+        {"role": "user", "content": "Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "forecast", "arguments": '{"city":"Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "clear"}'},
+    ]
+    call = parse_chat(chat(messages=messages, tools=[TOOL]), {}, "rid", 0.0).call
+    _, assistant, result = call.messages
+    assert assistant.role is Role.ASSISTANT and assistant.content == ""
+    assert assistant.tool_calls == (
+        ToolCall(id="call_1", name="forecast", arguments='{"city":"Paris"}'),
+    )
+    assert result.role is Role.TOOL and result.tool_call_id == "call_1"
+    assert result.content == '{"sky": "clear"}'
+
+
+def test_image_parts_map_onto_message_parts() -> None:
+    content = [
+        {"type": "text", "text": "what is this? "},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "low"}},
+        {"type": "image_url", "image_url": {"url": PNG}},
+    ]
+    [m] = parse_chat(
+        chat(messages=[{"role": "user", "content": content}]), {}, "r", 0.0
+    ).call.messages
+    assert m.content == "what is this? "
+    text, by_url, inline = m.parts
+    assert text == TextPart("what is this? ")
+    assert by_url == ImagePart(
+        url="https://example.com/a.png", media_type="image/png", detail="low"
+    )
+    assert isinstance(inline, ImagePart) and inline.media_type == "image/png" and inline.data
+    # Text parts only are plain text, as before.
+    only_text = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    [m] = parse_chat(
+        chat(messages=[{"role": "user", "content": only_text}]), {}, "r", 0.0
+    ).call.messages
+    assert (m.content, m.parts) == ("ab", ())
+
+
+def test_an_over_size_inline_image_is_refused_naming_its_url() -> None:
+    big = "data:image/png;base64," + base64.b64encode(b"\0" * (MAX_IMAGE_BYTES + 1)).decode()
+    part = {"type": "image_url", "image_url": {"url": big}}
+    assert violations(chat(messages=[{"role": "user", "content": [part]}])) == [
+        "messages[0].content[0].image_url.url"
+    ]
+
+
 @pytest.mark.parametrize(
     ("extra", "field"),
     [
-        ({"tools": []}, "tools"),
-        ({"tool_choice": "none"}, "tool_choice"),
+        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"tools": [{"type": "function", "function": {"name": "a b"}}]}, "tools[0].function.name"),
+        ({"tools": [TOOL, TOOL]}, "tools"),
+        ({"tools": [TOOL], "tool_choice": "sometimes"}, "tool_choice"),
+        ({"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "x"}}},
+         "tool_choice"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"parallel_tool_calls": "yes"}, "parallel_tool_calls"),
         ({"functions": [{"name": "f"}]}, "functions"),
         ({"function_call": "auto"}, "function_call"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
-        ({"response_format": {"type": "json_schema", "json_schema": {}}}, "response_format"),
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "a"}}},
+         "response_format.json_schema.schema"),
+        ({"n": 2}, "n"),
+        ({"audio": {"voice": "alloy"}}, "audio"),
     ],
-)
-def test_rich_generation_is_refused_until_issue_15(extra: dict[str, Any], field: str) -> None:
-    with pytest.raises(InvalidRequest) as info:
-        parse_chat(chat(**extra), {}, "rid", 0.0)
-    assert info.value.violations[0].field == field
-    assert "not supported yet" in info.value.violations[0].description
+)  # fmt: skip
+def test_bad_or_unsupported_rich_fields_are_refused_naming_the_field(
+    extra: dict[str, Any], field: str
+) -> None:
+    assert violations(chat(**extra))[0] == field
 
 
 @pytest.mark.parametrize(
     ("messages", "field"),
     [
-        ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
-         "messages[0].content[0]"),
+        ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}],
+         "messages[0].content[0].image_url.url"),
         ([{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}],
          "messages[0].content[0]"),
-        ([{"role": "tool", "content": "42", "tool_call_id": "c"}], "messages[0].role"),
+        ([{"role": "user", "content": "x"}, {"role": "tool", "content": "42", "tool_call_id": "c"}],
+         "messages[1].tool_call_id"),
+        ([{"role": "user", "content": "x"}, {"role": "tool", "content": "42"}],
+         "messages[1].tool_call_id"),
         ([{"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}],
-         "messages[0].tool_calls"),
+         "messages[0].tool_calls[0].function.name"),
+        ([{"role": "user", "content": "x", "tool_calls": []}], "messages[0].tool_calls"),
+        ([{"role": "function", "content": "x", "name": "f"}], "messages[0].role"),
+        ([{"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": PNG}}]}],
+         "messages[0].content[0].image_url"),
     ],
 )  # fmt: skip
-def test_images_and_tool_turns_are_refused_until_issue_15(messages: list[Any], field: str) -> None:
-    with pytest.raises(InvalidRequest) as info:
-        parse_chat(chat(messages=messages), {}, "rid", 0.0)
-    assert info.value.violations[0].field == field
-    assert "not supported yet" in info.value.violations[0].description
+def test_bad_images_and_tool_turns_are_refused_naming_the_field(
+    messages: list[Any], field: str
+) -> None:
+    assert violations(chat(messages=messages))[0] == field
+
+
+def test_a_unary_answer_of_tool_calls_has_openai_s_message_shape() -> None:
+    final = Final(
+        finish_reason=FinishReason.TOOL_CALLS,
+        usage=Usage(input_tokens=1, output_tokens=2),
+        cost_nanos=0,
+        latency_s=0.0,
+        ttft_s=0.0,
+        model="m",
+        provider="p",
+        attempts=1,
+        tool_calls=(ToolCall(id="call_1", name="f", arguments='{"a":1}'),),
+    )
+    [choice] = completion(final, "rid", 0)["choices"]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"] == {
+        "role": "assistant",
+        "content": None,
+        "refusal": None,
+        "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
+        ],
+    }
+
+
+def test_streamed_tool_call_pieces_have_openai_s_chunk_shape() -> None:
+    fmt = ChunkFormat("rid", 0, "m", include_usage=False)
+    first = json.loads(fmt.tool_call(ToolCallDelta(index=0, id="call_1", name="f"), True)[6:])
+    assert first["choices"][0]["delta"] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "index": 0,
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "f", "arguments": ""},
+            }
+        ],
+    }
+    more = json.loads(fmt.tool_call(ToolCallDelta(index=0, arguments='{"a"'), False)[6:])
+    assert more["choices"][0]["delta"] == {
+        "tool_calls": [{"index": 0, "function": {"arguments": '{"a"'}}]
+    }
 
 
 @pytest.mark.parametrize(
