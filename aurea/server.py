@@ -36,6 +36,7 @@ from aurea.http import HttpDoor
 from aurea.inference import AllowDenyGuard, Inference
 from aurea.inference.calls import CallRecord
 from aurea.infra import Infra
+from aurea.infra.pools import PoolResources, ResourceAutoscaler
 from aurea.infra.tasks import resource_execute_kind
 from aurea.ledger import CallMetricsBook, LedgerBook, LedgerGuard, default_job, open_ledger
 from aurea.limits import LimiterGuard, LimitsTable, ModelLimits
@@ -347,15 +348,22 @@ class AureaServer:
         """The task scheduler, with its kinds (built-in ones use ``inference``)."""
         s = self.settings
         registry = self.task_system.registry(inference=inference, providers=self.providers)
+        autoscaler: ResourceAutoscaler | None = None
         if self.infra is not None:  # tasks that run a command in a provisioned resource
             timeout = s.runtime.ask_timeout_s
-            registry.add(resource_execute_kind(self.infra.ref, ask_timeout_s=timeout))
+            pools = {
+                p.name: PoolResources(p, self.infra.ref, ask_timeout_s=timeout)
+                for p in s.tasks.resource_pools
+            }
+            registry.add(resource_execute_kind(self.infra.ref, ask_timeout_s=timeout, pools=pools))
+            autoscaler = ResourceAutoscaler(pools) if pools else None
         self.task_system.spawn(
             self.system,
             registry=registry,
             cpu_percent=lambda: host_percent(self.host_cpu),
             ask_timeout_s=s.runtime.ask_timeout_s,
             mailbox_capacity=s.runtime.mailbox_capacity,
+            autoscaler=autoscaler,
         )
 
     async def _task_pools(self) -> tuple[PoolStats, ...]:

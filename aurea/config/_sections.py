@@ -469,6 +469,70 @@ def _modules(v: Any, key: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ResourcePoolSettings:
+    """One ``[tasks.resource_pools.NAME]`` table: the pool NAME's tasks run in resources of
+    this spec (see aurea.infra.pools)."""
+
+    name: str
+    backend: str = "local"
+    cpu_millis: int = 0  # 0 = [infra] default
+    memory_mib: int = 0
+    image: str = ""
+    autoscale: bool = False
+    scale_up_queue: int = 1  # queued tasks above which (two checks running) a resource is added
+    max_resources: int = 1
+    idle_release_s: float = 300.0  # 0 = never release idle resources
+    check_every_s: float = 1.0  # how often the autoscaler looks at queues and idle resources
+
+
+_RESOURCE_POOL_KEYS = {
+    "backend": str,
+    "cpu_millis": int,
+    "memory_mib": int,
+    "image": str,
+    "autoscale": bool,
+    "scale_up_queue": int,
+    "max_resources": int,
+    "idle_release_s": float,
+    "check_every_s": float,
+}
+
+
+def _resource_pools(v: Any, key: str) -> tuple[ResourcePoolSettings, ...]:
+    if not isinstance(v, dict):
+        raise ConfigError(key, "must be a table of pool name -> resource spec")
+    out = []
+    for name, table in v.items():
+        here = f"{key}.{name}"
+        if not isinstance(table, dict):
+            raise ConfigError(here, "must be a table (backend, cpu_millis, max_resources, ...)")
+        fields: dict[str, Any] = {}
+        for k, raw in table.items():
+            kind = _RESOURCE_POOL_KEYS.get(k)
+            if kind is None:
+                raise ConfigError(
+                    f"{here}.{k}", f"unknown key; known: {', '.join(_RESOURCE_POOL_KEYS)}"
+                )
+            ok = isinstance(raw, kind) and (kind is bool or not isinstance(raw, bool))
+            if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
+                raw, ok = float(raw), True
+            if not ok:
+                raise ConfigError(f"{here}.{k}", f"must be a {kind.__name__}")
+            fields[k] = raw
+        pool = ResourcePoolSettings(name=str(name).lower(), **fields)
+        if pool.backend not in ("local", "docker", "proxmox"):
+            raise ConfigError(f"{here}.backend", "must be one of local, docker, proxmox")
+        if not 1 <= pool.max_resources <= 10_000:
+            raise ConfigError(f"{here}.max_resources", "must be in [1, 10000]")
+        if pool.scale_up_queue < 0 or pool.cpu_millis < 0 or pool.memory_mib < 0:
+            raise ConfigError(here, "scale_up_queue, cpu_millis and memory_mib must be >= 0")
+        if pool.idle_release_s < 0 or not 0.01 <= pool.check_every_s <= 3600:
+            raise ConfigError(here, "idle_release_s >= 0 and check_every_s in [0.01, 3600]")
+        out.append(pool)
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TasksSettings:
     """``[tasks]``: the task queue and its worker pools (see TaskService in the protos)."""
 
@@ -527,6 +591,14 @@ class TasksSettings:
     max_payload_bytes: int = setting(1 << 20, "largest task payload, as JSON", lo=2, hi=64 << 20)
     max_result_bytes: int = setting(
         1 << 20, "largest task result, as JSON; a bigger one fails the attempt", lo=2, hi=64 << 20
+    )
+
+    resource_pools: tuple[ResourcePoolSettings, ...] = setting(
+        (),
+        "pools whose tasks run in provisioned resources, as [tasks.resource_pools.NAME] tables",
+        parse=_resource_pools,
+        allowed="tables of backend, cpu_millis, memory_mib, image, autoscale, scale_up_queue, "
+        "max_resources, idle_release_s, check_every_s",
     )
 
     @property

@@ -2,17 +2,20 @@
 provisioned resource, through the provisioner's permit exactly as ``Execute`` does (the resource
 is busy meanwhile, so Cleanup leaves it alone), and returns its exit code and output.
 
-A pool "backed by resources" is, for now, a pool whose tasks are of this kind and name the
-resource to run in; choosing a resource of a spec per task and auto-scaling a pool's resources
-from its queue are not built yet (see the issue's report).
+A task naming no resource runs in one of its pool's resources when the pool is backed by
+resources (``[tasks.resource_pools.NAME]``, see aurea.infra.pools).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
+from aurea.errors import InvalidRequest
 from aurea.infra.messages import BeginExec, ProvisionerMsg
 from aurea.infra.model import ExecRequest
+from aurea.infra.pools import PoolResources
 from aurea.runtime import ActorRef
 from aurea.tasks.context import TaskContext
 from aurea.tasks.registry import TaskKind
@@ -24,9 +27,14 @@ MAX_OUTPUT_BYTES = 1 << 20  # of each stream kept in the result; the rest is cou
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["resource_id", "command"],
+    "required": ["command"],
     "properties": {
-        "resource_id": {"type": "string", "minLength": 1, "maxLength": 64},
+        "resource_id": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 64,
+            "description": "where to run; absent: in one of the task's resource-backed pool",
+        },
         "command": {
             "type": "array",
             "items": {"type": "string"},
@@ -45,9 +53,29 @@ SCHEMA: dict[str, Any] = {
 
 
 def resource_execute_kind(
-    provisioner: ActorRef[ProvisionerMsg], *, ask_timeout_s: float, pool: str = "general"
+    provisioner: ActorRef[ProvisionerMsg],
+    *,
+    ask_timeout_s: float,
+    pool: str = "general",
+    pools: Mapping[str, PoolResources] | None = None,
 ) -> TaskKind:
+    backed = dict(pools or {})
+
     async def handler(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        lease: AbstractAsyncContextManager[str]
+        if payload.get("resource_id"):
+            lease = nullcontext(str(payload["resource_id"]))
+        elif ctx.pool in backed:
+            lease = backed[ctx.pool].lease()
+        else:
+            raise InvalidRequest(
+                f"resource_id is required: pool {ctx.pool!r} is not backed by resources"
+            )
+        async with lease as resource_id:
+            result = await _run(payload, ctx, resource_id)
+        return {"resource_id": resource_id, **result}
+
+    async def _run(payload: dict[str, Any], ctx: TaskContext, resource_id: str) -> dict[str, Any]:
         own = float(payload.get("timeout_s") or 0)
         limit = min(own, ctx.remaining_s) if own else ctx.remaining_s
         request = ExecRequest(
@@ -58,7 +86,7 @@ def resource_execute_kind(
             timeout_s=max(limit, 0.001),
         )
         permit = await provisioner.ask(
-            BeginExec(resource_id=payload["resource_id"], replica=int(payload.get("replica", 0))),
+            BeginExec(resource_id=resource_id, replica=int(payload.get("replica", 0))),
             timeout_s=ask_timeout_s,
         )
         out: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}

@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, assert_never
+from typing import Any, Protocol, assert_never
 
 import structlog
 
@@ -41,6 +41,7 @@ from aurea.tasks.runner import Runner
 from aurea.tasks.unseen import Unseen
 
 __all__ = [
+    "Autoscaler",
     "Cancel",
     "GetPools",
     "PoolBook",
@@ -78,6 +79,16 @@ class PoolStats:
     queued: int
     running: int  # on any server sharing the store
     queue_capacity: int
+
+
+class Autoscaler(Protocol):
+    """Something the scheduler calls every ``interval_s`` with each pool's queue length (the
+    resource-backed pools' autoscaler, aurea.infra.pools); its loop stops with the scheduler."""
+
+    @property
+    def interval_s(self) -> float: ...
+
+    async def tick(self, queued: Mapping[str, int]) -> None: ...
 
 
 class PoolBook:
@@ -131,8 +142,10 @@ class Scheduler(Actor[SchedulerMsg]):
         cpu_percent: Callable[[], float] = lambda: 0.0,
         wall: WallClock = wall_clock,
         clock: Callable[[], float] = time.monotonic,
+        autoscaler: Autoscaler | None = None,
     ) -> None:
         self._store = store
+        self._autoscaler = autoscaler
         self._registry = registry
         self._hub = hub
         self._settings = settings
@@ -177,6 +190,8 @@ class Scheduler(Actor[SchedulerMsg]):
             pool.start(self._book.sizes.get(name, configured))
         self.spawn_child(self._heartbeats(), name="scheduler:heartbeats")
         self.spawn_child(self._housekeeping(), name="scheduler:housekeeping")
+        if self._autoscaler is not None:
+            self.spawn_child(self._autoscale(self._autoscaler), name="scheduler:autoscaler")
 
     async def on_stop(self) -> None:
         for pool in self._pools.values():
@@ -330,3 +345,17 @@ class Scheduler(Actor[SchedulerMsg]):
             except StoreUnavailable as exc:
                 log.warning("task_housekeeping_failed", error=str(exc))
             await asyncio.sleep(max(min(next_count, next_purge, next_check) - self._clock(), 0.01))
+
+    async def _autoscale(self, autoscaler: Autoscaler) -> None:
+        """Re-count the queues and let the autoscaler act on them, every ``interval_s``."""
+        while True:
+            await asyncio.sleep(autoscaler.interval_s)
+            try:
+                await self._count()
+            except StoreUnavailable as exc:
+                log.warning("task_autoscale_count_failed", error=str(exc))
+                continue
+            try:
+                await autoscaler.tick(dict(self._queued))
+            except Exception:  # one bad round must not stop the scheduler (this is its child)
+                log.exception("task_autoscale_failed")

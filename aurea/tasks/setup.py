@@ -25,7 +25,13 @@ from aurea.stores.sqlite import SqliteDatabase, SqliteTaskQueueStore
 from aurea.tasks.builtins import builtin_kinds, compute_backends
 from aurea.tasks.events import TaskHub
 from aurea.tasks.registry import DEFAULT_REGISTRY, TaskRegistry, load_modules
-from aurea.tasks.scheduler import PoolBook, Scheduler, SchedulerMsg, SchedulerSettings
+from aurea.tasks.scheduler import (
+    Autoscaler,
+    PoolBook,
+    Scheduler,
+    SchedulerMsg,
+    SchedulerSettings,
+)
 from aurea.tasks.service import Tasks
 from aurea.telemetry.events import EventBus
 
@@ -107,6 +113,7 @@ class TaskSystem:
         cpu_percent: Callable[[], float],
         ask_timeout_s: float,
         mailbox_capacity: int,
+        autoscaler: Autoscaler | None = None,
     ) -> Tasks:
         """Spawn the Scheduler and return the facade. The store may be opened later, before the
         actor system starts (the Scheduler is built then)."""
@@ -132,6 +139,7 @@ class TaskSystem:
                 cpu_percent=cpu_percent,
                 wall=wall,
                 clock=clock,
+                autoscaler=autoscaler,
             ),
             capacity=mailbox_capacity,
         )
