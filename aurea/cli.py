@@ -858,6 +858,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         # A second Ctrl-C during cleanup ends the process at once, still without a traceback.
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        # Ctrl-C can land inside a library object's constructor (grpc's call objects), whose
+        # __del__ then fails at exit with "Exception ignored ... Traceback": the user asked to
+        # stop, so such leftovers are not reported.
+        sys.unraisablehook = lambda _unraisable: None
         _say("aurea: interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:

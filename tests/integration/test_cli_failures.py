@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,3 +155,31 @@ def test_generate_bad_arguments_are_usage_errors(
     assert r.returncode == 2
     assert message in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_ctrl_c_hides_a_half_built_objects_failing_del(tmp_path: Path) -> None:
+    """Ctrl-C inside a library constructor (grpc's call objects) leaves an object whose __del__
+    fails later: the user asked to stop, so no "Exception ignored ... Traceback" follows."""
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(
+        "import sys, types\n"
+        "from aurea import cli\n"
+        "class HalfBuilt:\n"
+        "    def __del__(self):\n"
+        "        raise AttributeError('no _state')\n"
+        "keep = []\n"
+        "def command(args):\n"
+        "    keep.append(HalfBuilt())\n"
+        "    raise KeyboardInterrupt\n"
+        "cli.parser = lambda: types.SimpleNamespace(\n"
+        "    parse_args=lambda argv: types.SimpleNamespace(func=command))\n"
+        "code = cli.main([])\n"
+        "keep.clear()\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 130
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    assert done.stderr.strip() == "aurea: interrupted"
