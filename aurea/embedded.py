@@ -32,15 +32,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import structlog
 
-from aurea.api.status import row_for
+from aurea._embedded_values import _DEFAULT_RETRY_ON, Guarded, MessageLike, _messages, _status
 from aurea.cache import CachedInference, CacheMode, ResponseCache
 from aurea.config import Settings, load_settings
-from aurea.errors import AureaError, InvalidRequest, ProviderConnectionError, ShuttingDown
+from aurea.errors import InvalidRequest, ProviderConnectionError, ShuttingDown
 from aurea.inference import (
     CallKind,
     CallOutcome,
@@ -55,7 +54,7 @@ from aurea.inference.attempts import Attempt
 from aurea.inference.calls import CallRecord, current_record
 from aurea.inference.guards import AttemptInfo
 from aurea.pricing import cost_nanos
-from aurea.providers._base import ChatMessage, Role, Usage
+from aurea.providers._base import Usage
 from aurea.routing import Candidate
 from aurea.runtime.context import request_id_var
 from aurea.server import AureaServer
@@ -65,50 +64,7 @@ from aurea.types import Policy
 __all__ = ["Embedded", "Guarded"]
 
 T = TypeVar("T")
-MessageLike = ChatMessage | tuple[str, str] | Mapping[str, str]
 _STREAM_BUFFER = 64  # events the producer may run ahead of a slow reader
-_DEFAULT_RETRY_ON: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Guarded(Generic[T]):
-    """What a guarded function returned, and what it cost."""
-
-    value: T
-    model: str
-    provider: str
-    usage: Usage
-    cost_nanos: int
-    attempts: int
-    request_id: str
-
-
-def _messages(
-    prompt: str | None, messages: Sequence[MessageLike], system: str | None
-) -> tuple[ChatMessage, ...]:
-    out: list[ChatMessage] = []
-    if system is not None:
-        out.append(ChatMessage(Role.SYSTEM, system))
-    for m in messages:
-        if isinstance(m, ChatMessage):
-            out.append(m)
-        elif isinstance(m, tuple):
-            out.append(ChatMessage(Role(m[0]), m[1]))
-        else:
-            out.append(ChatMessage(Role(m["role"]), m["content"]))
-    if prompt is not None:
-        out.append(ChatMessage(Role.USER, prompt))
-    if not out or all(m.role is Role.SYSTEM for m in out):
-        raise InvalidRequest.field("prompt", "give a prompt or at least one user message")
-    if any(not m.content for m in out):
-        raise InvalidRequest.field("messages", "a message's content must not be empty")
-    return tuple(out)
-
-
-def _status(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.CancelledError):
-        return "CANCELLED"
-    return str(row_for(exc).grpc.name) if isinstance(exc, AureaError) else "INTERNAL"
 
 
 class Embedded:
