@@ -30,28 +30,27 @@ shared call runs in its own task, and is cancelled only when its last subscriber
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Hashable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any
 
-import structlog
-
-from aurea.cache._backend import NO_VALUE
 from aurea.cache._cache import CacheMode, ResponseCache, _outcome
-from aurea.cache._entry import STORABLE, Answer, answer_events, is_content
+from aurea.cache._common import (
+    _HIT,
+    _ROUNDS,
+    _SHARED,
+    _deterministic,
+    _Opening,
+    _principal,
+    _Retry,
+)
+from aurea.cache._entry import STORABLE, Answer, answer_events
 from aurea.cache._flight import Flight
 from aurea.cache._keys import CacheKey, CacheKind, embed_key, generate_key
-from aurea.edge import current_scope
-from aurea.errors import (
-    AureaError,
-    BudgetExceeded,
-    DeadlineExceeded,
-    PermissionDenied,
-    RateLimited,
-    Unavailable,
-)
+from aurea.cache._streams import _StreamSide
+from aurea.cache._unary import _UnarySide
+from aurea.errors import AureaError, Unavailable
 from aurea.inference import (
     CallKind,
     CallOutcome,
@@ -59,94 +58,17 @@ from aurea.inference import (
     EmbedCall,
     EmbedResult,
     Emit,
-    FallbackEvent,
     Final,
     GenerateCall,
     Inference,
     RecordSink,
-    Started,
-    UsageUpdate,
 )
-from aurea.inference.calls import current_record
-from aurea.providers._base import FinishReason, Usage
+from aurea.providers._base import Usage
 
 __all__ = ["CachedInference"]
 
-log = structlog.get_logger("aurea.cache")
-T = TypeVar("T")
-_ROUNDS = 3  # a follower joins or leads at most this many flights, then calls alone
-_HIT = "cache hit"
-_SHARED = "cache hit: shared an identical call in flight"
-# Errors of the leader's own call, not of the request: a follower retries on its own.
-_LEADERS_OWN: tuple[type[BaseException], ...] = (
-    BudgetExceeded,
-    RateLimited,
-    DeadlineExceeded,
-    PermissionDenied,
-    asyncio.CancelledError,
-)
 
-
-class _Retry(Exception):
-    """A follower's flight ended in a way that belongs to its leader: try again."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__(why)
-        self.why = why
-
-
-class _Opening:
-    """Opens one stream exactly once: ``started`` the first time; if a follower that already
-    sent output must start over, a ``fallback`` with ``restart`` in its place."""
-
-    __slots__ = ("emit", "model", "output")
-
-    def __init__(self, emit: Emit) -> None:
-        self.emit = emit
-        self.model: str | None = None  # the model the client was told about; None: not yet
-        self.output = False  # answer events were sent
-
-    async def open(self, started: Started) -> None:
-        if self.model is None:
-            await self.emit(started)
-        else:
-            await self.emit(
-                FallbackEvent(
-                    from_model=self.model,
-                    to_model=started.model,
-                    to_provider=started.provider,
-                    cause="SHARED_CALL_ENDED",
-                    message="the identical call this stream shared ended early; "
-                    "the answer starts over",
-                    attempt=started.attempt,
-                    restart=True,
-                )
-            )
-        self.model = started.model
-
-
-def _bound(deadline: float | None, clock: Callable[[], float]) -> asyncio.Timeout:
-    return asyncio.timeout(None if deadline is None else max(deadline - clock(), 0.0))
-
-
-def _expired() -> DeadlineExceeded:
-    return DeadlineExceeded("the call's deadline passed while it waited for an identical call")
-
-
-def _principal(call: GenerateCall | EmbedCall) -> str:
-    """The caller's API key name: on the call, or (gRPC leaves it off the call) where the edge
-    left it. Never guessed: a call without either is an open-mode or in-process call."""
-    if call.principal:
-        return call.principal
-    scope = current_scope.get()
-    return scope.principal if scope is not None else ""
-
-
-def _deterministic(call: GenerateCall) -> bool:
-    return call.temperature == 0 or call.seed is not None
-
-
-class CachedInference:
+class CachedInference(_StreamSide, _UnarySide):
     """Same calls as ``Inference``; ``mode`` says what each does with the cache. Without a
     cache (or with it disabled) every call goes straight to the core."""
 
@@ -319,244 +241,6 @@ class CachedInference:
         key = generate_key(call, cache.namespace_of(_principal(call)), model)
         return cache, key, mode is not CacheMode.REFRESH
 
-    # -- streams -------------------------------------------------------------------------------
-    async def _replay(
-        self,
-        call: GenerateCall,
-        opening: _Opening,
-        final: Final,
-        events: tuple[Any, ...],
-        t0: float,
-    ) -> Final:
-        """A stored answer as a stream: ``started`` (a hit), its events, a final that costs
-        nothing and says what it saved."""
-        assert self.cache is not None
-        await opening.open(
-            Started(
-                request_id=call.request_id,
-                model=final.model,
-                provider=final.provider,
-                attempt=0,
-                reason=_HIT,
-                cache_hit=True,
-            )
-        )
-        ttft: float | None = None
-        emit = opening.emit
-        for ev in events:
-            await emit(ev)
-            if ttft is None:
-                ttft = self._clock() - t0
-        latency = self._clock() - t0
-        self.cache.hit(CacheKind.LLM, final.cost_nanos)
-        out = dataclasses.replace(
-            final,
-            text="",
-            usage=Usage(),
-            cost_nanos=0,
-            latency_s=latency,
-            ttft_s=latency if ttft is None else ttft,
-            attempts=0,
-            route_reason=_HIT,
-        )
-        self._record_hit(call.request_id, CallKind.STREAM, call.job_id, call.labels, out, latency)
-        return out
-
-    async def _lead_stream(self, flight: Flight[Final], opening: _Opening) -> Final:
-        """The leader's side: every event of its own call, as the core emitted it."""
-        emit = opening.emit
-        flight.subscribe()
-        try:
-            i = 0
-            while True:
-                events = flight.events
-                while i < len(events):
-                    ev = events[i]
-                    i += 1
-                    if type(ev) is Started:
-                        assert isinstance(ev, Started)
-                        await opening.open(ev)
-                    else:
-                        await emit(ev)
-                if flight.done:
-                    break
-                await flight.changed()
-        finally:
-            flight.unsubscribe()
-            if flight.record is not None:  # the canonical log line reads the call's record
-                current_record.set(flight.record)
-        if flight.error is not None:
-            raise flight.error
-        assert flight.result is not None
-        return flight.result
-
-    async def _follow_stream(
-        self, call: GenerateCall, flight: Flight[Final], opening: _Opening, t0: float
-    ) -> Final:
-        """A follower's side: the answer's events as they arrive, opened as a hit."""
-        assert self.cache is not None
-        emit = opening.emit
-        model = provider = ""
-        ttft: float | None = None
-        content = False  # this flight's answer events reached the client
-        flight.subscribe()
-        try:
-            async with _bound(call.deadline, self._clock):
-                i = 0
-                while True:
-                    events = flight.events
-                    while i < len(events):
-                        ev = events[i]
-                        i += 1
-                        t = type(ev)
-                        if t is Started:
-                            assert isinstance(ev, Started)
-                            model, provider = ev.model, ev.provider
-                        elif t is UsageUpdate:
-                            pass  # the leader's spend, not this caller's
-                        elif t is FallbackEvent:
-                            assert isinstance(ev, FallbackEvent)
-                            if content:
-                                await emit(ev)  # mid-answer: the client must hear of it
-                            else:
-                                model, provider = ev.to_model, ev.to_provider
-                        elif is_content(ev):
-                            if not content:
-                                await self._open_shared(call, opening, model, provider)
-                                content = True
-                                opening.output = True
-                                ttft = self._clock() - t0
-                            await emit(ev)
-                    if flight.done:
-                        break
-                    await flight.changed()
-        except TimeoutError:
-            raise _expired() from None
-        finally:
-            flight.unsubscribe()
-        error = flight.error
-        if error is not None:
-            if isinstance(error, _LEADERS_OWN):
-                raise _Retry(type(error).__name__)
-            raise error
-        final = flight.result
-        assert final is not None
-        if final.finish_reason is FinishReason.BUDGET_EXCEEDED:
-            raise _Retry("the leader's budget cut the answer")
-        if not content:  # an answer without events (empty text)
-            await self._open_shared(call, opening, final.model, final.provider)
-        latency = self._clock() - t0
-        self.cache.hit(CacheKind.LLM, final.cost_nanos, shared=True)
-        out = dataclasses.replace(
-            final,
-            usage=Usage(),
-            cost_nanos=0,
-            latency_s=latency,
-            ttft_s=latency if ttft is None else ttft,
-            attempts=0,
-            route_reason=_SHARED,
-        )
-        self._record_hit(call.request_id, CallKind.STREAM, call.job_id, call.labels, out, latency)
-        return out
-
-    async def _open_shared(
-        self, call: GenerateCall, opening: _Opening, model: str, provider: str
-    ) -> None:
-        started = Started(
-            request_id=call.request_id,
-            model=model,
-            provider=provider,
-            attempt=0,
-            reason=_SHARED,
-            cache_hit=True,
-        )
-        await opening.open(started)
-
-    async def _alone_stream(self, call: GenerateCall, opening: _Opening) -> Final:
-        """After repeated failed flights: this caller's own call, not shared, not stored."""
-
-        async def emit(ev: Any) -> None:
-            if type(ev) is Started:
-                await opening.open(ev)
-            else:
-                await opening.emit(ev)
-
-        return await self.core.stream(call, emit)
-
-    # -- unary calls (generate and embed) --------------------------------------------------------
-    async def _unary(
-        self,
-        cache: ResponseCache,
-        key: CacheKey,
-        read: bool,
-        fkey: Hashable,
-        hit: Callable[[Any], T | None],
-        call_core: Callable[[], Awaitable[T]],
-        store: Callable[[Flight[T]], Awaitable[None]],
-        deadline: float | None,
-    ) -> tuple[T, tuple[float, bool] | None]:
-        """The result, and (start, shared) when it is a hit (None: this caller's own call)."""
-        for _ in range(_ROUNDS):
-            t0 = self._clock()
-            flight = cache.flights.get(fkey) if read else None
-            if flight is None and read:
-                value = await cache.get(key)
-                found = hit(value) if value is not NO_VALUE else None
-                if found is not None:
-                    return found, (t0, False)
-                flight = cache.flights.get(fkey)
-            if flight is None:
-                if read:
-                    cache.miss(key.kind)
-                else:
-                    cache.refresh(key.kind)
-                led: Flight[T] = cache.flights.start(
-                    fkey if cache.flights.get(fkey) is None else None,
-                    lambda f: call_core(),
-                    store,
-                )
-                return await self._lead_unary(led), None
-            try:
-                return await self._follow_unary(flight, deadline), (t0, True)
-            except _Retry:
-                continue
-        return await call_core(), None
-
-    async def _lead_unary(self, flight: Flight[T]) -> T:
-        flight.subscribe()
-        try:
-            while not flight.done:
-                await flight.changed()
-        finally:
-            flight.unsubscribe()
-            if flight.record is not None:
-                current_record.set(flight.record)
-        if flight.error is not None:
-            raise flight.error
-        assert flight.result is not None
-        return flight.result
-
-    async def _follow_unary(self, flight: Flight[T], deadline: float | None) -> T:
-        flight.subscribe()
-        try:
-            async with _bound(deadline, self._clock):
-                while not flight.done:
-                    await flight.changed()
-        except TimeoutError:
-            raise _expired() from None
-        finally:
-            flight.unsubscribe()
-        error = flight.error
-        if error is not None:
-            if isinstance(error, _LEADERS_OWN):
-                raise _Retry(type(error).__name__)
-            raise error
-        result = flight.result
-        assert result is not None
-        if isinstance(result, Final) and result.finish_reason is FinishReason.BUDGET_EXCEEDED:
-            raise _Retry("the leader's budget cut the answer")
-        return result
-
     # -- storing and records ---------------------------------------------------------------------
     async def _store_answer(
         self,
@@ -579,35 +263,3 @@ class CachedInference:
         else:
             answer = Answer(final=final)
         await cache.put(generate_key(call, namespace, final.model), answer)
-
-    def _record_hit(
-        self,
-        request_id: str,
-        kind: CallKind,
-        job_id: str,
-        labels: Any,
-        final: Final,
-        latency: float,
-    ) -> None:
-        record = CallRecord(
-            request_id=request_id,
-            kind=kind,
-            job_id=job_id,
-            labels=labels,
-            model=final.model,
-            provider=final.provider,
-            ttft_s=final.ttft_s,
-            latency_s=latency,
-            outcome=CallOutcome.OK,
-            finish_reason=final.finish_reason,
-            cache_hit=True,
-        )
-        self._finish(record)
-
-    def _finish(self, record: CallRecord) -> None:
-        current_record.set(record)
-        for sink in self._sinks:
-            try:
-                sink(record)
-            except Exception as err:  # a sink must never fail the call it reports
-                log.error("record_sink_failed", error=repr(err), exc_info=err)

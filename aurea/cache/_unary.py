@@ -1,0 +1,94 @@
+"""The unary side of ``CachedInference`` (generate and embed): a lookup, then leading or following
+a shared call, retrying as a follower at most a few times."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
+
+from aurea.cache._backend import NO_VALUE
+from aurea.cache._cache import ResponseCache
+from aurea.cache._common import _LEADERS_OWN, _ROUNDS, _bound, _expired, _Facade, _Retry
+from aurea.cache._flight import Flight
+from aurea.cache._keys import CacheKey
+from aurea.inference import Final
+from aurea.inference.calls import current_record
+from aurea.providers._base import FinishReason
+
+T = TypeVar("T")
+
+
+class _UnarySide(_Facade):
+    # -- unary calls (generate and embed) --------------------------------------------------------
+    async def _unary(
+        self,
+        cache: ResponseCache,
+        key: CacheKey,
+        read: bool,
+        fkey: Hashable,
+        hit: Callable[[Any], T | None],
+        call_core: Callable[[], Awaitable[T]],
+        store: Callable[[Flight[T]], Awaitable[None]],
+        deadline: float | None,
+    ) -> tuple[T, tuple[float, bool] | None]:
+        """The result, and (start, shared) when it is a hit (None: this caller's own call)."""
+        for _ in range(_ROUNDS):
+            t0 = self._clock()
+            flight = cache.flights.get(fkey) if read else None
+            if flight is None and read:
+                value = await cache.get(key)
+                found = hit(value) if value is not NO_VALUE else None
+                if found is not None:
+                    return found, (t0, False)
+                flight = cache.flights.get(fkey)
+            if flight is None:
+                if read:
+                    cache.miss(key.kind)
+                else:
+                    cache.refresh(key.kind)
+                led: Flight[T] = cache.flights.start(
+                    fkey if cache.flights.get(fkey) is None else None,
+                    lambda f: call_core(),
+                    store,
+                )
+                return await self._lead_unary(led), None
+            try:
+                return await self._follow_unary(flight, deadline), (t0, True)
+            except _Retry:
+                continue
+        return await call_core(), None
+
+    async def _lead_unary(self, flight: Flight[T]) -> T:
+        flight.subscribe()
+        try:
+            while not flight.done:
+                await flight.changed()
+        finally:
+            flight.unsubscribe()
+            if flight.record is not None:
+                current_record.set(flight.record)
+        if flight.error is not None:
+            raise flight.error
+        assert flight.result is not None
+        return flight.result
+
+    async def _follow_unary(self, flight: Flight[T], deadline: float | None) -> T:
+        flight.subscribe()
+        try:
+            async with _bound(deadline, self._clock):
+                while not flight.done:
+                    await flight.changed()
+        except TimeoutError:
+            raise _expired() from None
+        finally:
+            flight.unsubscribe()
+        error = flight.error
+        if error is not None:
+            if isinstance(error, _LEADERS_OWN):
+                raise _Retry(type(error).__name__)
+            raise error
+        result = flight.result
+        assert result is not None
+        if isinstance(result, Final) and result.finish_reason is FinishReason.BUDGET_EXCEEDED:
+            raise _Retry("the leader's budget cut the answer")
+        return result
