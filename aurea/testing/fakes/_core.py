@@ -7,15 +7,31 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import enum
 import json
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Self
 
 from aiohttp import web
+
+from aurea.testing.fakes._faults import (
+    _INTERLUDES,
+    _STREAM_FAULTS,
+    Fault,
+    FaultKind,
+    Scripted,
+    StreamAborted,
+)
+from aurea.testing.fakes._replies import (
+    Generation,
+    continue_after,
+    count_words,
+    echo_reply,
+    pieces,
+    split_tokens,
+)
 
 __all__ = [
     "FakeServer",
@@ -35,116 +51,7 @@ __all__ = [
 ]
 
 
-class FaultKind(enum.StrEnum):
-    """A failure a fake can be told to produce for one request."""
-
-    RATE_LIMIT = "rate_limit"  # HTTP 429 with Retry-After
-    SERVER_ERROR = "server_error"  # HTTP 500
-    OVERLOADED = "overloaded"  # HTTP 503 (Anthropic: 529 overloaded_error)
-    CONTEXT_LENGTH = "context_length"  # HTTP 400, the provider's context-length error
-    CONTENT_FILTER = "content_filter"  # the provider's content-policy answer
-    UNAUTHORIZED = "unauthorized"  # the provider's wrong-key answer
-    CUT_STREAM = "cut_stream"  # a stream closed mid-way, without its terminal event
-    STREAM_ERROR = "stream_error"  # an in-stream error event after some tokens
-    MALFORMED = "malformed"  # a stream event whose JSON is broken
-    EARLY_EOF = "early_eof"  # a stream that ends cleanly (HTTP-wise) before its terminal event
-    SLOW_FIRST_BYTE = "slow_first_byte"  # response headers only after ``delay_s``
-    # Resilience faults (every fake, every path):
-    SILENT = "silent"  # the request is read, then nothing at all until the client leaves
-    RESET = "reset"  # the connection is reset (TCP RST) before any reply
-    # Stream faults after which the stream goes on (if the client is still there):
-    SLOW_FIRST_TOKEN = "slow_first_token"  # headers at once, the first token after ``delay_s``
-    STALL = "stall"  # silence for ``delay_s`` after ``after_tokens`` tokens
-    MALFORMED_CHUNK = "malformed_chunk"  # one broken chunk after ``after_tokens`` tokens
-
-
-_STREAM_FAULTS = frozenset(
-    {FaultKind.CUT_STREAM, FaultKind.STREAM_ERROR, FaultKind.MALFORMED, FaultKind.EARLY_EOF}
-)
-_INTERLUDES = frozenset({FaultKind.SLOW_FIRST_TOKEN, FaultKind.STALL, FaultKind.MALFORMED_CHUNK})
 _LONGEST_HOLD_S = 3600.0  # SILENT: "forever", within reason
-
-
-@dataclass(slots=True)
-class Fault:
-    """One injected failure; the next request takes it from ``FakeServer.faults``."""
-
-    kind: FaultKind
-    # The Retry-After header value sent with RATE_LIMIT; "" sends none (and no other reset hint).
-    retry_after: str = "1"
-    after_tokens: int = 2  # stream faults: how many tokens are sent before the fault
-    delay_s: float = 1.0  # SLOW_FIRST_BYTE, SLOW_FIRST_TOKEN, STALL: how long the silence lasts
-
-
-@dataclass(slots=True)
-class Scripted:
-    """A reply sent verbatim, instead of the fake's own, to the next request whose path contains
-    ``path``: what a broken or hostile upstream sends. The fake writes ``body``, then each of
-    ``frames`` (one write each), then ``filler`` repeated until ``filler_bytes`` were written, then
-    ``tail``, stopping as soon as the client goes away. ``bytes_sent`` and ``finished`` tell what
-    it managed to write (the client's reading stopped early when ``finished`` stays False)."""
-
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    frames: tuple[bytes, ...] = ()
-    filler: bytes = b""
-    filler_bytes: int = 0
-    tail: bytes = b""
-    path: str = ""
-    bytes_sent: int = 0
-    finished: bool = False
-
-    @classmethod
-    def json(cls, payload: Any, *, status: int = 200, path: str = "", **headers: str) -> Scripted:
-        """A JSON body (``NaN``/``Infinity`` allowed, as Python's parser accepts them)."""
-        return cls(status=status, body=json.dumps(payload).encode(), path=path, headers=headers)
-
-    @classmethod
-    def sse(cls, *events: Any, path: str = "", done: bytes = b"") -> Scripted:
-        """``data:`` frames (a str or bytes is sent as the data itself, anything else as JSON;
-        a ``(name, payload)`` tuple adds an ``event:`` line), then ``done`` verbatim."""
-        frames = []
-        for item in events:
-            name = ""
-            if isinstance(item, tuple):
-                name, item = item
-            data = item if isinstance(item, str | bytes) else json.dumps(item)
-            data = data.encode() if isinstance(data, str) else data
-            prefix = f"event: {name}\n".encode() if name else b""
-            frames.append(prefix + b"data: " + data + b"\n\n")
-        if done:
-            frames.append(done)
-        return cls(frames=tuple(frames), path=path)
-
-    async def serve(self, request: web.Request) -> web.StreamResponse:
-        default_type = "text/event-stream" if self.frames else "application/json"
-        response = web.StreamResponse(
-            status=self.status, headers={"Content-Type": default_type, **self.headers}
-        )
-        await response.prepare(request)
-        try:
-            for piece in (self.body, *self.frames):
-                await self._write(request, response, piece)
-            block = self.filler * max(1, (64 * 1024) // max(len(self.filler), 1))
-            head = self.bytes_sent
-            while self.filler and self.bytes_sent - head < self.filler_bytes:
-                await self._write(request, response, block)
-            await self._write(request, response, self.tail)
-            await response.write_eof()
-        except (StreamAborted, ConnectionError):
-            return response
-        self.finished = True
-        return response
-
-    async def _write(self, request: web.Request, response: web.StreamResponse, data: bytes) -> None:
-        if not data:
-            return
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            raise StreamAborted
-        await response.write(data)
-        self.bytes_sent += len(data)
 
 
 @dataclass(slots=True)
@@ -155,57 +62,6 @@ class RecordedRequest:
     headers: dict[str, str]
     body: Any  # parsed JSON when it was JSON, else the raw bytes
     at: float = 0.0  # when it arrived (the event loop's monotonic clock)
-
-
-class StreamAborted(Exception):
-    """Raised inside a fake's handler when the client disconnected mid-stream."""
-
-
-def echo_reply(prompt: str) -> str:
-    """The default deterministic reply: the prompt echoed back."""
-    return f"Echo: {prompt}" if prompt else "Echo:"
-
-
-def split_tokens(text: str) -> list[str]:
-    """Whitespace tokens, each after the first keeping its leading space (joins back to text)."""
-    words = text.split(" ")
-    return [words[0], *(" " + w for w in words[1:])]
-
-
-def continue_after(tokens: list[str], prefill: str) -> list[str]:
-    """The tokens of a reply that come after ``prefill`` (a partial answer sent as a trailing
-    assistant message), as a model that honours prefill continues it; the whole reply when it
-    does not start with ``prefill``."""
-    done = ""
-    for i, token in enumerate(tokens):
-        if done == prefill:
-            return tokens[i:]
-        done += token
-    if done == prefill:
-        return []
-    if not prefill or not done.startswith(prefill):
-        return tokens
-    rest = done[len(prefill) :]
-    if rest.startswith(" "):
-        return [" " + w for w in rest[1:].split(" ")]
-    return split_tokens(rest)
-
-
-def pieces(text: str, size: int) -> list[str]:
-    """``text`` cut in pieces of ``size`` characters (how the fakes stream tool arguments)."""
-    size = max(size, 1)
-    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
-
-
-def count_words(texts: Iterable[str]) -> int:
-    """The fakes' token counter: whitespace-separated words (deterministic, no tokenizer)."""
-    return sum(len(t.split()) for t in texts)
-
-
-@dataclass(slots=True)
-class Generation:
-    tokens: list[str]
-    truncated: bool  # max_tokens cut it short
 
 
 class FakeServer:

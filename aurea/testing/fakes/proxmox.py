@@ -19,68 +19,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
-import signal
 import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
 from aiohttp import web
 
+from aurea.testing.fakes._proxmox_model import Guest, _cert, _Exec, _Fail, _kill, _Task
+
 __all__ = ["FakeProxmox", "Guest"]
 
 _DATA = web.AppKey("fake", object)
-
-
-@dataclass
-class Guest:
-    """A VM or LXC container in the fake cluster."""
-
-    vmid: int
-    node: str
-    kind: str  # "qemu" | "lxc"
-    name: str
-    config: dict[str, str] = field(default_factory=dict)
-    status: str = "stopped"
-    template: bool = False
-
-
-@dataclass
-class _Task:
-    upid: str
-    node: str
-    done_at: float
-    effect: Callable[[], None]
-    status: str = "running"
-    exitstatus: str = ""
-
-
-@dataclass
-class _Exec:
-    proc: asyncio.subprocess.Process
-    out: bytes = b""
-    err: bytes = b""
-    done: bool = False
-
-
-def _cert(tmp: Path) -> tuple[Path, Path]:
-    cert, key = tmp / "pve.pem", tmp / "pve.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )  # fmt: skip
-    return cert, key
 
 
 class FakeProxmox:
@@ -426,17 +379,3 @@ class FakeProxmox:
 
 
 _running: set[asyncio.Future[None]] = set()
-
-
-class _Fail(Exception):
-    def __init__(self, status: int, reason: str, errors: dict[str, str] | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.errors = errors or {}
-
-
-def _kill(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
