@@ -31,12 +31,12 @@ import collections
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from aurea.errors import BudgetExceeded
+from aurea.ledger._account import Account, Lease, _budget_error
 from aurea.ledger._journal import DEFAULT_MAX_BATCH, Journal, Op
 from aurea.ledger._writes import ChargeWrites, LeaseWrites, SpendWrites, Writes
 from aurea.stores import (
@@ -58,34 +58,6 @@ log = structlog.get_logger("aurea.ledger")
 
 # A refusal caused only by other calls' reservations may succeed once they settle: say so.
 _RETRY_AFTER_RESERVED_S = 1.0
-
-
-@dataclass(slots=True, eq=False)
-class Account:
-    """One job as the book knows it: the store's figures plus what this process holds."""
-
-    job_id: str
-    budget: int | None  # None: unlimited
-    spent: int
-    reserved: int = 0
-    active: int = 0
-
-    def room(self) -> int | None:
-        """What may still be reserved; None when unlimited (may be negative after a cut)."""
-        return None if self.budget is None else self.budget - self.spent - self.reserved
-
-
-@dataclass(slots=True, eq=False)
-class Lease:
-    """One attempt's reservation."""
-
-    lease_id: str
-    account: Account
-    amount: int
-    model: str
-    provider: str
-    renewed_at: float
-    open: bool = True
 
 
 class LedgerBook:
@@ -443,14 +415,3 @@ class LedgerBook:
             lambda: self.store.set_budget(job_id, budget_nanos, now=self._wall()),
         )
         return self._overlay(view)
-
-
-def _budget_error(acct: Account, message: str, retry_after_s: float | None) -> BudgetExceeded:
-    return BudgetExceeded(
-        message,
-        job_id=acct.job_id,
-        spent_nanos=acct.spent,
-        budget_nanos=acct.budget if acct.budget is not None else 0,
-        reserved_nanos=acct.reserved,
-        retry_after_s=retry_after_s,
-    )
