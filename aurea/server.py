@@ -4,7 +4,6 @@ server's lifecycle (start, drain on SIGTERM, stop). The only module that imports
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -16,9 +15,12 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from aurea import _compose, _ports
+from aurea._ports import DEFAULT_METRICS_PORT as DEFAULT_METRICS_PORT
+from aurea._services import _SERVICES, SERVICE_NAMES
 from aurea.actors.breaker import BreakerState
-from aurea.actors.provider import ProviderActor, ProviderBook, ProviderMsg
-from aurea.actors.router import Router, RouterMsg
+from aurea.actors.provider import ProviderBook, ProviderMsg
+from aurea.actors.router import RouterMsg
 from aurea.api.health import CappedHealthServicer
 from aurea.api.inference import InferenceServicer
 from aurea.api.infrastructure import InfrastructureServicer
@@ -29,106 +31,45 @@ from aurea.api.router import RouterServicer
 from aurea.api.tasks import TaskServicer
 from aurea.api.unimplemented import fill_unimplemented
 from aurea.cache import CachedInference, ResponseCache
-from aurea.config import DEFAULT_HTTP_PORT, ConfigError, ModelSpec, Settings, is_loopback
+from aurea.config import ConfigError, ModelSpec, Settings, is_loopback
 from aurea.edge import Edge
-from aurea.errors import AureaError
 from aurea.http import HttpDoor
-from aurea.inference import AllowDenyGuard, Inference
+from aurea.inference import Inference
 from aurea.inference.calls import CallRecord
 from aurea.infra import Infra
-from aurea.infra.pools import PoolResources, ResourceAutoscaler
-from aurea.infra.tasks import resource_execute_kind
-from aurea.ledger import CallMetricsBook, LedgerBook, LedgerGuard, default_job, open_ledger
-from aurea.limits import LimiterGuard, LimitsTable, ModelLimits
+from aurea.ledger import CallMetricsBook, LedgerBook, default_job, open_ledger
+from aurea.limits import LimitsTable, ModelLimits
 from aurea.providers._base import FinishReason, Provider
 from aurea.providers._tokens import preload
-from aurea.providers.registry import build_provider
-from aurea.routing import RecordInbox, RouterView, RoutingTable, StatsStore, open_stats_store
+from aurea.routing import RecordInbox, RouterView, StatsStore, open_stats_store
 from aurea.runtime import ActorRef, ActorSystem, RestartPolicy
 from aurea.security import TlsFiles
 from aurea.security._keyadmin import KeyAdmin
-from aurea.security._keyguard import KeyPolicyGuard
-from aurea.stores.memory import MemoryLimiterStore
 from aurea.tasks import PoolStats
 from aurea.tasks.setup import TaskSystem
 from aurea.telemetry import metrics
-from aurea.telemetry.cpu import CpuWindow, host_cpu_window, host_percent
+from aurea.telemetry.cpu import CpuWindow, host_cpu_window
 from aurea.telemetry.events import EventBus
 from aurea.telemetry.http import ReadyCheck, TelemetryHttp
-from aurea.telemetry.logging import log_call_events
 from aurea.telemetry.observer import CallTelemetry
-from aurea.telemetry.tracing import Tracing, TracingGuard, build_tracing
-from aurea.v1 import (
-    admin_pb2,
-    admin_pb2_grpc,
-    inference_pb2,
-    inference_pb2_grpc,
-    infrastructure_pb2,
-    infrastructure_pb2_grpc,
-    ledger_pb2,
-    ledger_pb2_grpc,
-    router_pb2,
-    router_pb2_grpc,
-    task_pb2,
-    task_pb2_grpc,
-)
+from aurea.telemetry.tracing import Tracing, build_tracing
 
 if TYPE_CHECKING:  # the redis extra is imported only when [redis] url is set
     from aurea.stores.redis.state import SharedState
 
 log = structlog.get_logger("aurea.server")
 _background: set[asyncio.Future[None]] = set()
-DEFAULT_METRICS_PORT = 9464  # [telemetry] http_port's default
 
 try:
     VERSION = metadata.version("aurea")
 except metadata.PackageNotFoundError:  # running from a source tree
     VERSION = "0.0.0+src"
 
-# (module with DESCRIPTOR, generated Servicer base, add_..._to_server)
-_SERVICES: tuple[tuple[Any, Any, Any, str], ...] = (
-    (
-        inference_pb2,
-        inference_pb2_grpc.InferenceServiceServicer,
-        inference_pb2_grpc.add_InferenceServiceServicer_to_server,
-        "InferenceService",
-    ),
-    (
-        router_pb2,
-        router_pb2_grpc.RouterServiceServicer,
-        router_pb2_grpc.add_RouterServiceServicer_to_server,
-        "RouterService",
-    ),
-    (
-        ledger_pb2,
-        ledger_pb2_grpc.LedgerServiceServicer,
-        ledger_pb2_grpc.add_LedgerServiceServicer_to_server,
-        "LedgerService",
-    ),
-    (
-        task_pb2,
-        task_pb2_grpc.TaskServiceServicer,
-        task_pb2_grpc.add_TaskServiceServicer_to_server,
-        "TaskService",
-    ),
-    (
-        infrastructure_pb2,
-        infrastructure_pb2_grpc.InfrastructureServiceServicer,
-        infrastructure_pb2_grpc.add_InfrastructureServiceServicer_to_server,
-        "InfrastructureService",
-    ),
-    (
-        admin_pb2,
-        admin_pb2_grpc.AdminServiceServicer,
-        admin_pb2_grpc.add_AdminServiceServicer_to_server,
-        "AdminService",
-    ),
-)
-SERVICE_NAMES = tuple(f"aurea.v1.{name}" for *_, name in _SERVICES)
-
 
 class AureaServer:
     """One Aurea server. ``async with AureaServer(settings) as s:`` serves on ``s.port``."""
+
+    router_view: RouterView  # set by start_core() (_compose.build_actors)
 
     def __init__(
         self,
@@ -248,123 +189,11 @@ class AureaServer:
         return self.tracker.draining
 
     def _build_actors(self) -> Inference:
-        s = self.settings
-        cap = s.runtime.mailbox_capacity
-        self.router_view = RouterView(RoutingTable(models=s.models, settings=s.routing))
-        stats = self.router_stats
-        assert stats is not None, "start_core() opens the router's store first"
-        self.router = self.system.spawn(
-            "router",
-            lambda: Router(
-                models=s.models,
-                settings=s.routing,
-                view=self.router_view,
-                store=stats.store,
-                inbox=self.router_inbox,
-                health=self._breaker_open,
-                clock=self.clock,
-                wall_clock=self.wall_clock,
-            ),
-            capacity=cap,
-        )
-        for name, spec in s.providers.items():
-            try:
-                provider = build_provider(spec)
-            except (ValueError, TypeError, AureaError) as exc:
-                # Adapters check their options when built: report them as config errors.
-                text = exc.message if isinstance(exc, AureaError) else str(exc)
-                raise ConfigError(f"providers.{name}", text) from exc
-            self.providers[name] = provider
-
-            book = self.provider_books[name] = ProviderBook()  # outlives actor restarts
-
-            def factory(
-                p: Provider = provider,
-                k: str = spec.kind,
-                n: int = spec.max_concurrency,
-                b: ProviderBook = book,
-            ) -> ProviderActor:
-                return ProviderActor(
-                    provider=p,
-                    kind=k,
-                    max_concurrency=n,
-                    book=b,
-                    breaker=s.breaker,
-                    on_breaker=self._breaker_moved,
-                    clock=self.clock,
-                    wall_clock=self.wall_clock,
-                )
-
-            self.provider_refs[name] = self.system.spawn(f"provider:{name}", factory, capacity=cap)
-        self.infra = Infra(s.infra, self.system, capacity=cap, publish=self._infra_event)
-        inference = Inference(
-            view=self.router_view,
-            providers=self.provider_refs,
-            retry=s.retry,
-            ask_timeout_s=s.runtime.ask_timeout_s,
-            guards=[
-                # first, so the attempt span sees later guards' refusals as its outcome
-                *([TracingGuard(self.tracing)] if self.tracing is not None else []),
-                AllowDenyGuard(allowed=s.routing.allowed_models, denied=s.routing.denied_models),
-                # the calling API key's models and own rpm/tpm, before the model's limits
-                KeyPolicyGuard(
-                    keys=self.edge.keys,
-                    store=MemoryLimiterStore() if self.shared is None else self.shared.limiter,
-                    groups=dict(s.routing.groups),
-                    wall_clock=self.wall_clock,
-                ),
-                LimiterGuard(
-                    table=self.limits,
-                    store=MemoryLimiterStore() if self.shared is None else self.shared.limiter,
-                    max_wait_s=s.limits.max_wait_s,
-                    hold_max_s=s.limits.upstream_hold_max_s,
-                    wall_clock=self.wall_clock,
-                    on_refused=self._rate_limited,
-                    on_waited=self._rate_waited,
-                ),
-                # after the limiter (a refused attempt reserves nothing), before the
-                # provider: no byte goes upstream unless the job can pay the worst case
-                *([LedgerGuard(self.ledger)] if self.ledger is not None else []),
-            ],
-            timeouts={name: spec.timeouts for name, spec in s.providers.items()},
-            default_call_timeout_s=s.server.default_call_timeout_s,
-            sinks=self._record_sinks(),
-        )
-        self._build_tasks(inference)
-        # Around the whole call: a hit skips routing's attempts and every guard. TTLs run on
-        # ``clock`` (tests step it); calls' deadlines and latencies on the edge's clock.
-        self.cache = ResponseCache.from_settings(
-            s.cache,
-            s.redis,
-            tenants={k.name: k.tenant_name for k in s.api_keys},  # one namespace per tenant
-            metrics_on=s.telemetry.metrics_enabled,
-            clock=self.clock,
-            redis_client=self.shared.client if self.shared is not None else None,
-        )
-        self.cached = CachedInference(inference, self.cache, sinks=self._record_sinks())
-        return inference
+        return _compose.build_actors(self)
 
     def _build_tasks(self, inference: Inference) -> None:
         """The task scheduler, with its kinds (built-in ones use ``inference``)."""
-        s = self.settings
-        registry = self.task_system.registry(inference=inference, providers=self.providers)
-        autoscaler: ResourceAutoscaler | None = None
-        if self.infra is not None:  # tasks that run a command in a provisioned resource
-            timeout = s.runtime.ask_timeout_s
-            pools = {
-                p.name: PoolResources(p, self.infra.ref, ask_timeout_s=timeout)
-                for p in s.tasks.resource_pools
-            }
-            registry.add(resource_execute_kind(self.infra.ref, ask_timeout_s=timeout, pools=pools))
-            autoscaler = ResourceAutoscaler(pools) if pools else None
-        self.task_system.spawn(
-            self.system,
-            registry=registry,
-            cpu_percent=lambda: host_percent(self.host_cpu),
-            ask_timeout_s=s.runtime.ask_timeout_s,
-            mailbox_capacity=s.runtime.mailbox_capacity,
-            autoscaler=autoscaler,
-        )
+        _compose.build_tasks(self, inference)
 
     async def _task_pools(self) -> tuple[PoolStats, ...]:
         tasks = self.task_system.tasks
@@ -384,47 +213,10 @@ class AureaServer:
             )
 
     def _record_sinks(self) -> list[Callable[[CallRecord], None]]:
-        """Who reads each call's record: the router's stats, metrics, the call's span."""
-        sinks: list[Callable[[CallRecord], None]] = [self.router_inbox, self.call_metrics]
-        sinks.append(log_call_events)  # fallback and budget lines
-        if self.settings.telemetry.metrics_enabled:
-            sinks.append(metrics.record_call)
-        if self.tracing is not None:
-            sinks.append(self.tracing.record_call)
-        sinks.append(self._budget_event)
-        return sinks
+        return _compose.record_sinks(self)
 
     async def _start_telemetry_http(self) -> None:
-        """The side port. As with the HTTP door: if the default port is taken the side port is
-        skipped with an error line (the service runs on); any other port must be free."""
-        t = self.settings.telemetry
-        side = TelemetryHttp(
-            host=t.http_host,
-            port=t.http_port,
-            ready=lambda: self._server is not None and not self.draining,
-            checks=self.ready_checks,
-            metrics=t.metrics_enabled,
-            reuse_port=self.settings.server.reuse_port,
-            ssl_context=self.tls.ssl_context() if self.tls is not None else None,
-        )
-        try:
-            self.metrics_port = await side.start()
-        except OSError as exc:
-            if t.http_port != DEFAULT_METRICS_PORT:  # a port chosen on purpose must be had
-                raise ConfigError(
-                    "telemetry.http_port",
-                    f"cannot listen on {t.http_host}:{t.http_port} (in use, or not an address "
-                    "here)",
-                ) from exc
-            log.error(
-                "telemetry_http_unavailable",
-                host=t.http_host,
-                port=t.http_port,
-                error=f"{type(exc).__name__}: {exc.strerror or exc}",
-                hint="the default port is taken; set [telemetry] http_port (0 picks a free one)",
-            )
-            return
-        self.telemetry_http = side
+        await _ports.start_telemetry_http(self)
 
     def _breaker_open(self, model: ModelSpec) -> bool:
         """Whether ``model``'s breaker refuses every attempt now (open, no probe due yet): read
@@ -576,25 +368,7 @@ class AureaServer:
         return True
 
     async def _open_shared(self) -> None:
-        """``[redis] url``: the limiter, ledger, router stats and task queue live in Redis, so
-        every replica on it keeps one state (the in-process stores stay the default)."""
-        from aurea.ledger import open_shared_ledger
-        from aurea.stores.redis.state import SharedState  # the redis extra: only when set
-
-        s = self.settings
-        shared = self.shared = await SharedState.open(
-            s.redis, aging_s_per_priority=s.tasks.aging_s_per_priority
-        )
-        self.router_stats = StatsStore(shared.router_stats)
-        self.ledger = await open_shared_ledger(
-            s.ledger,
-            shared.ledger,
-            settle_wait_s=s.runtime.ask_timeout_s,
-            wall=self.wall_clock,
-            clock=self.clock,
-        )
-        self.ready_checks["ledger"] = self._ledger_ready
-        self.task_system.store = shared.tasks
+        await _compose.open_shared(self)
 
     async def start_core(self) -> Inference:
         """Build and start the actors and the inference core, without any transport (what
@@ -628,26 +402,7 @@ class AureaServer:
             await self.ledger.set_budget(default_job(name), budget_nanos)
 
     async def _start_http(self, inference: CachedInference) -> None:
-        """The OpenAI-compatible door on the same edge, core and actors. The default port
-        being taken only skips the door (an error log line); a port the operator chose must
-        be free, like the gRPC port."""
-        s = self.settings.http
-        if not s.enabled:
-            return
-        host = s.host
-        door = HttpDoor(settings=s, edge=self.edge, inference=inference, view=self.router_view)
-        try:
-            ssl_context = self.tls.ssl_context() if self.tls is not None else None
-            self.http_port = await door.start(host, s.port, ssl_context=ssl_context)
-        except OSError as exc:
-            if s.port != DEFAULT_HTTP_PORT:
-                await self.stop(grace_s=0)
-                raise ConfigError(
-                    "http.port", f"cannot listen on {host}:{s.port} ({exc.strerror or exc})"
-                ) from exc
-            log.error("http_door_unavailable", host=host, port=s.port, error=str(exc))
-            return
-        self.http = door
+        await _ports.start_http(self, inference)
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain: refuse new calls (health NOT_SERVING), let in-flight calls finish within the
@@ -691,13 +446,7 @@ class AureaServer:
         self._stopped.set()
 
     async def _stop_telemetry(self) -> None:
-        if self.telemetry_http is not None:
-            await self.telemetry_http.stop()
-        metrics.unwatch_actors(self.system)
-        metrics.unwatch_breakers(self._breaker_states)
-        if self.tracing is not None:  # flush queued spans; a dead collector must not hold exit
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.to_thread(self.tracing.shutdown), 5.0)
+        await _ports.stop_telemetry(self)
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
