@@ -21,21 +21,30 @@ from redis.commands.core import AsyncScript
 from store_helpers import T0
 
 import aurea.stores.redis as redis_stores
-from aurea.stores import ChargeOp, Quota, Spend
+from aurea.stores import (
+    ChargeOp,
+    ExpireOp,
+    NewTask,
+    Quota,
+    ReleaseOp,
+    ReserveOp,
+    Spend,
+    TaskState,
+)
 from aurea.stores.redis import (
     RedisClient,
     RedisLedgerStore,
     RedisLimiterStore,
     RedisRouterStatsStore,
+    RedisTaskQueueStore,
     open_redis,
 )
 from aurea.stores.router_stats import Outcome
 from aurea.testing.redis import RedisServer
 
-# Scripts that still build their keys inside Lua (the rest of issue 11): the ledger's batch of
-# operations finds a lease's job and the cross-job indexes from data it reads, and the task
-# queue derives per-task and per-pool keys from what it reads. Strict: fixing one fails here.
-_STILL_BUILT_IN_LUA = {"_ledger_lua.APPLY", "_tasks_lua.TASKS"}
+# Scripts that still build their keys inside Lua, each a strict xfail (fixing one fails here):
+# none left.
+_STILL_BUILT_IN_LUA: set[str] = set()
 
 
 def _crc16(data: bytes) -> int:
@@ -201,14 +210,64 @@ async def test_router_stats_calls_stay_in_one_slot(
     _one_slot_each(script_keys)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11, not yet: the ledger script builds its keys")
+async def test_task_calls_stay_in_one_slot(
+    client: RedisClient, script_keys: list[list[str]]
+) -> None:
+    store = RedisTaskQueueStore(client)
+    for task_id, pool in (("a", "p1"), ("b", "p1"), ("c", "p2"), ("d", "p2")):
+        await store.enqueue(NewTask(task_id=task_id, kind="k", pool=pool), now=T0)
+    a, b = await store.claim("p1", "w", 10.0, now=T0, limit=2)
+    assert await store.heartbeat(a.task_id, a.attempts, 10.0, now=T0 + 1)
+    assert await store.ack(a.task_id, a.attempts, "ok", now=T0 + 2) is not None
+    assert await store.nack(b.task_id, b.attempts, "no", retry_at=None, now=T0 + 2) is not None
+    (c,) = await store.claim("p2", "w", 10.0, now=T0)
+    assert await store.cancel(c.task_id, now=T0 + 3) is not None
+    assert await store.cancel("d", now=T0 + 3) is not None
+    # A claim in p1 after c's lease expired also reaps p2, with p2's keys.
+    assert await store.claim("p1", "w", 10.0, now=T0 + 20) == ()
+    assert (await store.get("c")).state is TaskState.CANCELLED  # type: ignore[union-attr]
+    assert await store.purge(finished_before=T0 + 30) == 4
+    pools = {k.rsplit(":", 1)[1] for keys in script_keys for k in keys if ":run:" in k}
+    assert pools == {"p1", "p2"}
+    _one_slot_each(script_keys)
+
+
 async def test_ledger_calls_stay_in_one_slot(
     client: RedisClient, script_keys: list[list[str]]
 ) -> None:
     store = RedisLedgerStore(client)
     await store.reserve("j", "l1", 10, 30.0, now=T0, default_budget_nanos=None)
-    await store.settle("l1", Spend(cost_nanos=5), now=T0 + 1)
+    await store.reserve("k", "l2", 10, 30.0, now=T0, default_budget_nanos=None)
+    await store.settle("l1", Spend(cost_nanos=5), now=T0 + 1)  # by lease id alone
+    await store.extend("l2", 5, 30.0, now=T0 + 1, job_id="k")
+    # One call for several jobs, a sweep included: still one slot per script.
+    results = await store.apply(
+        (
+            ReserveOp(
+                job_id="j",
+                lease_id="l3",
+                amount_nanos=7,
+                ttl_s=1.0,
+                now=T0 + 2,
+                default_budget_nanos=None,
+            ),
+            ChargeOp(job_id="k", spend=Spend(cost_nanos=3), now=T0 + 2, default_budget_nanos=None),
+            ReleaseOp(lease_id="l2", now=T0 + 2),
+            ExpireOp(now=T0 + 100),
+        )
+    )
+    assert results[-1] == 1  # l3 expired
+    await store.consume(
+        [("", ChargeOp(job_id="m", spend=Spend(cost_nanos=1), now=T0, default_budget_nanos=None))]
+    )
     _one_slot_each(script_keys)
+    assert {slot(k) for keys in script_keys for k in keys} >= {
+        slot(client.key("led", "{job:j}")),
+        slot(client.key("led", "{job:k}")),
+        slot(client.key("led", "{job:m}")),
+    }
+    view = await store.get_job("j")
+    assert view is not None and (view.spent_nanos, view.reserved_nanos) == (5, 0)
 
 
 async def test_hourly_summary_is_kept_per_job(client: RedisClient) -> None:
