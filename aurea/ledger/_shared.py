@@ -317,7 +317,7 @@ class SharedLedgerBook(LedgerBook):
             ops: list[LedgerOp] = []
             now = self._wall()
             if block.lease_id:
-                ops.append(ReleaseOp(lease_id=block.lease_id, now=now))
+                ops.append(ReleaseOp(lease_id=block.lease_id, now=now, job_id=job_id))
             for size in _ladder(have, wanted, ahead, one):
                 ops.append(
                     ReserveOp(
@@ -359,7 +359,10 @@ class SharedLedgerBook(LedgerBook):
         acct.budget = acct.spent  # nothing more is reserved from it, from now on
         block.valid_until = 0.0
         self.journal.append(
-            Op("release_block", item=ReleaseOp(lease_id=lease_id, now=self._wall()))
+            Op(
+                "release_block",
+                item=ReleaseOp(lease_id=lease_id, now=self._wall(), job_id=acct.job_id),
+            )
         )
 
     # -- reads and budgets ---------------------------------------------------------------------

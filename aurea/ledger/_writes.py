@@ -150,23 +150,31 @@ class LeaseWrites:
         self._journal.append(Op("reserve", item=op, then=check))
 
     def extended(self, lease: Lease, add: int) -> None:
-        self._journal.append(Op("extend", item=self._extend(lease.lease_id, add)))
+        self._journal.append(Op("extend", item=self._extend(lease, add)))
 
     def renewed(self, lease: Lease) -> None:
-        self._journal.append(Op("renew", item=self._extend(lease.lease_id, 0)))
+        self._journal.append(Op("renew", item=self._extend(lease, 0)))
 
-    def _extend(self, lease_id: str, add: int) -> ExtendOp:
-        return ExtendOp(lease_id=lease_id, add_nanos=add, ttl_s=self._ttl_s, now=self._wall())
+    def _extend(self, lease: Lease, add: int) -> ExtendOp:
+        return ExtendOp(
+            lease_id=lease.lease_id,
+            add_nanos=add,
+            ttl_s=self._ttl_s,
+            now=self._wall(),
+            job_id=lease.account.job_id,
+        )
 
     def released(self, lease: Lease) -> None:
-        op = ReleaseOp(lease_id=lease.lease_id, now=self._wall())
+        op = ReleaseOp(lease_id=lease.lease_id, now=self._wall(), job_id=lease.account.job_id)
         self._journal.append(Op("release", item=op))
 
     def settled(
         self, lease: Lease, cost: int, input_tokens: int, output_tokens: int
     ) -> asyncio.Future[Any] | None:
         spend = Spend(cost_nanos=cost, input_tokens=input_tokens, output_tokens=output_tokens)
-        op = SettleOp(lease_id=lease.lease_id, spend=spend, now=self._wall())
+        op = SettleOp(
+            lease_id=lease.lease_id, spend=spend, now=self._wall(), job_id=lease.account.job_id
+        )
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._journal.append(Op("settle", item=op, future=fut))
         return fut

@@ -212,6 +212,10 @@ class ExtendOp:
     add_nanos: int
     ttl_s: float
     now: float
+    job_id: str = ""
+    """The lease's job, when the caller knows it. A store that keeps each job's leases with the
+    job (Redis: one shard per job) then finds the lease in one step, and a lease of another job
+    is unknown there; a store that finds leases by id alone ignores it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -221,6 +225,10 @@ class SettleOp:
     lease_id: str
     spend: Spend
     now: float
+    job_id: str = ""
+    """The lease's job, when the caller knows it. A store that keeps each job's leases with the
+    job (Redis: one shard per job) then finds the lease in one step, and a lease of another job
+    is unknown there; a store that finds leases by id alone ignores it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,6 +237,10 @@ class ReleaseOp:
 
     lease_id: str
     now: float
+    job_id: str = ""
+    """The lease's job, when the caller knows it. A store that keeps each job's leases with the
+    job (Redis: one shard per job) then finds the lease in one step, and a lease of another job
+    is unknown there; a store that finds leases by id alone ignores it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

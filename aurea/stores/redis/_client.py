@@ -6,8 +6,10 @@ Cluster hash tag, so each atomic step lands on one shard:
 
 * limiter: ``P:lim:{model}:rpm`` / ``P:lim:{model}:tpm`` (the limiter's keys carry the model tag)
 * ledger, per job: ``P:led:{job:ID}`` (figures), ``:m`` (spend by model), ``:sum`` (the job's
-  hourly summary buckets), ``:l:LEASE`` (leases), ``:exp`` (lease expiries); across jobs
-  ``P:led:{ledger}:*`` (job index, lease index, expiry index, closed leases)
+  hourly summary buckets), ``:l`` and ``:la`` (leases, their amounts), ``:exp`` (active lease
+  expiries), ``:closed`` (closed leases); across jobs ``P:led:{ledger}:*`` (job index, the
+  sweep's expiry index and reserve counters, written by plain commands and two small scripts of
+  their own) and ``P:led:{lease:ID}`` (a lease's job, for callers that name a lease alone)
 * router stats: ``P:rs:{model:NAME}`` per model; ``P:rs:{routing}:models`` and ``:weights``
 * tasks: everything under ``P:tq:{tasks}:*`` (one shard: a queue is not a per-call hot path)
 

@@ -1,207 +1,207 @@
-"""The Redis ledger's one Lua script: a sequence of ledger operations (``LedgerStore.apply``)
-applied in order, atomically, on the server. Every method of ``RedisLedgerStore`` is this script
-with one operation, so there is one implementation of the lease rules to get right.
+"""The Redis ledger's Lua scripts. ``JOB`` applies a sequence of one job's ledger operations in
+order, atomically; every key it touches arrives in KEYS and carries the job's hash tag
+(``{job:ID}``), so on Redis Cluster each call lands on the job's shard. ``CLAIM`` and ``SETTLE``
+keep the cross-job expiry index (``{ledger}`` tag), which only says which jobs a sweep should
+visit. See ``ledger`` for the layout and the sweep.
 
 Money moves with ``HINCRBY`` (exact 64-bit integers); only the budget test compares doubles,
 exact below 2**53 nano-dollars (about 9 million USD of one job's figures).
 
-ARGV: prefix, closed-lease retention (s), then the operations, each an opcode and its fields:
-``R job lease amount ttl now default model provider`` (reserve), ``X lease add ttl now``
-(extend), ``S lease cost input output calls now`` (settle), ``L lease now`` (release),
-``C job cost input output calls now default model provider`` (charge), ``E now`` (expire),
-``A now`` (expire all), ``B job budget now`` (set a budget), ``K job lease cost input output
-calls now default model provider`` (consume: a charge that also shrinks the lease by what it
-spent). A budget is '' when unlimited.
+``JOB`` KEYS: the job's figures (hash), its active leases by expiry (zset), its leases (hash:
+lease -> ``state SEP expires_at SEP spent SEP closed_at SEP model SEP provider``), their
+amounts (hash: lease -> nanos), its closed leases by closing time (zset), its totals by model
+(hash), its hourly summary (hash). ARGV: job, closed-lease retention (s), then the operations,
+each an opcode and its fields: ``R lease amount ttl now default model provider`` (reserve),
+``X lease add ttl now`` (extend), ``S lease cost input output calls now`` (settle), ``L lease
+now`` (release), ``C cost input output calls now default model provider`` (charge), ``K lease
+cost input output calls now default model provider`` (consume: a charge that also shrinks the
+lease by what it spent), ``B budget now`` (set a budget), ``E now`` (expire due leases, forget
+old closed ones), ``A now`` (expire every active lease). A budget is '' when unlimited.
 Returns one list per operation: ``{'r', status, job, budget, spent, reserved, lease}``,
-``{'e', end}``, ``{'n', count}`` or ``{'0'}``.
+``{'e', end}``, ``{'n', count, next}`` (``next``: when the job next needs a sweep, '' never)
+or ``{'0'}``.
 """
 
 from __future__ import annotations
 
-__all__ = ["APPLY"]
+__all__ = ["CLAIM", "JOB", "SETTLE"]
 
-APPLY = r"""
-local P = ARGV[1]
+JOB = r"""
+-- KEYS: 1 figures, 2 active leases by expiry, 3 leases, 4 lease amounts, 5 closed leases,
+-- 6 totals by model, 7 hourly summary (see the module docstring).
+local JOB = ARGV[1]
 local RETENTION = tonumber(ARGV[2])
 local SEP = '\31'
-local function jkey(job) return P .. ':led:{job:' .. job .. '}' end
-local function lkey(job, lease) return jkey(job) .. ':l:' .. lease end
-local LEASES = P .. ':led:{ledger}:leases'
-local JOBS = P .. ':led:{ledger}:jobs'
-local EXP = P .. ':led:{ledger}:exp'
-local CLOSED = P .. ':led:{ledger}:closed'
 local function f17(x) return string.format('%.17g', x) end
 -- Exact negation of an integer's text (HINCRBY refuses "-0").
 local function neg(x) if x == '0' then return '0' end return '-' .. x end
 
-local function answer(status, job, lease_nanos)
-  local v = redis.call('HMGET', jkey(job), 'budget', 'spent', 'reserved')
-  if job == '' or v[2] == false then
-    return {'r', status, job, '0', '0', '0', tostring(lease_nanos or 0)}
-  end
-  return {'r', status, job, v[1], v[2], v[3], tostring(lease_nanos or 0)}
+local function load(lease)
+  local raw = redis.call('HGET', KEYS[3], lease)
+  if not raw then return nil end
+  local t = {}
+  for part in string.gmatch(raw .. SEP, '(.-)' .. SEP) do t[#t + 1] = part end
+  return {state = t[1], expires_at = t[2], spent = t[3], closed_at = t[4], model = t[5],
+    provider = t[6]}
 end
 
-local function ensure_job(job, default, now)
-  local k = jkey(job)
-  if redis.call('EXISTS', k) == 0 then
-    redis.call('HSET', k, 'budget', default, 'spent', 0, 'reserved', 0, 'active', 0,
+local function store(lease, r)
+  redis.call('HSET', KEYS[3], lease, table.concat({r.state, r.expires_at, r.spent, r.closed_at,
+    r.model, r.provider}, SEP))
+end
+
+local function answer(status, lease_nanos)
+  local v = redis.call('HMGET', KEYS[1], 'budget', 'spent', 'reserved')
+  if v[2] == false then return {'r', status, JOB, '0', '0', '0', tostring(lease_nanos or 0)} end
+  return {'r', status, JOB, v[1], v[2], v[3], tostring(lease_nanos or 0)}
+end
+
+local function unknown_lease()
+  return {'r', 'lease_closed', '', '0', '0', '0', '0'}
+end
+
+local function ensure_job(default, now)
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('HSET', KEYS[1], 'budget', default, 'spent', 0, 'reserved', 0, 'active', 0,
       'created_at', now, 'updated_at', now)
-    redis.call('ZADD', JOBS, 0, job)
   end
-  return k
 end
 
-local function fits(k, amount)
-  local v = redis.call('HMGET', k, 'budget', 'spent', 'reserved')
+local function fits(amount)
+  local v = redis.call('HMGET', KEYS[1], 'budget', 'spent', 'reserved')
   if v[1] == '' then return true end
   return tonumber(v[1]) - tonumber(v[2]) - tonumber(v[3]) >= tonumber(amount)
 end
 
-local function earliest(job)
-  local first = redis.call('ZRANGE', jkey(job) .. ':exp', 0, 0, 'WITHSCORES')
-  if first[1] then
-    redis.call('ZADD', EXP, first[2], job)
-  else
-    redis.call('ZREM', EXP, job)
-  end
-end
-
-local function add_totals(job, model, provider, cost, input, output, calls, now)
-  local m = jkey(job) .. ':m'
+local function add_totals(model, provider, cost, input, output, calls, now)
   local pre = model .. SEP .. provider .. SEP
-  redis.call('HINCRBY', m, pre .. 'calls', calls)
-  redis.call('HINCRBY', m, pre .. 'input', input)
-  redis.call('HINCRBY', m, pre .. 'output', output)
-  redis.call('HINCRBY', m, pre .. 'cost', cost)
+  redis.call('HINCRBY', KEYS[6], pre .. 'calls', calls)
+  redis.call('HINCRBY', KEYS[6], pre .. 'input', input)
+  redis.call('HINCRBY', KEYS[6], pre .. 'output', output)
+  redis.call('HINCRBY', KEYS[6], pre .. 'cost', cost)
   -- The hourly summary lives with the job (its own slot), not in one cross-job hot key.
-  local s = jkey(job) .. ':sum'
   local bucket = tostring(math.floor(tonumber(now) / 3600) * 3600)
   local b = bucket .. SEP .. model .. SEP .. provider .. SEP
-  redis.call('HINCRBY', s, b .. 'calls', calls)
-  redis.call('HINCRBY', s, b .. 'input', input)
-  redis.call('HINCRBY', s, b .. 'output', output)
-  redis.call('HINCRBY', s, b .. 'cost', cost)
+  redis.call('HINCRBY', KEYS[7], b .. 'calls', calls)
+  redis.call('HINCRBY', KEYS[7], b .. 'input', input)
+  redis.call('HINCRBY', KEYS[7], b .. 'output', output)
+  redis.call('HINCRBY', KEYS[7], b .. 'cost', cost)
 end
 
-local function reserve(job, lease, amount, ttl, now, default, model, provider)
-  local owner = redis.call('HGET', LEASES, lease)
-  if owner then
-    local st = redis.call('HMGET', lkey(owner, lease), 'state', 'amount')
-    if st[1] == 'active' then return answer('granted', owner, st[2]) end
-    return answer('lease_closed', owner)
+local function reserve(lease, amount, ttl, now, default, model, provider)
+  local r = load(lease)
+  if r then
+    if r.state == 'active' then return answer('granted', redis.call('HGET', KEYS[4], lease)) end
+    return answer('lease_closed')
   end
-  local k = ensure_job(job, default, now)
-  if not fits(k, amount) then return answer('over_budget', job) end
-  redis.call('HINCRBY', k, 'reserved', amount)
-  redis.call('HINCRBY', k, 'active', 1)
-  redis.call('HSET', k, 'updated_at', now)
+  ensure_job(default, now)
+  if not fits(amount) then return answer('over_budget') end
+  redis.call('HINCRBY', KEYS[1], 'reserved', amount)
+  redis.call('HINCRBY', KEYS[1], 'active', 1)
+  redis.call('HSET', KEYS[1], 'updated_at', now)
   local expires = f17(tonumber(now) + tonumber(ttl))
-  redis.call('HSET', lkey(job, lease), 'model', model, 'provider', provider, 'amount', amount,
-    'expires_at', expires, 'state', 'active', 'spent', 0, 'closed_at', 0)
-  redis.call('HSET', LEASES, lease, job)
-  redis.call('ZADD', jkey(job) .. ':exp', expires, lease)
-  redis.call('ZADD', EXP, 'LT', expires, job)
-  return answer('granted', job, amount)
+  store(lease, {state = 'active', expires_at = expires, spent = '0', closed_at = '0',
+    model = model, provider = provider})
+  redis.call('HSET', KEYS[4], lease, amount)
+  redis.call('ZADD', KEYS[2], expires, lease)
+  return answer('granted', amount)
 end
 
 local function extend(lease, add, ttl, now)
-  local job = redis.call('HGET', LEASES, lease)
-  if not job then return answer('lease_closed', '') end
-  local lk = lkey(job, lease)
-  local st = redis.call('HMGET', lk, 'state', 'amount')
-  if st[1] ~= 'active' then return answer('lease_closed', job) end
-  local k = jkey(job)
-  if tonumber(add) > 0 and not fits(k, add) then return answer('over_budget', job, st[2]) end
-  redis.call('HINCRBY', k, 'reserved', add)
-  redis.call('HSET', k, 'updated_at', now)
-  local amount = redis.call('HINCRBY', lk, 'amount', add)
-  local expires = f17(tonumber(now) + tonumber(ttl))
-  redis.call('HSET', lk, 'expires_at', expires)
-  redis.call('ZADD', jkey(job) .. ':exp', expires, lease)
-  earliest(job)
-  return answer('granted', job, redis.call('HGET', lk, 'amount'))
+  local r = load(lease)
+  if not r then return unknown_lease() end
+  if r.state ~= 'active' then return answer('lease_closed') end
+  if tonumber(add) > 0 and not fits(add) then
+    return answer('over_budget', redis.call('HGET', KEYS[4], lease))
+  end
+  redis.call('HINCRBY', KEYS[1], 'reserved', add)
+  redis.call('HSET', KEYS[1], 'updated_at', now)
+  local amount = redis.call('HINCRBY', KEYS[4], lease, add)
+  r.expires_at = f17(tonumber(now) + tonumber(ttl))
+  store(lease, r)
+  redis.call('ZADD', KEYS[2], r.expires_at, lease)
+  return answer('granted', amount)
 end
 
 local function close(lease, state, cost, now)
-  local job = redis.call('HGET', LEASES, lease)
-  if not job then return 'unknown', nil end
-  local lk = lkey(job, lease)
-  local st = redis.call('HMGET', lk, 'state', 'amount')
-  if st[1] == 'settled' or st[1] == 'released' then return 'already', nil end
-  local k = jkey(job)
+  local r = load(lease)
+  if not r then return 'unknown', nil end
+  if r.state == 'settled' or r.state == 'released' then return 'already', nil end
   local ended = 'late'
-  if st[1] == 'active' then
+  if r.state == 'active' then
     ended = 'closed'
-    redis.call('HINCRBY', k, 'reserved', neg(st[2]))
-    redis.call('HINCRBY', k, 'active', -1)
-    redis.call('ZREM', jkey(job) .. ':exp', lease)
-    earliest(job)
+    redis.call('HINCRBY', KEYS[1], 'reserved', neg(redis.call('HGET', KEYS[4], lease)))
+    redis.call('HINCRBY', KEYS[1], 'active', -1)
+    redis.call('ZREM', KEYS[2], lease)
   end
-  redis.call('HSET', k, 'updated_at', now)
-  redis.call('HSET', lk, 'state', state, 'spent', cost, 'closed_at', now)
-  redis.call('ZADD', CLOSED, now, job .. SEP .. lease)
-  return ended, job
+  redis.call('HSET', KEYS[1], 'updated_at', now)
+  r.state, r.spent, r.closed_at = state, cost, now
+  store(lease, r)
+  redis.call('ZADD', KEYS[5], now, lease)
+  return ended, r
 end
 
 local function settle(lease, cost, input, output, calls, now)
-  local ended, job = close(lease, 'settled', cost, now)
-  if job then
-    redis.call('HINCRBY', jkey(job), 'spent', cost)
-    local lp = redis.call('HMGET', lkey(job, lease), 'model', 'provider')
-    add_totals(job, lp[1], lp[2], cost, input, output, calls, now)
+  local ended, r = close(lease, 'settled', cost, now)
+  if r then
+    redis.call('HINCRBY', KEYS[1], 'spent', cost)
+    add_totals(r.model, r.provider, cost, input, output, calls, now)
   end
   return ended
 end
 
-local function charge(job, cost, input, output, calls, now, default, model, provider)
-  local k = ensure_job(job, default, now)
-  redis.call('HSET', k, 'updated_at', now)
+local function charge(cost, input, output, calls, now, default, model, provider)
+  ensure_job(default, now)
+  redis.call('HSET', KEYS[1], 'updated_at', now)
   if cost ~= '0' or input ~= '0' or output ~= '0' or calls ~= '0' then
-    redis.call('HINCRBY', k, 'spent', cost)
-    add_totals(job, model, provider, cost, input, output, calls, now)
+    redis.call('HINCRBY', KEYS[1], 'spent', cost)
+    add_totals(model, provider, cost, input, output, calls, now)
   end
 end
 
 local function expire_due(due, closed_at)
   local n = 0
-  local jobs = redis.call('ZRANGEBYSCORE', EXP, '-inf', due)
-  for _, job in ipairs(jobs) do
-    local ek = jkey(job) .. ':exp'
-    local k = jkey(job)
-    local leases = redis.call('ZRANGEBYSCORE', ek, '-inf', due, 'WITHSCORES')
-    for i = 1, #leases, 2 do
-      local lease, expires = leases[i], leases[i + 1]
-      local lk = lkey(job, lease)
-      local amount = redis.call('HGET', lk, 'amount')
-      redis.call('HINCRBY', k, 'reserved', neg(amount))
-      redis.call('HINCRBY', k, 'active', -1)
-      local at = closed_at or expires
-      redis.call('HSET', lk, 'state', 'expired', 'closed_at', at)
-      redis.call('ZADD', CLOSED, at, job .. SEP .. lease)
-      redis.call('ZREM', ek, lease)
-      n = n + 1
-    end
-    earliest(job)
+  local leases = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', due, 'WITHSCORES')
+  for i = 1, #leases, 2 do
+    local lease, expires = leases[i], leases[i + 1]
+    redis.call('HINCRBY', KEYS[1], 'reserved', neg(redis.call('HGET', KEYS[4], lease)))
+    redis.call('HINCRBY', KEYS[1], 'active', -1)
+    local r = load(lease)
+    r.state, r.closed_at = 'expired', closed_at or expires
+    store(lease, r)
+    redis.call('ZADD', KEYS[5], r.closed_at, lease)
+    redis.call('ZREM', KEYS[2], lease)
+    n = n + 1
   end
   return n
+end
+
+-- When the job next needs a sweep: its earliest active expiry, or when its oldest closed lease
+-- is to be forgotten; '' when neither.
+local function next_due()
+  local best = nil
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if first[2] then best = tonumber(first[2]) end
+  local old = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+  if old[2] then
+    local at = tonumber(old[2]) + RETENTION
+    if best == nil or at < best then best = at end
+  end
+  if best == nil then return '' end
+  return f17(best)
 end
 
 local function expire(now)
   local n = expire_due(now, nil)
   local cutoff = tonumber(now) - RETENTION
-  local old = redis.call('ZRANGEBYSCORE', CLOSED, '-inf', cutoff)
-  for _, member in ipairs(old) do
-    local cut = string.find(member, SEP, 1, true)
-    local job, lease = string.sub(member, 1, cut - 1), string.sub(member, cut + 1)
-    local lk = lkey(job, lease)
-    local st = redis.call('HMGET', lk, 'state', 'closed_at')
+  for _, lease in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', cutoff)) do
+    local r = load(lease)
     -- A lease settled after it expired is listed at its last closing only.
-    if st[1] and st[1] ~= 'active' and tonumber(st[2]) <= cutoff then
-      redis.call('DEL', lk)
-      redis.call('HDEL', LEASES, lease)
+    if r and r.state ~= 'active' and tonumber(r.closed_at) <= cutoff then
+      redis.call('HDEL', KEYS[3], lease)
+      redis.call('HDEL', KEYS[4], lease)
     end
-    redis.call('ZREM', CLOSED, member)
+    redis.call('ZREM', KEYS[5], lease)
   end
   return n
 end
@@ -212,8 +212,8 @@ while i <= #ARGV do
   local op = ARGV[i]
   if op == 'R' then
     out[#out + 1] = reserve(ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6],
-      ARGV[i+7], ARGV[i+8])
-    i = i + 9
+      ARGV[i+7])
+    i = i + 8
   elseif op == 'X' then
     out[#out + 1] = extend(ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4])
     i = i + 5
@@ -227,42 +227,74 @@ while i <= #ARGV do
     i = i + 3
   elseif op == 'C' then
     charge(ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7],
-      ARGV[i+8], ARGV[i+9])
+      ARGV[i+8])
     out[#out + 1] = {'0'}
-    i = i + 10
+    i = i + 9
   elseif op == 'K' then
-    -- consume: job lease cost input output calls now default model provider. The job spends
-    -- cost (as a charge), and the lease (a replica's block of the job), if still active, holds
-    -- that much less: the spend comes out of what it reserved, never counted twice.
-    local job, lease, cost = ARGV[i+1], ARGV[i+2], ARGV[i+3]
-    charge(job, cost, ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7], ARGV[i+8], ARGV[i+9],
-      ARGV[i+10])
-    if lease ~= '' and redis.call('HGET', LEASES, lease) == job then
-      local lk = lkey(job, lease)
-      local st = redis.call('HMGET', lk, 'state', 'amount')
-      if st[1] == 'active' then
-        local take = cost
-        if tonumber(cost) >= tonumber(st[2]) then take = st[2] end
-        redis.call('HINCRBY', lk, 'amount', neg(take))
-        redis.call('HINCRBY', jkey(job), 'reserved', neg(take))
-      end
+    -- consume: the job spends cost (as a charge), and the lease (a replica's block of the
+    -- job), if still active, holds that much less: the spend comes out of what it reserved,
+    -- never counted twice.
+    local lease, cost = ARGV[i+1], ARGV[i+2]
+    charge(cost, ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7], ARGV[i+8], ARGV[i+9])
+    local r = nil
+    if lease ~= '' then r = load(lease) end
+    if r and r.state == 'active' then
+      local held = redis.call('HGET', KEYS[4], lease)
+      local take = cost
+      if tonumber(cost) >= tonumber(held) then take = held end
+      redis.call('HINCRBY', KEYS[4], lease, neg(take))
+      redis.call('HINCRBY', KEYS[1], 'reserved', neg(take))
     end
     out[#out + 1] = {'0'}
-    i = i + 11
+    i = i + 10
   elseif op == 'B' then
-    local k = ensure_job(ARGV[i+1], ARGV[i+2], ARGV[i+3])
-    redis.call('HSET', k, 'budget', ARGV[i+2], 'updated_at', ARGV[i+3])
+    ensure_job(ARGV[i+1], ARGV[i+2])
+    redis.call('HSET', KEYS[1], 'budget', ARGV[i+1], 'updated_at', ARGV[i+2])
     out[#out + 1] = {'0'}
-    i = i + 4
+    i = i + 3
   elseif op == 'E' then
-    out[#out + 1] = {'n', expire(ARGV[i+1])}
+    local n = expire(ARGV[i+1])
+    out[#out + 1] = {'n', n, next_due()}
     i = i + 2
   elseif op == 'A' then
-    out[#out + 1] = {'n', expire_due('+inf', ARGV[i+1])}
+    local n = expire_due('+inf', ARGV[i+1])
+    out[#out + 1] = {'n', n, next_due()}
     i = i + 2
   else
     return redis.error_reply('ERR_ARG unknown ledger operation ' .. tostring(op))
   end
 end
 return out
+"""
+
+CLAIM = r"""
+-- KEYS: the expiry index (zset: job -> when it next needs a sweep), the reserve counters (hash:
+-- job -> reserves so far). ARGV: now, limit. Returns job, counter pairs of the due jobs.
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local out = {}
+for _, job in ipairs(due) do
+  out[#out + 1] = job
+  out[#out + 1] = redis.call('HGET', KEYS[2], job) or ''
+end
+return out
+"""
+
+SETTLE = r"""
+-- KEYS: as CLAIM. ARGV: per job four fields: job, 'c' (claimed) or 'o' (only lower), the
+-- counter seen at the claim, and when the job next needs a sweep ('' never). A claimed job whose
+-- counter did not move (no reserve since the claim) takes its new time, or leaves the index;
+-- otherwise the index only ever moves earlier, so a lease reserved meanwhile is never lost.
+for i = 1, #ARGV, 4 do
+  local job, mode, seen, nxt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if mode == 'c' and (redis.call('HGET', KEYS[2], job) or '') == seen then
+    if nxt == '' then
+      redis.call('ZREM', KEYS[1], job)
+    else
+      redis.call('ZADD', KEYS[1], nxt, job)
+    end
+  elseif nxt ~= '' then
+    redis.call('ZADD', KEYS[1], 'LT', nxt, job)
+  end
+end
+return 0
 """

@@ -1,19 +1,51 @@
 """The shared ``LedgerStore`` on Redis: budgets, leases and spend that every replica sees, each
-operation (or ``apply`` sequence) one Lua script (``_ledger_lua``), so the store decides every
-reservation atomically across replicas.
+job's operations applied atomically by one Lua script (``_ledger_lua.JOB``), so the store
+decides every reservation atomically across replicas.
 
-Leases expire by their TTL alone (``expire``, run by every replica's ledger tick): a replica
-killed mid-call stops renewing, and its reservations return once their expiry passes.
-``expire_all`` exists for the protocol's sake and is never run by a server on a shared store.
+**Layout** (``P`` is the key prefix). Everything a job owns carries its hash tag, so one job's
+script lands on one Redis Cluster shard and declares every key it touches:
+``P:led:{job:ID}`` (figures), ``:exp`` (active leases by expiry), ``:l`` (leases), ``:la``
+(their amounts), ``:closed`` (closed leases by closing time), ``:m`` (totals by model),
+``:sum`` (hourly summary). Across jobs, under ``{ledger}``: ``:jobs`` (the job index, for
+ListJobs and the summary), ``:exp`` (jobs by when they next need a sweep) and ``:touch``
+(reserves per job, see below). ``P:led:{lease:ID}`` names a lease's job, so that an operation
+given a lease id alone finds the job (the ledger always passes the job and never reads it).
+
+**apply**: operations are grouped by job (each job's in order; different jobs share no key),
+and one store call carries the index writes and one script per job, inside MULTI/EXEC: on one
+server (or a Sentinel primary) the whole sequence is still one atomic step, so a failed call
+is retried whole. A Cluster client would send each job's script to its own shard: atomic per
+job, which is all a ledger decision needs.
+
+**Expiry.** Leases expire by their TTL alone (``expire``, run by every replica's ledger tick):
+a replica killed mid-call stops renewing, and its reservations return once their expiry
+passes. A sweep reads the jobs due in the expiry index (``CLAIM``, with each job's reserve
+counter), runs each due job's ``E`` operation (which answers when the job is next due), and
+then moves the index (``SETTLE``). A reserve bumps its job's counter and lowers its index
+entry before the reserve itself, in the same MULTI, so a sweep whose claim came before a
+reserve never drops the entry that reserve needs; an index that is left too early only costs
+an extra visit. ``expire_all`` exists for the protocol's sake and is never run by a server on
+a shared store.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from aurea.stores._common import Page, check_finite, check_id, check_limit, check_positive
+import structlog
+
+from aurea.stores._common import (
+    Page,
+    StoreUnavailable,
+    check_finite,
+    check_id,
+    check_limit,
+    check_positive,
+)
 from aurea.stores.ledger import (
     CLOSED_LEASE_RETENTION_S,
     ChargeOp,
@@ -39,24 +71,34 @@ from aurea.stores.ledger import (
     sorted_totals,
 )
 from aurea.stores.redis._client import RedisClient, fmt, num, text
-from aurea.stores.redis._ledger_lua import APPLY
+from aurea.stores.redis._ledger_lua import CLAIM, JOB, SETTLE
 
 __all__ = ["RedisLedgerStore"]
 
+log = structlog.get_logger("aurea.stores")
+
 _SEP = "\x1f"
 _JOB_FIELDS = ("budget", "spent", "reserved", "active", "created_at", "updated_at")
+_JOB_KEYS = ("", "exp", "l", "la", "closed", "m", "sum")
+_SWEEP_JOBS = 500  # due jobs one expire visits; the rest wait for the next tick
+_INDEXED_MAX = 100_000  # job ids this process remembers having indexed
+_LEASE_SLACK_S = 3600  # how much longer than its lease a lease's job is named
 
 
 def _budget(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
+def _spend(s: Spend) -> list[str]:
+    return [str(s.cost_nanos), str(s.input_tokens), str(s.output_tokens), str(s.calls)]
+
+
 def _encode(op: LedgerOp) -> list[str]:
+    """One job's operation as the script reads it (the job itself is the script's)."""
     match op:
         case ReserveOp():
             return [
                 "R",
-                op.job_id,
                 op.lease_id,
                 str(op.amount_nanos),
                 fmt(op.ttl_s),
@@ -68,35 +110,52 @@ def _encode(op: LedgerOp) -> list[str]:
         case ExtendOp():
             return ["X", op.lease_id, str(op.add_nanos), fmt(op.ttl_s), fmt(op.now)]
         case SettleOp():
-            s = op.spend
-            return [
-                "S",
-                op.lease_id,
-                str(s.cost_nanos),
-                str(s.input_tokens),
-                str(s.output_tokens),
-                str(s.calls),
-                fmt(op.now),
-            ]
+            return ["S", op.lease_id, *_spend(op.spend), fmt(op.now)]
         case ReleaseOp():
             return ["L", op.lease_id, fmt(op.now)]
         case ChargeOp():
-            s = op.spend
             return [
                 "C",
-                op.job_id,
-                str(s.cost_nanos),
-                str(s.input_tokens),
-                str(s.output_tokens),
-                str(s.calls),
+                *_spend(op.spend),
                 fmt(op.now),
                 _budget(op.default_budget_nanos),
                 op.model,
                 op.provider,
             ]
-        case ExpireOp():
-            return ["E", fmt(op.now)]
-    raise ValueError(f"not a ledger operation: {op!r}")  # pragma: no cover (check_op first)
+    raise ValueError(f"not a job's ledger operation: {op!r}")  # pragma: no cover
+
+
+def _consume(lease_id: str, op: ChargeOp) -> list[str]:
+    return [
+        "K",
+        lease_id,
+        *_spend(op.spend),
+        fmt(op.now),
+        _budget(op.default_budget_nanos),
+        op.model,
+        op.provider,
+    ]
+
+
+_UNKNOWN_LEASE = Reservation(
+    status=ReserveStatus.LEASE_CLOSED,
+    job_id="",
+    budget_nanos=None,
+    spent_nanos=0,
+    reserved_nanos=0,
+    lease_nanos=0,
+)
+
+
+@dataclass
+class _Call:
+    """One job's script in a store call: its arguments, and which operation each row answers
+    (an index into the sequence; an expire visit answers part of its ``ExpireOp``)."""
+
+    job: str
+    args: list[str] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)
+    claimed: str | None = None  # for an expire visit: the counter the claim saw, if claimed
 
 
 def _decode(row: list[Any]) -> LedgerResult:
@@ -145,18 +204,24 @@ class RedisLedgerStore:
     ) -> None:
         check_positive("closed_lease_retention_s", closed_lease_retention_s)
         self._client = client
+        self._retention_s = closed_lease_retention_s
         self._retention = fmt(closed_lease_retention_s)
-        self._apply = client.script(APPLY)
+        self._job_script = client.script(JOB)
+        self._claim = client.script(CLAIM)
+        self._settle_index = client.script(SETTLE)
         self._jobs = client.key("led", "{ledger}", "jobs")
-        self._leases = client.key("led", "{ledger}", "leases")
+        self._due = client.key("led", "{ledger}", "exp")
+        self._touch = client.key("led", "{ledger}", "touch")
+        self._indexed: set[str] = set()  # jobs this process has put in the job index
 
     def _job_key(self, job_id: str, *parts: str) -> str:
         return self._client.key("led", f"{{job:{job_id}}}", *parts)
 
-    async def _run(self, what: str, args: list[str]) -> list[Any]:
-        full = [self._client.prefix, self._retention, *args]
-        rows: list[Any] = await self._client.call(what, lambda: self._apply(keys=[], args=full))
-        return rows
+    def _job_keys(self, job_id: str) -> list[str]:
+        return [self._job_key(job_id, *([p] if p else [])) for p in _JOB_KEYS]
+
+    def _lease_key(self, lease_id: str) -> str:
+        return self._client.key("led", f"{{lease:{lease_id}}}")
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -165,10 +230,151 @@ class RedisLedgerStore:
             check_op(op)
         if not ops:
             return ()
-        args: list[str] = []
+        owners = await self._owners(ops)
+        claims: dict[int, list[tuple[str, str]]] = {}
+        for i, op in enumerate(ops):
+            if isinstance(op, ExpireOp):
+                claims[i] = await self._claim_due(op.now)
+        results: list[LedgerResult] = [None] * len(ops)
+        calls: list[_Call] = []
+        index: list[tuple[str, tuple[Any, ...]]] = []  # plain index writes, before the scripts
+        segment: dict[str, _Call] = {}  # this run of job operations' script per job
+        leased: dict[str, None] = {}  # jobs whose leases this sequence reserved or extended
+        new_jobs: set[str] = set()
+        for i, op in enumerate(ops):
+            if isinstance(op, ExpireOp):
+                calls += segment.values()
+                segment = {}
+                results[i] = 0
+                seen = dict(claims[i])
+                for job in [*seen, *(j for j in leased if j not in seen)]:
+                    calls.append(_Call(job, ["E", fmt(op.now)], [i], claimed=seen.get(job)))
+                continue
+            owner = op.job_id if isinstance(op, ReserveOp | ChargeOp) else owners.get(op.lease_id)
+            if not owner:  # a lease this store has never seen
+                results[i] = _UNKNOWN_LEASE if isinstance(op, ExtendOp) else LeaseEnd.UNKNOWN
+                continue
+            job = owner
+            call = segment.get(job) or segment.setdefault(job, _Call(job))
+            call.args += _encode(op)
+            call.answers.append(i)
+            if isinstance(op, ReserveOp | ChargeOp) and job not in self._indexed:
+                new_jobs.add(job)
+            if isinstance(op, ReserveOp):
+                leased[job] = None
+                # Before the reserve itself: a sweep that claimed before it must not drop it.
+                index.append(("zadd_lt", (job, op.now + op.ttl_s)))
+            if isinstance(op, ReserveOp | ExtendOp):
+                leased[job] = None
+                index.append(("owner", (op.lease_id, job, op.ttl_s)))
+            elif isinstance(op, SettleOp | ReleaseOp):
+                index.append(("owner", (op.lease_id, job, 0.0)))
+        calls += segment.values()
+        rows = await self._client.call(
+            "ledger apply", lambda: self._execute(sorted(new_jobs), index, calls)
+        )
+        visits: dict[int, list[tuple[_Call, str]]] = {}
+        for call, answer in zip(calls, rows, strict=True):
+            for i, row in zip(call.answers, answer, strict=True):
+                if isinstance(ops[i], ExpireOp):
+                    expired = results[i]
+                    assert isinstance(expired, int)
+                    results[i] = expired + int(row[1])
+                    visits.setdefault(i, []).append((call, text(row[2])))
+                else:
+                    results[i] = _decode(row)
+        self._remember(new_jobs)
+        await self._settle_due(visits)
+        return tuple(results)
+
+    async def _execute(
+        self,
+        new_jobs: list[str],
+        index: list[tuple[str, tuple[Any, ...]]],
+        calls: list[_Call],
+    ) -> list[list[Any]]:
+        """One store call: the index writes, then each job's script; in MULTI/EXEC when it is
+        more than one command. Answers each script's rows, in order."""
+        redis = self._client.redis
+        if not new_jobs and not index and len(calls) == 1:
+            c = calls[0]
+            return [await self._job_script(keys=self._job_keys(c.job), args=self._args(c))]
+        async with redis.pipeline(transaction=True) as pipe:
+            if new_jobs:
+                pipe.zadd(self._jobs, dict.fromkeys(new_jobs, 0), nx=True)
+            for kind, what in index:
+                if kind == "zadd_lt":
+                    job, due = what
+                    pipe.zadd(self._due, {job: due}, lt=True)
+                    pipe.hincrby(self._touch, job, 1)
+                else:
+                    lease_id, job, ttl_s = what
+                    keep = math.ceil(ttl_s + self._retention_s) + _LEASE_SLACK_S
+                    pipe.set(self._lease_key(lease_id), job, ex=keep)
+            for c in calls:  # awaiting queues the command (the pipeline loads the script)
+                await self._job_script(keys=self._job_keys(c.job), args=self._args(c), client=pipe)
+            answers = await pipe.execute()
+        return list(answers[len(answers) - len(calls) :])
+
+    def _args(self, call: _Call) -> list[str]:
+        return [call.job, self._retention, *call.args]
+
+    def _remember(self, jobs: set[str]) -> None:
+        if len(self._indexed) + len(jobs) > _INDEXED_MAX:
+            self._indexed.clear()  # re-indexing is idempotent (ZADD NX): forgetting is cheap
+        self._indexed |= jobs
+
+    async def _owners(self, ops: Sequence[LedgerOp]) -> dict[str, str]:
+        """The job of each lease the sequence names by id alone: from a reserve before it in
+        the sequence, else from the store (one read, only for ids no operation resolved)."""
+        owners: dict[str, str] = {}
+        unresolved: list[str] = []
         for op in ops:
-            args += _encode(op)
-        return tuple(_decode(row) for row in await self._run("ledger apply", args))
+            if isinstance(op, ReserveOp):
+                owners.setdefault(op.lease_id, op.job_id)
+            elif isinstance(op, ExtendOp | SettleOp | ReleaseOp):
+                if op.job_id:
+                    owners[op.lease_id] = op.job_id
+                elif op.lease_id not in owners:
+                    unresolved.append(op.lease_id)
+        if unresolved:
+            redis = self._client.redis
+            keys = [self._lease_key(lease) for lease in unresolved]
+            found = await self._client.call("ledger find leases", lambda: redis.mget(keys))
+            for lease, job in zip(unresolved, found, strict=True):
+                if job is not None:
+                    owners.setdefault(lease, text(job))
+        # An operation given its job uses it (a lease of another job is unknown there).
+        for op in ops:
+            if isinstance(op, ExtendOp | SettleOp | ReleaseOp) and op.job_id:
+                owners[op.lease_id] = op.job_id
+        return owners
+
+    async def _claim_due(self, now: float) -> list[tuple[str, str]]:
+        """Jobs due for a sweep at ``now``, each with its reserve counter."""
+        flat = await self._client.call(
+            "ledger expire",
+            lambda: self._claim(keys=[self._due, self._touch], args=[fmt(now), _SWEEP_JOBS]),
+        )
+        return [(text(flat[i]), text(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    async def _settle_due(self, visits: dict[int, list[tuple[_Call, str]]]) -> None:
+        """Move the expiry index after a sweep's visits. Only a hint: if Redis fails here, the
+        entries stay early and the next sweep visits those jobs again."""
+        args: list[str] = []
+        for pairs in visits.values():
+            for call, nxt in pairs:
+                mode = "o" if call.claimed is None else "c"
+                args += [call.job, mode, call.claimed or "", nxt]
+        if not args:
+            return
+        try:
+            await self._client.call(
+                "ledger expire",
+                lambda: self._settle_index(keys=[self._due, self._touch], args=args),
+            )
+        except StoreUnavailable as exc:
+            log.warning("ledger_expiry_index_stale", error=exc.message)
 
     async def _one(self, op: LedgerOp) -> LedgerResult:
         return (await self.apply((op,)))[0]
@@ -176,34 +382,31 @@ class RedisLedgerStore:
     async def consume(self, items: Sequence[tuple[str, ChargeOp]]) -> None:
         """Charges that also shrink a lease: per ``(lease_id, charge)``, the job spends the
         charge (as ``ChargeOp``) and the lease, while active and the job's, holds that much less
-        (at most all it holds). One script for all: the multi-replica ledger's group commit."""
+        (at most all it holds). One store call for all: the multi-replica ledger's group
+        commit."""
         for _, op in items:
             check_op(op)
         if not items:
             return
-        args: list[str] = []
+        per_job: dict[str, _Call] = {}
+        new_jobs: set[str] = set()
         for lease_id, op in items:
-            s = op.spend
-            args += [
-                "K",
-                op.job_id,
-                lease_id,
-                str(s.cost_nanos),
-                str(s.input_tokens),
-                str(s.output_tokens),
-                str(s.calls),
-                fmt(op.now),
-                _budget(op.default_budget_nanos),
-                op.model,
-                op.provider,
-            ]
-        await self._run("ledger consume", args)
+            call = per_job.get(op.job_id) or per_job.setdefault(op.job_id, _Call(op.job_id))
+            call.args += _consume(lease_id, op)
+            if op.job_id not in self._indexed:
+                new_jobs.add(op.job_id)
+        calls = list(per_job.values())
+        await self._client.call(
+            "ledger consume", lambda: self._execute(sorted(new_jobs), [], calls)
+        )
+        self._remember(new_jobs)
 
     async def set_budget(self, job_id: str, budget_nanos: int | None, *, now: float) -> JobView:
         check_id("job_id", job_id)
         check_nanos("budget_nanos", budget_nanos)
         check_finite("now", now)
-        await self._run("ledger set budget", ["B", job_id, _budget(budget_nanos), fmt(now)])
+        call = _Call(job_id, ["B", _budget(budget_nanos), fmt(now)])
+        await self._client.call("ledger set budget", lambda: self._execute([job_id], [], [call]))
         view = await self.get_job(job_id)
         assert view is not None
         return view
@@ -235,21 +438,22 @@ class RedisLedgerStore:
         return result
 
     async def extend(
-        self, lease_id: str, add_nanos: int, ttl_s: float, *, now: float
+        self, lease_id: str, add_nanos: int, ttl_s: float, *, now: float, job_id: str = ""
     ) -> Reservation:
-        result = await self._one(
-            ExtendOp(lease_id=lease_id, add_nanos=add_nanos, ttl_s=ttl_s, now=now)
-        )
+        op = ExtendOp(lease_id=lease_id, add_nanos=add_nanos, ttl_s=ttl_s, now=now, job_id=job_id)
+        result = await self._one(op)
         assert isinstance(result, Reservation)
         return result
 
-    async def settle(self, lease_id: str, spend: Spend, *, now: float) -> LeaseEnd:
-        result = await self._one(SettleOp(lease_id=lease_id, spend=spend, now=now))
+    async def settle(
+        self, lease_id: str, spend: Spend, *, now: float, job_id: str = ""
+    ) -> LeaseEnd:
+        result = await self._one(SettleOp(lease_id=lease_id, spend=spend, now=now, job_id=job_id))
         assert isinstance(result, LeaseEnd)
         return result
 
-    async def release(self, lease_id: str, *, now: float) -> LeaseEnd:
-        result = await self._one(ReleaseOp(lease_id=lease_id, now=now))
+    async def release(self, lease_id: str, *, now: float, job_id: str = "") -> LeaseEnd:
+        result = await self._one(ReleaseOp(lease_id=lease_id, now=now, job_id=job_id))
         assert isinstance(result, LeaseEnd)
         return result
 
@@ -259,11 +463,24 @@ class RedisLedgerStore:
         return result
 
     async def expire_all(self, *, now: float) -> int:
+        """Every job in the index, a page at a time: not a server's path (see the module)."""
         check_finite("now", now)
-        rows = await self._run("ledger expire all", ["A", fmt(now)])
-        result = _decode(rows[0])
-        assert isinstance(result, int)
-        return result
+        redis = self._client.redis
+        total, after = 0, "-"
+        while True:
+            page = await self._client.call(
+                "ledger expire all",
+                partial(redis.zrangebylex, self._jobs, after, "+", start=0, num=_SWEEP_JOBS),
+            )
+            jobs = [text(j) for j in page]
+            if not jobs:
+                return total
+            calls = [_Call(job, ["A", fmt(now)]) for job in jobs]
+            rows = await self._client.call(
+                "ledger expire all", partial(self._execute, [], [], calls)
+            )
+            total += sum(int(answer[0][1]) for answer in rows)
+            after = f"({jobs[-1]}"
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -323,28 +540,36 @@ class RedisLedgerStore:
         views = tuple(v for v in await self._views(page) if v is not None)
         return Page(views, page[-1] if len(ids) > limit else None)
 
-    async def get_lease(self, lease_id: str) -> LeaseView | None:
+    async def get_lease(self, lease_id: str, *, job_id: str = "") -> LeaseView | None:
         redis = self._client.redis
-        job = await self._client.call(
-            "ledger get lease", lambda: redis.hget(self._leases, lease_id)
-        )
-        if job is None:
+        if not job_id:
+            owner = await self._client.call(
+                "ledger get lease", lambda: redis.get(self._lease_key(lease_id))
+            )
+            if owner is None:
+                return None
+            job_id = text(owner)
+        keys = self._job_keys(job_id)
+
+        async def op() -> list[Any]:
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.hget(keys[2], lease_id)
+                pipe.hget(keys[3], lease_id)
+                return list(await pipe.execute())
+
+        raw, amount = await self._client.call("ledger get lease", op)
+        if raw is None or amount is None:
             return None
-        job_id = text(job)
-        key = self._job_key(job_id, "l", lease_id)
-        raw = await self._client.call("ledger get lease", lambda: redis.hgetall(key))
-        if not raw:
-            return None
-        f = {text(k): text(v) for k, v in raw.items()}
+        state, expires_at, spent, _, model, provider = text(raw).split(_SEP)
         return LeaseView(
             lease_id=lease_id,
             job_id=job_id,
-            model=f["model"],
-            provider=f["provider"],
-            amount_nanos=int(f["amount"]),
-            expires_at=float(f["expires_at"]),
-            state=LeaseState(f["state"]),
-            spent_nanos=int(f["spent"]),
+            model=model,
+            provider=provider,
+            amount_nanos=int(amount),
+            expires_at=float(expires_at),
+            state=LeaseState(state),
+            spent_nanos=int(spent),
         )
 
     async def summary(self, *, since: float | None = None, until: float | None = None) -> Summary:

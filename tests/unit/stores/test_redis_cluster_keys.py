@@ -21,7 +21,16 @@ from redis.commands.core import AsyncScript
 from store_helpers import T0
 
 import aurea.stores.redis as redis_stores
-from aurea.stores import ChargeOp, NewTask, Quota, Spend, TaskState
+from aurea.stores import (
+    ChargeOp,
+    ExpireOp,
+    NewTask,
+    Quota,
+    ReleaseOp,
+    ReserveOp,
+    Spend,
+    TaskState,
+)
 from aurea.stores.redis import (
     RedisClient,
     RedisLedgerStore,
@@ -33,10 +42,9 @@ from aurea.stores.redis import (
 from aurea.stores.router_stats import Outcome
 from aurea.testing.redis import RedisServer
 
-# Scripts that still build their keys inside Lua (the rest of issue 11): the ledger's batch of
-# operations finds a lease's job and the cross-job indexes from data it reads. Strict: fixing
-# one fails here.
-_STILL_BUILT_IN_LUA = {"_ledger_lua.APPLY"}
+# Scripts that still build their keys inside Lua, each a strict xfail (fixing one fails here):
+# none left.
+_STILL_BUILT_IN_LUA: set[str] = set()
 
 
 def _crc16(data: bytes) -> int:
@@ -224,14 +232,42 @@ async def test_task_calls_stay_in_one_slot(
     _one_slot_each(script_keys)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11, not yet: the ledger script builds its keys")
 async def test_ledger_calls_stay_in_one_slot(
     client: RedisClient, script_keys: list[list[str]]
 ) -> None:
     store = RedisLedgerStore(client)
     await store.reserve("j", "l1", 10, 30.0, now=T0, default_budget_nanos=None)
-    await store.settle("l1", Spend(cost_nanos=5), now=T0 + 1)
+    await store.reserve("k", "l2", 10, 30.0, now=T0, default_budget_nanos=None)
+    await store.settle("l1", Spend(cost_nanos=5), now=T0 + 1)  # by lease id alone
+    await store.extend("l2", 5, 30.0, now=T0 + 1, job_id="k")
+    # One call for several jobs, a sweep included: still one slot per script.
+    results = await store.apply(
+        (
+            ReserveOp(
+                job_id="j",
+                lease_id="l3",
+                amount_nanos=7,
+                ttl_s=1.0,
+                now=T0 + 2,
+                default_budget_nanos=None,
+            ),
+            ChargeOp(job_id="k", spend=Spend(cost_nanos=3), now=T0 + 2, default_budget_nanos=None),
+            ReleaseOp(lease_id="l2", now=T0 + 2),
+            ExpireOp(now=T0 + 100),
+        )
+    )
+    assert results[-1] == 1  # l3 expired
+    await store.consume(
+        [("", ChargeOp(job_id="m", spend=Spend(cost_nanos=1), now=T0, default_budget_nanos=None))]
+    )
     _one_slot_each(script_keys)
+    assert {slot(k) for keys in script_keys for k in keys} >= {
+        slot(client.key("led", "{job:j}")),
+        slot(client.key("led", "{job:k}")),
+        slot(client.key("led", "{job:m}")),
+    }
+    view = await store.get_job("j")
+    assert view is not None and (view.spent_nanos, view.reserved_nanos) == (5, 0)
 
 
 async def test_hourly_summary_is_kept_per_job(client: RedisClient) -> None:
