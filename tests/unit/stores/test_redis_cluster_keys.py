@@ -42,10 +42,6 @@ from aurea.stores.redis import (
 from aurea.stores.router_stats import Outcome
 from aurea.testing.redis import RedisServer
 
-# Scripts that still build their keys inside Lua, each a strict xfail (fixing one fails here):
-# none left.
-_STILL_BUILT_IN_LUA: set[str] = set()
-
 
 def _crc16(data: bytes) -> int:
     """CRC16-XMODEM, as in the Redis Cluster specification."""
@@ -125,11 +121,7 @@ def _scripts() -> Iterator[Any]:
         for name, value in vars(module).items():
             if isinstance(value, str) and "redis.call" in value and value not in seen:
                 seen.add(value)
-                label = f"{info.name}.{name}"
-                marks = []
-                if label in _STILL_BUILT_IN_LUA:
-                    marks.append(pytest.mark.xfail(strict=True, reason="issue 11, not yet"))
-                yield pytest.param(value, id=label, marks=marks)
+                yield pytest.param(value, id=f"{info.name}.{name}")
 
 
 def test_the_check_sees_keys_built_in_lua() -> None:
@@ -144,7 +136,8 @@ def test_the_check_sees_keys_built_in_lua() -> None:
 def test_scripts_are_found() -> None:
     labels = {p.id for p in _scripts()}
     assert {"limiter._ACQUIRE", "router_stats._RECORD"} <= labels
-    assert labels >= _STILL_BUILT_IN_LUA
+    assert {"_ledger_lua.JOB", "_ledger_lua.CLAIM", "_ledger_lua.SETTLE"} <= labels
+    assert {label for label in labels if label.startswith("_tasks_lua.")}
 
 
 @pytest.mark.parametrize("source", list(_scripts()))
