@@ -306,8 +306,29 @@ class Router(Actor[RouterMsg]):
         """Fold ``outcomes`` into the store in order; the rows it returns and the new ttfts.
         Raises the store's error (the outcomes not yet written are lost, and logged)."""
         store, half_life = self._store, self._settings.stats_half_life_s
+        ttfts = tuple((o.model, o.outcome.ttft_s) for o in outcomes if o.outcome.ttft_s is not None)
+        record_many = getattr(store, "record_many", None)
+        if record_many is not None:
+            # A store that folds a batch in one transaction (SQLite): one commit per batch, not
+            # one per outcome. Shielded: a cancelled pump still lets the batch commit, so what
+            # it took is written once, not lost.
+            pairs: list[tuple[str, Outcome]] = []
+            for o in outcomes:
+                pairs.append((o.model, o.outcome))
+                if o.first_token_s is not None:
+                    first = Outcome(success=True, latency_s=o.first_token_s)
+                    pairs.append((first_token_key(o.model), first))
+            try:
+                batch: tuple[ModelStats, ...] = await asyncio.shield(
+                    record_many(pairs, now=self._wall(), half_life_s=half_life)
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("router_stats_write_failed", error=repr(exc), lost_outcomes=len(outcomes))
+                raise
+            return batch, ttfts
         rows: list[ModelStats] = []
-        ttfts: list[tuple[str, float]] = []
         todo = collections.deque(outcomes)
         try:
             while todo:
@@ -322,15 +343,13 @@ class Router(Actor[RouterMsg]):
                             first_token_key(o.model), first, now=self._wall(), half_life_s=half_life
                         )
                     )
-                if o.outcome.ttft_s is not None:
-                    ttfts.append((o.model, o.outcome.ttft_s))
         except asyncio.CancelledError:
             self._leftover.extend(todo)
             raise
         except Exception as exc:
             log.error("router_stats_write_failed", error=repr(exc), lost_outcomes=len(todo) + 1)
             raise
-        return tuple(rows), tuple(ttfts)
+        return tuple(rows), ttfts
 
     async def _pump(self) -> None:
         inbox = self._inbox

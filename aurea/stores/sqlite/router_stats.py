@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aurea.stores.router_stats import ModelStats, Outcome, check_outcome, check_weights, fold
@@ -53,6 +53,34 @@ class SqliteRouterStatsStore:
                 tuple(getattr(stats, c) for c in _COLS),
             )
             return stats
+
+        return await self._db.run(op)
+
+    async def record_many(
+        self, outcomes: Sequence[tuple[str, Outcome]], *, now: float, half_life_s: float
+    ) -> tuple[ModelStats, ...]:
+        """``record`` of each (model, outcome) in order, in one transaction (all or none):
+        the rows after each fold. The router writes a batch of calls' outcomes this way, one
+        commit for the batch instead of one per outcome."""
+        for model, outcome in outcomes:
+            check_outcome(model, outcome, now, half_life_s)
+        insert = (
+            f"INSERT OR REPLACE INTO router_stats ({', '.join(_COLS)}) "
+            f"VALUES ({', '.join('?' * len(_COLS))})"
+        )
+
+        def op(conn: sqlite3.Connection) -> tuple[ModelStats, ...]:
+            latest: dict[str, ModelStats | None] = {}
+            rows: list[ModelStats] = []
+            for model, outcome in outcomes:
+                prev = latest[model] if model in latest else _get(conn, model)
+                stats = fold(prev, model, outcome, now, half_life_s)
+                latest[model] = stats
+                rows.append(stats)
+            conn.executemany(
+                insert, [tuple(getattr(s, c) for c in _COLS) for s in latest.values() if s]
+            )
+            return tuple(rows)
 
         return await self._db.run(op)
 
