@@ -13,9 +13,8 @@ Cluster hash tag, so each atomic step lands on one shard:
 * router stats: ``P:rs:{model:NAME}`` per model; ``P:rs:{routing}:models`` and ``:weights``
 * tasks: everything under ``P:tq:{tasks}:*`` (one shard: a queue is not a per-call hot path)
 
-The ledger's apply script and the task script still build their keys inside Lua from the prefix
-(right on one server or Sentinel; Redis Cluster needs them passed in KEYS, one slot per call:
-``tests/unit/stores/test_redis_cluster_keys.py`` marks them as known failures).
+Every script takes every key it touches in KEYS, never building one inside Lua
+(``tests/unit/stores/test_redis_cluster_keys.py`` checks the sources and each call's slot).
 """
 
 from __future__ import annotations
