@@ -103,12 +103,24 @@ def _call_args(source: str, start: int) -> list[str]:
     raise AssertionError("unbalanced redis.call")
 
 
+# Commands whose first argument is not their key (a subcommand, or keys after an option): the
+# check cannot tell what they touch, so a script may not use them.
+_KEY_ELSEWHERE = {"XGROUP", "XREADGROUP", "XREAD", "XINFO", "OBJECT", "MEMORY", "SORT", "EVAL"}
+
+
 def keys_built_in_lua(source: str) -> list[str]:
-    """Each ``redis.call`` whose key is not a plain ``KEYS[i]``, and each key derived from one."""
+    """Each ``redis.call`` (``pcall``, ``pcall(redis.call, ...)``) whose key is not a plain
+    ``KEYS[i]``, each command whose key the check cannot find, and each key derived from one."""
     bad = []
-    for m in re.finditer(r"redis\.p?call\s*\(", source):
-        args = _call_args(source, m.end() - 1)
-        if len(args) >= 2 and not re.fullmatch(r"KEYS\[[^\]]+\]", args[1]):
+    for m in re.finditer(r"redis\.p?call\s*\(|pcall\s*\(\s*redis\.p?call\s*,", source):
+        if m.group().endswith(","):  # pcall(redis.call, cmd, key, ...): its arguments follow
+            args = _call_args(source, source.rindex("(", m.start(), m.end()))[1:]
+        else:
+            args = _call_args(source, m.end() - 1)
+        command = args[0].strip("'\"").upper() if args else ""
+        if command in _KEY_ELSEWHERE:
+            bad.append(f"{args[0]} (its key is not its first argument)")
+        elif len(args) >= 2 and not re.fullmatch(r"KEYS\[[^\]]+\]", args[1]):
             bad.append(f"{args[0]} {args[1]}")
     bad += re.findall(r"KEYS\[[^\]]*\]\s*\.\.", source)
     return bad
@@ -131,6 +143,9 @@ def test_the_check_sees_keys_built_in_lua() -> None:
     assert keys_built_in_lua("redis.call('ZADD', jkey(job), 1, m)") != []
     assert keys_built_in_lua("local k = KEYS[1] .. ':m'") != []
     assert keys_built_in_lua("redis.call('HSET', KEYS[i], 'tat', string.format('%d', 1))") == []
+    assert keys_built_in_lua("pcall(redis.call, 'DEL', P .. 'x')") != []
+    assert keys_built_in_lua("pcall(redis.call, 'DEL', KEYS[1])") == []
+    assert keys_built_in_lua("redis.call('XGROUP', 'CREATE', KEYS[1], 'g', '$')") != []
 
 
 def test_scripts_are_found() -> None:
