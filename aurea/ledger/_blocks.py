@@ -48,7 +48,11 @@ class BlockStore(LedgerStore, Protocol):
     """A ledger store replicas share, which can charge spend *out of* a lease (``consume``),
     so a block shrinks by what was spent from it (``RedisLedgerStore``)."""
 
-    async def consume(self, items: Sequence[tuple[str, ChargeOp]]) -> None: ...
+    async def consume(
+        self, items: Sequence[tuple[str, ChargeOp]], *, writer: str = "", seq: int = 0
+    ) -> None:
+        """``writer``/``seq``: a retried batch (same numbers) applies once."""
+        ...
 
 
 class _Consumes:

@@ -86,6 +86,7 @@ class SharedLedgerBook(LedgerBook):
         self._writes = _Consumes(self)
         self._block_ids = f"blk-{os.getpid():x}-{os.urandom(4).hex()}-"
         self._block_seq = 0
+        self._consume_seq = 0  # consume batches, numbered for the store (writer: _block_ids)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -260,16 +261,19 @@ class SharedLedgerBook(LedgerBook):
 
     def _flush_run(self) -> Callable[[], Awaitable[None]]:
         taken: list[tuple[ChargeOp, asyncio.Future[Any]]] | None = None
+        seq = 0
 
         async def run() -> None:
-            nonlocal taken
-            if taken is None:  # the first try takes what is pending; a retry sends the same
-                taken, self._pending = self._pending, []
+            nonlocal taken, seq
+            if taken is None:  # the first try takes what is pending; a retry sends the same,
+                taken, self._pending = self._pending, []  # under the same number (applied once)
                 self._flush_queued = False
+                self._consume_seq += 1
+                seq = self._consume_seq
             # Each charge comes out of the block its job holds now (a rotation queued before
             # this write has already counted it in the block it reserved).
             items = [(self._block_id(op.job_id), op) for op, _ in taken]
-            await self.store_blocks.consume(items)
+            await self.store_blocks.consume(items, writer=self._block_ids, seq=seq)
             for op, fut in taken:
                 left = self._consuming.get(op.job_id, 0) - op.spend.cost_nanos
                 if left > 0:

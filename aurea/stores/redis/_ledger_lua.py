@@ -7,19 +7,20 @@ visit. See ``ledger`` for the layout and the sweep.
 Money moves with ``HINCRBY`` (exact 64-bit integers); only the budget test compares doubles,
 exact below 2**53 nano-dollars (about 9 million USD of one job's figures).
 
-``JOB`` KEYS: the job's figures (hash), its active leases by expiry (zset), its leases (hash:
-lease -> ``state SEP expires_at SEP spent SEP closed_at SEP model SEP provider``), their
-amounts (hash: lease -> nanos), its closed leases by closing time (zset), its totals by model
-(hash), its hourly summary (hash). ARGV: job, closed-lease retention (s), then the operations,
-each an opcode and its fields: ``R lease amount ttl now default model provider`` (reserve),
-``X lease add ttl now`` (extend), ``S lease cost input output calls now`` (settle), ``L lease
-now`` (release), ``C cost input output calls now default model provider`` (charge), ``K lease
-cost input output calls now default model provider`` (consume: a charge that also shrinks the
-lease by what it spent), ``B budget now`` (set a budget), ``E now`` (expire due leases, forget
-old closed ones), ``A now`` (expire every active lease). A budget is '' when unlimited.
-Returns one list per operation: ``{'r', status, job, budget, spent, reserved, lease}``,
-``{'e', end}``, ``{'n', count, next}`` (``next``: when the job next needs a sweep, '' never)
-or ``{'0'}``.
+``JOB`` KEYS: the job's figures (hash), its active leases by expiry (zset), its leases (hash: lease
+-> ``state SEP expires_at SEP spent SEP closed_at SEP model SEP provider``), their amounts (hash:
+lease -> nanos), its closed leases by closing time (zset), its totals by model (hash), its hourly
+summary (hash), each writer's last applied batch (hash). ARGV: job, closed-lease retention (s),
+then the operations, each an opcode and its fields: ``R lease amount ttl now default model
+provider`` (reserve), ``X lease add ttl now`` (extend), ``S lease cost input output calls now``
+(settle), ``L lease now`` (release), ``C cost input output calls now default model provider``
+(charge), ``K lease cost input output calls now default model provider`` (consume: a charge that
+also shrinks the lease by what it spent), ``D writer seq`` (first, if at all: the call is the
+writer's batch ``seq``, applied at most once: a batch not above the writer's last changes nothing
+and answers ``{'dup'}``), ``B budget now`` (set a budget), ``E now`` (expire due leases, forget old
+closed ones), ``A now`` (expire every active lease). A budget is '' when unlimited. Returns one
+list per operation: ``{'r', status, job, budget, spent, reserved, lease}``, ``{'e', end}``, ``{'n',
+count, next}`` (``next``: when the job next needs a sweep, '' never) or ``{'0'}``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ __all__ = ["CLAIM", "JOB", "SETTLE"]
 
 JOB = r"""
 -- KEYS: 1 figures, 2 active leases by expiry, 3 leases, 4 lease amounts, 5 closed leases,
--- 6 totals by model, 7 hourly summary (see the module docstring).
+-- 6 totals by model, 7 hourly summary, 8 writers' last batches (see the module docstring).
 local JOB = ARGV[1]
 local RETENTION = tonumber(ARGV[2])
 local SEP = '\31'
@@ -247,6 +248,14 @@ while i <= #ARGV do
     end
     out[#out + 1] = {'0'}
     i = i + 10
+  elseif op == 'D' then
+    -- writer seq: this call is that writer's batch seq; a batch it already applied (a retry
+    -- whose first try reached the server but whose answer was lost) changes nothing.
+    local last = redis.call('HGET', KEYS[8], ARGV[i+1])
+    if last and tonumber(ARGV[i+2]) <= tonumber(last) then return {{'dup'}} end
+    redis.call('HSET', KEYS[8], ARGV[i+1], ARGV[i+2])
+    redis.call('EXPIRE', KEYS[8], 604800)
+    i = i + 3
   elseif op == 'B' then
     ensure_job(ARGV[i+1], ARGV[i+2])
     redis.call('HSET', KEYS[1], 'budget', ARGV[i+1], 'updated_at', ARGV[i+2])

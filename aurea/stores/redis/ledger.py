@@ -3,13 +3,14 @@ job's operations applied atomically by one Lua script (``_ledger_lua.JOB``), so 
 decides every reservation atomically across replicas.
 
 **Layout** (``P`` is the key prefix). Everything a job owns carries its hash tag, so one job's
-script lands on one Redis Cluster shard and declares every key it touches:
-``P:led:{job:ID}`` (figures), ``:exp`` (active leases by expiry), ``:l`` (leases), ``:la``
-(their amounts), ``:closed`` (closed leases by closing time), ``:m`` (totals by model),
-``:sum`` (hourly summary). Across jobs, under ``{ledger}``: ``:jobs`` (the job index, for
-ListJobs and the summary), ``:exp`` (jobs by when they next need a sweep) and ``:touch``
-(reserves per job, see below). ``P:led:{lease:ID}`` names a lease's job, so that an operation
-given a lease id alone finds the job (the ledger always passes the job and never reads it).
+script lands on one Redis Cluster shard and declares every key it touches: ``P:led:{job:ID}``
+(figures), ``:exp`` (active leases by expiry), ``:l`` (leases), ``:la`` (their amounts),
+``:closed`` (closed leases by closing time), ``:m`` (totals by model), ``:sum`` (hourly summary),
+``:seen`` (each writer's last consume batch). Across jobs, under ``{ledger}``: ``:jobs`` (the job
+index, for ListJobs and the summary), ``:exp`` (jobs by when they next need a sweep) and ``:touch``
+(reserves per job, see below). ``P:led:{lease:ID}`` names a lease's job, so that an operation given
+a lease id alone finds the job (the ledger always passes the job and never reads it).
+
 
 **apply**: operations are grouped by job (each job's in order; different jobs share no key),
 and one store call carries the index writes and one script per job, inside MULTI/EXEC: on one
@@ -79,7 +80,7 @@ log = structlog.get_logger("aurea.stores")
 
 _SEP = "\x1f"
 _JOB_FIELDS = ("budget", "spent", "reserved", "active", "created_at", "updated_at")
-_JOB_KEYS = ("", "exp", "l", "la", "closed", "m", "sum")
+_JOB_KEYS = ("", "exp", "l", "la", "closed", "m", "sum", "seen")
 _SWEEP_JOBS = 500  # due jobs one expire visits; the rest wait for the next tick
 _INDEXED_MAX = 100_000  # job ids this process remembers having indexed
 _LEASE_SLACK_S = 3600  # how much longer than its lease a lease's job is named
@@ -379,19 +380,32 @@ class RedisLedgerStore:
     async def _one(self, op: LedgerOp) -> LedgerResult:
         return (await self.apply((op,)))[0]
 
-    async def consume(self, items: Sequence[tuple[str, ChargeOp]]) -> None:
+    async def consume(
+        self, items: Sequence[tuple[str, ChargeOp]], *, writer: str = "", seq: int = 0
+    ) -> None:
         """Charges that also shrink a lease: per ``(lease_id, charge)``, the job spends the
         charge (as ``ChargeOp``) and the lease, while active and the job's, holds that much less
         (at most all it holds). One store call for all: the multi-replica ledger's group
-        commit."""
+        commit.
+
+        ``writer`` and ``seq`` (a writer's batches numbered upward, a retry keeping its number)
+        make a retried batch apply once: per job, a batch whose ``seq`` is not above the last
+        one applied from ``writer`` changes nothing, so a store call whose answer was lost
+        (a timeout after Redis ran it) can be sent again without charging twice."""
         for _, op in items:
             check_op(op)
+        if writer:
+            check_positive("seq", seq)
         if not items:
             return
         per_job: dict[str, _Call] = {}
         new_jobs: set[str] = set()
         for lease_id, op in items:
-            call = per_job.get(op.job_id) or per_job.setdefault(op.job_id, _Call(op.job_id))
+            call = per_job.get(op.job_id)
+            if call is None:
+                call = per_job[op.job_id] = _Call(
+                    op.job_id, ["D", writer, str(seq)] if writer else []
+                )
             call.args += _consume(lease_id, op)
             if op.job_id not in self._indexed:
                 new_jobs.add(op.job_id)
