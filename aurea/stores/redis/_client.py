@@ -74,10 +74,15 @@ class RedisClient:
     unreachable server to ``StoreUnavailable``; the pool reconnects on the next call, so the
     stores recover by themselves when the server is back."""
 
-    def __init__(self, redis: aioredis.Redis, *, prefix: str, where: str) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, prefix: str, where: str, cluster: bool = False
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.where = where  # for messages: the server, without credentials
+        # A Redis Cluster client: no MULTI across slots, and its pipelines refuse scripts, so
+        # the stores send each script call on its own (concurrently) there.
+        self.cluster = cluster
         self._closed = False
 
     def key(self, *parts: str) -> str:
