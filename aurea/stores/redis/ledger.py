@@ -31,8 +31,9 @@ a shared store.
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -296,6 +297,8 @@ class RedisLedgerStore:
     ) -> list[list[Any]]:
         """One store call: the index writes, then each job's script; in MULTI/EXEC when it is
         more than one command. Answers each script's rows, in order."""
+        if self._client.cluster:
+            return await self._execute_on_cluster(new_jobs, index, calls)
         redis = self._client.redis
         if not new_jobs and not index and len(calls) == 1:
             c = calls[0]
@@ -310,12 +313,45 @@ class RedisLedgerStore:
                     pipe.hincrby(self._touch, job, 1)
                 else:
                     lease_id, job, ttl_s = what
-                    keep = math.ceil(ttl_s + self._retention_s) + _LEASE_SLACK_S
-                    pipe.set(self._lease_key(lease_id), job, ex=keep)
+                    pipe.set(self._lease_key(lease_id), job, ex=self._keep_s(ttl_s))
             for c in calls:  # awaiting queues the command (the pipeline loads the script)
                 await self._job_script(keys=self._job_keys(c.job), args=self._args(c), client=pipe)
             answers = await pipe.execute()
         return list(answers[len(answers) - len(calls) :])
+
+    async def _execute_on_cluster(
+        self,
+        new_jobs: list[str],
+        index: list[tuple[str, tuple[Any, ...]]],
+        calls: list[_Call],
+    ) -> list[list[Any]]:
+        """The same on Redis Cluster, where no MULTI spans slots and pipelines refuse scripts:
+        the index writes first (a reserve's index entry before the reserve, as the sweep needs),
+        then each job's script on its own shard, concurrently. Atomic per job only, so a store
+        call that fails part-way may have applied some jobs' scripts; its retry is safe: a
+        reserve of an existing lease, a release, a sweep and a budget change repeat harmlessly,
+        and a numbered consume batch applies once (``consume``)."""
+        redis = self._client.redis
+        writes: list[Awaitable[Any]] = []
+        if new_jobs:
+            writes.append(redis.zadd(self._jobs, dict.fromkeys(new_jobs, 0), nx=True))
+        for kind, what in index:
+            if kind == "zadd_lt":
+                job, due = what
+                writes.append(redis.zadd(self._due, {job: due}, lt=True))
+                writes.append(redis.hincrby(self._touch, job, 1))
+            else:
+                lease_id, job, ttl_s = what
+                writes.append(redis.set(self._lease_key(lease_id), job, ex=self._keep_s(ttl_s)))
+        await asyncio.gather(*writes)
+        answers = await asyncio.gather(
+            *(self._job_script(keys=self._job_keys(c.job), args=self._args(c)) for c in calls)
+        )
+        return list(answers)
+
+    def _keep_s(self, ttl_s: float) -> int:
+        """How long a lease's job is named: past the lease and its retention, with slack."""
+        return math.ceil(ttl_s + self._retention_s) + _LEASE_SLACK_S
 
     def _args(self, call: _Call) -> list[str]:
         return [call.job, self._retention, *call.args]
@@ -341,7 +377,9 @@ class RedisLedgerStore:
         if unresolved:
             redis = self._client.redis
             keys = [self._lease_key(lease) for lease in unresolved]
-            found = await self._client.call("ledger find leases", lambda: redis.mget(keys))
+            # Each lease's name is its own slot: MGET across slots only without Cluster.
+            mget = redis.mget_nonatomic if self._client.cluster else redis.mget  # type: ignore[attr-defined]
+            found = await self._client.call("ledger find leases", lambda: mget(keys))
             for lease, job in zip(unresolved, found, strict=True):
                 if job is not None:
                     owners.setdefault(lease, text(job))
