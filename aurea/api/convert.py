@@ -141,21 +141,24 @@ def generate_call(req: Any, request_id: str, deadline: float | None = None) -> G
     else:
         _check(bad, bool(req.prompt), "prompt", "must not be empty (or give messages instead)")
         messages.append(ChatMessage(Role.USER, req.prompt))
-    _check(
-        bad,
-        0 <= req.max_tokens <= lim.max_tokens,
-        "max_tokens",
-        f"must be between 1 and {lim.max_tokens}, or 0 for the model's default "
-        f"{limit_text('max_tokens')}",
-    )
+    # Refusals' texts are formatted only when a check fails: this runs on every call.
+    if not 0 <= req.max_tokens <= lim.max_tokens:
+        bad.append(
+            FieldViolation(
+                "max_tokens",
+                f"must be between 1 and {lim.max_tokens}, or 0 for the model's default "
+                f"{limit_text('max_tokens')}",
+            )
+        )
     chars = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
-    _check(
-        bad,
-        chars <= lim.max_prompt_chars,
-        "messages" if req.messages else "prompt",
-        f"the prompt is {chars} characters; at most {lim.max_prompt_chars} are allowed "
-        f"{limit_text('max_prompt_chars')}",
-    )
+    if chars > lim.max_prompt_chars:
+        bad.append(
+            FieldViolation(
+                "messages" if req.messages else "prompt",
+                f"the prompt is {chars} characters; at most {lim.max_prompt_chars} are allowed "
+                f"{limit_text('max_prompt_chars')}",
+            )
+        )
     temperature = req.temperature if req.HasField("temperature") else None
     if temperature is not None:
         _check(
@@ -172,21 +175,20 @@ def generate_call(req: Any, request_id: str, deadline: float | None = None) -> G
             "top_p",
             "must be greater than 0 and at most 1",
         )
-    _check(bad, len(req.stop) <= MAX_STOP, "stop", f"at most {MAX_STOP} stop sequences")
+    if len(req.stop) > MAX_STOP:
+        bad.append(FieldViolation("stop", f"at most {MAX_STOP} stop sequences"))
     for i, s in enumerate(req.stop):
         _check(bad, bool(s), f"stop[{i}]", "must not be empty")
-    _check(bad, len(req.job_id) <= MAX_JOB_ID, "job_id", f"at most {MAX_JOB_ID} characters")
-    _check(bad, len(req.model) <= MAX_MODEL_NAME, "model", f"at most {MAX_MODEL_NAME} characters")
+    if len(req.job_id) > MAX_JOB_ID:
+        bad.append(FieldViolation("job_id", f"at most {MAX_JOB_ID} characters"))
+    if len(req.model) > MAX_MODEL_NAME:
+        bad.append(FieldViolation("model", f"at most {MAX_MODEL_NAME} characters"))
     policy = None
     if req.routing_policy:
         policy = _POLICIES.get(req.routing_policy)
         _check(bad, policy is not None, "routing_policy", "is not a known RoutingPolicy value")
-    _check(
-        bad,
-        len(req.fallback_models) <= MAX_FALLBACKS,
-        "fallback_models",
-        f"at most {MAX_FALLBACKS} fallback models",
-    )
+    if len(req.fallback_models) > MAX_FALLBACKS:
+        bad.append(FieldViolation("fallback_models", f"at most {MAX_FALLBACKS} fallback models"))
     for i, f in enumerate(req.fallback_models):
         _check(
             bad,
@@ -194,13 +196,11 @@ def generate_call(req: Any, request_id: str, deadline: float | None = None) -> G
             f"fallback_models[{i}]",
             f"must be 1 to {MAX_MODEL_NAME} characters",
         )
-    _labels(req.labels, bad)
-    _check(
-        bad,
-        len(req.tools) <= lim.max_tools,
-        "tools",
-        f"at most {lim.max_tools} tools {limit_text('max_tools')}",
-    )
+    if req.labels:
+        _labels(req.labels, bad)
+    if len(req.tools) > lim.max_tools:
+        text = f"at most {lim.max_tools} tools {limit_text('max_tools')}"
+        bad.append(FieldViolation("tools", text))
     tools = _tools(req, bad) if req.tools else ()
     choice = _tool_choice(req, bad)
     response_format = _response_format(req, bad)

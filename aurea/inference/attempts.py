@@ -26,7 +26,7 @@ from aurea.config import ModelSpec, RetrySettings
 from aurea.errors import AureaError, ContextLengthExceeded
 from aurea.inference.calls import AttemptRecord, CallRecord, FallbackEvent
 from aurea.inference.classify import Action, backoff_s, classify, final_error
-from aurea.inference.guards import AttemptInfo, Guard, Permit
+from aurea.inference.guards import NOOP_PERMIT, AttemptInfo, Guard, Permit
 from aurea.providers._base import Provider, Usage
 from aurea.runtime import ActorRef
 
@@ -154,6 +154,10 @@ class AttemptLoop:
                     async with contextlib.AsyncExitStack() as stack:
                         for guard in self._guards:
                             permit = await guard.admit(info, cand)
+                            if permit is NOOP_PERMIT:
+                                # Nothing to enter, observe or release (a guard that decided
+                                # at admission): skipped, not stacked, on every attempt.
+                                continue
                             await stack.enter_async_context(permit)
                             attempt.permits.append(permit)
                         ref = self._providers[model.provider]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import structlog
 
 from aurea.actors.router import Candidate
+from aurea.config import ModelSpec
 from aurea.errors import AureaError, BudgetExceeded, StreamBroken
 from aurea.inference._common import Emit, mapped, provider_request, settle
 from aurea.inference.attempts import Attempt
@@ -29,7 +30,7 @@ from aurea.inference.calls import (
 from aurea.inference.deadlines import Deadlines, Watchdog
 from aurea.inference.failover import MidStream
 from aurea.inference.rich import ToolCalls
-from aurea.pricing import cost_nanos
+from aurea.pricing import MICRO, cost_nanos
 from aurea.providers._base import (
     ChatMessage,
     Finish,
@@ -208,14 +209,10 @@ class StreamRun:
                     out.append(text)
                     # Permits see every delta's estimated spend (a local check, no ask): a
                     # ledger permit stops the stream here when the job's budget runs out.
-                    est = Usage(
-                        input_tokens=input_tokens,
-                        output_tokens=max(deltas, chars // 4),
-                        estimated=True,
-                    )
-                    cost = cost_nanos(model, est)
+                    tokens = max(deltas, chars // 4)
+                    est = Usage(input_tokens=input_tokens, output_tokens=tokens, estimated=True)
                     try:
-                        attempt.observe(est, cost)
+                        attempt.observe(est, estimate_cost(model, input_tokens, tokens))
                     except BudgetExceeded:
                         finish = Finish(FinishReason.BUDGET_EXCEEDED, "budget")
                         break  # the delta that would cross the budget is not sent
@@ -253,14 +250,10 @@ class StreamRun:
                     else:
                         chars += len(ev.text)
                         thoughts.append(ev.text)
-                    est = Usage(
-                        input_tokens=input_tokens,
-                        output_tokens=max(deltas, chars // 4),
-                        estimated=True,
-                    )
-                    cost = cost_nanos(model, est)
+                    tokens = max(deltas, chars // 4)
+                    est = Usage(input_tokens=input_tokens, output_tokens=tokens, estimated=True)
                     try:
-                        attempt.observe(est, cost)
+                        attempt.observe(est, estimate_cost(model, input_tokens, tokens))
                     except BudgetExceeded:
                         finish = Finish(FinishReason.BUDGET_EXCEEDED, "budget")
                         break
@@ -355,3 +348,11 @@ def _observe_final(attempt: Attempt, usage: Usage, cost: int) -> None:
     for p in attempt.permits:
         with contextlib.suppress(BudgetExceeded):
             p.observe(usage, cost)
+
+
+def estimate_cost(model: ModelSpec, input_tokens: int, output_tokens: int) -> int:
+    """``cost_nanos(model, Usage(input_tokens=..., output_tokens=...))`` for the estimates a
+    stream shows its permits per delta (no cached or reasoning tokens, counts >= 0), without
+    the general case's clamping: it runs once per delta."""
+    micro = input_tokens * model.input_nanos_per_mtok + output_tokens * model.output_nanos_per_mtok
+    return -(-micro // MICRO)
