@@ -163,3 +163,8 @@ class RedisSettings:
     retry_s: float = setting(
         1.0, "after a failed operation, seconds before Redis is tried again", lo=0, hi=300
     )
+    cluster: bool = setting(
+        False,
+        "url names one node of a Redis Cluster: the client finds the others and sends each "
+        "key's command to its shard (url must be redis:// or rediss://, database 0)",
+    )

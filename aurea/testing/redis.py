@@ -1,9 +1,10 @@
 """A real ``redis-server`` for tests and benchmarks: started on a free loopback port with no
 persistence, stoppable and restartable on the same port (to test an outage), never the
-machine's 6379.
+machine's 6379. ``RedisCluster`` joins several of them into one real Redis Cluster.
 
 ``with RedisServer.start() as server: url = server.url`` (or ``RedisServer.available()`` first,
-to skip where the binary is missing).
+to skip where the binary is missing); ``with RedisCluster.start() as cluster: url = cluster.url``
+(a client in cluster mode discovers the other nodes from that one).
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["RedisServer"]
+__all__ = ["RedisCluster", "RedisServer"]
 
 _START_WAIT_S = 10.0
+_CLUSTER_WAIT_S = 30.0
+_BUS_OFFSET = 10000  # a cluster node also listens on its port + 10000 (the cluster bus)
 
 
 def _free_port() -> int:
@@ -26,6 +30,25 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_cluster_port(taken: set[int]) -> int:
+    """A free port whose cluster bus port (``port + 10000``) is a valid, free port too."""
+    for _ in range(1000):
+        port = _free_port()
+        bus = port + _BUS_OFFSET
+        if bus <= 65535 and not {port, bus} & taken and _bindable(bus):
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
 
 
 def _answers(port: int) -> bool:
@@ -40,9 +63,10 @@ def _answers(port: int) -> bool:
 class RedisServer:
     """One ``redis-server`` process on 127.0.0.1; ``stop``/``resume`` keep the port."""
 
-    def __init__(self, port: int, workdir: Path) -> None:
+    def __init__(self, port: int, workdir: Path, *, extra: Sequence[str] = ()) -> None:
         self.port = port
         self._dir = workdir
+        self._extra = tuple(extra)  # more redis-server options (a cluster node's)
         self._proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -85,6 +109,7 @@ class RedisServer:
                 str(self._dir),
                 "--protected-mode",
                 "yes",
+                *self._extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -131,3 +156,130 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class RedisCluster:
+    """``nodes`` primaries (no replicas) joined into one Redis Cluster on 127.0.0.1, each its
+    own ``redis-server`` in its own directory; the slots are spread evenly by
+    ``redis-cli --cluster create``. A node can be stopped and resumed on its port (it keeps its
+    ``nodes.conf``, so it rejoins)."""
+
+    def __init__(self, nodes: list[RedisServer], workdir: Path) -> None:
+        self.nodes = nodes
+        self._dir = workdir
+
+    @staticmethod
+    def available() -> bool:
+        return RedisServer.available() and shutil.which("redis-cli") is not None
+
+    @classmethod
+    def start(cls, nodes: int = 3) -> RedisCluster:
+        if nodes < 3:
+            raise ValueError("a Redis Cluster needs at least 3 primaries")
+        cli = shutil.which("redis-cli")
+        if cli is None or not RedisServer.available():
+            raise RuntimeError("redis-server and redis-cli are required for a Redis Cluster")
+        workdir = Path(tempfile.mkdtemp(prefix="aurea-redis-cluster-"))
+        taken: set[int] = set()
+        servers: list[RedisServer] = []
+        cluster = cls(servers, workdir)
+        try:
+            for i in range(nodes):
+                port = _free_cluster_port(taken)
+                taken |= {port, port + _BUS_OFFSET}
+                node_dir = workdir / f"node{i}"
+                node_dir.mkdir()
+                options = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+                servers.append(RedisServer(port, node_dir, extra=options))
+                servers[-1].resume()
+            subprocess.run(
+                [
+                    cli,
+                    "--cluster",
+                    "create",
+                    *(f"127.0.0.1:{s.port}" for s in servers),
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=_CLUSTER_WAIT_S,
+            )
+            cluster.wait_ready()
+        except BaseException:
+            cluster.close()
+            raise
+        return cluster
+
+    @property
+    def url(self) -> str:
+        """One node's URL: a cluster client learns the others (and the slots) from it."""
+        return self.nodes[0].url
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return tuple(n.port for n in self.nodes)
+
+    def wait_ready(self, timeout_s: float = _CLUSTER_WAIT_S) -> None:
+        """Return once every running node reports ``cluster_state:ok`` with every slot served
+        and sees every node (after a start, or after a stopped node was resumed)."""
+        deadline = time.monotonic() + timeout_s
+        while not all(self._node_ready(n) for n in self.nodes if n.running):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Redis Cluster on ports {self.ports} did not become ready")
+            time.sleep(0.05)
+
+    def _node_ready(self, node: RedisServer) -> bool:
+        info = _cluster_info(node.port)
+        return (
+            info.get("cluster_state") == "ok"
+            and info.get("cluster_slots_ok") == "16384"
+            and info.get("cluster_known_nodes") == str(len(self.nodes))
+        )
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> RedisCluster:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _cluster_info(port: int) -> dict[str, str]:
+    """``CLUSTER INFO`` of one node as a dict (empty when it does not answer)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            s.sendall(b"CLUSTER INFO\r\n")
+            data = b""
+            while b"\r\n" not in data or len(data) < _bulk_end(data):
+                chunk = s.recv(4096)
+                if not chunk:
+                    return {}
+                data += chunk
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, str] = {}
+    for line in data.partition(b"\r\n")[2].decode(errors="replace").splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key] = value.strip()
+    return out
+
+
+def _bulk_end(data: bytes) -> int:
+    """Where a RESP bulk string reply ends (``$LEN\\r\\n`` + body + ``\\r\\n``)."""
+    head = data.partition(b"\r\n")[0]
+    if not head.startswith(b"$"):
+        raise ValueError(f"not a bulk string: {head[:40]!r}")
+    return len(head) + 2 + int(head[1:]) + 2
