@@ -46,6 +46,26 @@ class _SinkHandler(logging.Handler):
             self.handleError(record)
 
 
+class _ClientGone(logging.Filter):
+    """grpc's core logs an error with a traceback when it cannot send an answer because the
+    client already left (its deadline passed or it cancelled while the handler finished): a
+    normal event under load, already counted in the call's ``rpc_finished`` line. It becomes
+    one info line, ``rpc_answer_undelivered`` with the method, so errors stay worth paging on."""
+
+    _PREFIX = "ExecuteBatchError raised in core by servicer method"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("grpc.") and record.levelno >= logging.ERROR:
+            message = record.getMessage()
+            if message.startswith(self._PREFIX):
+                record.msg = "rpc_answer_undelivered"
+                record.args = None
+                record.levelno, record.levelname = logging.INFO, "INFO"
+                record.exc_info = record.exc_text = None
+                record.__dict__["method"] = message[len(self._PREFIX) :].strip(" []")
+        return True
+
+
 def add_request_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Name the call a line belongs to even where the edge's log context is not bound (inside
     an actor handling the call's message: the runtime restores ``request_id_var`` there)."""
@@ -153,6 +173,7 @@ def _route_stdlib(sink: LineSink, renderer: Any, level: str, redact: bool) -> No
     chain: list[Any] = [
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(allow=("method",)),  # see _ClientGone
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
     ]
@@ -166,6 +187,7 @@ def _route_stdlib(sink: LineSink, renderer: Any, level: str, redact: bool) -> No
     for old in [h for h in root.handlers if isinstance(h, _SinkHandler)]:
         root.removeHandler(old)
     handler = _SinkHandler(sink)
+    handler.addFilter(_ClientGone())
     handler.setFormatter(formatter)
     root.addHandler(handler)
     root.setLevel(max(logging.getLevelNamesMapping()[level.upper()], logging.INFO))

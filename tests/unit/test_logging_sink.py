@@ -190,3 +190,25 @@ def test_configure_sends_structlog_and_stdlib_lines_to_stderr(
     theirs = [e for e in lines if e["event"] == "from stdlib"]
     assert ours and ours[0]["k"] == "v" and ours[0]["level"] == "info"
     assert theirs and theirs[0]["logger"] == "some.library" and theirs[0]["level"] == "warning"
+
+
+def test_grpcs_client_gone_error_becomes_one_info_line(
+    restore_logging: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    configure("info", "json", stdlib=True)
+    core = logging.getLogger("grpc._cython.cygrpc")
+    try:
+        raise RuntimeError('Failed "execute_batch"')
+    except RuntimeError:
+        core.exception(
+            "ExecuteBatchError raised in core by servicer method [%s]",
+            "/aurea.v1.InferenceService/Generate",
+        )
+    core.error("something else broke")
+    _sink.flush_all(timeout_s=30)
+    lines: list[Any] = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x]
+    (gone,) = [e for e in lines if e["event"] == "rpc_answer_undelivered"]
+    assert gone["level"] == "info" and "exception" not in gone
+    assert gone["method"] == "/aurea.v1.InferenceService/Generate"
+    (other,) = [e for e in lines if e["event"] == "something else broke"]
+    assert other["level"] == "error"
