@@ -40,7 +40,7 @@ class CoalescingWriter:
     def __init__(self, write: Write, *, max_pending_chars: int = 64 * 1024) -> None:
         self._write = write
         self._max = max_pending_chars
-        self._pending: deque[GenEvent] = deque()
+        self._pending: deque[GenEvent | _Texts] = deque()
         self._pending_chars = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -76,10 +76,11 @@ class CoalescingWriter:
             raise self._error
         pending = self._pending
         if type(ev) is Delta:
-            if pending and type(pending[-1]) is Delta:
-                pending[-1] = Delta(pending[-1].text + ev.text)
+            last = pending[-1] if pending else None
+            if type(last) is _Texts:
+                last.append(ev.text)  # joined once, when written: no copy per delta
             else:
-                pending.append(ev)
+                pending.append(_Texts((ev.text,)))
             self._pending_chars += len(ev.text)
         elif type(ev) is ToolCallDelta or type(ev) is ReasoningDelta:
             self._pending_chars += _merge(pending, ev)
@@ -108,11 +109,17 @@ class CoalescingWriter:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                ev = pending.popleft()
-                if type(ev) is Delta or type(ev) is ReasoningDelta:
+                item = pending.popleft()
+                ev: GenEvent
+                if isinstance(item, _Texts):
+                    ev = Delta(item[0] if len(item) == 1 else "".join(item))
                     self._pending_chars -= len(ev.text)
-                elif type(ev) is ToolCallDelta:
-                    self._pending_chars -= len(ev.arguments)
+                else:
+                    ev = item
+                    if type(ev) is ReasoningDelta:
+                        self._pending_chars -= len(ev.text)
+                    elif type(ev) is ToolCallDelta:
+                        self._pending_chars -= len(ev.arguments)
                 await write(ev)
         except asyncio.CancelledError:
             raise
@@ -121,7 +128,14 @@ class CoalescingWriter:
             self._idle.set()
 
 
-def _merge(pending: deque[GenEvent], ev: ToolCallDelta | ReasoningDelta) -> int:
+class _Texts(list[str]):
+    """Queued text deltas not written yet, in order: one ``Delta`` of their joined text when
+    the writer takes them (joining once, where merging pairs would copy the text per delta)."""
+
+    __slots__ = ()
+
+
+def _merge(pending: deque[GenEvent | _Texts], ev: ToolCallDelta | ReasoningDelta) -> int:
     """Queue ``ev``, merged into the last queued event when it continues it; the characters
     it adds to the queue."""
     last = pending[-1] if pending else None
