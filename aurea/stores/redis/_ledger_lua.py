@@ -277,8 +277,8 @@ return out
 """
 
 CLAIM = r"""
--- KEYS: the expiry index (zset: job -> when it next needs a sweep), the reserve counters (hash:
--- job -> reserves so far). ARGV: now, limit. Returns job, counter pairs of the due jobs.
+-- KEYS: the expiry index (zset: job -> when it next needs a sweep), the last reserve of each job
+-- (hash: job -> its lease id). ARGV: now, limit. Returns job, last reserve pairs of the due jobs.
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 local out = {}
 for _, job in ipairs(due) do
@@ -289,15 +289,17 @@ return out
 """
 
 SETTLE = r"""
--- KEYS: as CLAIM. ARGV: per job four fields: job, 'c' (claimed) or 'o' (only lower), the
--- counter seen at the claim, and when the job next needs a sweep ('' never). A claimed job whose
--- counter did not move (no reserve since the claim) takes its new time, or leaves the index;
--- otherwise the index only ever moves earlier, so a lease reserved meanwhile is never lost.
+-- KEYS: as CLAIM. ARGV: per job four fields: job, 'c' (claimed) or 'o' (only lower), the last
+-- reserve seen at the claim, and when the job next needs a sweep ('' never). A claimed job with
+-- no reserve since the claim (each reserve writes its own lease id, so any reserve changes it)
+-- takes its new time, or leaves the index (and the hash); otherwise the index only ever moves
+-- earlier, so a lease reserved meanwhile is never lost.
 for i = 1, #ARGV, 4 do
   local job, mode, seen, nxt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if mode == 'c' and (redis.call('HGET', KEYS[2], job) or '') == seen then
     if nxt == '' then
       redis.call('ZREM', KEYS[1], job)
+      redis.call('HDEL', KEYS[2], job)
     else
       redis.call('ZADD', KEYS[1], nxt, job)
     end

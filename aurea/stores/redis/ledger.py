@@ -8,24 +8,26 @@ script lands on one Redis Cluster shard and declares every key it touches: ``P:l
 ``:closed`` (closed leases by closing time), ``:m`` (totals by model), ``:sum`` (hourly summary),
 ``:seen`` (each writer's last consume batch). Across jobs, under ``{ledger}``: ``:jobs`` (the job
 index, for ListJobs and the summary), ``:exp`` (jobs by when they next need a sweep) and ``:touch``
-(reserves per job, see below). ``P:led:{lease:ID}`` names a lease's job, so that an operation given
-a lease id alone finds the job (the ledger always passes the job and never reads it).
-
+(each job's last reserve, see below). ``P:led:{lease:ID}`` names a lease's job, so that an
+operation given a lease id alone finds the job (the ledger always passes the job and never reads
+it).
 
 **apply**: operations are grouped by job (each job's in order; different jobs share no key),
 and one store call carries the index writes and one script per job, inside MULTI/EXEC: on one
 server (or a Sentinel primary) the whole sequence is still one atomic step, so a failed call
-is retried whole. A Cluster client would send each job's script to its own shard: atomic per
-job, which is all a ledger decision needs.
+is retried whole. On a Redis Cluster each job's script goes to its own shard: atomic per job,
+which is all a ledger decision needs (see ``_execute_on_cluster`` for why a retry is safe).
 
 **Expiry.** Leases expire by their TTL alone (``expire``, run by every replica's ledger tick):
 a replica killed mid-call stops renewing, and its reservations return once their expiry
-passes. A sweep reads the jobs due in the expiry index (``CLAIM``, with each job's reserve
-counter), runs each due job's ``E`` operation (which answers when the job is next due), and
-then moves the index (``SETTLE``). A reserve bumps its job's counter and lowers its index
-entry before the reserve itself, in the same MULTI, so a sweep whose claim came before a
+passes. A sweep reads the jobs due in the expiry index (``CLAIM``, with each job's last
+reserve), runs each due job's ``E`` operation (which answers when the job is next due), and
+then moves the index (``SETTLE``) only for jobs with no reserve since the claim. A reserve
+records its lease id as its job's last reserve and lowers the job's index entry before the
+reserve itself (in the same MULTI; first, on a Cluster), so a sweep whose claim came before a
 reserve never drops the entry that reserve needs; an index that is left too early only costs
-an extra visit. ``expire_all`` exists for the protocol's sake and is never run by a server on
+an extra visit. A job leaves both ``{ledger}`` hashes once it holds no lease, active or
+remembered. ``expire_all`` exists for the protocol's sake and is never run by a server on
 a shared store.
 """
 
@@ -157,7 +159,7 @@ class _Call:
     job: str
     args: list[str] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)
-    claimed: str | None = None  # for an expire visit: the counter the claim saw, if claimed
+    claimed: str | None = None  # for an expire visit: the last reserve the claim saw, if claimed
 
 
 def _decode(row: list[Any]) -> LedgerResult:
@@ -265,7 +267,7 @@ class RedisLedgerStore:
             if isinstance(op, ReserveOp):
                 leased[job] = None
                 # Before the reserve itself: a sweep that claimed before it must not drop it.
-                index.append(("zadd_lt", (job, op.now + op.ttl_s)))
+                index.append(("zadd_lt", (job, op.now + op.ttl_s, op.lease_id)))
             if isinstance(op, ReserveOp | ExtendOp):
                 leased[job] = None
                 index.append(("owner", (op.lease_id, job, op.ttl_s)))
@@ -308,9 +310,9 @@ class RedisLedgerStore:
                 pipe.zadd(self._jobs, dict.fromkeys(new_jobs, 0), nx=True)
             for kind, what in index:
                 if kind == "zadd_lt":
-                    job, due = what
+                    job, due, lease_id = what
                     pipe.zadd(self._due, {job: due}, lt=True)
-                    pipe.hincrby(self._touch, job, 1)
+                    pipe.hset(self._touch, job, lease_id)
                 else:
                     lease_id, job, ttl_s = what
                     pipe.set(self._lease_key(lease_id), job, ex=self._keep_s(ttl_s))
@@ -337,9 +339,9 @@ class RedisLedgerStore:
             writes.append(redis.zadd(self._jobs, dict.fromkeys(new_jobs, 0), nx=True))
         for kind, what in index:
             if kind == "zadd_lt":
-                job, due = what
+                job, due, lease_id = what
                 writes.append(redis.zadd(self._due, {job: due}, lt=True))
-                writes.append(redis.hincrby(self._touch, job, 1))
+                writes.append(redis.hset(self._touch, job, lease_id))
             else:
                 lease_id, job, ttl_s = what
                 writes.append(redis.set(self._lease_key(lease_id), job, ex=self._keep_s(ttl_s)))
@@ -390,7 +392,7 @@ class RedisLedgerStore:
         return owners
 
     async def _claim_due(self, now: float) -> list[tuple[str, str]]:
-        """Jobs due for a sweep at ``now``, each with its reserve counter."""
+        """Jobs due for a sweep at ``now``, each with its last reserve."""
         flat = await self._client.call(
             "ledger expire",
             lambda: self._claim(keys=[self._due, self._touch], args=[fmt(now), _SWEEP_JOBS]),
