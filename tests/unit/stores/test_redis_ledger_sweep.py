@@ -78,6 +78,7 @@ async def test_the_index_empties_once_leases_are_closed_and_forgotten(
     assert await _index(client)
     assert await store.expire(now=T0 + 19 + TTL + RETENTION) == 0
     assert await _index(client) == {}
+    assert await client.redis.hlen(client.key("led", "{ledger}", "touch")) == 0
     assert await store.get_lease("l1") is None
     for i in range(5):
         view = await store.get_job(f"job{i}")
