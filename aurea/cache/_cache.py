@@ -202,11 +202,17 @@ class ResponseCache:
             from aurea.stores.redis import open_redis
 
             # A Redis of the cache's own (``[cache] redis_url``), else the shared one.
+            # ``[redis] cluster`` describes ``[redis] url``; a cache's own is one server.
             client = None if cache.redis_url else redis_client
-            url = cache.redis_url or redis.url
+            owns = client is None
+            if client is None:
+                url, cluster = (
+                    (cache.redis_url, False) if cache.redis_url else (redis.url, redis.cluster)
+                )
+                client = open_redis(url, prefix=redis.key_prefix, cluster=cluster)
             backend = RedisBackend(
-                client or open_redis(url, prefix=redis.key_prefix),
-                owns_client=client is None,
+                client,
+                owns_client=owns,
                 timeout_s=redis.timeout_s,
                 retry_s=redis.retry_s,
                 on_error=_redis_error if metrics_on else None,

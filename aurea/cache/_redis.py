@@ -10,6 +10,10 @@ cache is back, with no restart.
 Each lookup and each store is one command (one round trip); entries expire by Redis's own TTL
 (``PX``). Sizes are bounded by Redis's ``maxmemory`` and its eviction policy (run Redis with
 ``maxmemory-policy allkeys-lru`` or ``volatile-lru``), not by ``[cache] max_entries``.
+
+On a Redis Cluster (``[redis] cluster``) entries spread over the shards by key; ``ClearCache``
+and ``GetCacheStats`` scan every primary (redis-py's cluster ``scan_iter`` walks each one's
+cursor) and their pipelines of ``STRLEN``/``UNLINK`` are split per shard.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from aurea.cache._backend import NO_VALUE, Usage
 from aurea.cache._codec import CodecError, decode
@@ -54,9 +58,16 @@ class RedisBackend:
     ) -> None:
         # The shared stores' connection (``aurea.stores.redis``): one pool, no silent re-send.
         self._client: Any = client.redis
+        self._gate = client.gate  # a cluster client queues callers here (one server: free)
         self._owner = client if owns_client else None
         self._where = client.where  # the server, without credentials
-        self._failures: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+        # RedisClusterException: a cluster none of whose nodes answers (not a RedisError).
+        self._failures: tuple[type[BaseException], ...] = (
+            RedisError,
+            RedisClusterException,
+            OSError,
+            TimeoutError,
+        )
         self._prefix = client.prefix
         self._timeout_s = timeout_s
         self._retry_s = retry_s
@@ -76,7 +87,7 @@ class RedisBackend:
         if self._resting():
             return NO_VALUE
         try:
-            async with asyncio.timeout(self._timeout_s * 2):
+            async with asyncio.timeout(self._timeout_s * 2), self._gate():
                 blob = await self._client.get(key.redis(self._prefix))
         except self._failures as exc:
             self._failed("get", exc)
@@ -95,7 +106,7 @@ class RedisBackend:
             return False
         px = max(int(ttl_s * 1000), 1) if ttl_s > 0 else None
         try:
-            async with asyncio.timeout(self._timeout_s * 2):
+            async with asyncio.timeout(self._timeout_s * 2), self._gate():
                 await self._client.set(key.redis(self._prefix), blob, px=px)
         except self._failures as exc:
             self._failed("set", exc)
@@ -106,15 +117,18 @@ class RedisBackend:
     async def clear(self, flt: KeyFilter) -> tuple[int, int]:
         removed = freed = 0
         try:
-            batch: list[bytes] = []
-            async for key in self._client.scan_iter(match=self._pattern(flt), count=_SCAN_BATCH):
-                batch.append(key)
-                if len(batch) >= _SCAN_BATCH:
+            async with self._gate():
+                batch: list[bytes] = []
+                async for key in self._client.scan_iter(
+                    match=self._pattern(flt), count=_SCAN_BATCH
+                ):
+                    batch.append(key)
+                    if len(batch) >= _SCAN_BATCH:
+                        n, b = await self._unlink(batch)
+                        removed, freed, batch = removed + n, freed + b, []
+                if batch:
                     n, b = await self._unlink(batch)
-                    removed, freed, batch = removed + n, freed + b, []
-            if batch:
-                n, b = await self._unlink(batch)
-                removed, freed = removed + n, freed + b
+                    removed, freed = removed + n, freed + b
         except self._failures as exc:
             self._failed("clear", exc)
             raise Unavailable(
@@ -128,16 +142,17 @@ class RedisBackend:
         kinds = {k.value: k for k in CacheKind}
         start = len(self._prefix) + len(":cache:")
         try:
-            batch: list[bytes] = []
-            async for key in self._client.scan_iter(
-                match=self._pattern(KeyFilter()), count=_SCAN_BATCH
-            ):
-                batch.append(key)
-                if len(batch) >= _SCAN_BATCH:
+            async with self._gate():
+                batch: list[bytes] = []
+                async for key in self._client.scan_iter(
+                    match=self._pattern(KeyFilter()), count=_SCAN_BATCH
+                ):
+                    batch.append(key)
+                    if len(batch) >= _SCAN_BATCH:
+                        await self._measure(batch, kinds, start, out)
+                        batch = []
+                if batch:
                     await self._measure(batch, kinds, start, out)
-                    batch = []
-            if batch:
-                await self._measure(batch, kinds, start, out)
         except self._failures as exc:
             self._failed("usage", exc)
             raise Unavailable("the cache's Redis did not answer", retry_after_s=1.0) from exc
@@ -160,7 +175,9 @@ class RedisBackend:
         for k in keys:
             pipe.strlen(k)
         for k in keys:
-            pipe.unlink(k)
+            # Not ``pipe.unlink``: a cluster pipeline's is a coroutine (its multi-key split)
+            # that never joins the pipeline.
+            pipe.execute_command("UNLINK", k)
         results = await pipe.execute()
         sizes, gone = results[: len(keys)], results[len(keys) :]
         removed = sum(int(g) for g in gone)

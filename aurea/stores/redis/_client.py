@@ -15,16 +15,24 @@ Cluster hash tag, so each atomic step lands on one shard:
 
 Every script takes every key it touches in KEYS, never building one inside Lua
 (``tests/unit/stores/test_redis_cluster_keys.py`` checks the sources and each call's slot).
+
+With ``[redis] cluster = true`` the client is redis-py's ``RedisCluster``: it routes each command
+(and each script, by its keys) to the shard that serves the slot and follows ``MOVED``/``ASK``
+redirections; the stores send script calls on their own there (its pipelines refuse scripts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+import contextvars
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -41,6 +49,27 @@ _CONNECT_TIMEOUT_S = 1.0
 _SOCKET_TIMEOUT_S = 5.0
 _RETRY_AFTER_S = 1.0
 _MAX_CONNECTIONS = 32
+# A cluster client's per-node pools refuse past their size instead of queueing, so callers
+# queue at the client's gate (``_MAX_CONNECTIONS`` operations at a time) and each node allows
+# more connections than that, for an operation that fans out (several scripts at once).
+_MAX_NODE_CONNECTIONS = 4 * _MAX_CONNECTIONS
+# A cluster that is down, or a key's shard unreachable or moving: the call fails over like a
+# dead server (redis-py has already followed MOVED/ASK redirections as far as it would).
+_CLUSTER_FAILURES: tuple[type[BaseException], ...] = (
+    rexc.ClusterError,  # ClusterDownError, MasterDownError, "TTL exhausted" redirections
+    rexc.SlotNotCoveredError,  # a slot served by no node (a failover in progress)
+    rexc.AskError,  # MovedError too: a redirection redis-py did not follow
+    rexc.TryAgainError,
+)
+# redis-py raises its RedisClusterException for a cluster it cannot reach or map as well as for
+# a caller's mistakes (a script in a pipeline, keys across slots): only the first are outages.
+_CLUSTER_OUTAGES = (
+    "Redis Cluster cannot be connected",
+    "All slots are not covered",
+    "startup_nodes could not agree",
+)
+# Set inside an operation that holds the gate: nested calls do not queue for it again.
+_IN_GATE: contextvars.ContextVar[bool] = contextvars.ContextVar("aurea_redis_gate", default=False)
 
 
 def redacted(url: str) -> str:
@@ -83,6 +112,8 @@ class RedisClient:
         # A Redis Cluster client: no MULTI across slots, and its pipelines refuse scripts, so
         # the stores send each script call on its own (concurrently) there.
         self.cluster = cluster
+        self._gate = asyncio.Semaphore(_MAX_CONNECTIONS) if cluster else None
+        self._topology = asyncio.Lock()
         self._closed = False
 
     def key(self, *parts: str) -> str:
@@ -92,13 +123,46 @@ class RedisClient:
         """A Lua script, loaded by SHA on first use (and again after a server restart)."""
         return self.redis.register_script(source)
 
+    @contextlib.asynccontextmanager
+    async def gate(self) -> AsyncIterator[None]:
+        """Hold one of the client's operation slots (a cluster client's pools do not queue
+        callers themselves; the single-server pool does, so there this is free)."""
+        if self._gate is None or _IN_GATE.get():
+            yield
+            return
+        async with self._gate:
+            await self._discover()
+            token = _IN_GATE.set(True)
+            try:
+                yield
+            finally:
+                _IN_GATE.reset(token)
+
+    async def _discover(self) -> None:
+        """Learn the cluster's nodes and slots before commands go out. redis-py does it on
+        the first command (and after a failure), but commands that race it on a cold client
+        can meet half-set-up connections ("'NoneType' object has no attribute 'writelines'"),
+        so one caller at a time does it here and the others wait for its answer."""
+        if not getattr(self.redis, "_initialize", False):
+            return
+        async with self._topology:
+            if getattr(self.redis, "_initialize", False):
+                await self.redis.initialize()
+
     async def call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         try:
-            return await op()
+            async with self.gate():
+                return await op()
         except (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError) as exc:
             raise self.unavailable(what, exc) from exc
         except TimeoutError as exc:
             raise self.unavailable(what, exc) from exc
+        except _CLUSTER_FAILURES as exc:
+            raise self.unavailable(what, exc) from exc
+        except rexc.RedisClusterException as exc:
+            if str(exc).startswith(_CLUSTER_OUTAGES):
+                raise self.unavailable(what, exc) from exc
+            raise
         except rexc.ResponseError as exc:
             text = str(exc)
             if text.startswith(("READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN", "CLUSTERDOWN")):
@@ -122,11 +186,15 @@ class RedisClient:
         if not self._closed:
             self._closed = True
             await self.redis.aclose()
-            await self.redis.connection_pool.disconnect()
+            if not self.cluster:  # a cluster client's aclose closes every node's pool
+                await self.redis.connection_pool.disconnect()
 
 
-def open_redis(url: str, *, prefix: str) -> RedisClient:
-    """A client for ``url`` (nothing is sent until the first call)."""
+def open_redis(url: str, *, prefix: str, cluster: bool = False) -> RedisClient:
+    """A client for ``url`` (nothing is sent until the first call); with ``cluster``, for the
+    Redis Cluster that ``url`` is one node of."""
+    if cluster:
+        return RedisClient(_cluster(url), prefix=prefix, where=redacted(url), cluster=True)
     # A bounded pool that makes callers queue for a connection (the default pool refuses
     # past its size): hundreds of concurrent calls share a few dozen connections.
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -141,3 +209,22 @@ def open_redis(url: str, *, prefix: str) -> RedisClient:
     )
     redis = aioredis.Redis(connection_pool=pool)
     return RedisClient(redis, prefix=prefix, where=redacted(url))
+
+
+def _cluster(url: str) -> Any:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError("[redis] cluster = true needs a redis:// or rediss:// URL (a node's)")
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError("[redis] cluster = true needs database 0 (a cluster has no other)")
+    # The same policy as one server: quick connect, bounded waits, and no command re-sent on
+    # a connection error or timeout (``retry`` 0: redis-py re-sends only after MOVED/ASK/
+    # TRYAGAIN, which the server answers without running the command).
+    return RedisCluster.from_url(
+        url,
+        max_connections=_MAX_NODE_CONNECTIONS,
+        socket_connect_timeout=_CONNECT_TIMEOUT_S,
+        socket_timeout=_SOCKET_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )

@@ -6,14 +6,31 @@ arithmetic as ``decide`` (floats cross as their shortest round-trip text and com
 ``%.17g``), so the contract suite holds to the last bit. A key expires a minute after its bucket
 is full again: an absent key is a full bucket, so nothing is lost by forgetting it, and the
 minute of slack covers any clock skew between the replicas and the server.
+
+On a Redis Cluster a script's keys must share one slot: callers tag a call's quotas with one
+hash tag (``{MODEL}:rpm``, ``{key:NAME}:tpm``); a key without a tag gets its scope as one
+(``m:rpm`` -> ``{m}:rpm``), so one scope's quotas meet in one script. Quotas of several scopes in
+one call (no caller does this, the contract allows it) are decided per shard and the granted
+ones refunded if any refuses (``_acquire_across_slots``). A refund has nothing to decide across
+keys: on a cluster it sends one script per slot.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 from collections.abc import Sequence
 
-from aurea.stores._common import WallClock, check_finite, check_id, wall_clock
+from redis.crc import key_slot
+
+from aurea.stores._common import (
+    StoreUnavailable,
+    WallClock,
+    check_finite,
+    check_id,
+    wall_clock,
+)
 from aurea.stores.limiter import Admission, Quota, check_quotas
 from aurea.stores.redis._client import RedisClient, fmt, num
 
@@ -110,13 +127,35 @@ class RedisLimiterStore:
         self._prefix = client.key("lim", "")
 
     def _key(self, key: str) -> str:
+        if self._client.cluster and "{" not in key:
+            scope, sep, what = key.rpartition(":")
+            key = f"{{{scope}}}:{what}" if sep else f"{{{key}}}"
         return self._prefix + key
+
+    def _keys(self, quotas: Sequence[Quota]) -> list[str]:
+        keys = [self._key(q.key) for q in quotas]
+        if self._client.cluster and len({key_slot(k.encode()) for k in keys}) > 1:
+            raise ValueError("quotas span Redis Cluster slots: " + ", ".join(q.key for q in quotas))
+        return keys
+
+    def _by_slot(self, quotas: Sequence[Quota]) -> list[list[Quota]]:
+        """The quotas grouped by their keys' cluster slot, in order of first appearance."""
+        groups: dict[int, list[Quota]] = {}
+        for q in quotas:
+            groups.setdefault(key_slot(self._key(q.key).encode()), []).append(q)
+        return list(groups.values())
 
     async def acquire(self, quotas: Sequence[Quota], *, now: float) -> Admission:
         check_quotas(quotas, now)
         if not quotas:
             return Admission(granted=True)
-        keys = [self._key(q.key) for q in quotas]
+        groups = self._by_slot(quotas) if self._client.cluster else [list(quotas)]
+        if len(groups) == 1:
+            return await self._acquire_slot(quotas, now)
+        return await self._acquire_across_slots(quotas, groups, now)
+
+    async def _acquire_slot(self, quotas: Sequence[Quota], now: float) -> Admission:
+        keys = self._keys(quotas)
         args: list[str] = [fmt(now), str(_KEEP_S)]
         for q in quotas:
             args += [str(q.cost), fmt(q.rate_per_s), fmt(q.burst)]
@@ -132,11 +171,48 @@ class RedisLimiterStore:
             limiting_key=quotas[int(limiting) - 1].key,
         )
 
+    async def _acquire_across_slots(
+        self, quotas: Sequence[Quota], groups: list[list[Quota]], now: float
+    ) -> Admission:
+        """All or none over quotas on several shards (callers that tag a call's quotas alike
+        never come here): each shard decides its quotas at once; if any refuses, the shards
+        that granted are refunded. Between the two, others see those units taken: a refusal
+        may be stricter than one server's for a moment, never looser (a refund that fails
+        leaves the units taken until they refill)."""
+        results = await asyncio.gather(
+            *(self._acquire_slot(group, now) for group in groups), return_exceptions=True
+        )
+        admissions = [r for r in results if isinstance(r, Admission)]
+        failure = next((r for r in results if not isinstance(r, Admission)), None)
+        if failure is None and all(a.granted for a in admissions):
+            return Admission(granted=True)
+        granted = [
+            g
+            for g, r in zip(groups, results, strict=True)
+            if isinstance(r, Admission) and r.granted
+        ]
+        with contextlib.suppress(StoreUnavailable):
+            await asyncio.gather(*(self._refund_slot(group, now) for group in granted))
+        if failure is not None:
+            raise failure
+        order = {q.key: i for i, q in reversed(list(enumerate(quotas)))}
+        # As one script decides: the longest wait, the earliest key among equal waits.
+        return max(
+            (a for a in admissions if not a.granted),
+            key=lambda a: (a.retry_after_s, -order[a.limiting_key]),
+        )
+
     async def refund(self, quotas: Sequence[Quota], *, now: float) -> None:
         check_quotas(quotas, now)
         if not quotas:
             return
-        keys = [self._key(q.key) for q in quotas]
+        # Each key's refund stands alone (nothing to decide across keys), so on a cluster the
+        # quotas go one script per slot, concurrently.
+        groups = self._by_slot(quotas) if self._client.cluster else [list(quotas)]
+        await asyncio.gather(*(self._refund_slot(group, now) for group in groups))
+
+    async def _refund_slot(self, quotas: Sequence[Quota], now: float) -> None:
+        keys = self._keys(quotas)
         args: list[str] = [fmt(now)]
         for q in quotas:
             args += [str(q.cost), fmt(q.rate_per_s)]

@@ -3,11 +3,13 @@ Lua script (``aurea.stores.router_stats.fold`` in Lua), and the router's weights
 what one replica records every other reads.
 
 The model index (a set) sits in another slot than the models; it is written in the same
-pipeline as the fold, and a model listed but never folded is simply skipped.
+pipeline as the fold (on a Redis Cluster, whose pipelines refuse scripts, sent beside it at
+once), and a model listed but never folded is simply skipped.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,6 +111,12 @@ class RedisRouterStatsStore:
         ]
 
         async def op() -> list[Any]:
+            if self._client.cluster:  # a cluster pipeline refuses scripts: both at once
+                key = self._key(model)
+                folded, _ = await asyncio.gather(
+                    self._record(keys=[key], args=args), self._client.redis.sadd(self._index, model)
+                )
+                return list(folded)
             async with self._client.redis.pipeline(transaction=False) as pipe:
                 await self._record(keys=[self._key(model)], args=args, client=pipe)
                 pipe.sadd(self._index, model)

@@ -37,13 +37,18 @@ class SharedState:
     async def open(cls, settings: RedisSettings, *, aging_s_per_priority: float) -> SharedState:
         """Connect (a server that does not answer yet is not fatal: the limiter and ledger fail
         closed until it does, and recover by themselves)."""
-        client = open_redis(settings.url, prefix=settings.key_prefix)
+        client = open_redis(settings.url, prefix=settings.key_prefix, cluster=settings.cluster)
         try:
             await client.ping()
         except StoreUnavailable as exc:
             log.warning("redis_unavailable_at_start", error=exc.message)
         else:
-            log.info("redis_connected", server=client.where, key_prefix=settings.key_prefix)
+            log.info(
+                "redis_connected",
+                server=client.where,
+                key_prefix=settings.key_prefix,
+                cluster=settings.cluster,
+            )
         return cls(client, aging_s_per_priority=aging_s_per_priority)
 
     async def aclose(self) -> None:

@@ -30,6 +30,18 @@ pool's expired leases in its script and learns which other pools have expired on
 then reaps with their keys, so expiry stays global, as the protocol says. The takeover is
 decided by the task's own lease deadline (on the callers' clock, renewed by heartbeats), not by
 the stream's idle time, which is the Redis server's clock and counts from the last delivery.
+
+On a Redis Cluster (``client.cluster``) the slot is one shard, but a transaction there may not
+run a script, so a claim sends the three steps one after another: ``XGROUP CREATE``
+(idempotent), the script, then ``XREADGROUP`` of every undelivered entry. The task's state is
+decided by the script alone; the stream only mirrors who holds what, and the scripts
+acknowledge and delete an attempt's entry by the id kept in the task's record, whoever's
+pending list holds it (or none). So what a gap between the steps can leave is safe: two
+replicas claiming one pool at once may each read the other's new entries (``XPENDING`` names
+the wrong holder until they end); a replica that dies after the script and before its
+``XREADGROUP`` leaves its attempts RUNNING with no delivery: the next claim anywhere reads those
+entries, and the attempts' leases, never renewed, expire and are reaped as for any dead
+replica (the task runs again elsewhere, once). A claim whose answer is lost is the same case.
 """
 
 from __future__ import annotations
@@ -37,6 +49,8 @@ from __future__ import annotations
 import json
 from functools import partial
 from typing import Any
+
+from redis.exceptions import ResponseError
 
 from aurea.stores._common import Page, StoreUnavailable, check_finite, check_limit, check_positive
 from aurea.stores.redis._client import RedisClient, fmt, text
@@ -178,7 +192,22 @@ class RedisTaskQueueStore:
                     raise result
             return out
 
-        claimed, others = await self._client.call("tasks claim", transaction)
+        async def one_by_one() -> Any:
+            # A Redis Cluster refuses a script inside MULTI (its pipelines refuse scripts):
+            # the same three steps, each on its own (see the module's docstring).
+            try:
+                await self._client.redis.xgroup_create(run, _GROUP, id="$", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            out = await self._script(keys=keys, args=args)
+            # Every undelivered entry, not ``limit``: one a crash left behind is not read in
+            # place of this claim's own forever after.
+            await self._client.redis.xreadgroup(_GROUP, worker_id, {run: ">"})
+            return out
+
+        op = one_by_one if self._client.cluster else transaction
+        claimed, others = await self._client.call("tasks claim", op)
         for other in sorted(text(p) for p in others):
             try:
                 await self._run("reap", self._pool_keys(other), other, fmt(now))

@@ -1,7 +1,8 @@
 """Fixtures for the store contract tests: every store under test, once per implementation.
 
-Each fixture is parametrized over ``memory``, ``sqlite`` and ``redis`` (a real redis-server per
-session, a fresh key prefix per test) so one suite pins one contract.
+Each fixture is parametrized over ``memory``, ``sqlite``, ``redis`` (a real redis-server per
+session) and ``redis-cluster`` (a real 3-node Redis Cluster per session, the stores on a cluster
+client), a fresh key prefix per test, so one suite pins one contract.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from aurea.stores.sqlite import (
     SqliteRouterStatsStore,
     SqliteTaskQueueStore,
 )
-from aurea.testing.redis import RedisServer
+from aurea.testing.redis import RedisCluster, RedisServer
 
-IMPLEMENTATIONS = ["memory", "sqlite", "redis"]
+IMPLEMENTATIONS = ["memory", "sqlite", "redis", "redis-cluster"]
+REDIS = ("redis", "redis-cluster")
 
 
 @pytest.fixture(scope="session")
@@ -48,9 +50,21 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    if not RedisCluster.available():
+        pytest.skip("redis-server or redis-cli is not installed (.ci/run installs them)")
+    with RedisCluster.start() as cluster:
+        yield cluster
+
+
 def _redis_client(request: pytest.FixtureRequest) -> RedisClient:
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    if request.param == "redis-cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        return open_redis(cluster.url, prefix=prefix, cluster=True)
     server: RedisServer = request.getfixturevalue("redis_server")
-    return open_redis(server.url, prefix=f"t{uuid.uuid4().hex[:12]}")
+    return open_redis(server.url, prefix=prefix)
 
 
 @pytest.fixture
@@ -64,7 +78,7 @@ async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     if request.param == "memory":
         yield MemoryLedgerStore(closed_lease_retention_s=RETENTION_S)
         return
-    if request.param == "redis":
+    if request.param in REDIS:
         client = _redis_client(request)
         yield RedisLedgerStore(client, closed_lease_retention_s=RETENTION_S)
         await client.aclose()
@@ -78,7 +92,7 @@ async def limiter(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     if request.param == "memory":
         yield MemoryLimiterStore()
         return
-    if request.param == "redis":
+    if request.param in REDIS:
         client = _redis_client(request)
         yield RedisLimiterStore(client)
         await client.aclose()
@@ -92,7 +106,7 @@ async def stats(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "memory":
         yield MemoryRouterStatsStore()
         return
-    if request.param == "redis":
+    if request.param in REDIS:
         client = _redis_client(request)
         yield RedisRouterStatsStore(client)
         await client.aclose()
@@ -106,7 +120,7 @@ async def tasks(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "memory":
         yield MemoryTaskQueueStore(aging_s_per_priority=AGING_S)
         return
-    if request.param == "redis":
+    if request.param in REDIS:
         client = _redis_client(request)
         yield RedisTaskQueueStore(client, aging_s_per_priority=AGING_S)
         await client.aclose()
