@@ -81,7 +81,8 @@ class CallScope:
 
     ``deadline`` is a ``time.monotonic()`` instant (None: the caller set none, and the server's
     ``server.default_call_timeout_s`` bounds the call instead). ``principal`` is the API key's
-    name ("" when the server runs open).
+    name ("" when the server runs open), ``tenant`` the key's tenant as the key ring holds it
+    now (its name when it names none; "" when open), runtime-created keys included.
     """
 
     request_id: str
@@ -91,3 +92,4 @@ class CallScope:
     deadline: float | None = None
     transport: str = "grpc"
     labels: Mapping[str, str] = field(default_factory=dict)
+    tenant: str = ""

@@ -231,10 +231,11 @@ class ResponseCache:
             metrics_on=metrics_on,
         )
 
-    def namespace_of(self, principal: str) -> str:
-        """The namespace of a caller: its API key's tenant (the key's name when it names none),
-        unless ``[cache] namespace`` puts every caller in one."""
-        return self._namespace or self._tenants.get(principal, principal)
+    def namespace_of(self, principal: str, tenant: str = "") -> str:
+        """The namespace of a caller: its API key's tenant (``tenant``, as the edge found it on
+        the key; else the configured keys' map; else the key's name), unless ``[cache]
+        namespace`` puts every caller in one."""
+        return self._namespace or tenant or self._tenants.get(principal, principal)
 
     # -- entries -------------------------------------------------------------------------------
     async def get(self, key: CacheKey) -> Any:

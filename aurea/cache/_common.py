@@ -92,6 +92,15 @@ def _expired() -> DeadlineExceeded:
     return DeadlineExceeded("the call's deadline passed while it waited for an identical call")
 
 
+def _tenant(call: GenerateCall | EmbedCall) -> str:
+    """The caller's tenant as the edge found it on its key ("" when unknown: the cache's map
+    from configuration, then the key's name, decide)."""
+    scope = current_scope.get()
+    if scope is None or scope.principal != _principal(call):
+        return ""
+    return scope.tenant
+
+
 def _principal(call: GenerateCall | EmbedCall) -> str:
     """The caller's API key name: on the call, or (gRPC leaves it off the call) where the edge
     left it. Never guessed: a call without either is an open-mode or in-process call."""

@@ -44,6 +44,7 @@ from aurea.cache._common import (
     _Opening,
     _principal,
     _Retry,
+    _tenant,
 )
 from aurea.cache._entry import STORABLE, Answer, answer_events
 from aurea.cache._flight import Flight
@@ -94,7 +95,7 @@ class CachedInference(_StreamSide, _UnarySide):
         if plan is None:
             return await self.core.stream(call, emit)
         cache, key, read = plan
-        ns = cache.namespace_of(_principal(call))
+        ns = cache.namespace_of(_principal(call), _tenant(call))
         fkey = (key, CallKind.STREAM, call.failover)
         opening = _Opening(emit)
         for _ in range(_ROUNDS):
@@ -135,7 +136,7 @@ class CachedInference(_StreamSide, _UnarySide):
         if plan is None:
             return await self.core.generate(call)
         cache, key, read = plan
-        ns = cache.namespace_of(_principal(call))
+        ns = cache.namespace_of(_principal(call), _tenant(call))
 
         def hit(value: Any) -> Final | None:
             return value.unary() if isinstance(value, Answer) else None
@@ -178,7 +179,7 @@ class CachedInference(_StreamSide, _UnarySide):
             model = self.core._route(call.model, "embedding", None, ())[0].model.name
         except AureaError:  # the core raises it again, as it would without the cache
             return await self.core.embed(call)
-        ns = cache.namespace_of(_principal(call))
+        ns = cache.namespace_of(_principal(call), _tenant(call))
         key = embed_key(call, ns, model)
         read = mode is not CacheMode.REFRESH
 
@@ -238,7 +239,7 @@ class CachedInference(_StreamSide, _UnarySide):
             model = self.core._route(call.model, "chat", call, call.fallbacks)[0].model.name
         except AureaError:  # the core raises it again, as it would without the cache
             return None
-        key = generate_key(call, cache.namespace_of(_principal(call)), model)
+        key = generate_key(call, cache.namespace_of(_principal(call), _tenant(call)), model)
         return cache, key, mode is not CacheMode.REFRESH
 
     # -- storing and records ---------------------------------------------------------------------

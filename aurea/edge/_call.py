@@ -169,6 +169,7 @@ class Edge:
             request_id=rid,
             operation=operation,
             principal=principal.name,
+            tenant=principal.tenant,
             scopes=principal.scopes,
             deadline=deadline,
             transport=transport,

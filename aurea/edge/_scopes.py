@@ -79,11 +79,12 @@ def required_scope(operation: str) -> Scope:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated caller: the key's name ("" in open mode) and its effective scopes
-    (``admin`` includes ``user``)."""
+    """An authenticated caller: the key's name ("" in open mode), its effective scopes
+    (``admin`` includes ``user``) and its tenant (the key's name when it names none)."""
 
     name: str
     scopes: frozenset[Scope]
+    tenant: str = ""
 
 
 OPEN = Principal("", _ALL_SCOPES)
@@ -132,7 +133,8 @@ class Authenticator:
                 "this server needs an API key: send 'authorization: Bearer KEY' or 'x-api-key: KEY'"
             )
         match = self.ring.match(raw)
-        return Principal(match.key.name, _effective(match.key.scopes)), match
+        key = match.key
+        return Principal(key.name, _effective(key.scopes), key.tenant or key.name), match
 
 
 def check_scope(principal: Principal, operation: str) -> None:

@@ -228,6 +228,34 @@ async def test_one_tenant_never_gets_another_tenants_answer(
     assert not (await generate(rs, key=BOB)).cache_hit
 
 
+async def test_keys_created_at_run_time_share_their_tenants_entries(
+    rs: RunningServer, fake: FakeOpenAI
+) -> None:
+    admin = admin_pb2_grpc.AdminServiceStub(rs.channel)
+
+    async def create(name: str, tenant: str) -> str:
+        policy = apb.ApiKeyPolicy(name=name, scopes=["user"], tenant=tenant)
+        made = await admin.CreateApiKey(
+            apb.CreateApiKeyRequest(policy=policy), metadata=auth(ADMIN), timeout=10
+        )
+        return str(made.api_key)
+
+    acme1, acme2, other = [
+        await create(n, t) for n, t in (("acme-1", "acme"), ("acme-2", "acme"), ("o", "other"))
+    ]
+    fake.reply = lambda prompt: "acme's answer"
+    first = await generate(rs, key=acme1)
+    fake.reply = lambda prompt: "other's answer"
+    same_tenant = await generate(rs, key=acme2)  # a key of the same tenant: its entry
+    other_tenant = await generate(rs, key=other)
+    assert not first.cache_hit and same_tenant.cache_hit and not other_tenant.cache_hit
+    assert (same_tenant.text, other_tenant.text) == ("acme's answer", "other's answer")
+    assert chats(fake) == 2
+    # The namespace is the tenant: clearing "acme" removes the entry both keys shared.
+    assert (await clear(rs, namespace="acme")).entries_removed == 1
+    assert (await generate(rs, key=other)).cache_hit
+
+
 async def test_embeddings_are_cached(rs: RunningServer, fake: FakeOpenAI) -> None:
     stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
     request = pb.EmbedRequest(inputs=["one", "two"])
