@@ -168,3 +168,14 @@ class RedisSettings:
         "url names one node of a Redis Cluster: the client finds the others and sends each "
         "key's command to its shard (url must be redis:// or rediss://, database 0)",
     )
+
+    def __post_init__(self) -> None:
+        if not (self.cluster and self.url):
+            return
+        parts = urlsplit(self.url)
+        if parts.scheme == "unix":
+            raise ConfigError("redis.cluster", "needs a redis:// or rediss:// url (one node's)")
+        if parts.path.strip("/") not in ("", "0"):
+            raise ConfigError(
+                "redis.cluster", "needs database 0 in redis.url (a cluster has no other)"
+            )
