@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from aurea._cli_common import _metadata, _rpc_error, _say
+from aurea._cli_common import _channel, _metadata, _rpc_error, _say
 
 
 def _usage_json(u: Any, source_estimated: int) -> dict[str, Any]:
@@ -56,7 +56,7 @@ def _generate(args: argparse.Namespace) -> int:
         return 2
     md = _metadata(args.api_key)
     estimated = pb.USAGE_SOURCE_ESTIMATED
-    with grpc.insecure_channel(args.target) as channel:
+    with _channel(args) as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         if not args.stream:
             try:
@@ -161,7 +161,7 @@ def _embed(args: argparse.Namespace) -> int:
     from aurea.v1 import inference_pb2_grpc
 
     req = pb.EmbedRequest(model=args.model or "", inputs=args.texts, job_id=args.job or "")
-    with grpc.insecure_channel(args.target) as channel:
+    with _channel(args) as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         try:
             r = stub.Embed(req, metadata=_metadata(args.api_key), timeout=args.timeout)

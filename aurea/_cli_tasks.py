@@ -8,7 +8,16 @@ import sys
 import time
 from typing import Any
 
-from aurea._cli_common import _api_key, _int32, _metadata, _one_line, _rpc_error, _say
+from aurea._cli_common import (
+    _add_tls_args,
+    _api_key,
+    _channel,
+    _int32,
+    _metadata,
+    _one_line,
+    _rpc_error,
+    _say,
+)
 
 _TASK_PRIORITIES = ("low", "normal", "high", "critical")
 _TASK_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "timed_out")
@@ -16,11 +25,9 @@ _TASK_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "time
 
 def _task_stub(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """(channel, TaskService stub, the task_pb2 module)."""
-    import grpc
-
     from aurea.v1 import task_pb2, task_pb2_grpc
 
-    channel = grpc.insecure_channel(args.target)
+    channel = _channel(args)
     return channel, task_pb2_grpc.TaskServiceStub(channel), task_pb2
 
 
@@ -264,6 +271,7 @@ def _add_task_commands(
         p.add_argument(
             "--timeout", type=float, default=timeout, help="deadline per call, in seconds"
         )
+        _add_tls_args(p)
 
     s = tsub.add_parser("submit", help="submit a task; prints its id (or its result with --wait)")
     s.add_argument("kind", help="the task kind (see the server's ListTaskKinds)")

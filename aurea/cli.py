@@ -18,7 +18,17 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from aurea._cli_common import _api_key, _int32, _metadata, _one_line, _rpc_error, _say
+from aurea._cli_common import (
+    CliUsageError,
+    _add_tls_args,
+    _api_key,
+    _channel,
+    _int32,
+    _metadata,
+    _one_line,
+    _rpc_error,
+    _say,
+)
 from aurea._cli_generate import _embed, _generate
 from aurea._cli_tasks import _add_task_commands
 
@@ -101,7 +111,7 @@ def _top(args: argparse.Namespace) -> int:
     from aurea.v1 import admin_pb2, admin_pb2_grpc
 
     md = _metadata(args.api_key)
-    with grpc.insecure_channel(args.target) as channel:
+    with _channel(args) as channel:
         admin = admin_pb2_grpc.AdminServiceStub(channel)
 
         def take() -> _top.Sample:
@@ -162,7 +172,7 @@ def _health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(args.target) as channel:
+    with _channel(args) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             r = stub.Check(
@@ -222,6 +232,7 @@ def parser() -> argparse.ArgumentParser:
         "--image", action="append", default=[], metavar="PATH|URL", help="an image (repeatable)"
     )
     g.add_argument("--reasoning", choices=("low", "medium", "high"), help="reasoning effort")
+    _add_tls_args(g)
     g.set_defaults(func=_generate)
 
     e = sub.add_parser("embed", help="embed texts (one vector per text)")
@@ -234,6 +245,7 @@ def parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
     e.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
+    _add_tls_args(e)
     e.set_defaults(func=_embed)
 
     t = sub.add_parser("top", help="a live view: calls/s, latency, cost, breakers, actors")
@@ -245,6 +257,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--timeout", type=float, default=5.0, help="deadline per admin call")
     t.add_argument("--once", action="store_true", help="print one frame and exit")
     t.add_argument("--width", type=int, default=None, help="columns for --once (default: terminal)")
+    _add_tls_args(t)
     t.set_defaults(func=_top)
 
     c = sub.add_parser("config", help="check or show the effective configuration")
@@ -263,6 +276,7 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--target", default=target, help=f"server address (default {target})")
     h.add_argument("--service", default="", help="a service name (default: the whole server)")
     h.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds")
+    _add_tls_args(h)
     h.set_defaults(func=_health)
     _add_task_commands(sub, target, api_key)
     return p
@@ -293,8 +307,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``aurea`` command; returns the process exit code."""
     try:
         args = parser().parse_args(argv)
+        if args.func is not _serve:
+            # grpc's core (read when grpc is first imported, inside the commands) logs a failed
+            # TLS handshake on stderr at INFO; its documented default, ERROR, leaves the
+            # command's one-line report alone. The server keeps whatever it is given.
+            os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
         code: int = args.func(args)
         sys.stdout.flush()
+    except CliUsageError as exc:
+        _say(f"aurea: {exc}")
+        return 2
     except KeyboardInterrupt:
         # A second Ctrl-C during cleanup ends the process at once, still without a traceback.
         signal.signal(signal.SIGINT, signal.SIG_DFL)
