@@ -51,6 +51,16 @@ def aurea_command() -> list[str]:
     return [sys.executable, "-m", "aurea.cli"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A state directory for what session- and module-scoped fixtures start (they are set up
+    before ``_isolated_state``): a module's shared server must not keep its tasks and jobs in
+    ``~/.local/share/aurea`` either, where a later run would find them."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUREA_STATE_DIR", str(tmp_path_factory.mktemp("session-state")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_state(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
