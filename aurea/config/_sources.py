@@ -21,6 +21,9 @@ from aurea.config._sections import SECTIONS
 MAX_FILE_BYTES = 1 << 20  # a config file or a PEM file; more is a mistake, not a config
 TABLE_SECTIONS = ("auth", "providers", "models")  # named tables: the config file only
 SHORTCUTS = {"AUREA_HOST": ("server", "host"), "AUREA_PORT": ("server", "port")}
+# The command-line client's own variables (``aurea generate --tls-ca`` ...) that look like keys
+# of a server section: a shell that exports them for the client must still start the server.
+CLIENT_VARIABLES = frozenset({"AUREA_TLS", "AUREA_TLS_CA", "AUREA_TLS_CERT", "AUREA_TLS_KEY"})
 
 
 def read_file(path: str | Path, key: str | None = None) -> bytes:
@@ -100,6 +103,8 @@ def env_overrides(env: Mapping[str, str]) -> EnvOverrides:
     names = sorted((n for n in env if n.startswith("AUREA_")), key=lambda n: n not in SHORTCUTS)
     for name in names:
         value = env[name]
+        if name in CLIENT_VARIABLES:
+            continue
         if name == "AUREA_API_KEYS":
             out.plain_keys = [k for k in value.split(",") if k.strip()]
             continue

@@ -43,6 +43,10 @@ def test_serve_starts_with_the_clients_variables_set() -> None:
         "AUREA_TARGET": "127.0.0.1:1",
         "AUREA_TOKENIZER_DIR": "/nowhere",
         "AUREA_REQUIRE_ALL": "1",
+        "AUREA_TLS": "1",
+        "AUREA_TLS_CA": "/client/ca.pem",
+        "AUREA_TLS_CERT": "/client/cert.pem",
+        "AUREA_TLS_KEY": "/client/key.pem",
         "AUREA_SERVER_PORT": "7003",
     }
     assert load_settings(None, env).server.port == 7003
@@ -53,7 +57,7 @@ def test_serve_starts_with_the_clients_variables_set() -> None:
     [
         ("AUREA_SERVER_PROT", "server"),
         ("AUREA_BREAKER_THRESHOLD", "breaker"),
-        ("AUREA_TLS_CERT", "tls"),
+        ("AUREA_TLS_CERTFILE", "tls"),
         ("AUREA_LOG_", "log"),
     ],
 )
