@@ -193,6 +193,10 @@ def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) ->
         return
     if exc is None:
         fut.set_result(result)
+    elif isinstance(exc, StopIteration):  # a future refuses it: the waiter would never wake
+        err = RuntimeError(f"a store operation raised {exc!r}")
+        err.__cause__ = exc
+        fut.set_exception(err)
     else:
         fut.set_exception(exc)
 
