@@ -41,6 +41,7 @@ from functools import partial
 from typing import Any
 
 import structlog
+from redis.exceptions import NoScriptError
 
 from aurea.stores._common import (
     Page,
@@ -305,21 +306,32 @@ class RedisLedgerStore:
         if not new_jobs and not index and len(calls) == 1:
             c = calls[0]
             return [await self._job_script(keys=self._job_keys(c.job), args=self._args(c))]
-        async with redis.pipeline(transaction=True) as pipe:
-            if new_jobs:
-                pipe.zadd(self._jobs, dict.fromkeys(new_jobs, 0), nx=True)
-            for kind, what in index:
-                if kind == "zadd_lt":
-                    job, due, lease_id = what
-                    pipe.zadd(self._due, {job: due}, lt=True)
-                    pipe.hset(self._touch, job, lease_id)
-                else:
-                    lease_id, job, ttl_s = what
-                    pipe.set(self._lease_key(lease_id), job, ex=self._keep_s(ttl_s))
-            for c in calls:  # awaiting queues the command (the pipeline loads the script)
-                await self._job_script(keys=self._job_keys(c.job), args=self._args(c), client=pipe)
-            answers = await pipe.execute()
-        return list(answers[len(answers) - len(calls) :])
+        # The scripts go in by SHA, not as redis-py Script objects: a pipeline holding those
+        # first asks SCRIPT EXISTS, one more round trip on every call. If Redis lost the script
+        # (a restart), every script of the MULTI fails alike and nothing of a job ran; only the
+        # index writes (repeatable) did: load it and send the call again.
+        for _ in range(2):
+            async with redis.pipeline(transaction=True) as pipe:
+                if new_jobs:
+                    pipe.zadd(self._jobs, dict.fromkeys(new_jobs, 0), nx=True)
+                for kind, what in index:
+                    if kind == "zadd_lt":
+                        job, due, lease_id = what
+                        pipe.zadd(self._due, {job: due}, lt=True)
+                        pipe.hset(self._touch, job, lease_id)
+                    else:
+                        lease_id, job, ttl_s = what
+                        pipe.set(self._lease_key(lease_id), job, ex=self._keep_s(ttl_s))
+                for c in calls:
+                    keys = self._job_keys(c.job)
+                    pipe.evalsha(self._job_script.sha, len(keys), *keys, *self._args(c))
+                try:
+                    answers = await pipe.execute()
+                except NoScriptError:
+                    self._job_script.sha = await redis.script_load(JOB)
+                    continue
+            return list(answers[len(answers) - len(calls) :])
+        raise StoreUnavailable(f"Redis at {self._client.where} keeps losing the ledger script")
 
     async def _execute_on_cluster(
         self,

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 from store_helpers import T0
 
@@ -176,6 +177,15 @@ def script_keys(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         return await original(self, keys=keys, args=args, client=client)
 
     monkeypatch.setattr(AsyncScript, "__call__", record)
+    # A store may also queue a script by SHA in a pipeline (the ledger's MULTI does).
+    original_evalsha = Pipeline.evalsha
+
+    def record_evalsha(self: Pipeline, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        keys = keys_and_args[:numkeys]
+        seen.append([k.decode() if isinstance(k, bytes) else str(k) for k in keys])
+        return original_evalsha(self, sha, numkeys, *keys_and_args)
+
+    monkeypatch.setattr(Pipeline, "evalsha", record_evalsha)
     return seen
 
 

@@ -99,3 +99,24 @@ async def test_the_shared_ledger_charges_once_when_answers_are_lost(client: Redi
         assert view is not None and view.spent_nanos == sum(costs)
     finally:
         await book.stop(grace_s=5)
+
+
+async def _calls(client: RedisClient, command: str) -> int:
+    stats = await client.redis.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_a_batch_over_jobs_is_one_round_trip_and_survives_a_script_flush(
+    client: RedisClient,
+) -> None:
+    store = RedisLedgerStore(client)
+    batch = [("", _charge("a", 10)), ("", _charge("b", 5))]
+    await store.consume(batch, writer="w", seq=1)
+    exists = await _calls(client, "script|exists")
+    await store.consume(batch, writer="w", seq=2)
+    assert await _calls(client, "script|exists") == exists  # no check before the MULTI
+    # Redis lost its scripts (a restart without persistence of scripts): every script of the
+    # MULTI fails alike, the store loads it and sends the call again; charged once.
+    await client.redis.script_flush()
+    await store.consume(batch, writer="w", seq=3)
+    assert (await _spent(store, "a"), await _spent(store, "b")) == (30, 15)
