@@ -210,6 +210,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         prof.enable()
                         await timed(fn, args.calls, 0, args.concurrency)
                         prof.disable()
+                        if args.dump:
+                            prof.dump_stats(args.dump)
                         st = pstats.Stats(prof, stream=sys.stderr)
                         st.sort_stats(args.sort).print_stats(args.top)
                         await floor.stop(0)
@@ -242,6 +244,7 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--profile", choices=["core", "grpc", "floor"])
     p.add_argument("--sort", default="tottime")
+    p.add_argument("--dump", help="also write the cProfile data to this file")
     p.add_argument("--top", type=int, default=45)
     p.add_argument("--uvloop", action="store_true", help="run on uvloop, as `aurea serve` does")
     args = p.parse_args()

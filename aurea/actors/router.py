@@ -309,9 +309,9 @@ class Router(Actor[RouterMsg]):
         ttfts = tuple((o.model, o.outcome.ttft_s) for o in outcomes if o.outcome.ttft_s is not None)
         record_many = getattr(store, "record_many", None)
         if record_many is not None:
-            # A store that folds a batch in one transaction (SQLite): one commit per batch, not
-            # one per outcome. Shielded: a cancelled pump still lets the batch commit, so what
-            # it took is written once, not lost.
+            # A store that folds a batch at once (SQLite: one transaction; Redis: one script per
+            # model): one write per batch, not one per outcome. Shielded: a cancelled pump
+            # still lets the batch land, so what it took is written once, not lost.
             pairs: list[tuple[str, Outcome]] = []
             for o in outcomes:
                 pairs.append((o.model, o.outcome))
