@@ -11,6 +11,8 @@ from aurea.inference import rich
 from aurea.providers._base import (
     ChatMessage,
     ContentPart,
+    ReasoningBlock,
+    ReasoningFormat,
     ResponseFormat,
     ResponseFormatType,
     Role,
@@ -34,6 +36,16 @@ _TOOL_CHOICE = {
     pb.TOOL_CHOICE_MODE_NONE: ToolChoiceMode.NONE,
     pb.TOOL_CHOICE_MODE_REQUIRED: ToolChoiceMode.REQUIRED,
 }
+# Bounds of what a client sends back (a provider's blocks and signatures are far smaller).
+MAX_REASONING_BLOCKS = 64
+MAX_SIGNATURE_CHARS = 65_536
+BLOCK_FORMATS = {
+    pb.REASONING_BLOCK_FORMAT_ANTHROPIC_THINKING: ReasoningFormat.ANTHROPIC_THINKING,
+    pb.REASONING_BLOCK_FORMAT_ANTHROPIC_REDACTED_THINKING: ReasoningFormat.ANTHROPIC_REDACTED,
+    pb.REASONING_BLOCK_FORMAT_GEMINI_THOUGHT: ReasoningFormat.GEMINI_THOUGHT,
+    pb.REASONING_BLOCK_FORMAT_GEMINI_TEXT_SIGNATURE: ReasoningFormat.GEMINI_TEXT_SIGNATURE,
+}
+BLOCK_FORMATS_PB = {v: k for k, v in BLOCK_FORMATS.items()}
 _FORMATS = {
     pb.RESPONSE_FORMAT_TYPE_UNSPECIFIED: ResponseFormatType.TEXT,
     pb.RESPONSE_FORMAT_TYPE_TEXT: ResponseFormatType.TEXT,
@@ -56,7 +68,7 @@ def _message(m: Any, i: int, bad: list[FieldViolation]) -> ChatMessage | None:
         f"{at}.role",
         "must be ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT or ROLE_TOOL",
     )
-    if not (m.parts or m.tool_calls or m.tool_call_id):
+    if not (m.parts or m.tool_calls or m.tool_call_id or m.reasoning_blocks):
         # The common case: one text message, checked as before.
         _check(bad, bool(m.content), f"{at}.content", "must not be empty")
         return ChatMessage(role, m.content) if role is not None else None
@@ -107,7 +119,15 @@ def _message(m: Any, i: int, bad: list[FieldViolation]) -> ChatMessage | None:
                 f"{where}.arguments",
                 f"at most {rich.MAX_ARGUMENTS_CHARS} characters",
             )
-            calls.append(ToolCall(id=c.id, name=c.name, arguments=c.arguments or "{}"))
+            _check(
+                bad,
+                len(c.signature) <= MAX_SIGNATURE_CHARS,
+                f"{where}.signature",
+                f"at most {MAX_SIGNATURE_CHARS} characters",
+            )
+            calls.append(
+                ToolCall(id=c.id, name=c.name, arguments=c.arguments or "{}", signature=c.signature)
+            )
     elif not m.parts:
         _check(bad, bool(m.content), f"{at}.content", "must not be empty")
     if role is Role.TOOL:
@@ -119,11 +139,61 @@ def _message(m: Any, i: int, bad: list[FieldViolation]) -> ChatMessage | None:
         )
     else:
         _check(bad, not m.tool_call_id, f"{at}.tool_call_id", "only on ROLE_TOOL")
+    blocks = _reasoning_blocks(m, at, role, bad) if m.reasoning_blocks else ()
     if role is None:
         return None
     return ChatMessage(
-        role, text, parts=tuple(parts), tool_calls=tuple(calls), tool_call_id=m.tool_call_id
+        role,
+        text,
+        parts=tuple(parts),
+        tool_calls=tuple(calls),
+        tool_call_id=m.tool_call_id,
+        reasoning_blocks=blocks,
     )
+
+
+def _reasoning_blocks(
+    m: Any, at: str, role: Role | None, bad: list[FieldViolation]
+) -> tuple[ReasoningBlock, ...]:
+    """A message's reasoning blocks, checked: only on an assistant message, bounded, each in a
+    known format with what that format needs (the provider checks the signatures)."""
+    field = f"{at}.reasoning_blocks"
+    _check(bad, role is Role.ASSISTANT, field, "only on ROLE_ASSISTANT")
+    if len(m.reasoning_blocks) > MAX_REASONING_BLOCKS:
+        bad.append(FieldViolation(field, f"at most {MAX_REASONING_BLOCKS} blocks"))
+        return ()
+    out: list[ReasoningBlock] = []
+    for j, b in enumerate(m.reasoning_blocks):
+        where = f"{field}[{j}]"
+        kind = BLOCK_FORMATS.get(b.format)
+        _check(bad, kind is not None, f"{where}.format", "is not a known ReasoningBlockFormat")
+        for name in ("signature", "data"):
+            _check(
+                bad,
+                len(getattr(b, name)) <= MAX_SIGNATURE_CHARS,
+                f"{where}.{name}",
+                f"at most {MAX_SIGNATURE_CHARS} characters",
+            )
+        if kind is ReasoningFormat.ANTHROPIC_REDACTED:
+            _check(bad, bool(b.data), f"{where}.data", "is required for redacted thinking")
+            _check(bad, not (b.text or b.signature), where, "redacted thinking has only data")
+        elif kind is not None:
+            _check(bad, bool(b.signature), f"{where}.signature", f"is required for {kind.value}")
+            _check(bad, not b.data, f"{where}.data", "only for redacted thinking")
+            if kind is ReasoningFormat.GEMINI_TEXT_SIGNATURE:
+                _check(bad, not b.text, f"{where}.text", "must be empty for a text signature")
+        if kind is not None:
+            out.append(ReasoningBlock(format=kind, text=b.text, signature=b.signature, data=b.data))
+    return tuple(out)
+
+
+def reasoning_blocks_pb(blocks: tuple[ReasoningBlock, ...]) -> list[pb.ReasoningBlock]:
+    return [
+        pb.ReasoningBlock(
+            format=BLOCK_FORMATS_PB[b.format], text=b.text, signature=b.signature, data=b.data
+        )
+        for b in blocks
+    ]
 
 
 def _tools(req: Any, bad: list[FieldViolation]) -> tuple[Tool, ...]:

@@ -8,7 +8,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from aurea.api._rich_convert import _check, _message, _response_format, _tool_choice, _tools
+from aurea.api._rich_convert import (
+    _check,
+    _message,
+    _response_format,
+    _tool_choice,
+    _tools,
+)
+from aurea.api._rich_convert import reasoning_blocks_pb as reasoning_blocks_pb
 from aurea.errors import FieldViolation, InvalidRequest
 from aurea.inference import EmbedCall, FailoverMode, Final, GenerateCall, rich
 from aurea.providers._base import (
@@ -150,7 +157,12 @@ def generate_call(req: Any, request_id: str, deadline: float | None = None) -> G
                 f"{limit_text('max_tokens')}",
             )
         )
-    chars = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
+    chars = sum(
+        len(m.content)
+        + sum(len(c.arguments) + len(c.signature) for c in m.tool_calls)
+        + sum(len(b.text) + len(b.signature) + len(b.data) for b in m.reasoning_blocks)
+        for m in messages
+    )
     if chars > lim.max_prompt_chars:
         bad.append(
             FieldViolation(
@@ -284,7 +296,10 @@ def usage_pb(u: Usage) -> pb.Usage:
 
 
 def tool_calls_pb(calls: tuple[ToolCall, ...]) -> list[pb.ToolCall]:
-    return [pb.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in calls]
+    return [
+        pb.ToolCall(id=c.id, name=c.name, arguments=c.arguments, signature=c.signature)
+        for c in calls
+    ]
 
 
 def final_pb(f: Final) -> pb.StreamFinal:
@@ -298,4 +313,5 @@ def final_pb(f: Final) -> pb.StreamFinal:
         provider=f.provider,
         attempts=f.attempts,
         tool_calls=tool_calls_pb(f.tool_calls) if f.tool_calls else None,
+        reasoning_blocks=reasoning_blocks_pb(f.reasoning_blocks) if f.reasoning_blocks else None,
     )

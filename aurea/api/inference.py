@@ -110,6 +110,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             tool_calls=convert.tool_calls_pb(f.tool_calls) if f.tool_calls else None,
             reasoning=f.reasoning,
             reasoning_kind=convert.REASONING_KIND[f.reasoning_kind] if f.reasoning else None,
+            reasoning_blocks=(
+                convert.reasoning_blocks_pb(f.reasoning_blocks) if f.reasoning_blocks else None
+            ),
         )
 
     async def GenerateStream(

@@ -14,6 +14,7 @@ from aurea.providers._base import (
     ChatMessage,
     FinishReason,
     GenerationOptions,
+    ReasoningBlock,
     ReasoningDelta,
     ReasoningKind,
     ResponseFormat,
@@ -143,6 +144,9 @@ class Final:
     tool_calls: tuple[ToolCall, ...] = ()
     reasoning: str = ""  # filled for unary calls only, where the provider exposes it
     reasoning_kind: ReasoningKind = ReasoningKind.TEXT
+    # The provider's opaque reasoning blocks, in order (streams too: no event carries them),
+    # for the client to send back with the answer in its next turn.
+    reasoning_blocks: tuple[ReasoningBlock, ...] = ()
 
 
 # ``ToolCallDelta`` and ``ReasoningDelta`` reach the edge as the adapters made them (their

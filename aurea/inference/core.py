@@ -166,6 +166,7 @@ class Inference:
                     tool_calls=result.tool_calls,
                     reasoning=result.reasoning,
                     reasoning_kind=result.reasoning_kind,
+                    reasoning_blocks=result.reasoning_blocks,
                 )
 
             final = await self._loop.run(

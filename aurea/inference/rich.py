@@ -95,7 +95,8 @@ class ToolCalls:
     __slots__ = ("_calls", "chars")
 
     def __init__(self) -> None:
-        self._calls: dict[int, tuple[list[str], list[str]]] = {}  # index -> ([id, name], args)
+        # index -> ([id, name, signature], argument pieces)
+        self._calls: dict[int, tuple[list[str], list[str]]] = {}
         self.chars = 0  # argument characters so far (for output estimates)
 
     def __bool__(self) -> bool:
@@ -104,12 +105,14 @@ class ToolCalls:
     def add(self, delta: ToolCallDelta) -> None:
         found = self._calls.get(delta.index)
         if found is None:
-            found = self._calls[delta.index] = (["", ""], [])
+            found = self._calls[delta.index] = (["", "", ""], [])
         head, args = found
         if delta.id and not head[0]:
             head[0] = delta.id
         if delta.name and not head[1]:
             head[1] = delta.name
+        if delta.signature and not head[2]:
+            head[2] = delta.signature
         if delta.arguments:
             args.append(delta.arguments)
             self.chars += len(delta.arguments)
@@ -120,7 +123,7 @@ class ToolCalls:
 
     def calls(self) -> tuple[ToolCall, ...]:
         return tuple(
-            ToolCall(id=head[0], name=head[1], arguments="".join(args))
+            ToolCall(id=head[0], name=head[1], arguments="".join(args), signature=head[2])
             for _, (head, args) in sorted(self._calls.items())
         )
 

@@ -35,6 +35,7 @@ from aurea.providers._base import (
     ChatMessage,
     Finish,
     FinishReason,
+    ReasoningBlock,
     ReasoningDelta,
     Role,
     TextDelta,
@@ -173,6 +174,7 @@ class StreamRun:
         out: list[str] = []
         tools = ToolCalls()  # the tool calls relayed so far
         thoughts: list[str] = []  # reasoning relayed so far
+        blocks: list[ReasoningBlock] = []  # the answer's opaque reasoning blocks (final only)
         input_tokens = 0
         try:
             while True:
@@ -236,6 +238,8 @@ class StreamRun:
                         raise
                 elif type(ev) is Finish:
                     finish = ev
+                elif type(ev) is ReasoningBlock:
+                    blocks.append(ev)  # no event: the client receives them in ``final``
                 elif type(ev) is ToolCallDelta or type(ev) is ReasoningDelta:
                     if not deltas:
                         watch.first = False
@@ -337,6 +341,7 @@ class StreamRun:
             attempts=attempt.number,
             route_reason=cand.reason,
             tool_calls=calls,
+            reasoning_blocks=tuple(blocks),
         )
         settle(self.record, final)
         return final

@@ -65,14 +65,47 @@ class ToolCall:
     id: str
     name: str
     arguments: str
+    # Gemini's ``thoughtSignature`` on the call ("" without): it goes back on the call's
+    # ``functionCall`` part in the next request (Gemini 3 refuses the turn without it).
+    signature: str = ""
+
+
+class ReasoningFormat(enum.StrEnum):
+    """Which provider's wire format a ``ReasoningBlock`` is in (each adapter sends back the
+    blocks of its own format and leaves the others out)."""
+
+    ANTHROPIC_THINKING = "anthropic_thinking"  # text + signature
+    ANTHROPIC_REDACTED = "anthropic_redacted"  # data
+    GEMINI_THOUGHT = "gemini_thought"  # a thought part: text + signature
+    GEMINI_TEXT_SIGNATURE = "gemini_text_signature"  # the signature of the answer's text part
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReasoningBlock:
+    """One opaque piece of a model's reasoning, kept as the provider returned it so that it can
+    go back verbatim in the next turn (Anthropic's signed ``thinking`` and ``redacted_thinking``
+    blocks, Gemini's thought signatures). Adapters yield it as a stream event once the block is
+    whole; the final answer carries them in order."""
+
+    format: ReasoningFormat
+    text: str = ""
+    signature: str = ""
+    data: str = ""
+
+    def __repr__(self) -> str:  # opaque kilobytes are no use in a log line
+        return (
+            f"ReasoningBlock(format={self.format.value}, text=<{len(self.text)} chars>, "
+            f"signature=<{len(self.signature)} chars>, data=<{len(self.data)} chars>)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     """One turn. ``content`` is the message's text: for a message with ``parts`` (text and
     images, in order) it is the parts' texts joined, for a ``Role.TOOL`` message the tool's
-    result. An assistant message may carry ``tool_calls`` (and no text); a tool message names
-    the call it answers in ``tool_call_id``. A plain text message sets ``role`` and ``content``
+    result. An assistant message may carry ``tool_calls`` (and no text) and the
+    ``reasoning_blocks`` its answer came with; a tool message names the call it answers in
+    ``tool_call_id``. A plain text message sets ``role`` and ``content``
     only, so the common case costs nothing extra."""
 
     role: Role
@@ -80,6 +113,8 @@ class ChatMessage:
     parts: tuple[ContentPart, ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str = ""
+    # On an assistant message: the reasoning blocks its answer came with, sent back unchanged.
+    reasoning_blocks: tuple[ReasoningBlock, ...] = ()
 
     @property
     def images(self) -> tuple[ImagePart, ...]:
@@ -242,7 +277,7 @@ class ProviderRequest:
     def rich(self) -> bool:
         """Whether anything beyond plain text messages and sampling settings is asked for."""
         return self.options is not None or any(
-            m.parts or m.tool_calls or m.tool_call_id for m in self.messages
+            m.parts or m.tool_calls or m.tool_call_id or m.reasoning_blocks for m in self.messages
         )
 
     # The options, read as if they were the request's own fields (their defaults without).
@@ -283,6 +318,7 @@ class ToolCallDelta:
     id: str = ""
     name: str = ""
     arguments: str = ""
+    signature: str = ""  # Gemini's thoughtSignature of the call (on the piece that has it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +344,7 @@ class Finish:
     raw_reason: str = ""
 
 
-ProviderEvent = TextDelta | ToolCallDelta | ReasoningDelta | UsageReport | Finish
+ProviderEvent = TextDelta | ToolCallDelta | ReasoningDelta | ReasoningBlock | UsageReport | Finish
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -321,6 +357,7 @@ class Completion:
     tool_calls: tuple[ToolCall, ...] = ()
     reasoning: str = ""
     reasoning_kind: ReasoningKind = ReasoningKind.TEXT
+    reasoning_blocks: tuple[ReasoningBlock, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,6 +15,14 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_ASSISTANT: _ClassVar[Role]
     ROLE_TOOL: _ClassVar[Role]
 
+class ReasoningBlockFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REASONING_BLOCK_FORMAT_UNSPECIFIED: _ClassVar[ReasoningBlockFormat]
+    REASONING_BLOCK_FORMAT_ANTHROPIC_THINKING: _ClassVar[ReasoningBlockFormat]
+    REASONING_BLOCK_FORMAT_ANTHROPIC_REDACTED_THINKING: _ClassVar[ReasoningBlockFormat]
+    REASONING_BLOCK_FORMAT_GEMINI_THOUGHT: _ClassVar[ReasoningBlockFormat]
+    REASONING_BLOCK_FORMAT_GEMINI_TEXT_SIGNATURE: _ClassVar[ReasoningBlockFormat]
+
 class ToolChoiceMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TOOL_CHOICE_MODE_UNSPECIFIED: _ClassVar[ToolChoiceMode]
@@ -86,6 +94,11 @@ ROLE_SYSTEM: Role
 ROLE_USER: Role
 ROLE_ASSISTANT: Role
 ROLE_TOOL: Role
+REASONING_BLOCK_FORMAT_UNSPECIFIED: ReasoningBlockFormat
+REASONING_BLOCK_FORMAT_ANTHROPIC_THINKING: ReasoningBlockFormat
+REASONING_BLOCK_FORMAT_ANTHROPIC_REDACTED_THINKING: ReasoningBlockFormat
+REASONING_BLOCK_FORMAT_GEMINI_THOUGHT: ReasoningBlockFormat
+REASONING_BLOCK_FORMAT_GEMINI_TEXT_SIGNATURE: ReasoningBlockFormat
 TOOL_CHOICE_MODE_UNSPECIFIED: ToolChoiceMode
 TOOL_CHOICE_MODE_AUTO: ToolChoiceMode
 TOOL_CHOICE_MODE_NONE: ToolChoiceMode
@@ -128,18 +141,32 @@ USAGE_SOURCE_PROVIDER_REPORTED: UsageSource
 USAGE_SOURCE_ESTIMATED: UsageSource
 
 class ChatMessage(_message.Message):
-    __slots__ = ("role", "content", "parts", "tool_calls", "tool_call_id")
+    __slots__ = ("role", "content", "parts", "tool_calls", "tool_call_id", "reasoning_blocks")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     PARTS_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    REASONING_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     role: Role
     content: str
     parts: _containers.RepeatedCompositeFieldContainer[ContentPart]
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
     tool_call_id: str
-    def __init__(self, role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., parts: _Optional[_Iterable[_Union[ContentPart, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ...) -> None: ...
+    reasoning_blocks: _containers.RepeatedCompositeFieldContainer[ReasoningBlock]
+    def __init__(self, role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., parts: _Optional[_Iterable[_Union[ContentPart, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ..., reasoning_blocks: _Optional[_Iterable[_Union[ReasoningBlock, _Mapping]]] = ...) -> None: ...
+
+class ReasoningBlock(_message.Message):
+    __slots__ = ("format", "text", "signature", "data")
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    format: ReasoningBlockFormat
+    text: str
+    signature: str
+    data: str
+    def __init__(self, format: _Optional[_Union[ReasoningBlockFormat, str]] = ..., text: _Optional[str] = ..., signature: _Optional[str] = ..., data: _Optional[str] = ...) -> None: ...
 
 class ContentPart(_message.Message):
     __slots__ = ("text", "image")
@@ -162,14 +189,16 @@ class Image(_message.Message):
     def __init__(self, url: _Optional[str] = ..., data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class ToolCall(_message.Message):
-    __slots__ = ("id", "name", "arguments")
+    __slots__ = ("id", "name", "arguments", "signature")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     arguments: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
+    signature: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arguments: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
 
 class Tool(_message.Message):
     __slots__ = ("name", "description", "parameters_json_schema", "strict")
@@ -269,7 +298,7 @@ class GenerateRequest(_message.Message):
     def __init__(self, prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., model: _Optional[str] = ..., max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., job_id: _Optional[str] = ..., routing_policy: _Optional[_Union[RoutingPolicy, str]] = ..., fallback_models: _Optional[_Iterable[str]] = ..., cache_bypass: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., reasoning_effort: _Optional[_Union[ReasoningEffort, str]] = ..., cache_mode: _Optional[_Union[CacheMode, str]] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("request_id", "model", "provider", "text", "finish_reason", "usage", "cost_nanos", "latency_ms", "time_to_first_token_ms", "attempts", "cache_hit", "route_reason", "tool_calls", "reasoning", "reasoning_kind", "cache_saved_cost_nanos")
+    __slots__ = ("request_id", "model", "provider", "text", "finish_reason", "usage", "cost_nanos", "latency_ms", "time_to_first_token_ms", "attempts", "cache_hit", "route_reason", "tool_calls", "reasoning", "reasoning_kind", "cache_saved_cost_nanos", "reasoning_blocks")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -286,6 +315,7 @@ class GenerateResponse(_message.Message):
     REASONING_FIELD_NUMBER: _ClassVar[int]
     REASONING_KIND_FIELD_NUMBER: _ClassVar[int]
     CACHE_SAVED_COST_NANOS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     provider: str
@@ -302,7 +332,8 @@ class GenerateResponse(_message.Message):
     reasoning: str
     reasoning_kind: ReasoningKind
     cache_saved_cost_nanos: int
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., text: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., attempts: _Optional[int] = ..., cache_hit: _Optional[bool] = ..., route_reason: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., reasoning: _Optional[str] = ..., reasoning_kind: _Optional[_Union[ReasoningKind, str]] = ..., cache_saved_cost_nanos: _Optional[int] = ...) -> None: ...
+    reasoning_blocks: _containers.RepeatedCompositeFieldContainer[ReasoningBlock]
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., text: _Optional[str] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., attempts: _Optional[int] = ..., cache_hit: _Optional[bool] = ..., route_reason: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., reasoning: _Optional[str] = ..., reasoning_kind: _Optional[_Union[ReasoningKind, str]] = ..., cache_saved_cost_nanos: _Optional[int] = ..., reasoning_blocks: _Optional[_Iterable[_Union[ReasoningBlock, _Mapping]]] = ...) -> None: ...
 
 class GenerateStreamRequest(_message.Message):
     __slots__ = ("request", "usage_interval_deltas", "mid_stream_failover")
@@ -383,7 +414,7 @@ class Fallback(_message.Message):
     def __init__(self, from_model: _Optional[str] = ..., to_model: _Optional[str] = ..., to_provider: _Optional[str] = ..., cause: _Optional[str] = ..., message: _Optional[str] = ..., attempt: _Optional[int] = ..., restart: _Optional[bool] = ...) -> None: ...
 
 class StreamFinal(_message.Message):
-    __slots__ = ("finish_reason", "usage", "cost_nanos", "latency_ms", "time_to_first_token_ms", "model", "provider", "attempts", "tool_calls", "cache_hit", "cache_saved_cost_nanos")
+    __slots__ = ("finish_reason", "usage", "cost_nanos", "latency_ms", "time_to_first_token_ms", "model", "provider", "attempts", "tool_calls", "cache_hit", "cache_saved_cost_nanos", "reasoning_blocks")
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     COST_NANOS_FIELD_NUMBER: _ClassVar[int]
@@ -395,6 +426,7 @@ class StreamFinal(_message.Message):
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
     CACHE_SAVED_COST_NANOS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     finish_reason: FinishReason
     usage: Usage
     cost_nanos: int
@@ -406,7 +438,8 @@ class StreamFinal(_message.Message):
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
     cache_hit: bool
     cache_saved_cost_nanos: int
-    def __init__(self, finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., attempts: _Optional[int] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., cache_hit: _Optional[bool] = ..., cache_saved_cost_nanos: _Optional[int] = ...) -> None: ...
+    reasoning_blocks: _containers.RepeatedCompositeFieldContainer[ReasoningBlock]
+    def __init__(self, finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cost_nanos: _Optional[int] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., attempts: _Optional[int] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., cache_hit: _Optional[bool] = ..., cache_saved_cost_nanos: _Optional[int] = ..., reasoning_blocks: _Optional[_Iterable[_Union[ReasoningBlock, _Mapping]]] = ...) -> None: ...
 
 class GenerateStreamResponse(_message.Message):
     __slots__ = ("started", "delta", "usage", "fallback", "final", "tool_call", "reasoning")
