@@ -1,6 +1,7 @@
 """Anthropic Messages shapes of Aurea's rich parts: image blocks, ``tool_use`` blocks in
 assistant turns and ``tool_result`` blocks in user turns, ``tools`` and ``tool_choice``,
-extended thinking, and structured output.
+extended thinking (a message's signed and redacted thinking blocks go back first in its
+content), and structured output.
 
 Structured output goes one of two ways (provider option ``structured_output``): ``"tool"`` (the
 default; every Claude model) offers one tool whose input schema is the requested schema and
@@ -21,6 +22,7 @@ from aurea.providers._base import (
     ImagePart,
     ProviderRequest,
     ReasoningEffort,
+    ReasoningFormat,
     ResponseFormatType,
     Role,
     TextPart,
@@ -51,8 +53,20 @@ def _arguments(text: str) -> Any:
         return {}  # a model's broken arguments, sent back: Anthropic needs an object
 
 
-def _blocks(m: ChatMessage) -> list[dict[str, Any]]:
+def _reasoning(m: ChatMessage) -> list[dict[str, Any]]:
+    """The message's Anthropic reasoning blocks, verbatim (another provider's are left out)."""
     out: list[dict[str, Any]] = []
+    for b in m.reasoning_blocks:
+        if b.format is ReasoningFormat.ANTHROPIC_THINKING:
+            out.append({"type": "thinking", "thinking": b.text, "signature": b.signature})
+        elif b.format is ReasoningFormat.ANTHROPIC_REDACTED:
+            out.append({"type": "redacted_thinking", "data": b.data})
+    return out
+
+
+def _blocks(m: ChatMessage) -> list[dict[str, Any]]:
+    # Thinking first: Anthropic wants an assistant turn to start with its thinking blocks.
+    out = _reasoning(m)
     if m.parts:
         for part in m.parts:
             if type(part) is TextPart:
@@ -100,7 +114,7 @@ def messages_json(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
                 last["content"].append(block)
             else:
                 out.append({"role": "user", "content": [block]})
-        elif m.parts or m.tool_calls:
+        elif m.parts or m.tool_calls or _reasoning(m):
             out.append({"role": str(m.role), "content": _blocks(m)})
         else:
             out.append({"role": str(m.role), "content": m.content})

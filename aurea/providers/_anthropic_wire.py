@@ -4,7 +4,7 @@ convention, content-block fields, and an upstream's error body as an ``aurea.err
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aurea.errors import ProviderError
@@ -84,6 +84,9 @@ class _Block:
     kind: str  # "text", "tool" (a tool call), "answer" (the structured output tool), "thinking"
     call: int = -1  # the tool call's position in the answer
     pieces: int = 0  # argument pieces relayed
+    # A thinking block's text and signature as they stream (it is kept whole, to go back).
+    thinking: list[str] = field(default_factory=list)
+    signature: str = ""
 
 
 def error_from_body(

@@ -9,7 +9,9 @@ one-value ``enum``, local ``$ref`` s inlined) and leaves out the keywords Gemini
 (``additionalProperties``, ``$schema``, ``not``, ...): Gemini aims for such a schema but cannot
 promise every keyword, which is why Gemini models lack ``strict_schema`` unless their catalog
 entry says otherwise. Gemini names no tool-call ids: Aurea makes them (``call_`` and a digest of
-the call), and finds a result's function name by its call's id in the conversation.
+the call), and finds a result's function name by its call's id in the conversation. Thought
+signatures go back where they came: a call's on its ``functionCall`` part, signed thought parts
+first in the turn, a text signature on the turn's last text part.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from aurea.providers._base import (
     ImagePart,
     ProviderRequest,
     ReasoningEffort,
+    ReasoningFormat,
     ResponseFormatType,
     Role,
     TextPart,
@@ -180,9 +183,15 @@ def contents_json(request: ProviderRequest, provider: str) -> list[dict[str, Any
 def _parts(
     m: ChatMessage, names: dict[str, str], provider: str, model: str
 ) -> list[dict[str, Any]]:
-    if not (m.parts or m.tool_calls):
+    if not (m.parts or m.tool_calls or m.reasoning_blocks):
         return [{"text": m.content}]
-    parts: list[dict[str, Any]] = []
+    # Signed thought parts first, as Gemini sent them; another provider's blocks are left out.
+    parts: list[dict[str, Any]] = [
+        {"text": b.text, "thought": True, "thoughtSignature": b.signature}
+        for b in m.reasoning_blocks
+        if b.format is ReasoningFormat.GEMINI_THOUGHT
+    ]
+    first = len(parts)
     if m.parts:
         for p in m.parts:
             if type(p) is TextPart:
@@ -191,9 +200,21 @@ def _parts(
                 parts.append(_image(p, provider, model))
     elif m.content:
         parts.append({"text": m.content})
+    texts = [p for p in parts[first:] if "text" in p]
+    signed = [
+        b.signature for b in m.reasoning_blocks if b.format is ReasoningFormat.GEMINI_TEXT_SIGNATURE
+    ]
+    if signed and texts:
+        # Gemini signs the last text part of an answer (a stream's text arrives as one here).
+        texts[-1]["thoughtSignature"] = signed[0]
     for call in m.tool_calls:
         names[call.id] = call.name
-        parts.append({"functionCall": {"name": call.name, "args": _arguments(call.arguments)}})
+        part: dict[str, Any] = {
+            "functionCall": {"name": call.name, "args": _arguments(call.arguments)}
+        }
+        if call.signature:  # on the call's own part, as Gemini requires
+            part["thoughtSignature"] = call.signature
+        parts.append(part)
     return parts
 
 

@@ -67,10 +67,21 @@ def parse_usage(meta: Any) -> Counts | None:
     )
 
 
-_Call = tuple[str, str, str]  # (name, arguments JSON text, Gemini's own id or "")
+# (name, arguments JSON text, Gemini's own id or "", the part's thoughtSignature or "")
+_Call = tuple[str, str, str, str]
 
 
-def _call(value: Any, where: str) -> _Call:
+def signature_of(part: Mapping[str, Any], where: str) -> str:
+    """A part's ``thoughtSignature`` ("" without one)."""
+    value = part.get("thoughtSignature")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise MalformedReply(f"{where}.thoughtSignature is {json_type(value)}, not text")
+    return value
+
+
+def _call(value: Any, where: str, signature: str = "") -> _Call:
     if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
         raise MalformedReply(f"{where} is not a function call with a name")
     args = value.get("args", {})
@@ -81,6 +92,7 @@ def _call(value: Any, where: str) -> _Call:
         value["name"],
         json.dumps(args, ensure_ascii=False),
         given if isinstance(given, str) else "",
+        signature,
     )
 
 

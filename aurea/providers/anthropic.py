@@ -10,7 +10,10 @@ Rich generation: images as ``image`` blocks (base64 or URL sources), tool calls 
 ``tool_use`` blocks and results as ``tool_result`` blocks; streamed ``tool_use`` blocks become
 ``ToolCallDelta`` s (the block's start names the call, each ``input_json_delta`` is a piece of
 its arguments), ``thinking`` blocks ``ReasoningDelta`` s (summaries on Claude 4 models, the
-thinking itself on Claude 3.7).
+thinking itself on Claude 3.7). Each signed ``thinking`` block (its ``signature_delta``
+included) and each ``redacted_thinking`` block is also kept whole as a ``ReasoningBlock``:
+with thinking on, an assistant turn that called tools must go back starting with them, so
+``_anthropic_shapes`` puts a message's blocks first in its content.
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ from aurea.providers._base import (
     ProviderEvent,
     ProviderRequest,
     ProviderSpec,
+    ReasoningBlock,
     ReasoningDelta,
+    ReasoningFormat,
     Role,
     TextDelta,
     ToolCall,
@@ -72,6 +77,8 @@ OPTIONS = frozenset(
 )
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
+THINKING = ReasoningFormat.ANTHROPIC_THINKING
+REDACTED = ReasoningFormat.ANTHROPIC_REDACTED
 API_VERSION = "2023-06-01"
 
 
@@ -183,7 +190,15 @@ class AnthropicProvider:
                                 block.pieces += 1
                                 out.append(ToolCallDelta(index=block.call, arguments=piece))
                         elif dtype == "thinking_delta":
-                            out.append(ReasoningDelta(_field(delta, "thinking", "delta"), thinking))
+                            piece = _field(delta, "thinking", "delta")
+                            block = blocks.get(_block_index(data))
+                            if block is not None:
+                                block.thinking.append(piece)
+                            out.append(ReasoningDelta(piece, thinking))
+                        elif dtype == "signature_delta":
+                            block = blocks.get(_block_index(data))
+                            if block is not None:
+                                block.signature += _field(delta, "signature", "delta")
                     elif kind == "content_block_start":
                         index = _block_index(data)
                         start = _mapping(data.get("content_block"))
@@ -197,10 +212,30 @@ class AnthropicProvider:
                                 cid = _field(start, "id", "content_block")
                                 out.append(ToolCallDelta(index=calls, id=cid, name=name))
                                 calls += 1
+                        elif btype == "redacted_thinking":
+                            blocks[index] = _Block("redacted")
+                            data_ = _field(start, "data", "content_block")
+                            out.append(ReasoningBlock(format=REDACTED, data=data_))
                         else:
                             blocks[index] = _Block(str(btype))
+                            if btype == "thinking":
+                                seed = start.get("thinking")
+                                if isinstance(seed, str) and seed:
+                                    blocks[index].thinking.append(seed)
+                                    out.append(ReasoningDelta(seed, thinking))
+                                sig = start.get("signature")
+                                blocks[index].signature = sig if isinstance(sig, str) else ""
                     elif kind == "content_block_stop":
                         block = blocks.get(_block_index(data))
+                        if block is not None and block.kind == "thinking" and block.signature:
+                            # Whole and signed: the block the next turn sends back.
+                            out.append(
+                                ReasoningBlock(
+                                    format=THINKING,
+                                    text="".join(block.thinking),
+                                    signature=block.signature,
+                                )
+                            )
                         if (
                             block is not None
                             and block.kind in ("tool", "answer")
@@ -290,6 +325,7 @@ class AnthropicProvider:
         texts: list[str] = []
         thoughts: list[str] = []
         calls: list[ToolCall] = []
+        kept: list[ReasoningBlock] = []
         for i, block in enumerate(content):
             if not isinstance(block, Mapping):
                 continue
@@ -298,7 +334,13 @@ class AnthropicProvider:
             if btype == "text":
                 texts.append(_field(block, "text", where))
             elif btype == "thinking":
-                thoughts.append(_field(block, "thinking", where))
+                thought = _field(block, "thinking", where)
+                thoughts.append(thought)
+                signature = block.get("signature")
+                if isinstance(signature, str) and signature:
+                    kept.append(ReasoningBlock(format=THINKING, text=thought, signature=signature))
+            elif btype == "redacted_thinking":
+                kept.append(ReasoningBlock(format=REDACTED, data=_field(block, "data", where)))
             elif btype == "tool_use":
                 name = _field(block, "name", where)
                 arguments = json.dumps(block.get("input", {}), ensure_ascii=False)
@@ -326,6 +368,7 @@ class AnthropicProvider:
             tool_calls=tuple(calls),
             reasoning=reasoning,
             reasoning_kind=_reasoning_kind(request.model),
+            reasoning_blocks=tuple(kept),
         )
 
     async def embed(self, request: EmbedRequest) -> Embeddings:

@@ -9,7 +9,9 @@ Rich generation (``_gemini_shapes``): images as ``inlineData`` / ``fileData``, t
 ``functionDeclarations``, JSON output as ``responseMimeType`` + ``responseSchema``, reasoning as
 ``thinkingConfig``; ``functionCall`` parts come back as tool calls (whole: Gemini streams a call
 in one piece), thought parts as ``ReasoningDelta`` summaries. Gemini says STOP after function
-calls; Aurea reports TOOL_CALLS.
+calls; Aurea reports TOOL_CALLS. Thought signatures (``thoughtSignature``) are kept to go back:
+a function call's on its ``ToolCall``, a thought part's and a text part's as ``ReasoningBlock`` s
+(``_gemini_shapes`` puts each back on the part it came on).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from aurea.providers._base import (
     ProviderEvent,
     ProviderRequest,
     ProviderSpec,
+    ReasoningBlock,
     ReasoningDelta,
+    ReasoningFormat,
     ReasoningKind,
     Role,
     TextDelta,
@@ -53,6 +57,7 @@ from aurea.providers._gemini_wire import (
     error_from_body,
     finish_for,
     parse_usage,
+    signature_of,
 )
 from aurea.providers._http import (
     HttpClient,
@@ -76,6 +81,8 @@ __all__ = [
 OPTIONS = frozenset({"api_version", "headers"})
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+THOUGHT = ReasoningFormat.GEMINI_THOUGHT
+TEXT_SIGNATURE = ReasoningFormat.GEMINI_TEXT_SIGNATURE
 
 
 @adapter_boundary
@@ -141,9 +148,11 @@ class GeminiProvider:
             body["generationConfig"] = config
         return body
 
-    def _read(self, data: Mapping[str, Any]) -> tuple[str, str, list[_Call], str]:
-        """(text, finishReason, function calls, thoughts) of one response object; raises for
-        errors and blocked prompts."""
+    def _read(
+        self, data: Mapping[str, Any]
+    ) -> tuple[str, str, list[_Call], str, list[ReasoningBlock]]:
+        """(text, finishReason, function calls, thoughts, signed reasoning blocks) of one
+        response object; raises for errors and blocked prompts."""
         if "error" in data:
             raise self._http.scrub(error_from_body(self.name, None, data))
         block = _mapping(data.get("promptFeedback")).get("blockReason")
@@ -151,13 +160,14 @@ class GeminiProvider:
             raise self._http.error(ContentFiltered, f"prompt blocked: blockReason {block}")
         candidates = _list(data.get("candidates"), "candidates")
         if not candidates:
-            return "", "", [], ""
+            return "", "", [], "", []
         candidate = candidates[0]
         if not isinstance(candidate, Mapping):
             raise MalformedReply(f"candidates[0] is {json_type(candidate)}, not an object")
         texts: list[str] = []
         calls: list[_Call] = []
         thoughts: list[str] = []
+        kept: list[ReasoningBlock] = []
         parts = _list(
             _mapping(candidate.get("content")).get("parts"), "candidates[0].content.parts"
         )
@@ -165,19 +175,27 @@ class GeminiProvider:
             where = f"candidates[0].content.parts[{i}]"
             if not isinstance(part, Mapping):
                 raise MalformedReply(f"{where} is {json_type(part)}")
+            signature = signature_of(part, where)
             if "functionCall" in part:
-                calls.append(_call(part["functionCall"], f"{where}.functionCall"))
+                calls.append(_call(part["functionCall"], f"{where}.functionCall", signature))
                 continue
             if "text" not in part:
+                if signature:  # a signature on a part of its own (streams end so)
+                    kept.append(ReasoningBlock(format=TEXT_SIGNATURE, signature=signature))
                 continue  # inline data, code execution, ...: not answer text
             text = part["text"]
             if not isinstance(text, str):
                 raise MalformedReply(f"{where}.text is {json_type(text)}, not text")
-            (thoughts if part.get("thought") else texts).append(text)
+            thought = bool(part.get("thought"))
+            (thoughts if thought else texts).append(text)
+            if signature and thought:
+                kept.append(ReasoningBlock(format=THOUGHT, text=text, signature=signature))
+            elif signature:
+                kept.append(ReasoningBlock(format=TEXT_SIGNATURE, signature=signature))
         reason = candidate.get("finishReason")
         if reason is not None and not isinstance(reason, str):
             raise MalformedReply(f"candidates[0].finishReason is {json_type(reason)}")
-        return "".join(texts), reason or "", calls, "".join(thoughts)
+        return "".join(texts), reason or "", calls, "".join(thoughts), kept
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         url = self._url(request.model, "streamGenerateContent") + "?alt=sse"
@@ -203,7 +221,7 @@ class GeminiProvider:
                         raise MalformedChunk(
                             f"{self.name}: a stream chunk is not a JSON object", provider=self.name
                         )
-                    text, reason, calls, thoughts = self._read(data)
+                    text, reason, calls, thoughts, kept = self._read(data)
                 except SKIPPABLE as exc:
                     skipper.skip(exc)
                     continue
@@ -214,15 +232,18 @@ class GeminiProvider:
                 if text:
                     parts.append(text)
                     yield TextDelta(text)
-                for name, arguments, given in calls:
+                for name, arguments, given, signature in calls:
                     parts.append(name + arguments)
                     yield ToolCallDelta(
                         index=n_calls,
                         id=given or call_id(n_calls, name, arguments),
                         name=name,
                         arguments=arguments,
+                        signature=signature,
                     )
                     n_calls += 1
+                for block in kept:
+                    yield block
                 finish = reason or finish
         if not finish:
             raise self._http.error(StreamBroken, "the stream ended before any finishReason")
@@ -247,12 +268,17 @@ class GeminiProvider:
             timeouts=request.timeouts,
         ) as response:
             data = json_object(await response.json(), provider=self.name, what="the reply")
-        text, reason, calls, thoughts = self._read(data)
+        text, reason, calls, thoughts, kept = self._read(data)
         if not reason:
             raise self._http.error(ProviderServerError, "the reply has no finishReason")
         tool_calls = tuple(
-            ToolCall(id=given or call_id(i, name, arguments), name=name, arguments=arguments)
-            for i, (name, arguments, given) in enumerate(calls)
+            ToolCall(
+                id=given or call_id(i, name, arguments),
+                name=name,
+                arguments=arguments,
+                signature=signature,
+            )
+            for i, (name, arguments, given, signature) in enumerate(calls)
         )
         usage = await reported_usage(
             parse_usage(data.get("usageMetadata")),
@@ -268,6 +294,7 @@ class GeminiProvider:
             tool_calls=tool_calls,
             reasoning=thoughts,
             reasoning_kind=ReasoningKind.SUMMARY,
+            reasoning_blocks=tuple(kept),
         )
 
     async def embed(self, request: EmbedRequest) -> Embeddings:
