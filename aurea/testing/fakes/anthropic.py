@@ -8,8 +8,12 @@ Rich generation as Anthropic sends it: ``tool_use`` content blocks (streamed as 
 ``content_block_start`` naming the call, then ``input_json_delta`` pieces of its input), stop
 reason ``tool_use``; a forced tool (``tool_choice`` of type ``tool``) answered with
 ``json_answer`` as its input; ``thinking`` blocks when the request enables thinking and
-``thoughts`` is set. Like Anthropic, it refuses a ``tool_result`` without its ``tool_use`` in the
-previous turn, a ``tool_use`` left without its result, and malformed image sources.
+``thoughts`` is set, each signed (``signature`` / a ``signature_delta``), and a
+``redacted_thinking`` block first when a user message holds ``REDACTED_TRIGGER`` (Anthropic's
+magic string for it). Like Anthropic, it refuses a ``tool_result`` without its ``tool_use`` in the
+previous turn, a ``tool_use`` left without its result, malformed image sources, a thinking block
+whose signature it did not issue, and, with thinking enabled, a final assistant turn with
+``tool_use`` that does not start with its thinking block.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from aurea.testing.fakes._core import (
     pieces,
     split_tokens,
 )
+from aurea.testing.fakes._thinking import REDACTED_TRIGGER, Signer, anthropic_thinking_problem
 
 __all__ = ["FakeAnthropic"]
 
@@ -56,6 +61,7 @@ class FakeAnthropic(FakeServer):
         self.honour_prefill = True  # the Messages API continues a trailing assistant message
         self.omit_message_stop = False  # end the stream after message_delta, without message_stop
         self.model_ids = ["claude-sonnet-4-20250514", "claude-3-5-haiku-20241022"]
+        self.signer = Signer()  # signs the thinking it hands out, checks what comes back
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
@@ -117,7 +123,7 @@ class FakeAnthropic(FakeServer):
                 )
         if not body.get("messages"):
             return self._reply_error(400, "invalid_request_error", "messages: Field required")
-        problem = _rich_problem(body)
+        problem = _rich_problem(body) or anthropic_thinking_problem(body, self.signer)
         if problem:
             return self._reply_error(400, "invalid_request_error", problem)
         last = body["messages"][-1]
@@ -186,14 +192,22 @@ class FakeAnthropic(FakeServer):
             generation = Generation(generation.tokens[: fault.after_tokens], truncated=False)
         calls = [] if results else self._calls_for(body)
         thinking = self.thoughts if body.get("thinking") else ""
+        redacted = (
+            self.signer.redacted() if body.get("thinking") and REDACTED_TRIGGER in prompt else ""
+        )
         if body.get("stream"):
-            if calls or thinking:
-                return await self._stream(request, body, generation, fault, calls, thinking)
+            if calls or thinking or redacted:
+                return await self._stream(
+                    request, body, generation, fault, calls, thinking, redacted
+                )
             # (Subclasses in tests override ``_stream`` with its plain-text arguments.)
             return await self._stream(request, body, generation, fault)
         content: list[dict[str, Any]] = []
+        if redacted:
+            content.append({"type": "redacted_thinking", "data": redacted})
         if thinking:
-            content.append({"type": "thinking", "thinking": thinking, "signature": "sig-fake"})
+            signature = self.signer.sign(thinking)
+            content.append({"type": "thinking", "thinking": thinking, "signature": signature})
         if calls:
             content += [
                 {"type": "tool_use", "id": cid, "name": name, "input": json.loads(args)}
@@ -240,6 +254,7 @@ class FakeAnthropic(FakeServer):
         fault: Fault | None,
         calls: list[tuple[str, str, str]] | None = None,
         thinking: str = "",
+        redacted: str = "",
     ) -> web.StreamResponse:
         response = await self.open_sse(request, **{"request-id": f"req_fake{self.request_count}"})
         calls = calls or []
@@ -278,12 +293,17 @@ class FakeAnthropic(FakeServer):
         def stop(index: int) -> Event:
             return ("content_block_stop", {"type": "content_block_stop", "index": index})
 
+        if redacted:
+            steps.append(
+                [start(block, {"type": "redacted_thinking", "data": redacted}), stop(block)]
+            )
+            block += 1
         if thinking:
             parts = pieces(thinking, 8)
-            steps.append([start(block, {"type": "thinking", "thinking": ""})])
+            steps.append([start(block, {"type": "thinking", "thinking": "", "signature": ""})])
             steps += [[delta(block, {"type": "thinking_delta", "thinking": p})] for p in parts]
             steps[-1] += [
-                delta(block, {"type": "signature_delta", "signature": "sig"}),
+                delta(block, {"type": "signature_delta", "signature": self.signer.sign(thinking)}),
                 stop(block),
             ]
             block += 1

@@ -7,9 +7,12 @@ whole ``GenerateContentResponse`` objects separated by CRLF CRLF, cumulative ``u
 
 Rich generation as Gemini sends it: ``functionCall`` parts (a whole call per chunk, no id) with
 finishReason STOP; ``json_answer`` as the text when ``responseMimeType`` is JSON; thought parts
-(``"thought": true``) when ``thinkingConfig.includeThoughts`` is set and ``thoughts`` is. Like
-Gemini, it refuses a function response turn that does not follow a function call turn or
-answers a different number of calls, and a function declared as an object without properties.
+(``"thought": true``) when ``thinkingConfig.includeThoughts`` is set and ``thoughts`` is. With
+``thinkingConfig`` set it signs its answers as Gemini 3 does: a ``thoughtSignature`` on the first
+function call part of a turn, else on the last text part. Like Gemini, it refuses a function
+response turn that does not follow a function call turn or answers a different number of calls,
+a function declared as an object without properties, and (Gemini 3) a function call it signed
+that comes back without its signature, or with one it did not issue.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from aurea.testing.fakes._core import (
     pieces,
     split_tokens,
 )
+from aurea.testing.fakes._thinking import Signer, call_key, gemini_signature_problem
 from aurea.testing.fakes.openai import fake_embedding
 
 __all__ = ["FakeGemini"]
@@ -111,6 +115,8 @@ class FakeGemini(FakeServer):
         self.model_ids = ["gemini-2.0-flash", "gemini-2.5-pro", "text-embedding-004"]
         self.page_size = 2  # models per page, so clients must follow nextPageToken
         self.embedding_dims = 8
+        self.signer = Signer()  # signs the function calls it makes, checks what comes back
+        self.signed_calls: set[str] = set()  # the calls (name and arguments) it signed
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1beta/models/{target}", self._model_call)
@@ -186,7 +192,9 @@ class FakeGemini(FakeServer):
         if not body.get("contents"):
             message = "* GenerateContentRequest.contents: contents is not specified\n"
             return self._reply(_error(400, "INVALID_ARGUMENT", message), 400)
-        problem = _rich_problem(body)
+        problem = _rich_problem(body) or gemini_signature_problem(
+            body, self.signer, self.signed_calls
+        )
         if problem:
             return self._reply(_error(400, "INVALID_ARGUMENT", problem), 400)
         fault = await self.slow_start(request, self.take_fault())
@@ -232,10 +240,26 @@ class FakeGemini(FakeServer):
             parts += [{"functionCall": {"name": n, "args": json.loads(a)}} for n, a in calls]
         else:
             parts.append({"text": "".join(generation.tokens)})
+        if thinking:
+            self._sign(parts)
         payload = self._chunk(body, model, parts, generation, final=True)
         reply = self._reply(payload)
         assert isinstance(reply.body, bytes)
         return await self.unary_fault(request, fault, reply.body) or reply
+
+    def _sign(self, parts: list[dict[str, Any]]) -> None:
+        """Sign a turn as Gemini 3 does: its first function call part, else its last text part
+        (not a thought)."""
+        for part in parts:
+            if "functionCall" in part:
+                call = part["functionCall"]
+                key = call_key(call["name"], call["args"])
+                self.signed_calls.add(key)
+                part["thoughtSignature"] = self.signer.sign(key)
+                return
+        answer = [p for p in parts if "text" in p and not p.get("thought")]
+        if answer:
+            answer[-1]["thoughtSignature"] = self.signer.sign("text", str(answer[-1]["text"]))
 
     def _usage(self, body: dict[str, Any], generation: Generation | None) -> dict[str, Any]:
         texts = [
@@ -322,6 +346,8 @@ class FakeGemini(FakeServer):
             steps += [[{"functionCall": {"name": n, "args": json.loads(a)}}] for n, a in calls]
         else:
             steps += [[{"text": t}] for t in generation.tokens]
+        if "thinkingConfig" in (body.get("generationConfig") or {}):
+            self._sign([p for step in steps for p in step])
 
         async def frame(payload: Any) -> None:
             # Google's SSE frontend separates events with CRLF CRLF.
