@@ -1,7 +1,9 @@
 """What the cache keeps for a generation, and how one stored form serves the other: a streamed
 answer serves a unary call and a unary answer serves a stream when the answer is plain text
 (tool calls and reasoning travel as their own events in a stream and as fields in a unary
-answer, so those answers serve the form they were made in)."""
+answer, so those answers serve the form they were made in). An answer's reasoning blocks and its
+calls' signatures are kept with it (in ``final`` and the events) and replayed on a hit, so a
+cached tool-use turn can be echoed back to its provider like a fresh one."""
 
 from __future__ import annotations
 
