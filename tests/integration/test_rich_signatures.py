@@ -14,7 +14,6 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
-from conftest import RpcDetails
 from providers_conftest import run_stream
 
 from aurea import testing
@@ -357,7 +356,7 @@ BAD = [
 
 @pytest.mark.parametrize(("message", "field"), BAD, ids=[f for _, f in BAD])
 async def test_bad_blocks_are_invalid_arguments(
-    r: Rig, details: Callable[[grpc.RpcError], RpcDetails], message: pb.ChatMessage, field: str
+    r: Rig, details: Callable[[grpc.RpcError], Any], message: pb.ChatMessage, field: str
 ) -> None:
     before = {v: f.request_count for v, f in r.fakes.items()}
     messages = [message, pb.ChatMessage(role=pb.ROLE_USER, content="go on")]
