@@ -111,10 +111,11 @@ def prometheus(tmp_path: Path, target: str) -> Iterator[str]:
         "scrape_configs:\n  - job_name: aurea\n"
         f"    static_configs:\n      - targets: ['{target}']\n"
     )
+    binary = tool("prometheus")  # before the log is opened: a skip must not leak it
     log = (tmp_path / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         [
-            tool("prometheus"),
+            binary,
             f"--config.file={config}",
             f"--storage.tsdb.path={tmp_path / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
