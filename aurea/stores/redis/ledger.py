@@ -33,26 +33,21 @@ a shared store.
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 import structlog
-from redis.exceptions import NoScriptError
 
 from aurea.stores._common import (
     Page,
-    StoreUnavailable,
     check_finite,
     check_id,
     check_limit,
     check_positive,
 )
 from aurea.stores.ledger import (
-    CLOSED_LEASE_RETENTION_S,
     ChargeOp,
     ExpireOp,
     ExtendOp,
@@ -65,7 +60,6 @@ from aurea.stores.ledger import (
     ReleaseOp,
     Reservation,
     ReserveOp,
-    ReserveStatus,
     SettleOp,
     Spend,
     Summary,
@@ -75,158 +69,25 @@ from aurea.stores.ledger import (
     check_op,
     sorted_totals,
 )
-from aurea.stores.redis._client import RedisClient, fmt, num, text
-from aurea.stores.redis._ledger_lua import CLAIM, JOB, SETTLE
+from aurea.stores.redis._client import fmt, text
+from aurea.stores.redis._ledger_calls import SWEEP_JOBS, LedgerCalls
+from aurea.stores.redis._ledger_codec import (
+    _SEP,
+    _UNKNOWN_LEASE,
+    _budget,
+    _Call,
+    _consume,
+    _decode,
+    _encode,
+)
 
 __all__ = ["RedisLedgerStore"]
 
 log = structlog.get_logger("aurea.stores")
 
-_SEP = "\x1f"
-_JOB_FIELDS = ("budget", "spent", "reserved", "active", "created_at", "updated_at")
-_JOB_KEYS = ("", "exp", "l", "la", "closed", "m", "sum", "seen")
-_SWEEP_JOBS = 500  # due jobs one expire visits; the rest wait for the next tick
-_INDEXED_MAX = 100_000  # job ids this process remembers having indexed
-_LEASE_SLACK_S = 3600  # how much longer than its lease a lease's job is named
 
-
-def _budget(value: int | None) -> str:
-    return "" if value is None else str(value)
-
-
-def _spend(s: Spend) -> list[str]:
-    return [str(s.cost_nanos), str(s.input_tokens), str(s.output_tokens), str(s.calls)]
-
-
-def _encode(op: LedgerOp) -> list[str]:
-    """One job's operation as the script reads it (the job itself is the script's)."""
-    match op:
-        case ReserveOp():
-            return [
-                "R",
-                op.lease_id,
-                str(op.amount_nanos),
-                fmt(op.ttl_s),
-                fmt(op.now),
-                _budget(op.default_budget_nanos),
-                op.model,
-                op.provider,
-            ]
-        case ExtendOp():
-            return ["X", op.lease_id, str(op.add_nanos), fmt(op.ttl_s), fmt(op.now)]
-        case SettleOp():
-            return ["S", op.lease_id, *_spend(op.spend), fmt(op.now)]
-        case ReleaseOp():
-            return ["L", op.lease_id, fmt(op.now)]
-        case ChargeOp():
-            return [
-                "C",
-                *_spend(op.spend),
-                fmt(op.now),
-                _budget(op.default_budget_nanos),
-                op.model,
-                op.provider,
-            ]
-    raise ValueError(f"not a job's ledger operation: {op!r}")  # pragma: no cover
-
-
-def _consume(lease_id: str, op: ChargeOp) -> list[str]:
-    return [
-        "K",
-        lease_id,
-        *_spend(op.spend),
-        fmt(op.now),
-        _budget(op.default_budget_nanos),
-        op.model,
-        op.provider,
-    ]
-
-
-_UNKNOWN_LEASE = Reservation(
-    status=ReserveStatus.LEASE_CLOSED,
-    job_id="",
-    budget_nanos=None,
-    spent_nanos=0,
-    reserved_nanos=0,
-    lease_nanos=0,
-)
-
-
-@dataclass
-class _Call:
-    """One job's script in a store call: its arguments, and which operation each row answers
-    (an index into the sequence; an expire visit answers part of its ``ExpireOp``)."""
-
-    job: str
-    args: list[str] = field(default_factory=list)
-    answers: list[int] = field(default_factory=list)
-    claimed: str | None = None  # for an expire visit: the last reserve the claim saw, if claimed
-
-
-def _decode(row: list[Any]) -> LedgerResult:
-    kind = text(row[0])
-    if kind == "r":
-        status, job, budget, spent, reserved, lease = (text(v) for v in row[1:7])
-        return Reservation(
-            status=ReserveStatus(status),
-            job_id=job,
-            budget_nanos=None if budget == "" else int(budget),
-            spent_nanos=int(spent),
-            reserved_nanos=int(reserved),
-            lease_nanos=int(lease),
-        )
-    if kind == "e":
-        return LeaseEnd(text(row[1]))
-    if kind == "n":
-        return int(row[1])
-    return None
-
-
-def _totals(raw: dict[Any, Any]) -> list[UsageTotals]:
-    """Rows of a ``model SEP provider SEP field -> int`` hash (a job's or a bucket's)."""
-    rows: dict[tuple[str, str], dict[str, int]] = {}
-    for k, v in raw.items():
-        model, provider, field = text(k).rsplit(_SEP, 2)
-        rows.setdefault((model, provider), {})[field] = int(v)
-    return [
-        UsageTotals(
-            model=m,
-            provider=p,
-            calls=f.get("calls", 0),
-            input_tokens=f.get("input", 0),
-            output_tokens=f.get("output", 0),
-            cost_nanos=f.get("cost", 0),
-        )
-        for (m, p), f in rows.items()
-    ]
-
-
-class RedisLedgerStore:
+class RedisLedgerStore(LedgerCalls):
     """Budgets and leases on the Redis server the replicas share."""
-
-    def __init__(
-        self, client: RedisClient, *, closed_lease_retention_s: float = CLOSED_LEASE_RETENTION_S
-    ) -> None:
-        check_positive("closed_lease_retention_s", closed_lease_retention_s)
-        self._client = client
-        self._retention_s = closed_lease_retention_s
-        self._retention = fmt(closed_lease_retention_s)
-        self._job_script = client.script(JOB)
-        self._claim = client.script(CLAIM)
-        self._settle_index = client.script(SETTLE)
-        self._jobs = client.key("led", "{ledger}", "jobs")
-        self._due = client.key("led", "{ledger}", "exp")
-        self._touch = client.key("led", "{ledger}", "touch")
-        self._indexed: set[str] = set()  # jobs this process has put in the job index
-
-    def _job_key(self, job_id: str, *parts: str) -> str:
-        return self._client.key("led", f"{{job:{job_id}}}", *parts)
-
-    def _job_keys(self, job_id: str) -> list[str]:
-        return [self._job_key(job_id, *([p] if p else [])) for p in _JOB_KEYS]
-
-    def _lease_key(self, lease_id: str) -> str:
-        return self._client.key("led", f"{{lease:{lease_id}}}")
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -291,143 +152,6 @@ class RedisLedgerStore:
         self._remember(new_jobs)
         await self._settle_due(visits)
         return tuple(results)
-
-    async def _execute(
-        self,
-        new_jobs: list[str],
-        index: list[tuple[str, tuple[Any, ...]]],
-        calls: list[_Call],
-    ) -> list[list[Any]]:
-        """One store call: the index writes, then each job's script; in MULTI/EXEC when it is
-        more than one command. Answers each script's rows, in order."""
-        if self._client.cluster:
-            return await self._execute_on_cluster(new_jobs, index, calls)
-        redis = self._client.redis
-        if not new_jobs and not index and len(calls) == 1:
-            c = calls[0]
-            return [await self._job_script(keys=self._job_keys(c.job), args=self._args(c))]
-        # The scripts go in by SHA, not as redis-py Script objects: a pipeline holding those
-        # first asks SCRIPT EXISTS, one more round trip on every call. If Redis lost the script
-        # (a restart), every script of the MULTI fails alike and nothing of a job ran; only the
-        # index writes (repeatable) did: load it and send the call again.
-        for _ in range(2):
-            async with redis.pipeline(transaction=True) as pipe:
-                if new_jobs:
-                    pipe.zadd(self._jobs, dict.fromkeys(new_jobs, 0), nx=True)
-                for kind, what in index:
-                    if kind == "zadd_lt":
-                        job, due, lease_id = what
-                        pipe.zadd(self._due, {job: due}, lt=True)
-                        pipe.hset(self._touch, job, lease_id)
-                    else:
-                        lease_id, job, ttl_s = what
-                        pipe.set(self._lease_key(lease_id), job, ex=self._keep_s(ttl_s))
-                for c in calls:
-                    keys = self._job_keys(c.job)
-                    pipe.evalsha(self._job_script.sha, len(keys), *keys, *self._args(c))
-                try:
-                    answers = await pipe.execute()
-                except NoScriptError:
-                    self._job_script.sha = await redis.script_load(JOB)
-                    continue
-            return list(answers[len(answers) - len(calls) :])
-        raise StoreUnavailable(f"Redis at {self._client.where} keeps losing the ledger script")
-
-    async def _execute_on_cluster(
-        self,
-        new_jobs: list[str],
-        index: list[tuple[str, tuple[Any, ...]]],
-        calls: list[_Call],
-    ) -> list[list[Any]]:
-        """The same on Redis Cluster, where no MULTI spans slots and pipelines refuse scripts:
-        the index writes first (a reserve's index entry before the reserve, as the sweep needs),
-        then each job's script on its own shard, concurrently. Atomic per job only, so a store
-        call that fails part-way may have applied some jobs' scripts; its retry is safe: a
-        reserve of an existing lease, a release, a sweep and a budget change repeat harmlessly,
-        and a numbered consume batch applies once (``consume``)."""
-        redis = self._client.redis
-        writes: list[Awaitable[Any]] = []
-        if new_jobs:
-            writes.append(redis.zadd(self._jobs, dict.fromkeys(new_jobs, 0), nx=True))
-        for kind, what in index:
-            if kind == "zadd_lt":
-                job, due, lease_id = what
-                writes.append(redis.zadd(self._due, {job: due}, lt=True))
-                writes.append(redis.hset(self._touch, job, lease_id))
-            else:
-                lease_id, job, ttl_s = what
-                writes.append(redis.set(self._lease_key(lease_id), job, ex=self._keep_s(ttl_s)))
-        await asyncio.gather(*writes)
-        answers = await asyncio.gather(
-            *(self._job_script(keys=self._job_keys(c.job), args=self._args(c)) for c in calls)
-        )
-        return list(answers)
-
-    def _keep_s(self, ttl_s: float) -> int:
-        """How long a lease's job is named: past the lease and its retention, with slack."""
-        return math.ceil(ttl_s + self._retention_s) + _LEASE_SLACK_S
-
-    def _args(self, call: _Call) -> list[str]:
-        return [call.job, self._retention, *call.args]
-
-    def _remember(self, jobs: set[str]) -> None:
-        if len(self._indexed) + len(jobs) > _INDEXED_MAX:
-            self._indexed.clear()  # re-indexing is idempotent (ZADD NX): forgetting is cheap
-        self._indexed |= jobs
-
-    async def _owners(self, ops: Sequence[LedgerOp]) -> dict[str, str]:
-        """The job of each lease the sequence names by id alone: from a reserve before it in
-        the sequence, else from the store (one read, only for ids no operation resolved)."""
-        owners: dict[str, str] = {}
-        unresolved: list[str] = []
-        for op in ops:
-            if isinstance(op, ReserveOp):
-                owners.setdefault(op.lease_id, op.job_id)
-            elif isinstance(op, ExtendOp | SettleOp | ReleaseOp):
-                if op.job_id:
-                    owners[op.lease_id] = op.job_id
-                elif op.lease_id not in owners:
-                    unresolved.append(op.lease_id)
-        if unresolved:
-            redis = self._client.redis
-            keys = [self._lease_key(lease) for lease in unresolved]
-            # Each lease's name is its own slot: MGET across slots only without Cluster.
-            mget = redis.mget_nonatomic if self._client.cluster else redis.mget  # type: ignore[attr-defined]
-            found = await self._client.call("ledger find leases", lambda: mget(keys))
-            for lease, job in zip(unresolved, found, strict=True):
-                if job is not None:
-                    owners.setdefault(lease, text(job))
-        # An operation given its job uses it (a lease of another job is unknown there).
-        for op in ops:
-            if isinstance(op, ExtendOp | SettleOp | ReleaseOp) and op.job_id:
-                owners[op.lease_id] = op.job_id
-        return owners
-
-    async def _claim_due(self, now: float) -> list[tuple[str, str]]:
-        """Jobs due for a sweep at ``now``, each with its last reserve."""
-        flat = await self._client.call(
-            "ledger expire",
-            lambda: self._claim(keys=[self._due, self._touch], args=[fmt(now), _SWEEP_JOBS]),
-        )
-        return [(text(flat[i]), text(flat[i + 1])) for i in range(0, len(flat), 2)]
-
-    async def _settle_due(self, visits: dict[int, list[tuple[_Call, str]]]) -> None:
-        """Move the expiry index after a sweep's visits. Only a hint: if Redis fails here, the
-        entries stay early and the next sweep visits those jobs again."""
-        args: list[str] = []
-        for pairs in visits.values():
-            for call, nxt in pairs:
-                mode = "o" if call.claimed is None else "c"
-                args += [call.job, mode, call.claimed or "", nxt]
-        if not args:
-            return
-        try:
-            await self._client.call(
-                "ledger expire",
-                lambda: self._settle_index(keys=[self._due, self._touch], args=args),
-            )
-        except StoreUnavailable as exc:
-            log.warning("ledger_expiry_index_stale", error=exc.message)
 
     async def _one(self, op: LedgerOp) -> LedgerResult:
         return (await self.apply((op,)))[0]
@@ -536,7 +260,7 @@ class RedisLedgerStore:
         while True:
             page = await self._client.call(
                 "ledger expire all",
-                partial(redis.zrangebylex, self._jobs, after, "+", start=0, num=_SWEEP_JOBS),
+                partial(redis.zrangebylex, self._jobs, after, "+", start=0, num=SWEEP_JOBS),
             )
             jobs = [text(j) for j in page]
             if not jobs:
@@ -549,42 +273,6 @@ class RedisLedgerStore:
             after = f"({jobs[-1]}"
 
     # -- reads ---------------------------------------------------------------------------------
-
-    async def _views(self, job_ids: Sequence[str]) -> list[JobView | None]:
-        if not job_ids:
-            return []
-        redis = self._client.redis
-
-        async def op() -> list[Any]:
-            # Plain one-key commands, pipelined: each job is its own slot on a Cluster.
-            async with redis.pipeline(transaction=False) as pipe:
-                for job_id in job_ids:
-                    pipe.hmget(self._job_key(job_id), list(_JOB_FIELDS))
-                    pipe.hgetall(self._job_key(job_id, "m"))
-                results = await pipe.execute()
-            return [(results[i], dict(results[i + 1])) for i in range(0, len(results), 2)]
-
-        rows = await self._client.call("ledger read", op)
-        views: list[JobView | None] = []
-        for job_id, (fields, by_model) in zip(job_ids, rows, strict=True):
-            budget, spent, reserved, active, created, updated = fields
-            if spent is None:
-                views.append(None)
-                continue
-            pairs = by_model
-            views.append(
-                JobView(
-                    job_id=job_id,
-                    budget_nanos=None if text(budget) == "" else int(budget),
-                    spent_nanos=int(spent),
-                    reserved_nanos=int(reserved),
-                    active_leases=int(active),
-                    created_at=num(created),
-                    updated_at=num(updated),
-                    by_model=sorted_totals(_totals(pairs)),
-                )
-            )
-        return views
 
     async def get_job(self, job_id: str) -> JobView | None:
         return (await self._views([job_id]))[0]
