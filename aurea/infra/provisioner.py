@@ -4,7 +4,7 @@ back by message. ``Execute`` calls get a permit and run the command in the calle
 
 Records go to the store before anything is created (so a restart finds what was being made) and
 after every change (write-behind, see ``_journal``). At start it loads the store and matches it
-against what each backend holds (``_reconcile``): live resources are re-adopted, orphans that
+against what each backend holds (``_discovery``): live resources are re-adopted, orphans that
 carry its owner label are released.
 """
 
@@ -20,9 +20,9 @@ import structlog
 
 from aurea.errors import AureaError, FailedPrecondition, InvalidRequest
 from aurea.infra import _ops
+from aurea.infra._discovery import Discovery
 from aurea.infra._journal import Journal
-from aurea.infra._reconcile import reconcile
-from aurea.infra._resources import _DAY_S, Limits, Publish, ResourceBook, _backend_error, _text
+from aurea.infra._resources import _DAY_S, Limits, Publish, ResourceBook, _backend_error
 from aurea.infra.backend import ComputeBackend, ReplicaRef
 from aurea.infra.messages import (
     BeginExec,
@@ -52,7 +52,7 @@ __all__ = ["Limits", "Provisioner"]
 log = structlog.get_logger("aurea.infra")
 
 
-class Provisioner(ResourceBook, Actor[ProvisionerMsg]):
+class Provisioner(Discovery, ResourceBook, Actor[ProvisionerMsg]):
     def __init__(
         self,
         *,
@@ -96,14 +96,6 @@ class Provisioner(ResourceBook, Actor[ProvisionerMsg]):
 
     async def on_stop(self) -> None:
         await self._journal.flush()
-
-    async def _discover(self, backend: ComputeBackend) -> None:
-        try:
-            found = await backend.discover(self.owner)
-        except Exception as exc:
-            self.ref.post(Discovered(backend=backend.kind, error=_text(exc)))
-        else:
-            self.ref.post(Discovered(backend=backend.kind, found=tuple(found)))
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -357,48 +349,3 @@ class Provisioner(ResourceBook, Actor[ProvisionerMsg]):
             for r in idle:
                 self._release(r)
         return tuple(r.resource_id for r in idle)
-
-    # -- start-up reconciliation -------------------------------------------------------------
-
-    def _discovered(self, msg: Discovered) -> None:
-        if msg.error:
-            log.warning("infra_discover_failed", backend=str(msg.backend), error=msg.error)
-            return
-        # Only what the store held at start is matched; anything made since (a Provision or
-        # Scale that ran while the backend was being listed) is neither stale nor an orphan.
-        since_start = {rid for rid in self._res if rid not in self._loaded} | set(self._target)
-        records = [r for rid, r in self._res.items() if rid not in since_start]
-        found = [f for f in msg.found if f.resource_id not in since_start]
-        v = reconcile(msg.backend, records, found, self._wall())
-        for r in v.updated:
-            self._save(r, f"resource.{r.status}")
-        for rid in v.adopted:
-            self._event("resource.adopted", self._res[rid])
-        backend = self._backends[str(msg.backend)]
-        for rid, replica in v.orphans:
-            log.warning("infra_orphan_released", resource_id=rid, backend_id=replica.backend_id)
-            if self._publish is not None:
-                self._publish(
-                    "resource.orphan_released",
-                    {
-                        "resource_id": rid,
-                        "backend": str(msg.backend),
-                        "backend_id": replica.backend_id,
-                    },
-                )
-        doomed = tuple(x for _, x in v.destroy + v.orphans)
-        if doomed:
-
-            async def sweep() -> None:
-                error = await _ops.destroy_all(backend, doomed)
-                if error:
-                    log.error("infra_sweep_failed", backend=str(msg.backend), error=error)
-
-            self.spawn_child(sweep(), name=f"infra:sweep:{msg.backend}")
-        log.info(
-            "infra_reconciled",
-            backend=str(msg.backend),
-            adopted=len(v.adopted),
-            ended=len(v.updated),
-            orphans=len(v.orphans),
-        )
