@@ -26,6 +26,7 @@ from aurea_client._errors import (
     Unavailable,
     Unimplemented,
 )
+from aurea_client._messages import Image, Message, ReasoningBlock, Tool, ToolCall
 from aurea_client._options import NO_RETRY, RetryPolicy, Tls
 from aurea_client._types import (
     Completion,
@@ -33,9 +34,10 @@ from aurea_client._types import (
     Embeddings,
     Fallback,
     Final,
-    Message,
+    ReasoningDelta,
     Started,
     StreamEvent,
+    ToolCallDelta,
     Usage,
     UsageUpdate,
 )
@@ -57,6 +59,7 @@ __all__ = [
     "Fallback",
     "FieldViolation",
     "Final",
+    "Image",
     "InternalError",
     "InvalidArgument",
     "Message",
@@ -64,11 +67,16 @@ __all__ = [
     "PermissionDenied",
     "QuotaViolation",
     "RateLimited",
+    "ReasoningBlock",
+    "ReasoningDelta",
     "ResourceExhausted",
     "RetryPolicy",
     "Started",
     "StreamEvent",
     "Tls",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",

@@ -16,6 +16,7 @@ import grpc
 
 from aurea_client import _convert
 from aurea_client._invoke import AioInvoker, SyncInvoker
+from aurea_client._messages import ImageLike, MessageLike, ToolLike
 from aurea_client._options import DEFAULT_TIMEOUT_S, RetryPolicy, Tls, metadata, resolve
 from aurea_client._pb import inference_pb2 as pb
 from aurea_client._pb import inference_pb2_grpc
@@ -35,8 +36,8 @@ from aurea_client._types import (
     Completion,
     Embeddings,
     Failover,
-    MessageLike,
     Policy,
+    ReasoningEffort,
     StreamEvent,
 )
 
@@ -73,8 +74,17 @@ class _Common:
         fallbacks: Sequence[str],
         cache_bypass: bool,
         labels: Mapping[str, str] | None,
+        tools: Sequence[ToolLike],
+        tool_choice: str | None,
+        parallel_tool_calls: bool | None,
+        json_schema: Mapping[str, Any] | None,
+        schema_name: str,
+        strict: bool,
+        json_object: bool,
+        reasoning_effort: ReasoningEffort | None,
+        images: Sequence[ImageLike],
     ) -> dict[str, Any]:
-        return _convert.generate_fields(
+        fields = _convert.generate_fields(
             prompt=prompt,
             messages=messages,
             system=system,
@@ -89,7 +99,21 @@ class _Common:
             fallbacks=fallbacks,
             cache_bypass=cache_bypass,
             labels=labels,
+            images=images,
         )
+        fields.update(
+            _convert.rich_fields(
+                tools=tools,
+                tool_choice=tool_choice,
+                parallel_tool_calls=parallel_tool_calls,
+                json_schema=json_schema,
+                schema_name=schema_name,
+                strict=strict,
+                json_object=json_object,
+                reasoning_effort=reasoning_effort,
+            )
+        )
+        return fields
 
 
 class AsyncClient(_Common):
@@ -151,10 +175,27 @@ class AsyncClient(_Common):
         fallbacks: Sequence[str] = (),
         cache_bypass: bool = False,
         labels: Mapping[str, str] | None = None,
+        tools: Sequence[ToolLike] = (),
+        tool_choice: str | None = None,
+        parallel_tool_calls: bool | None = None,
+        json_schema: Mapping[str, Any] | None = None,
+        schema_name: str = "",
+        strict: bool = False,
+        json_object: bool = False,
+        reasoning_effort: ReasoningEffort | None = None,
+        images: Sequence[ImageLike] = (),
         timeout_s: float | None = None,
     ) -> Completion:
         """One whole completion. Give ``prompt`` or ``messages`` (``system`` adds a system
-        message first). ``model`` empty lets Aurea route by ``policy``."""
+        message first; ``images`` go with the prompt). ``model`` empty lets Aurea route by
+        ``policy``.
+
+        ``tools`` the model may call (``Tool``s or mappings), ``tool_choice`` "auto", "none",
+        "required" or a tool's name; the answer's ``tool_calls`` are answered by sending
+        ``answer.message()`` and a ``Message.tool_result(call.id, ...)`` per call next.
+        ``json_schema`` (a JSON Schema object; ``strict`` to enforce it exactly) or
+        ``json_object`` asks for JSON text. ``reasoning_effort`` "low", "medium" or "high"
+        asks a reasoning model to think (its reasoning comes back apart from the text)."""
         fields = self._generate_fields(
             prompt,
             messages=messages,
@@ -170,6 +211,15 @@ class AsyncClient(_Common):
             fallbacks=fallbacks,
             cache_bypass=cache_bypass,
             labels=labels,
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
+            json_schema=json_schema,
+            schema_name=schema_name,
+            strict=strict,
+            json_object=json_object,
+            reasoning_effort=reasoning_effort,
+            images=images,
         )
         reply = await self._invoke.unary(
             self._inference.Generate, pb.GenerateRequest(**fields), timeout_s
@@ -193,12 +243,23 @@ class AsyncClient(_Common):
         fallbacks: Sequence[str] = (),
         cache_bypass: bool = False,
         labels: Mapping[str, str] | None = None,
+        tools: Sequence[ToolLike] = (),
+        tool_choice: str | None = None,
+        parallel_tool_calls: bool | None = None,
+        json_schema: Mapping[str, Any] | None = None,
+        schema_name: str = "",
+        strict: bool = False,
+        json_object: bool = False,
+        reasoning_effort: ReasoningEffort | None = None,
+        images: Sequence[ImageLike] = (),
         usage_interval_deltas: int = 0,
         failover: Failover | None = None,
         timeout_s: float | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        """The completion as typed events: ``Started`` first, then ``Fallback``, ``Delta`` and
-        ``UsageUpdate``, then ``Final``. A stream that fails raises its error instead of
+        """The completion as typed events: ``Started`` first, then ``Fallback``, ``Delta``,
+        ``ToolCallDelta``, ``ReasoningDelta`` and ``UsageUpdate``, then ``Final`` (with the
+        whole tool calls and the reasoning blocks: ``final.message(text)`` repeats the answer).
+        The arguments are ``generate``'s. A stream that fails raises its error instead of
         ``Final`` (the text so far is incomplete). ``failover`` says what happens when the
         upstream breaks after text was sent (default: continue by prefill, else fail; with a
         restart, a ``Fallback`` with ``restart`` True tells the reader to discard its text)."""
@@ -217,6 +278,15 @@ class AsyncClient(_Common):
             fallbacks=fallbacks,
             cache_bypass=cache_bypass,
             labels=labels,
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
+            json_schema=json_schema,
+            schema_name=schema_name,
+            strict=strict,
+            json_object=json_object,
+            reasoning_effort=reasoning_effort,
+            images=images,
         )
         request = pb.GenerateStreamRequest(
             request=pb.GenerateRequest(**fields),
@@ -299,6 +369,15 @@ class Client(_Common):
         fallbacks: Sequence[str] = (),
         cache_bypass: bool = False,
         labels: Mapping[str, str] | None = None,
+        tools: Sequence[ToolLike] = (),
+        tool_choice: str | None = None,
+        parallel_tool_calls: bool | None = None,
+        json_schema: Mapping[str, Any] | None = None,
+        schema_name: str = "",
+        strict: bool = False,
+        json_object: bool = False,
+        reasoning_effort: ReasoningEffort | None = None,
+        images: Sequence[ImageLike] = (),
         timeout_s: float | None = None,
     ) -> Completion:
         """See ``AsyncClient.generate``."""
@@ -317,6 +396,15 @@ class Client(_Common):
             fallbacks=fallbacks,
             cache_bypass=cache_bypass,
             labels=labels,
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
+            json_schema=json_schema,
+            schema_name=schema_name,
+            strict=strict,
+            json_object=json_object,
+            reasoning_effort=reasoning_effort,
+            images=images,
         )
         reply = self._invoke.unary(
             self._inference.Generate, pb.GenerateRequest(**fields), timeout_s
@@ -340,6 +428,15 @@ class Client(_Common):
         fallbacks: Sequence[str] = (),
         cache_bypass: bool = False,
         labels: Mapping[str, str] | None = None,
+        tools: Sequence[ToolLike] = (),
+        tool_choice: str | None = None,
+        parallel_tool_calls: bool | None = None,
+        json_schema: Mapping[str, Any] | None = None,
+        schema_name: str = "",
+        strict: bool = False,
+        json_object: bool = False,
+        reasoning_effort: ReasoningEffort | None = None,
+        images: Sequence[ImageLike] = (),
         usage_interval_deltas: int = 0,
         failover: Failover | None = None,
         timeout_s: float | None = None,
@@ -360,6 +457,15 @@ class Client(_Common):
             fallbacks=fallbacks,
             cache_bypass=cache_bypass,
             labels=labels,
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
+            json_schema=json_schema,
+            schema_name=schema_name,
+            strict=strict,
+            json_object=json_object,
+            reasoning_effort=reasoning_effort,
+            images=images,
         )
         request = pb.GenerateStreamRequest(
             request=pb.GenerateRequest(**fields),

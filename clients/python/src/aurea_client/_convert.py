@@ -3,9 +3,23 @@ module of the inference calls that touches generated code."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
+from aurea_client._messages import (
+    Image,
+    ImageLike,
+    Message,
+    MessageLike,
+    ReasoningBlock,
+    ReasoningBlockFormat,
+    ToolCall,
+    ToolLike,
+    as_image,
+    as_message,
+    as_tool,
+)
 from aurea_client._pb import inference_pb2 as pb
 from aurea_client._types import (
     Completion,
@@ -15,16 +29,33 @@ from aurea_client._types import (
     Fallback,
     Final,
     FinishReason,
-    Message,
-    MessageLike,
     Policy,
+    ReasoningDelta,
+    ReasoningEffort,
+    ReasoningKind,
     Started,
     StreamEvent,
+    ToolCallDelta,
     Usage,
     UsageUpdate,
 )
 
-_ROLES = {"system": pb.ROLE_SYSTEM, "user": pb.ROLE_USER, "assistant": pb.ROLE_ASSISTANT}
+_ROLES = {
+    "system": pb.ROLE_SYSTEM,
+    "user": pb.ROLE_USER,
+    "assistant": pb.ROLE_ASSISTANT,
+    "tool": pb.ROLE_TOOL,
+}
+_TOOL_CHOICES = {
+    "auto": pb.TOOL_CHOICE_MODE_AUTO,
+    "none": pb.TOOL_CHOICE_MODE_NONE,
+    "required": pb.TOOL_CHOICE_MODE_REQUIRED,
+}
+_EFFORTS = {
+    "low": pb.REASONING_EFFORT_LOW,
+    "medium": pb.REASONING_EFFORT_MEDIUM,
+    "high": pb.REASONING_EFFORT_HIGH,
+}
 _POLICIES = {
     "cost": pb.ROUTING_POLICY_COST,
     "quality": pb.ROUTING_POLICY_QUALITY,
@@ -33,18 +64,106 @@ _POLICIES = {
 }
 
 
-def _message(m: MessageLike) -> pb.ChatMessage:
-    role: str
-    content: str
-    if isinstance(m, Message):
-        role, content = m.role, m.content
-    elif isinstance(m, tuple):
-        role, content = m
-    else:
-        role, content = m["role"], m["content"]
-    if role not in _ROLES:
-        raise ValueError(f"a message's role is system, user or assistant, not {role!r}")
-    return pb.ChatMessage(role=_ROLES[role], content=content)
+def _image(i: Image) -> pb.Image:
+    source = {"url": i.url} if i.url else {"data": i.data}
+    return pb.Image(media_type=i.media_type, detail=i.detail, **source)
+
+
+def _parts(m: Message) -> list[pb.ContentPart]:
+    if m.parts:
+        return [
+            pb.ContentPart(text=p) if isinstance(p, str) else pb.ContentPart(image=_image(p))
+            for p in cast(tuple[str | Image, ...], m.parts)
+        ]
+    if not m.images:
+        return []
+    parts = [pb.ContentPart(text=m.content)] if m.content else []
+    return parts + [pb.ContentPart(image=_image(i)) for i in cast(tuple[Image, ...], m.images)]
+
+
+def tool_call_pb(c: ToolCall) -> pb.ToolCall:
+    return pb.ToolCall(id=c.id, name=c.name, arguments=c.arguments, signature=c.signature)
+
+
+def _block_format(name: ReasoningBlockFormat) -> int:
+    if name.isdigit():  # a format these stubs do not know, kept as its number (see _block)
+        return int(name)
+    try:
+        return pb.ReasoningBlockFormat.Value(f"REASONING_BLOCK_FORMAT_{name.upper()}")
+    except ValueError:
+        raise ValueError(f"a reasoning block's format is not {name!r}") from None
+
+
+def block_pb(b: ReasoningBlock) -> pb.ReasoningBlock:
+    return pb.ReasoningBlock(
+        format=cast(Any, _block_format(b.format)), text=b.text, signature=b.signature, data=b.data
+    )
+
+
+def message_pb(like: MessageLike) -> pb.ChatMessage:
+    m = as_message(like)
+    parts = _parts(m)
+    return pb.ChatMessage(
+        role=_ROLES[m.role],
+        content="" if parts else m.content,
+        parts=parts,
+        tool_calls=[tool_call_pb(c) for c in m.tool_calls],
+        tool_call_id=m.tool_call_id,
+        reasoning_blocks=[block_pb(b) for b in m.reasoning_blocks],
+    )
+
+
+def _tool(t: ToolLike) -> pb.Tool:
+    tool = as_tool(t)
+    schema = "" if tool.parameters is None else json.dumps(tool.parameters)
+    return pb.Tool(
+        name=tool.name,
+        description=tool.description,
+        parameters_json_schema=schema,
+        strict=tool.strict,
+    )
+
+
+def rich_fields(
+    *,
+    tools: Sequence[ToolLike],
+    tool_choice: str | None,
+    parallel_tool_calls: bool | None,
+    json_schema: Mapping[str, Any] | None,
+    schema_name: str,
+    strict: bool,
+    json_object: bool,
+    reasoning_effort: ReasoningEffort | None,
+) -> dict[str, Any]:
+    """The GenerateRequest fields of tool use, structured output and reasoning."""
+    fields: dict[str, Any] = {}
+    if tools:
+        fields["tools"] = [_tool(t) for t in tools]
+    if tool_choice is not None:
+        mode = _TOOL_CHOICES.get(tool_choice)
+        fields["tool_choice"] = (
+            pb.ToolChoice(tool=tool_choice) if mode is None else pb.ToolChoice(mode=mode)
+        )
+    if parallel_tool_calls is not None:
+        fields["parallel_tool_calls"] = parallel_tool_calls
+    if json_schema is not None and json_object:
+        raise ValueError("give json_schema (JSON matching it) or json_object (any), not both")
+    if json_schema is not None:
+        fields["response_format"] = pb.ResponseFormat(
+            type=pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+            name=schema_name,
+            json_schema=json.dumps(json_schema),
+            strict=strict,
+        )
+    elif strict or schema_name:
+        raise ValueError("strict and schema_name go with json_schema")
+    elif json_object:
+        fields["response_format"] = pb.ResponseFormat(type=pb.RESPONSE_FORMAT_TYPE_JSON_OBJECT)
+    if reasoning_effort is not None:
+        if reasoning_effort not in _EFFORTS:
+            raise ValueError(f"reasoning_effort is low, medium or high, not {reasoning_effort!r}")
+        fields["reasoning_effort"] = _EFFORTS[reasoning_effort]
+    return fields
 
 
 def generate_fields(
@@ -63,15 +182,18 @@ def generate_fields(
     fallbacks: Sequence[str],
     cache_bypass: bool,
     labels: Mapping[str, str] | None,
+    images: Sequence[ImageLike] = (),
 ) -> dict[str, Any]:
     """The fields GenerateRequest and GenerateStreamRequest share. A ``system`` text (with a
-    ``prompt``) becomes a two-message conversation."""
-    chat = [_message(m) for m in messages]
+    ``prompt``) becomes a two-message conversation; so do ``images`` (with the prompt's text)."""
+    chat = [message_pb(m) for m in messages]
+    if images and prompt is None:
+        raise ValueError("images go with a prompt; in messages, give them on a Message")
     if system is not None:
         chat.insert(0, pb.ChatMessage(role=pb.ROLE_SYSTEM, content=system))
-        if prompt is not None:
-            chat.append(pb.ChatMessage(role=pb.ROLE_USER, content=prompt))
-            prompt = None
+    if prompt is not None and (system is not None or images):
+        chat.append(message_pb(Message("user", prompt, images=[as_image(i) for i in images])))
+        prompt = None
     fields: dict[str, Any] = {
         "model": model,
         "max_tokens": max_tokens,
@@ -123,6 +245,34 @@ def finish(value: int) -> FinishReason:
     return cast(FinishReason, name)
 
 
+def _calls(calls: Iterable[pb.ToolCall]) -> tuple[ToolCall, ...]:
+    return tuple(ToolCall(c.id, c.name, c.arguments, c.signature) for c in calls)
+
+
+def _block(b: pb.ReasoningBlock) -> ReasoningBlock:
+    known = b.format in pb.ReasoningBlockFormat.values()
+    name = (
+        pb.ReasoningBlockFormat.Name(b.format).removeprefix("REASONING_BLOCK_FORMAT_").lower()
+        if known
+        else str(int(b.format))  # newer than these stubs: echoed back as the same number
+    )
+    return ReasoningBlock(cast(ReasoningBlockFormat, name), b.text, b.signature, b.data)
+
+
+def _blocks(blocks: Iterable[pb.ReasoningBlock]) -> tuple[ReasoningBlock, ...]:
+    return tuple(_block(b) for b in blocks)
+
+
+_KINDS: dict[int, ReasoningKind] = {
+    pb.REASONING_KIND_TEXT: "text",
+    pb.REASONING_KIND_SUMMARY: "summary",
+}
+
+
+def _kind(value: int) -> ReasoningKind | None:
+    return _KINDS.get(value)
+
+
 def completion(r: pb.GenerateResponse) -> Completion:
     return Completion(
         request_id=r.request_id,
@@ -137,6 +287,10 @@ def completion(r: pb.GenerateResponse) -> Completion:
         attempts=r.attempts,
         cache_hit=r.cache_hit,
         route_reason=r.route_reason,
+        tool_calls=_calls(r.tool_calls),
+        reasoning=r.reasoning,
+        reasoning_kind=_kind(r.reasoning_kind) if r.reasoning else None,
+        reasoning_blocks=_blocks(r.reasoning_blocks),
     )
 
 
@@ -145,6 +299,11 @@ def event(r: pb.GenerateStreamResponse) -> StreamEvent | None:
     kind = r.WhichOneof("event")
     if kind == "delta":
         return Delta(r.delta.text)
+    if kind == "tool_call":
+        t = r.tool_call
+        return ToolCallDelta(index=t.index, id=t.id, name=t.name, arguments=t.arguments)
+    if kind == "reasoning":
+        return ReasoningDelta(r.reasoning.text, _kind(r.reasoning.kind))
     if kind == "usage":
         return UsageUpdate(usage=usage(r.usage.usage), cost_nanos=r.usage.cost_nanos)
     if kind == "started":
@@ -179,6 +338,8 @@ def event(r: pb.GenerateStreamResponse) -> StreamEvent | None:
             model=f2.model,
             provider=f2.provider,
             attempts=f2.attempts,
+            tool_calls=_calls(f2.tool_calls),
+            reasoning_blocks=_blocks(f2.reasoning_blocks),
         )
     return None
 

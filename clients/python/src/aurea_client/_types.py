@@ -4,26 +4,20 @@ API; ``cost_usd`` is there for display."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["system", "user", "assistant"]
+from aurea_client._messages import Message, ReasoningBlock, ToolCall
+
 Policy = Literal["cost", "quality", "latency", "balanced"]
 # What a stream does when its upstream breaks after text was sent (see the API's MidStreamFailover).
 Failover = Literal["continue", "continue_or_restart", "restart", "none"]
 FinishReason = Literal[
     "stop", "length", "content_filter", "tool_calls", "budget_exceeded", "error", "unspecified"
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    role: Role
-    content: str
-
-
-MessageLike = Message | tuple[str, str] | Mapping[str, str]
+ReasoningEffort = Literal["low", "medium", "high"]
+# What reasoning text is: the model's own ("text") or the provider's summary of it.
+ReasoningKind = Literal["text", "summary"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,10 +48,26 @@ class Completion:
     attempts: int
     cache_hit: bool
     route_reason: str
+    # The calls to answer (finish_reason "tool_calls") and the reasoning, where the model gave
+    # them; ``reasoning`` is never part of ``text`` (``reasoning_kind`` None when it is empty).
+    tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str = ""
+    reasoning_kind: ReasoningKind | None = None
+    reasoning_blocks: tuple[ReasoningBlock, ...] = ()
 
     @property
     def cost_usd(self) -> float:
         return self.cost_nanos / 1e9
+
+    def message(self) -> Message:
+        """The assistant message that repeats this answer in the next request: its text, its
+        tool calls and its reasoning blocks as returned (thinking models need them echoed)."""
+        return Message(
+            "assistant",
+            self.text,
+            tool_calls=self.tool_calls,
+            reasoning_blocks=self.reasoning_blocks,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +87,26 @@ class Delta:
     """The next piece of text (several upstream pieces may arrive merged)."""
 
     text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallDelta:
+    """The next piece of tool call ``index`` (0, 1, ... in the answer): its first piece has the
+    ``id`` and ``name``, and its ``arguments`` pieces joined are its JSON arguments. ``Final``
+    repeats every call whole (with its signature)."""
+
+    index: int
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """The next piece of the model's reasoning (never part of the text)."""
+
+    text: str
+    kind: ReasoningKind | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,13 +144,23 @@ class Final:
     model: str
     provider: str
     attempts: int
+    # The answer's tool calls, whole, and its reasoning blocks (since the last restart).
+    tool_calls: tuple[ToolCall, ...] = ()
+    reasoning_blocks: tuple[ReasoningBlock, ...] = ()
 
     @property
     def cost_usd(self) -> float:
         return self.cost_nanos / 1e9
 
+    def message(self, text: str = "") -> Message:
+        """The assistant message that repeats the answer: ``text`` is what the ``Delta`` events
+        carried (since the last restart); the tool calls and reasoning blocks are this event's."""
+        return Message(
+            "assistant", text, tool_calls=self.tool_calls, reasoning_blocks=self.reasoning_blocks
+        )
 
-StreamEvent = Started | Delta | UsageUpdate | Fallback | Final
+
+StreamEvent = Started | Delta | ToolCallDelta | ReasoningDelta | UsageUpdate | Fallback | Final
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
