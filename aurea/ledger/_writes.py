@@ -10,7 +10,7 @@ summed in memory for a store that dies with the process.
   busy into one transaction (group commit), so an attempt costs at most one transaction, and
   under load a fraction of one. After a crash the store holds every received answer's spend,
   and no reservation to return.
-* ``LeaseWrites`` (a store that other processes share: Redis, later): every attempt's
+* ``LeaseWrites`` (a store written with ``leases=True``): every attempt's
   reservation is written as a lease, grown and renewed as it is in memory, and closed by the
   settle its call awaits, so the other replicas see it. After a crash, the leases expire by
   their time to live (``expire_all`` at start for a store one process owns). Batched by the

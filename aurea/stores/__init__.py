@@ -1,9 +1,11 @@
 """Stores: the small protocols behind which the ledger, limiter, router stats and task queue keep
-their state, with in-memory and SQLite implementations (Redis comes later).
+their state, with in-memory, SQLite and Redis implementations (``aurea.stores.redis``: one
+server, Sentinel or Cluster).
 
-Every protocol method is one atomic step in its store (one SQLite transaction; later one Redis Lua
-script), so callers never read, decide and write back across calls. Every time-dependent method
-takes ``now`` (wall seconds from an injected ``WallClock``; see ``aurea.stores._common``).
+Every protocol method is one atomic step in its store (one SQLite transaction; a Redis Lua script,
+one per job or model), so callers never read, decide and write back across calls. Every
+time-dependent method takes ``now`` (wall seconds from an injected ``WallClock``; see
+``aurea.stores._common``).
 """
 
 from aurea.stores._common import MAX_PAGE_SIZE, Page, StoreUnavailable, WallClock, wall_clock

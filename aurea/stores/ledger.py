@@ -16,8 +16,9 @@ Closed leases are remembered for ``closed_lease_retention_s`` (store option) so 
 settle or release is recognised and ignored; ``expire`` forgets them after that.
 ``expire_all`` frees a dead process's leases at start-up.
 
-**Two ways to use a store.** A store that several processes share (Redis, later) holds every
-attempt's reservation as a lease, so that each replica's reservations count against the others'.
+**Two ways to use a store.** A store that several processes share (Redis) holds reservations
+as leases (each replica's block of a job, see ``aurea.ledger._shared``), so that each replica's
+reservations count against the others'.
 A store that one process owns (SQLite) need not: that process decides every reservation in memory
 and a crash returns its reservations anyway, so only spend must be durable, and ``ChargeOp``
 records it with no lease at all. Both go through ``apply``, which runs a sequence of operations
@@ -173,11 +174,13 @@ class LedgerStore(Protocol):
         ...
 
     async def apply(self, ops: Sequence[LedgerOp]) -> tuple[LedgerResult, ...]:
-        """Apply ``ops`` in order as ONE atomic step (one SQLite transaction; later one Lua
-        script) and return their results in the same order. Each operation does exactly what
-        its method would at that point of the sequence (a reserve sees the settles before it).
+        """Apply ``ops`` in order as ONE atomic step (one SQLite transaction; on one Redis
+        server one MULTI/EXEC of a script per job) and return their results in the same order.
+        Each operation does exactly what its method would at that point of the sequence (a
+        reserve sees the settles before it).
 
         All or nothing: every argument is checked first (``ValueError``, nothing changed), and a
         failing backend (``StoreUnavailable``) leaves none of them applied, so the whole
-        sequence may be retried. An empty sequence does nothing."""
+        sequence may be retried. An empty sequence does nothing. (On a Redis Cluster the step
+        is atomic per job only; see ``aurea.stores.redis.ledger`` for why a retry is safe.)"""
         ...
