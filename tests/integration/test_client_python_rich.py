@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import struct
+import sys
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -43,6 +46,8 @@ from aurea_client._convert import message_pb  # noqa: E402
 from aurea_client._pb import inference_pb2 as pb  # noqa: E402
 
 pytestmark = pytest.mark.integration
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "clients" / "python" / "examples" / "tools.py"
 
 WEATHER = Tool(
     "get_weather",
@@ -446,3 +451,50 @@ async def test_tool_use_with_thinking_continues_by_echoing_the_message(
         )
         with pytest.raises(InvalidArgument):
             await turn(aurea, [*messages, bare, *results])
+
+
+async def test_the_tool_loop_example_runs(server: RunningServer) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(EXAMPLE),
+        "--target",
+        server.target,
+        "--model",
+        "sim-think",
+        "--reasoning",
+        "low",
+        "What is the weather in Paris?",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AUREA_")},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert lines[0].startswith("[reasoning] ")
+    assert any(line.startswith("tool get_weather(") and "'temp_c': 21" in line for line in lines)
+    assert lines[-1].startswith("answer: ") and len(lines[-1]) > len("answer: ")
+
+
+@pytest.mark.parametrize(
+    ("readme", "marker"),
+    [("README.md", "python-client-tools"), ("clients/python/README.md", "tools")],
+)
+async def test_the_readmes_tool_loops_run(
+    readme: str, marker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (EXAMPLE.parents[3] / readme).read_text()
+    found = re.search(rf"<!-- example: {marker} -->\n```python\n(.*?)```", text, re.S)
+    assert found, f"{readme} lost its tool-loop example"
+    think = {"provider": "simulated", "capabilities": ["tools", "reasoning"]}
+    settings = testing.test_settings(
+        {"models": {"sim-think": think}, "routing": {"default_model": "sim-think"}}
+    )
+    async with running_server(settings) as rs:
+        monkeypatch.setenv("AUREA_TARGET", rs.target)
+        monkeypatch.delenv("AUREA_API_KEY", raising=False)
+        printed: list[str] = []
+        scope = {"print": lambda *a: printed.append(" ".join(map(str, a)))}
+        await asyncio.to_thread(exec, compile(found.group(1), readme, "exec"), scope)
+    assert printed and printed[0]  # the loop ended with a text answer
+    assert scope["c"].finish_reason == "stop" and len(scope["m"]) == 3  # user, call, result
