@@ -6,40 +6,33 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health_pb2
 
 from aurea import _compose, _ports
+from aurea._grpc_services import grpc_server
 from aurea._ports import DEFAULT_METRICS_PORT as DEFAULT_METRICS_PORT
-from aurea._services import _SERVICES, SERVICE_NAMES
-from aurea.actors.breaker import BreakerState
+from aurea._server_hooks import ServerHooks, _background
+from aurea._services import _SERVICES as _SERVICES
+from aurea._services import SERVICE_NAMES
 from aurea.actors.provider import ProviderBook, ProviderMsg
 from aurea.actors.router import RouterMsg
 from aurea.api.health import CappedHealthServicer
-from aurea.api.inference import InferenceServicer
-from aurea.api.infrastructure import InfrastructureServicer
-from aurea.api.interceptors import server_kwargs
-from aurea.api.keys import KeyedAdminServicer
-from aurea.api.ledger import LedgerServicer
-from aurea.api.router import RouterServicer
-from aurea.api.tasks import TaskServicer
-from aurea.api.unimplemented import fill_unimplemented
 from aurea.cache import CachedInference, ResponseCache
-from aurea.config import ConfigError, ModelSpec, Settings, is_loopback
+from aurea.config import ConfigError, Settings, is_loopback
 from aurea.edge import Edge
 from aurea.http import HttpDoor
 from aurea.inference import Inference
 from aurea.inference.calls import CallRecord
 from aurea.infra import Infra
 from aurea.ledger import CallMetricsBook, LedgerBook, default_job, open_ledger
-from aurea.limits import LimitsTable, ModelLimits
-from aurea.providers._base import FinishReason, Provider
+from aurea.limits import LimitsTable
+from aurea.providers._base import Provider
 from aurea.providers._tokens import preload
 from aurea.routing import RecordInbox, RouterView, StatsStore, open_stats_store
 from aurea.runtime import ActorRef, ActorSystem, RestartPolicy
@@ -58,7 +51,6 @@ if TYPE_CHECKING:  # the redis extra is imported only when [redis] url is set
     from aurea.stores.redis.state import SharedState
 
 log = structlog.get_logger("aurea.server")
-_background: set[asyncio.Future[None]] = set()
 
 try:
     VERSION = metadata.version("aurea")
@@ -66,7 +58,7 @@ except metadata.PackageNotFoundError:  # running from a source tree
     VERSION = "0.0.0+src"
 
 
-class AureaServer:
+class AureaServer(ServerHooks):
     """One Aurea server. ``async with AureaServer(settings) as s:`` serves on ``s.port``."""
 
     router_view: RouterView  # set by start_core() (_compose.build_actors)
@@ -141,49 +133,6 @@ class AureaServer:
         self._stopped = asyncio.Event()
         self._stopping = False
 
-    def _infra_event(self, kind: str, attributes: Mapping[str, str]) -> None:
-        self.events.publish(kind, **attributes)
-
-    # -- what breakers and limits tell (events and metrics) ------------------------------
-    def _breaker_moved(self, provider: str, model: str, state: str) -> None:
-        if self.settings.telemetry.metrics_enabled:
-            metrics.breaker_transition(provider, model, state)
-        name = "opened" if state == "open" else state
-        self.events.publish(f"breaker.{name}", provider=provider, model=model)
-
-    def _limits_changed(self, now: ModelLimits, previous: ModelLimits) -> None:
-        self.events.publish(
-            "limits.changed",
-            model=now.model,
-            rpm=now.rpm,
-            tpm=now.tpm,
-            max_concurrency=now.max_concurrency,
-        )
-
-    def _rate_limited(self, model: str, limit: str) -> None:
-        if self.settings.telemetry.metrics_enabled:
-            label = {"max_concurrency": "concurrency", "upstream": "other"}.get(limit, limit)
-            metrics.ratelimit_refused(model, label)
-
-    def _rate_waited(self, model: str, seconds: float) -> None:
-        if self.settings.telemetry.metrics_enabled:
-            metrics.ratelimit_waited(model, seconds)
-
-    def _actor_restarted(self, name: str, exc: BaseException) -> None:
-        self.events.publish("actor.restarted", actor=name, error=type(exc).__name__)
-
-    def _actor_dead(self, name: str) -> None:
-        self.events.publish("actor.dead", actor=name)
-        # Routing survives a dead router (calls use its last published table); with every
-        # provider's actor dead nothing can serve a call: tell load balancers.
-        if name.startswith("provider:") and not any(r.alive for r in self.provider_refs.values()):
-            for service in ("", "aurea.v1.InferenceService"):
-                task = asyncio.ensure_future(
-                    self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-                )
-                _background.add(task)
-                task.add_done_callback(_background.discard)
-
     @property
     def draining(self) -> bool:
         return self.tracker.draining
@@ -199,52 +148,11 @@ class AureaServer:
         tasks = self.task_system.tasks
         return await tasks.pools() if tasks is not None else ()
 
-    def _budget_event(self, record: CallRecord) -> None:
-        """A call refused or stopped by its job's budget is a system event."""
-        if (
-            record.error == "BUDGET_EXCEEDED"
-            or record.finish_reason is FinishReason.BUDGET_EXCEEDED
-        ):
-            self.events.publish(
-                "budget.exceeded",
-                job_id=record.job_id,
-                model=record.model,
-                request_id=record.request_id,
-            )
-
     def _record_sinks(self) -> list[Callable[[CallRecord], None]]:
         return _compose.record_sinks(self)
 
     async def _start_telemetry_http(self) -> None:
         await _ports.start_telemetry_http(self)
-
-    def _breaker_open(self, model: ModelSpec) -> bool:
-        """Whether ``model``'s breaker refuses every attempt now (open, no probe due yet): read
-        by routing per call, so the closed case costs two lookups."""
-        book = self.provider_books.get(model.provider)
-        breaker = book.breakers.get(model.name) if book is not None else None
-        if breaker is None or breaker.state is BreakerState.CLOSED:
-            return False
-        return breaker.view(self.clock()).state is BreakerState.OPEN
-
-    def _breaker_states(self) -> list[tuple[str, str, str]]:
-        """(provider, model, state) of every breaker, read at scrape time."""
-        return [
-            (name, model, str(breaker.state))
-            for name, book in self.provider_books.items()
-            for model, breaker in list(book.breakers.items())
-        ]
-
-    async def _ledger_ready(self) -> str | None:
-        since = self.ledger.journal.failing_since if self.ledger is not None else None
-        if since is None:
-            return None
-        return f"the ledger store has been failing for {self.clock() - since:.0f} s"
-
-    async def _providers_ready(self) -> str | None:
-        if any(r.alive for r in self.provider_refs.values()):
-            return None
-        return "no provider actor is running"
 
     def _features(self) -> list[str]:
         kinds = {spec.kind for spec in self.settings.providers.values()}
@@ -280,45 +188,7 @@ class AureaServer:
         await self.start_core()
         inference = self.cached
         assert inference is not None
-        server = grpc.aio.server(**server_kwargs(s, self.edge))
-        servicers: Mapping[str, Any] = {
-            "InferenceService": InferenceServicer(inference),
-            "TaskService": self.task_system.tasks and TaskServicer(self.task_system.tasks),
-            "AdminService": KeyedAdminServicer(
-                keys=self.key_admin,
-                settings=s,
-                system=self.system,
-                providers=self.provider_refs,
-                version=VERSION,
-                features=self._features(),
-                draining=lambda: self.draining,
-                cpu=self.cpu,
-                limits=self.limits,
-                host_cpu=self.host_cpu,
-                events=self.events,
-                pools=self._task_pools,
-                call_metrics=self.call_metrics,
-                ledger=self.ledger,
-                cache=self.cache,
-            ),
-            "InfrastructureService": self.infra and InfrastructureServicer.of(self.infra, s),
-            "LedgerService": self.ledger and LedgerServicer(self.ledger),
-            "RouterService": self.router
-            and RouterServicer(
-                view=self.router_view,
-                router=self.router,
-                ask_timeout_s=s.runtime.ask_timeout_s,
-            ),
-        }
-        for module, base, add, name in _SERVICES:
-            servicer = servicers.get(name) or base()
-            add(
-                fill_unimplemented(servicer, base, module.DESCRIPTOR.services_by_name[name]), server
-            )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        server = grpc_server(self, inference, version=VERSION)
         address = f"[{host}]:{s.server.port}" if ":" in host else f"{host}:{s.server.port}"
         try:
             if self.tls is not None:
