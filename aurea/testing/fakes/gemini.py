@@ -33,7 +33,7 @@ from aurea.testing.fakes._core import (
     pieces,
     split_tokens,
 )
-from aurea.testing.fakes._gemini_refusals import _BAD_KEY, _error, _parts, _rich_problem
+from aurea.testing.fakes._gemini_wire import _BAD_KEY, _error, _parts, _rich_problem
 from aurea.testing.fakes._thinking import Signer, call_key, gemini_signature_problem
 from aurea.testing.fakes.openai import fake_embedding
 
