@@ -88,8 +88,10 @@ def _bound(deadline: float | None, clock: Callable[[], float]) -> asyncio.Timeou
     return asyncio.timeout(None if deadline is None else max(deadline - clock(), 0.0))
 
 
-def _expired() -> DeadlineExceeded:
-    return DeadlineExceeded("the call's deadline passed while it waited for an identical call")
+def _expired(shared: bool = True) -> DeadlineExceeded:
+    if shared:
+        return DeadlineExceeded("the call's deadline passed while it waited for an identical call")
+    return DeadlineExceeded("the call's deadline passed before its answer was complete")
 
 
 def _tenant(call: GenerateCall | EmbedCall) -> str:

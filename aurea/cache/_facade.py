@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from aurea.cache._cache import CacheMode, ResponseCache, _outcome
 from aurea.cache._common import (
@@ -67,6 +67,12 @@ from aurea.inference import (
 from aurea.providers._base import Usage
 
 __all__ = ["CachedInference"]
+
+_C = TypeVar("_C", GenerateCall, EmbedCall)
+
+
+def _deadline(call: _C, deadline: float | None) -> _C:
+    return call if call.deadline == deadline else dataclasses.replace(call, deadline=deadline)
 
 
 class CachedInference(_StreamSide, _UnarySide):
@@ -113,12 +119,15 @@ class CachedInference(_StreamSide, _UnarySide):
                     cache.miss(CacheKind.LLM)
                 else:
                     cache.refresh(CacheKind.LLM)
+                # A flight others may join runs with no deadline of its own (see _unary).
+                shared = fkey if cache.flights.get(fkey) is None else None
+                run = call if shared is None else _deadline(call, None)
                 started: Flight[Final] = cache.flights.start(
-                    fkey if cache.flights.get(fkey) is None else None,
-                    lambda f: self.core.stream(call, f.push),
+                    shared,
+                    lambda f: self.core.stream(run, f.push),  # noqa: B023 (returns below)
                     lambda f: self._store_answer(cache, call, ns, f, streamed=True),
                 )
-                return await self._lead_stream(started, opening)
+                return await self._lead_stream(started, opening, call.deadline)
             try:
                 return await self._follow_stream(call, flight, opening, t0)
             except _Retry as retry:
@@ -147,7 +156,7 @@ class CachedInference(_StreamSide, _UnarySide):
             read,
             (key, CallKind.UNARY),
             hit,
-            lambda: self.core.generate(call),
+            lambda d: self.core.generate(_deadline(call, d)),
             lambda f: self._store_answer(cache, call, ns, f, streamed=False),
             call.deadline,
         )
@@ -197,7 +206,7 @@ class CachedInference(_StreamSide, _UnarySide):
             read,
             (key, CallKind.EMBED),
             hit,
-            lambda: self.core.embed(call),
+            lambda d: self.core.embed(_deadline(call, d)),
             store,
             call.deadline,
         )

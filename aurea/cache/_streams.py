@@ -75,25 +75,31 @@ class _StreamSide(_Facade):
         self._record_hit(call.request_id, CallKind.STREAM, call.job_id, call.labels, out, latency)
         return out
 
-    async def _lead_stream(self, flight: Flight[Final], opening: _Opening) -> Final:
-        """The leader's side: every event of its own call, as the core emitted it."""
+    async def _lead_stream(
+        self, flight: Flight[Final], opening: _Opening, deadline: float | None
+    ) -> Final:
+        """The leader's side: every event of its own call, as the core emitted it, until its
+        own deadline (the flight itself runs on for the others who joined it)."""
         emit = opening.emit
         flight.subscribe()
         try:
-            i = 0
-            while True:
-                events = flight.events
-                while i < len(events):
-                    ev = events[i]
-                    i += 1
-                    if type(ev) is Started:
-                        assert isinstance(ev, Started)
-                        await opening.open(ev)
-                    else:
-                        await emit(ev)
-                if flight.done:
-                    break
-                await flight.changed()
+            async with _bound(deadline, self._clock):
+                i = 0
+                while True:
+                    events = flight.events
+                    while i < len(events):
+                        ev = events[i]
+                        i += 1
+                        if type(ev) is Started:
+                            assert isinstance(ev, Started)
+                            await opening.open(ev)
+                        else:
+                            await emit(ev)
+                    if flight.done:
+                        break
+                    await flight.changed()
+        except TimeoutError:
+            raise _expired(shared=False) from None
         finally:
             flight.unsubscribe()
             if flight.record is not None:  # the canonical log line reads the call's record

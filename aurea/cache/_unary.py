@@ -27,11 +27,16 @@ class _UnarySide(_Facade):
         read: bool,
         fkey: Hashable,
         hit: Callable[[Any], T | None],
-        call_core: Callable[[], Awaitable[T]],
+        call_core: Callable[[float | None], Awaitable[T]],
         store: Callable[[Flight[T]], Awaitable[None]],
         deadline: float | None,
     ) -> tuple[T, tuple[float, bool] | None]:
-        """The result, and (start, shared) when it is a hit (None: this caller's own call)."""
+        """The result, and (start, shared) when it is a hit (None: this caller's own call).
+
+        ``call_core(deadline)`` runs the core with that deadline: a flight others may join runs
+        with none of its own (the server's default bound), since it serves every subscriber and
+        each one, its leader too, stops waiting at its own deadline; when the last one has
+        left, the flight is cancelled."""
         for _ in range(_ROUNDS):
             t0 = self._clock()
             flight = cache.flights.get(fkey) if read else None
@@ -46,23 +51,27 @@ class _UnarySide(_Facade):
                     cache.miss(key.kind)
                 else:
                     cache.refresh(key.kind)
+                shared = fkey if cache.flights.get(fkey) is None else None
                 led: Flight[T] = cache.flights.start(
-                    fkey if cache.flights.get(fkey) is None else None,
-                    lambda f: call_core(),
+                    shared,
+                    lambda f: call_core(None if shared is not None else deadline),  # noqa: B023
                     store,
                 )
-                return await self._lead_unary(led), None
+                return await self._lead_unary(led, deadline), None
             try:
                 return await self._follow_unary(flight, deadline), (t0, True)
             except _Retry:
                 continue
-        return await call_core(), None
+        return await call_core(deadline), None
 
-    async def _lead_unary(self, flight: Flight[T]) -> T:
+    async def _lead_unary(self, flight: Flight[T], deadline: float | None) -> T:
         flight.subscribe()
         try:
-            while not flight.done:
-                await flight.changed()
+            async with _bound(deadline, self._clock):
+                while not flight.done:
+                    await flight.changed()
+        except TimeoutError:
+            raise _expired(shared=False) from None
         finally:
             flight.unsubscribe()
             if flight.record is not None:

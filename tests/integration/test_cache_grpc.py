@@ -19,7 +19,7 @@ from aurea.config import Settings, hash_key
 from aurea.server import AureaServer
 from aurea.testing import RunningServer, running_server
 from aurea.testing import test_settings as make_settings
-from aurea.testing.fakes import FakeOpenAI
+from aurea.testing.fakes import FakeOpenAI, Fault, FaultKind
 from aurea.v1 import admin_pb2 as apb
 from aurea.v1 import admin_pb2_grpc, inference_pb2_grpc
 from aurea.v1 import inference_pb2 as pb
@@ -296,6 +296,45 @@ async def test_entries_expire_after_their_ttl(fake: FakeOpenAI) -> None:
             assert (await stats(rs)).evictions == 1
     finally:
         await server.stop(grace_s=0)
+
+
+async def test_a_shared_call_outlives_its_leaders_deadline(
+    rs: RunningServer, fake: FakeOpenAI
+) -> None:
+    """The caller that started a shared call stops at its own deadline; the call goes on for
+    those who joined it (before, it ended at the leader's deadline, and a stream follower that
+    already had text got UNAVAILABLE)."""
+    stub = inference_pb2_grpc.InferenceServiceStub(rs.channel)
+    for kind in ("unary", "stream"):
+        prompt = f"leader leaves ({kind})"
+        fake.inject(Fault(FaultKind.SLOW_FIRST_BYTE, delay_s=0.5))  # the one upstream call
+        if kind == "unary":
+            leader = asyncio.ensure_future(
+                stub.Generate(req(prompt=prompt), metadata=auth(ALICE), timeout=0.15)
+            )
+            await asyncio.sleep(0.05)  # the leader's flight is up; join it
+            follower = await generate(rs, prompt=prompt)
+            text = follower.text
+        else:
+            call = stub.GenerateStream(
+                pb.GenerateStreamRequest(request=req(prompt=prompt)),
+                metadata=auth(ALICE),
+                timeout=0.15,
+            )
+
+            async def drain(c: Any = call) -> list[Any]:
+                return [ev async for ev in c]
+
+            leader = asyncio.ensure_future(drain())
+            await asyncio.sleep(0.05)
+            events = await stream(rs, prompt=prompt)
+            assert not any(ev.HasField("fallback") for ev in events)
+            text = text_of(events)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await leader
+        assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert text == f"answer to {prompt}: one two three four five six"
+    assert chats(fake) == 2  # one upstream call each, shared
 
 
 async def test_fifty_identical_concurrent_calls_make_one_upstream_call(
