@@ -27,7 +27,17 @@ log = structlog.get_logger("aurea.cache")
 class Flight(Generic[T]):
     """One shared upstream call: the events it emitted so far, then its result or error."""
 
-    __slots__ = ("_changed", "_subscribers", "done", "error", "events", "record", "result", "task")
+    __slots__ = (
+        "_changed",
+        "_subscribers",
+        "abandoned",
+        "done",
+        "error",
+        "events",
+        "record",
+        "result",
+        "task",
+    )
 
     def __init__(self) -> None:
         self.events: list[GenEvent] = []
@@ -36,6 +46,7 @@ class Flight(Generic[T]):
         self.done = False
         self.record: CallRecord | None = None  # the core's record of the shared call
         self.task: asyncio.Future[None] | None = None
+        self.abandoned = False  # its last subscriber left; it is being cancelled
         self._changed = asyncio.Event()
         self._subscribers = 0
 
@@ -56,7 +67,11 @@ class Flight(Generic[T]):
     def unsubscribe(self) -> None:
         self._subscribers -= 1
         if self._subscribers <= 0 and not self.done and self.task is not None:
-            self.task.cancel()  # nobody is left to receive the answer
+            # Nobody is left to receive the answer. Abandoned at once, not when the task gets
+            # round to its cancellation: a caller arriving meanwhile must start a flight of its
+            # own, not join one that is about to end (after some of its text).
+            self.abandoned = True
+            self.task.cancel()
 
     def _wake(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
@@ -80,7 +95,12 @@ class FlightTable:
         return len(self._flights)
 
     def get(self, key: Hashable) -> Flight[Any] | None:
-        return self._flights.get(key)
+        """The flight a caller may join under ``key`` (never one being cancelled)."""
+        flight = self._flights.get(key)
+        if flight is not None and flight.abandoned:
+            del self._flights[key]  # the key is free for the next caller's flight
+            return None
+        return flight
 
     def start(
         self,

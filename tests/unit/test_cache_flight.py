@@ -525,6 +525,35 @@ async def test_a_flight_cancelled_before_it_ran_ends_and_frees_its_key() -> None
     assert again.result == 1 and ran == [1]
 
 
+async def test_nobody_joins_a_flight_whose_last_subscriber_left() -> None:
+    """Its cancellation is only requested when the last subscriber leaves: a caller arriving
+    before the task gets round to it must start a flight of its own, not join one that is about
+    to end (a stream follower would then have half an answer)."""
+    from aurea.cache._flight import FlightTable
+
+    table = FlightTable()
+    started = asyncio.Event()
+
+    async def slow(f: Any) -> int:
+        started.set()
+        await asyncio.sleep(30)
+        return 1
+
+    flight = table.start("k", slow)
+    flight.subscribe()
+    await started.wait()
+    flight.unsubscribe()  # cancel() is only requested: the task has not run it yet
+    assert not flight.done
+    assert table.get("k") is None  # not offered to the next caller
+    fresh = table.start("k", lambda f: asyncio.sleep(0, result=2))
+    fresh.subscribe()
+    while not fresh.done:
+        await fresh.changed()
+    assert fresh.result == 2 and table.get("k") is None
+    await until(lambda: flight.done)
+    assert isinstance(flight.error, asyncio.CancelledError)
+
+
 # -- decorators ------------------------------------------------------------------------------------
 
 
