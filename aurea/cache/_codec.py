@@ -2,11 +2,11 @@
 bytes, whatever their field order or container types), and a value codec that turns a cached
 answer into bytes for Redis and back.
 
-Both walk dataclasses generically, so a field added to a call or an answer type is covered
-without touching this module. The value codec only ever rebuilds types from an allowlist (the
-domain dataclasses and enums of ``aurea.inference.calls``, ``aurea.providers._base`` and the
-cache's own ``_entry``) and plain JSON values: bytes read from a shared Redis never run code,
-unlike pickle.
+Both walk dataclasses generically, so a field added to a call or an answer type is covered without
+touching this module. The value codec only ever rebuilds types from an allowlist (the domain
+dataclasses and enums of ``aurea.inference.calls``, ``aurea.providers._base`` (and its
+``_messages``) and the cache's own ``_entry``) and plain JSON values: bytes read from a shared
+Redis never run code, unlike pickle.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 import aurea.inference.calls as _calls
 import aurea.providers._base as _base
+import aurea.providers._messages as _messages
 
 __all__ = ["CodecError", "canonical", "decode", "digest", "encode", "field_names"]
 
@@ -154,7 +155,7 @@ def _types() -> dict[str, type]:
     if not _TYPES:
         from aurea.cache import _entry  # the cache's own entry types (imports this module)
 
-        _TYPES.update(_registry((_base, _calls, _entry)))
+        _TYPES.update(_registry((_base, _messages, _calls, _entry)))
     return _TYPES
 
 
