@@ -36,6 +36,7 @@ from aurea.providers._base import (
     EmbedRequest,
     Finish,
     FinishReason,
+    ImagePart,
     ProviderEvent,
     ProviderRequest,
     ProviderSpec,
@@ -43,6 +44,7 @@ from aurea.providers._base import (
     ResponseFormatType,
     Role,
     TextDelta,
+    TextPart,
     ToolCall,
     ToolCallDelta,
     ToolChoiceMode,
@@ -102,11 +104,21 @@ def _rich_tokens(request: ProviderRequest) -> int:
 
 
 def _seed(request: ProviderRequest) -> bytes:
+    """A digest of the model and the conversation: every message's text, content parts (an
+    image by its URL or its bytes' digest), tool calls and the call a tool result answers."""
     h = hashlib.sha256(request.model.encode())
     for m in request.messages:
         h.update(m.role.encode() + b"\0" + m.content.encode() + b"\0")
+        for part in m.parts:
+            if isinstance(part, ImagePart):
+                image = part.url.encode() or hashlib.sha256(part.data).digest()
+                h.update(b"\1image\0" + image + part.media_type.encode() + b"\0")
+            else:
+                h.update(b"\1text\0" + part.text.encode() + b"\0")
         for c in m.tool_calls:
             h.update(f"{c.id}\0{c.name}\0{c.arguments}\0".encode())
+        if m.tool_call_id:
+            h.update(b"\1answers\0" + m.tool_call_id.encode() + b"\0")
     if request.seed is not None:
         h.update(str(request.seed).encode())
     return h.digest()
@@ -130,7 +142,12 @@ def _token_pieces(text: str) -> list[str]:
 
 
 def _prompt_chars(request: ProviderRequest) -> int:
-    return sum(len(m.content) for m in request.messages) + sum(len(s) for s in request.stop)
+    parts = sum(
+        len(p.text) if isinstance(p, TextPart) else len(p.data)
+        for m in request.messages
+        for p in m.parts
+    )
+    return sum(len(m.content) for m in request.messages) + parts + sum(len(s) for s in request.stop)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,14 @@ from typing import Any
 
 from provider_helpers import chat, collect
 
-from aurea.providers._base import ProviderSpec
+from aurea.providers._base import (
+    ChatMessage,
+    ImagePart,
+    ProviderRequest,
+    ProviderSpec,
+    Role,
+    TextPart,
+)
 from aurea.providers.simulated import PLAN_CACHE_BYTES, SimulatedProvider
 
 MiB = 1024 * 1024
@@ -70,6 +77,32 @@ async def test_the_key_covers_everything_a_plan_depends_on() -> None:
     assert sim.plan(chat("hello", model="other")) != base
     assert sim.plan(chat("hello")) == base
     assert len(sim._plans) >= 4
+
+
+async def test_the_key_covers_content_parts_and_tool_results() -> None:
+    """Messages given as parts (text, images) and tool results are part of the plan's key: the
+    same words with an image, another image, or parts of other text get their own plans."""
+    sim = provider(token_delay_ms=0)
+
+    def asked(*parts: TextPart | ImagePart, answers: str = "") -> ProviderRequest:
+        role = Role.TOOL if answers else Role.USER
+        message = ChatMessage(role, "", parts=parts, tool_call_id=answers)
+        return ProviderRequest(model="test-model", messages=(message,))
+
+    words = asked(TextPart("look"))
+    plans = {
+        tuple(sim.plan(r)[0])
+        for r in (
+            words,
+            asked(TextPart("look"), ImagePart(data=b"\x89PNG one", media_type="image/png")),
+            asked(TextPart("look"), ImagePart(data=b"\x89PNG two", media_type="image/png")),
+            asked(TextPart("look"), ImagePart(url="https://example.com/a.png")),
+            asked(TextPart("other")),
+            asked(TextPart("look"), answers="call_1"),
+        )
+    }
+    assert len(plans) == 6
+    assert sim.plan(asked(TextPart("look"))) == sim.plan(words)
 
 
 async def test_a_big_prompt_does_not_stall_the_loop() -> None:
