@@ -23,6 +23,7 @@ from aurea.errors import Unavailable
 from aurea.telemetry import metrics
 
 if TYPE_CHECKING:  # the redis extra is imported only when [redis] url is set
+    from aurea.cache._redis import RedisBackend
     from aurea.stores.redis import RedisClient
 
 __all__ = [
@@ -148,7 +149,11 @@ class ResponseCache:
         namespace: str = "",
         tenants: Mapping[str, str] | None = None,
         metrics_on: bool = False,
+        flight_locks: RedisBackend | None = None,
+        flight_lease_s: float = 10.0,
     ) -> None:
+        """``flight_locks``: the Redis backend whose entry locks make unary calls' and
+        embeddings' flights single across replicas (``_replicas``); None: per process."""
         self.backend = backend
         self.enabled = enabled
         self.ttls = {CacheKind.LLM: ttl_s, CacheKind.EMBEDDING: embedding_ttl_s}
@@ -156,6 +161,8 @@ class ResponseCache:
         self._tenants = dict(tenants or {})  # API key name -> its tenant
         self._metrics = metrics_on
         self.flights = FlightTable()
+        self.flight_locks = flight_locks
+        self.flight_lease_s = flight_lease_s
         self._counters = {k: _Counters() for k in CacheKind}
         self.bypassed = 0
 
@@ -192,11 +199,13 @@ class ResponseCache:
         clock: Callable[[], float] = time.monotonic,
         redis_client: RedisClient | None = None,
     ) -> ResponseCache:
-        """Redis when ``[cache] redis_url`` or ``[redis] url`` is set, else memory; bounded and
+        """Redis when ``[cache] redis_url`` or ``[redis] url`` is set (with ``[cache]
+        shared_flight``, flights single across replicas too), else memory; bounded and
         timed by ``[cache]``. ``clock`` times memory entries' TTLs (Redis expires its own).
         ``redis_client``: the connection the shared stores use, for a cache on ``[redis] url``
         (the cache then neither opens nor closes one)."""
         backend: Backend
+        locks: RedisBackend | None = None
         if cache.redis_url or redis.url:
             from aurea.cache._redis import RedisBackend
             from aurea.stores.redis import open_redis
@@ -217,6 +226,7 @@ class ResponseCache:
                 retry_s=redis.retry_s,
                 on_error=_redis_error if metrics_on else None,
             )
+            locks = backend if cache.shared_flight else None
         else:
             backend = MemoryBackend(
                 max_entries=cache.max_entries, max_bytes=cache.max_bytes, clock=clock
@@ -229,6 +239,8 @@ class ResponseCache:
             namespace=cache.namespace,
             tenants=tenants,
             metrics_on=metrics_on,
+            flight_locks=locks,
+            flight_lease_s=cache.flight_lease_s,
         )
 
     def namespace_of(self, principal: str, tenant: str = "") -> str:

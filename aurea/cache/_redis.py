@@ -14,6 +14,11 @@ Each lookup and each store is one command (one round trip); entries expire by Re
 On a Redis Cluster (``[redis] cluster``) entries spread over the shards by key; ``ClearCache``
 and ``GetCacheStats`` scan every primary (redis-py's cluster ``scan_iter`` walks each one's
 cursor) and their pipelines of ``STRLEN``/``UNLINK`` are split per shard.
+
+Single flight across replicas (``_replicas``) keeps a lock beside an entry: ``<entry key>:flight``
+(the entry's hash tag, so the same Cluster slot; never matched by the entries' ``SCAN`` glob,
+which ends in the tag's ``}``), holding the token of the replica calling upstream for it, with
+a lease (``PX``) that replica renews while its call runs.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -33,14 +39,49 @@ from aurea.cache._keys import CacheKey, CacheKind, KeyFilter
 from aurea.errors import Unavailable
 from aurea.stores.redis import RedisClient
 
-__all__ = ["RedisBackend"]
+__all__ = ["FLIGHT_SUFFIX", "Claim", "RedisBackend"]
 
 log = structlog.get_logger("aurea.cache")
 _SCAN_BATCH = 1000
+FLIGHT_SUFFIX = ":flight"
+
+# KEYS: entry, lock; ARGV: token, lease ms. The entry if there is one, else the lock taken if it
+# was free, else its holder: one atomic step, so an answer stored (and its lock deleted) between
+# two separate reads can never look like "no answer and no lock".
+_CLAIM = """
+local blob = redis.call('GET', KEYS[1])
+if blob then return {'entry', blob} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'taken', ARGV[1]} end
+return {'held', redis.call('GET', KEYS[2]) or ''}
+"""
+# KEYS: lock; ARGV: token, lease ms. Extends the lease only while the lock is still this token's.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# KEYS: lock; ARGV: token. Deletes the lock only while it is still this token's.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(int(seconds * 1000), 1)
 
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What ``claim`` found: the entry's value (``value`` set), the lock taken by this token
+    (``taken``), or the lock held by another (``holder``)."""
+
+    value: Any = NO_VALUE
+    taken: bool = False
+    holder: str = ""
 
 
 class RedisBackend:
@@ -69,6 +110,9 @@ class RedisBackend:
             TimeoutError,
         )
         self._prefix = client.prefix
+        self._claim = client.script(_CLAIM)
+        self._renew = client.script(_RENEW)
+        self._release = client.script(_RELEASE)
         self._timeout_s = timeout_s
         self._retry_s = retry_s
         self._clock = clock
@@ -113,6 +157,55 @@ class RedisBackend:
             return False
         self._answered()
         return True
+
+    # -- the cross-replica flight lock (``_replicas``) -------------------------------------------
+    async def claim(self, key: CacheKey, token: str, lease_s: float) -> Claim | None:
+        """The entry, or the entry's flight lock taken for ``token``, or who holds it; None
+        when Redis did not answer (the caller goes on alone)."""
+        if self._resting():
+            return None
+        entry = key.redis(self._prefix)
+        try:
+            async with asyncio.timeout(self._timeout_s * 2), self._gate():
+                what, data = await self._claim(
+                    keys=[entry, entry + FLIGHT_SUFFIX], args=[token, _ms(lease_s)]
+                )
+        except self._failures as exc:
+            self._failed("claim", exc)
+            return None
+        self._answered()
+        what = what.decode() if isinstance(what, bytes) else str(what)
+        if what == "taken":
+            return Claim(taken=True)
+        if what == "held":
+            return Claim(holder=data.decode() if isinstance(data, bytes) else str(data))
+        try:
+            return Claim(value=decode(data))
+        except (CodecError, TypeError) as exc:  # unreadable: as if there were none, alone
+            log.debug("cache_entry_unreadable", error=str(exc))
+            return None
+
+    async def renew(self, key: CacheKey, token: str, lease_s: float) -> bool:
+        """Extend ``token``'s lock by ``lease_s``; False when it is no longer ours (or Redis
+        did not answer)."""
+        return await self._lock_op("renew", self._renew, key, token, _ms(lease_s))
+
+    async def release(self, key: CacheKey, token: str) -> bool:
+        """Delete the entry's flight lock if ``token`` still holds it."""
+        return await self._lock_op("release", self._release, key, token)
+
+    async def _lock_op(self, op: str, script: Any, key: CacheKey, *args: Any) -> bool:
+        if self._resting():
+            return False
+        lock = key.redis(self._prefix) + FLIGHT_SUFFIX
+        try:
+            async with asyncio.timeout(self._timeout_s * 2), self._gate():
+                done = await script(keys=[lock], args=list(args))
+        except self._failures as exc:
+            self._failed(op, exc)
+            return False
+        self._answered()
+        return bool(done)
 
     async def clear(self, flt: KeyFilter) -> tuple[int, int]:
         removed = freed = 0

@@ -1,5 +1,6 @@
 """The unary side of ``CachedInference`` (generate and embed): a lookup, then leading or following
-a shared call, retrying as a follower at most a few times."""
+a shared call, retrying as a follower at most a few times. On Redis (``[cache] shared_flight``)
+a leader's flight is single across replicas too (``_replicas``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aurea.cache._cache import ResponseCache
 from aurea.cache._common import _LEADERS_OWN, _ROUNDS, _bound, _expired, _Facade, _Retry
 from aurea.cache._flight import Flight
 from aurea.cache._keys import CacheKey
+from aurea.cache._replicas import ReplicaFlight
 from aurea.inference import Final
 from aurea.inference.calls import current_record
 from aurea.providers._base import FinishReason
@@ -47,11 +49,15 @@ class _UnarySide(_Facade):
                     return found, (t0, False)
                 flight = cache.flights.get(fkey)
             if flight is None:
+                shared = fkey if cache.flights.get(fkey) is None else None
+                if shared is not None and read and cache.flight_locks is not None:
+                    return await self._lead_replicas(
+                        cache, key, shared, hit, call_core, store, deadline, t0
+                    )
                 if read:
                     cache.miss(key.kind)
                 else:
                     cache.refresh(key.kind)
-                shared = fkey if cache.flights.get(fkey) is None else None
                 led: Flight[T] = cache.flights.start(
                     shared,
                     lambda f: call_core(None if shared is not None else deadline),  # noqa: B023
@@ -63,6 +69,44 @@ class _UnarySide(_Facade):
             except _Retry:
                 continue
         return await call_core(deadline), None
+
+    async def _lead_replicas(
+        self,
+        cache: ResponseCache,
+        key: CacheKey,
+        fkey: Hashable,
+        hit: Callable[[Any], T | None],
+        call_core: Callable[[float | None], Awaitable[T]],
+        store: Callable[[Flight[T]], Awaitable[None]],
+        deadline: float | None,
+        t0: float,
+    ) -> tuple[T, tuple[float, bool] | None]:
+        """Lead a flight that is single across replicas too: its task claims the entry's lock
+        in Redis and calls upstream, or waits for the replica holding it (``_replicas``). An
+        answer another replica made is a shared hit here, for this caller as for its
+        followers; anything else is this caller's miss (counted once the flight has ended)."""
+        assert cache.flight_locks is not None
+        replica = ReplicaFlight(cache.flight_locks, key, cache.flight_lease_s)
+
+        async def after(f: Flight[T]) -> None:
+            try:
+                if not replica.remote:  # (another replica stored it)
+                    await store(f)
+            finally:
+                await replica.release()  # after the store: nobody sees "no lock, no answer"
+
+        led: Flight[T] = cache.flights.start(
+            fkey, lambda f: replica.run(lambda: call_core(None), hit), after
+        )
+        try:
+            result = await self._lead_unary(led, deadline)
+        except BaseException:
+            cache.miss(key.kind)
+            raise
+        if replica.remote:
+            return result, (t0, True)
+        cache.miss(key.kind)
+        return result, None
 
     async def _lead_unary(self, flight: Flight[T], deadline: float | None) -> T:
         flight.subscribe()

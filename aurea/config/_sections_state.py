@@ -138,6 +138,18 @@ class CacheSettings:
         allowed="'' or a redis://, rediss://, unix:// URL",
         repr=False,
     )
+    shared_flight: bool = setting(
+        True,
+        "on Redis: identical unary calls and embeddings missing on several replicas at once "
+        "make one upstream call (a lock beside the entry); streams share within a process only",
+    )
+    flight_lease_s: float = setting(
+        10.0,
+        "seconds a replica's flight lock lasts unless renewed (every third of it, while its "
+        "call runs): how long a crashed replica keeps the others waiting",
+        lo=0.1,
+        hi=3600,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
