@@ -26,6 +26,10 @@ and cost, the saved cost). When the shared call fails:
 
 The leader leaving (its client cancelled) does not end the flight while followers remain: the
 shared call runs in its own task, and is cancelled only when its last subscriber leaves.
+
+On Redis (``[cache] shared_flight``) unary calls' and embeddings' flights are single across
+replicas too (``_replicas``): a flight waiting for another replica's answer is a shared hit for
+its leader as for its followers. Streams share within a process only.
 """
 
 from __future__ import annotations
@@ -120,6 +124,8 @@ class CachedInference(_StreamSide, _UnarySide):
                 else:
                     cache.refresh(CacheKind.LLM)
                 # A flight others may join runs with no deadline of its own (see _unary).
+                # Streams take no cross-replica lock (``_replicas``): a stream waiting for
+                # another replica's answer would see no token until all of it existed.
                 shared = fkey if cache.flights.get(fkey) is None else None
                 run = call if shared is None else _deadline(call, None)
                 started: Flight[Final] = cache.flights.start(

@@ -59,6 +59,12 @@ kind = "openai"
 base_url = "{upstream}"
 api_key_env = "XFLIGHT_UP_KEY"
 
+[models.up-embed]
+provider = "up"
+upstream = "text-embedding-3-small"
+kind = "embedding"
+input_usd_per_mtok = "1"
+
 [models.up-chat]
 provider = "up"
 upstream = "gpt-4o-mini"
@@ -67,6 +73,7 @@ output_usd_per_mtok = "2"
 
 [routing]
 default_model = "up-chat"
+default_embedding_model = "up-embed"
 stats_store = "memory"
 
 [ledger]
@@ -120,6 +127,10 @@ def chats(fake: FakeOpenAI) -> int:
     return len(fake.attempts("/chat/completions"))
 
 
+def embeds(fake: FakeOpenAI) -> int:
+    return len(fake.attempts("/embeddings"))
+
+
 async def generate(target: str, prompt: str) -> tuple[grpc.StatusCode, pb.GenerateResponse | None]:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
@@ -144,12 +155,12 @@ async def hold_then_release(fake: HeldOpenAI, requests: int) -> int:
     """Release the fake's answers ``HOLD_S`` after its ``requests``-th request arrived; how
     many requests it held."""
     for _ in range(int(WAIT_S / 0.01)):
-        if chats(fake) >= requests:
+        if fake.request_count >= requests:
             break
         await asyncio.sleep(0.01)
-    assert chats(fake) >= requests, "the upstream request never arrived"
+    assert fake.request_count >= requests, "the upstream request never arrived"
     await asyncio.sleep(HOLD_S)
-    held = chats(fake)
+    held = fake.request_count
     fake.release.set()
     return held
 
@@ -176,6 +187,27 @@ async def test_forty_calls_over_two_servers_make_one_upstream_request(
         code, r = await generate(s.target, "together")
         assert code is grpc.StatusCode.OK and r is not None and r.cache_hit
     assert chats(fake) == 1
+
+
+async def embed(target: str) -> pb.EmbedResponse:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        reply: pb.EmbedResponse = await stub.Embed(
+            pb.EmbedRequest(inputs=["same words"]), timeout=WAIT_S
+        )
+        return reply
+
+
+async def test_twenty_embeddings_over_two_servers_make_one_upstream_request(
+    two: list[ServeProcess], fake: HeldOpenAI
+) -> None:
+    calls = [embed(two[i % 2].target) for i in range(20)]
+    results, held = await asyncio.wait_for(
+        asyncio.gather(asyncio.gather(*calls), hold_then_release(fake, 1)), WAIT_S * 2
+    )
+    assert held == 1 and embeds(fake) == 1 and chats(fake) == 0
+    assert len({tuple(r.embeddings[0].values) for r in results}) == 1
+    assert sum(1 for r in results if not r.cache_hit) == 1
 
 
 async def test_a_failing_leader_leaves_the_others_an_answer(
