@@ -127,14 +127,22 @@ def keys_built_in_lua(source: str) -> list[str]:
     return bad
 
 
+# Beside the stores, the modules that hold Redis scripts of their own (the cache's flight lock).
+_OTHER_SCRIPT_MODULES = ("aurea.cache._redis",)
+
+
 def _scripts() -> Iterator[Any]:
     seen: set[str] = set()  # a script a store imports is listed once, where it is defined
-    for info in pkgutil.iter_modules(redis_stores.__path__):
-        module = importlib.import_module(f"{redis_stores.__name__}.{info.name}")
+    names = [
+        f"{redis_stores.__name__}.{i.name}" for i in pkgutil.iter_modules(redis_stores.__path__)
+    ]
+    for module_name in [*names, *_OTHER_SCRIPT_MODULES]:
+        module = importlib.import_module(module_name)
+        short = module_name.rpartition(".")[2]
         for name, value in vars(module).items():
             if isinstance(value, str) and "redis.call" in value and value not in seen:
                 seen.add(value)
-                yield pytest.param(value, id=f"{info.name}.{name}")
+                yield pytest.param(value, id=f"{short}.{name}")
 
 
 def test_the_check_sees_keys_built_in_lua() -> None:
@@ -153,6 +161,7 @@ def test_scripts_are_found() -> None:
     labels = {p.id for p in _scripts()}
     assert {"limiter._ACQUIRE", "router_stats._RECORD"} <= labels
     assert {"_ledger_lua.JOB", "_ledger_lua.CLAIM", "_ledger_lua.SETTLE"} <= labels
+    assert {"_redis._CLAIM", "_redis._RENEW", "_redis._RELEASE"} <= labels
     assert {label for label in labels if label.startswith("_tasks_lua.")}
 
 
