@@ -229,14 +229,19 @@ def run_calls(targets: list[str], n: int, rpc: str, prompt: Callable[[int], str]
 
 
 def script_names() -> dict[str, str]:
-    """SHA-1 -> ``module.NAME`` for every Lua source in ``aurea.stores.redis`` (redis-py's
-    ``Script`` runs ``EVALSHA`` with the SHA-1 of the source)."""
+    """SHA-1 -> ``module.NAME`` for every Lua source in ``aurea.stores.redis`` and the cache's
+    Redis backend (redis-py's ``Script`` runs ``EVALSHA`` with the SHA-1 of the source), each
+    named where it is defined (the ``*_lua`` modules first, then the modules that use them)."""
+    stores = pkgutil.iter_modules(aurea.stores.redis.__path__)
+    modules = [f"aurea.stores.redis.{info.name}" for info in stores]
+    modules.sort(key=lambda m: not m.endswith("_lua"))
     names: dict[str, str] = {}
-    for info in pkgutil.iter_modules(aurea.stores.redis.__path__):
-        module = importlib.import_module(f"aurea.stores.redis.{info.name}")
+    for module_name in [*modules, "aurea.cache._redis"]:
+        module = importlib.import_module(module_name)
+        short = module_name.rpartition(".")[2]
         for name, value in vars(module).items():
             if isinstance(value, str) and "redis.call(" in value:
-                names[hashlib.sha1(value.encode()).hexdigest()] = f"{info.name}.{name}"
+                names.setdefault(hashlib.sha1(value.encode()).hexdigest(), f"{short}.{name}")
     return names
 
 
@@ -566,7 +571,7 @@ def capacity_model(points: dict[str, Any], rate: dict[str, Any]) -> dict[str, An
     saturated_us = plain_commands * set_us + script_us(list(kinds))
     out["saturated_redis_cpu_us_per_call"] = round(saturated_us, 1)
     out["cores_at_saturated_cost"] = round(saturated_us * calls_per_s / 1e6, 1)
-    job_us = script_us(["ledger.JOB"])
+    job_us = script_us(["_ledger_lua.JOB"])
     model_us = script_us(["router_stats._RECORD", "limiter._ACQUIRE", "limiter._REFUND"])
     out["hot_job_calls_per_s"] = round(1e6 / job_us) if job_us else None
     out["hot_model_calls_per_s"] = round(1e6 / model_us) if model_us else None
