@@ -23,9 +23,11 @@ from aurea import errors as e
 from aurea.config import ConfigError
 
 __all__ = [
+    "ANTHROPIC_TYPES",
     "DOMAIN",
     "Row",
     "Status",
+    "anthropic_error",
     "bound_text",
     "code_for",
     "internal_status",
@@ -97,6 +99,23 @@ _TABLE: dict[type[BaseException], Row] = {
     ConfigError: Row(C.FAILED_PRECONDITION, 503, "api_error", "config_error"),
 }
 _ROWS: dict[type[BaseException], Row] = {}  # per concrete class, filled on first use
+
+# The Anthropic Messages door's column: Anthropic's error ``type`` for each HTTP status of the
+# table above (a status not listed is a 5xx: ``api_error``). Two rows differ from the table:
+# Overloaded is Anthropic's own 529 ``overloaded_error`` (which its SDKs retry), and a body too
+# large is 413 ``request_too_large`` (the door answers that one itself). An exhausted budget
+# stays 429 ``rate_limit_error`` (Anthropic's own spend limit is that too), with
+# ``x-should-retry: false`` so the SDKs do not retry it.
+ANTHROPIC_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+ANTHROPIC_OVERLOADED = 529
 
 MAX_MESSAGE_BYTES = 1024  # of UTF-8 (512 when not ASCII: grpc-message escapes each such byte x3)
 MAX_FIELD_BYTES = 128  # a violation's field path, an ErrorInfo metadata value
@@ -323,3 +342,29 @@ def openai_error(exc: BaseException, request_id: str = "") -> tuple[int, dict[st
         "code": row.openai_code,
     }
     return row.http, {"error": body}
+
+
+def anthropic_error(exc: BaseException, request_id: str = "") -> tuple[int, dict[str, Any]]:
+    """The HTTP status and Anthropic-style body (``{"type": "error", "error": {type, message},
+    "request_id"}``) for ``exc``, from the same rows as every other door; anything that is not
+    an AureaError is the generic INTERNAL text (500 ``api_error``). Aurea's field name for a bad
+    request rides in ``error.param`` (Anthropic's clients ignore what they do not know)."""
+    row = row_for(exc)
+    if row is INTERNAL or not isinstance(exc, e.AureaError):
+        error: dict[str, Any] = {
+            "type": "api_error",
+            "message": internal_status(request_id).details,
+        }
+        return 500, {"type": "error", "error": error, "request_id": request_id}
+    status = ANTHROPIC_OVERLOADED if isinstance(exc, e.Overloaded) else row.http
+    error = {
+        "type": ANTHROPIC_TYPES.get(
+            status, "api_error" if status >= 500 else "invalid_request_error"
+        ),
+        "message": bound_text(exc.message),
+    }
+    if isinstance(exc, e.InvalidRequest) and exc.violations:
+        error["param"] = bound_text(exc.violations[0].field, MAX_FIELD_BYTES)
+    elif isinstance(exc, e.UnknownModel):
+        error["param"] = exc.field
+    return status, {"type": "error", "error": error, "request_id": request_id}

@@ -66,6 +66,8 @@ HTTP_USER_OPERATIONS: frozenset[str] = frozenset({
     "POST /v1/embeddings",
     "GET /v1/models",
     "GET /v1/models/{model}",
+    "POST /v1/messages",
+    "POST /v1/messages/count_tokens",
 })  # fmt: skip
 
 _USER = USER_OPERATIONS | HTTP_USER_OPERATIONS

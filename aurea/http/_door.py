@@ -1,6 +1,8 @@
-"""The OpenAI-compatible HTTP door: an aiohttp app over the same edge and inference core as the
-gRPC server, so both doors share keys, scopes, request ids, draining, in-flight counting, the
-canonical log line, routing, guards and every actor's state.
+"""The HTTP door, OpenAI-compatible (``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``)
+and Anthropic-compatible (``/v1/messages``, ``/v1/messages/count_tokens``, with Anthropic's error
+bodies): an aiohttp app over the same edge and inference core as the gRPC server, so every
+door shares keys, scopes, request ids, draining, in-flight counting, the canonical log line,
+routing, guards and every actor's state.
 
 Each route is one edge operation (``"POST /v1/chat/completions"``, listed as a user operation
 in ``aurea.edge._scopes``). Every exit path ends with a status: an AureaError through the one
@@ -20,11 +22,13 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from aurea.api.status import openai_error, row_for
+from aurea.api.status import ANTHROPIC_TYPES, anthropic_error, openai_error, row_for
 from aurea.cache import CachedInference, cache_outcome
 from aurea.config import HttpSettings
 from aurea.edge import REVOKED, Edge, current_scope, log_bug, revoked_now
 from aurea.errors import AureaError, InvalidRequest, Overloaded, Unauthenticated, UnknownModel
+from aurea.http._anthropic import parse_messages
+from aurea.http._anthropic_sse import HEADER_ANTHROPIC_REQUEST_ID, AnthropicStream, message
 from aurea.http._chat import parse_chat
 from aurea.http._embed import encode_vector, parse_embed
 from aurea.http._render import (
@@ -39,6 +43,7 @@ from aurea.http._render import (
     model_entry,
 )
 from aurea.http._sse import SseStream, broken_answer
+from aurea.providers._tokens import estimate_messages_tokens, extra_tokens
 from aurea.routing import RouterView
 from aurea.runtime.context import request_id_var
 
@@ -51,13 +56,18 @@ HEADER_CACHE = "x-aurea-cache"  # hit / miss: whether Aurea's response cache ans
 # that had begun), for the log line's status.
 Served = tuple[web.StreamResponse, BaseException | None]
 Serve = Callable[[web.Request, float], Awaitable[Served]]
+# How a route answers an error: OpenAI's shape, or Anthropic's on the Messages routes.
+Errors = Callable[[BaseException, str], web.Response]
 
 ROUTES = (
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/embeddings"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model}"),
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
 )
+ANTHROPIC_PATHS = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
 
 
 def _json_response(
@@ -76,6 +86,12 @@ def error_response(exc: BaseException, request_id: str) -> web.Response:
     return _json_response(status, body, request_id, error_headers(exc))
 
 
+def anthropic_error_response(exc: BaseException, request_id: str) -> web.Response:
+    status, body = anthropic_error(exc, request_id)
+    headers = {HEADER_ANTHROPIC_REQUEST_ID: request_id, **error_headers(exc)}
+    return _json_response(status, body, request_id, headers)
+
+
 def status_name(exc: BaseException) -> str:
     """The status the canonical log line names (the gRPC code's name, as for the gRPC door)."""
     if not isinstance(exc, AureaError):
@@ -83,10 +99,15 @@ def status_name(exc: BaseException) -> str:
     return str(row_for(exc).grpc.name)
 
 
-def _too_large(limit: int, request_id: str) -> web.Response:
+def _too_large(limit: int, request_id: str, anthropic: bool = False) -> web.Response:
+    message = f"the request body is larger than this server accepts ({limit} bytes)"
+    if anthropic:
+        error = {"type": "request_too_large", "message": message}
+        body: dict[str, Any] = {"type": "error", "error": error, "request_id": request_id}
+        return _json_response(413, body, request_id, {HEADER_ANTHROPIC_REQUEST_ID: request_id})
     body = {
         "error": {
-            "message": f"the request body is larger than this server accepts ({limit} bytes)",
+            "message": message,
             "type": "invalid_request_error",
             "param": None,
             "code": "request_too_large",
@@ -139,9 +160,13 @@ class HttpDoor:
             "/v1/embeddings": self._embeddings,
             "/v1/models": self._models,
             "/v1/models/{model}": self._model,
+            "/v1/messages": self._messages,
+            "/v1/messages/count_tokens": self._count_tokens,
         }
         for method, path in ROUTES:
-            app.router.add_route(method, path, self._handler(f"{method} {path}", serve[path]))
+            errors = anthropic_error_response if path in ANTHROPIC_PATHS else error_response
+            handler = self._handler(f"{method} {path}", serve[path], errors)
+            app.router.add_route(method, path, handler)
         app.middlewares.append(_unrouted)
         return app
 
@@ -182,7 +207,7 @@ class HttpDoor:
 
     # -- the edge around every route -----------------------------------------------------
     def _handler(
-        self, operation: str, serve: Serve
+        self, operation: str, serve: Serve, errors: Errors = error_response
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         edge = self._edge
         cap = self._settings.max_concurrent_requests
@@ -218,15 +243,17 @@ class HttpDoor:
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
-                return error_response(Unauthenticated(REVOKED), request_id_var.get())
+                return errors(Unauthenticated(REVOKED), request_id_var.get())
             except _TooLarge:
                 status, http_status = "INVALID_ARGUMENT", 413
-                return _too_large(self._settings.max_body_bytes, request_id_var.get())
+                limit = self._settings.max_body_bytes
+                anthropic = errors is anthropic_error_response
+                return _too_large(limit, request_id_var.get(), anthropic)
             except Exception as exc:
                 status = status_name(exc)
                 if status == "INTERNAL":
                     log_bug(exc)
-                response = error_response(exc, request_id_var.get())
+                response = errors(exc, request_id_var.get())
                 http_status = response.status
                 return response
             finally:
@@ -293,6 +320,52 @@ class HttpDoor:
         }
         return _json_response(200, embeddings(result, vectors), rid, headers), None
 
+    async def _messages(self, request: web.Request, started: float) -> Served:
+        body = await self._body(request)
+        rid = request_id_var.get()
+        req = parse_messages(body, request.headers, rid, started, _principal())
+        if req.stream:
+            self._edge.begin_stream()  # counted against the key's most open streams
+            request[_STREAMING] = True
+            stream = AnthropicStream(request, rid)
+            failed = await stream.run(self._inference, req.call)
+            assert stream.response is not None
+            return stream.response, failed
+        final = await self._inference.generate(req.call)
+        broken = broken_answer(final)
+        if broken is not None:
+            raise broken
+        headers = {
+            HEADER_ANTHROPIC_REQUEST_ID: rid,
+            HEADER_COST: str(final.cost_nanos),
+            HEADER_MODEL: final.model,
+            HEADER_PROVIDER: final.provider,
+            HEADER_CACHE: "hit" if cache_outcome().hit else "miss",
+        }
+        return _json_response(200, message(final, rid), rid, headers), None
+
+    async def _count_tokens(self, request: web.Request, started: float) -> Served:
+        """Aurea's estimate of the prompt's tokens (its tokenizer for the model, the same count
+        the limiter admits by), for a catalog model the caller may use."""
+        body = await self._body(request)
+        rid = request_id_var.get()
+        if isinstance(body, dict) and "max_tokens" not in body:
+            body = {**body, "max_tokens": 1}  # not part of a count_tokens body
+        req = parse_messages(body, request.headers, rid, started, _principal())
+        name = req.call.model
+        table = self._view.table
+        group = table.groups.get(name)
+        if group:  # a route group counts with its first model's tokenizer
+            name = group[0].model.name
+        spec = table.models.get(name)
+        if spec is None or not table.permitted(name) or not self._key_allows(name):
+            shown = name if len(name) <= 80 else f"{name[:80]}..."
+            raise UnknownModel(f"model {shown!r} is not in this server's catalog", "model")
+        count = estimate_messages_tokens(req.call.messages, spec.upstream)
+        count += extra_tokens(req.call.tools, None, spec.upstream)
+        headers = {HEADER_ANTHROPIC_REQUEST_ID: rid}
+        return _json_response(200, {"input_tokens": count}, rid, headers), None
+
     def _key_allows(self, name: str) -> bool:
         """Whether the calling key's model list (if it has one) lets it use ``name``."""
         key = self._edge.keys.get(_principal())
@@ -344,6 +417,15 @@ async def _unrouted(
             }
         }
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        if request.path in ANTHROPIC_PATHS:
+            kind = ANTHROPIC_TYPES.get(exc.status, "invalid_request_error")
+            error = {"type": kind, "message": message}
+            return web.Response(
+                status=exc.status,
+                body=dumps({"type": "error", "error": error}),
+                content_type="application/json",
+                headers=headers,
+            )
         return web.Response(
             status=exc.status, body=dumps(body), content_type="application/json", headers=headers
         )

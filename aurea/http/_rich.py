@@ -75,6 +75,12 @@ def _strict(value: Any, where: str, bad: list[FieldViolation]) -> bool:
     return value is True
 
 
+# For the Anthropic door, which reads its own tool shape with the same bounds.
+schema_of = _schema
+text_of = _description
+strict_of = _strict
+
+
 def tools(raw: Any, bad: list[FieldViolation]) -> tuple[Tool, ...]:
     """``tools``: a list of ``{"type": "function", "function": {name, description,
     parameters, strict}}``."""

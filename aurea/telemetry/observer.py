@@ -24,7 +24,9 @@ def method_label(operation: str) -> str:
 
 
 # The HTTP door's inference routes (its operations are "METHOD /route").
-HTTP_INFERENCE = frozenset({"POST /v1/chat/completions", "POST /v1/embeddings"})
+HTTP_INFERENCE = frozenset(
+    {"POST /v1/chat/completions", "POST /v1/embeddings", "POST /v1/messages"}
+)
 
 
 def is_inference(operation: str) -> bool:

@@ -25,6 +25,8 @@ ROUTES = [
     ("POST", "/v1/embeddings"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/sim-small"),
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
 ]
 
 NUMBERS = st.one_of(
@@ -139,6 +141,101 @@ CHAT_VALIDISH = st.fixed_dictionaries(
         ),
     },
 )
+# Anthropic Messages bodies: every block type with odd fields, and the options around them.
+BLOCK = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.one_of(
+            st.sampled_from(
+                ["text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking", "x"]
+            ),
+            TEXT,
+        ),
+        "text": st.one_of(TEXT, JSON),
+        "source": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "type": st.sampled_from(["base64", "url", "file"]),
+                    "media_type": TEXT,
+                    "data": TEXT,
+                    "url": TEXT,
+                },
+            ),
+            JSON,
+        ),
+        "id": st.one_of(TEXT, JSON),
+        "name": st.one_of(TEXT, JSON),
+        "input": JSON,
+        "tool_use_id": st.one_of(TEXT, JSON),
+        "content": JSON,
+        "is_error": JSON,
+        "thinking": st.one_of(TEXT, JSON),
+        "signature": st.one_of(TEXT, JSON),
+        "data": st.one_of(TEXT, JSON),
+    },
+)
+MESSAGES = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.one_of(st.sampled_from(["sim-small", "sim-large", "sim-embed"]), TEXT, JSON),
+        "max_tokens": st.one_of(st.integers(1, 64), NUMBERS, JSON),
+        "messages": st.one_of(
+            st.lists(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "role": st.one_of(st.sampled_from(["user", "assistant", "system"]), TEXT),
+                        "content": st.one_of(TEXT, st.lists(BLOCK, max_size=4), JSON),
+                    },
+                ),
+                max_size=5,
+            ),
+            JSON,
+        ),
+        "system": st.one_of(TEXT, st.lists(BLOCK, max_size=3), JSON),
+        "stop_sequences": st.one_of(st.lists(TEXT, max_size=20), JSON),
+        "stream": st.one_of(st.booleans(), JSON),
+        "temperature": NUMBERS,
+        "top_p": NUMBERS,
+        "top_k": NUMBERS,
+        "tools": st.one_of(
+            st.lists(
+                st.fixed_dictionaries(
+                    {}, optional={"name": TEXT, "input_schema": JSON, "type": TEXT, "strict": JSON}
+                ),
+                max_size=3,
+            ),
+            JSON,
+        ),
+        "tool_choice": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "type": st.sampled_from(["auto", "any", "tool", "none", "x"]),
+                    "name": TEXT,
+                    "disable_parallel_tool_use": JSON,
+                },
+            ),
+            JSON,
+        ),
+        "thinking": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "type": st.sampled_from(["enabled", "disabled", "adaptive", "x"]),
+                    "budget_tokens": NUMBERS,
+                    "display": JSON,
+                },
+            ),
+            JSON,
+        ),
+        "output_config": st.one_of(
+            st.fixed_dictionaries({}, optional={"effort": JSON, "format": JSON}), JSON
+        ),
+        "metadata": JSON,
+    },
+)
 EMBED = st.fixed_dictionaries(
     {},
     optional={
@@ -208,6 +305,15 @@ def send(
 @given(body=st.one_of(CHAT, CHAT_VALIDISH), headers=HEADERS)
 def test_chat_bodies(served: Served, body: dict[str, Any], headers: dict[str, str]) -> None:
     send(served, "http chat bodies", "POST", "/v1/chat/completions", _encode(body), headers)
+
+
+@FUZZ
+@given(body=MESSAGES, headers=HEADERS, count=st.booleans())
+def test_messages_bodies(
+    served: Served, body: dict[str, Any], headers: dict[str, str], count: bool
+) -> None:
+    path = "/v1/messages/count_tokens" if count else "/v1/messages"
+    send(served, "http messages bodies", "POST", path, _encode(body), headers)
 
 
 @FUZZ
