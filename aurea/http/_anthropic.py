@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aurea.errors import FieldViolation, InvalidRequest
+from aurea.http import _anthropic_options as opts
 from aurea.http._inputs import (
     BAD_TEXT,
     MAX_MODEL_NAME,
@@ -27,7 +28,6 @@ from aurea.http._inputs import (
     is_number,
     is_text,
 )
-from aurea.http._rich import schema_of, strict_of, text_of
 from aurea.inference import GenerateCall, rich
 from aurea.inference.calls import FailoverMode
 from aurea.providers._base import (
@@ -35,25 +35,14 @@ from aurea.providers._base import (
     ContentPart,
     GenerationOptions,
     ReasoningBlock,
-    ReasoningEffort,
     ReasoningFormat,
-    ResponseFormat,
-    ResponseFormatType,
     Role,
     TextPart,
-    Tool,
     ToolCall,
-    ToolChoice,
-    ToolChoiceMode,
 )
 from aurea.security import input_limits, limit_text
 
 MAX_STOP_SEQUENCES = 16
-MIN_THINKING_BUDGET = 1024  # Anthropic's own floor for budget_tokens
-# budget_tokens to effort: at most LOW_BUDGET is low, at most MEDIUM_BUDGET medium, above high.
-LOW_BUDGET = 2048
-MEDIUM_BUDGET = 8192
-
 # Accepted and ignored: they change nothing about the answer Aurea gives.
 _IGNORED = frozenset({"metadata", "service_tier", "top_k", "cache_control"})
 _KNOWN = frozenset(
@@ -74,12 +63,6 @@ _KNOWN = frozenset(
         *_IGNORED,
     }
 )
-_CHOICES = {
-    "auto": ToolChoiceMode.AUTO,
-    "any": ToolChoiceMode.REQUIRED,
-    "tool": ToolChoiceMode.TOOL,
-    "none": ToolChoiceMode.NONE,
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -374,140 +357,6 @@ def _system(raw: Any, bad: list[FieldViolation]) -> ChatMessage | None:
     return ChatMessage(Role.SYSTEM, text) if text else None
 
 
-def _tools(raw: Any, bad: list[FieldViolation]) -> tuple[Tool, ...]:
-    """``tools``: client tools ``{name, description, input_schema, strict}`` (``type`` absent or
-    "custom"); Anthropic's server tools (web search, code execution, ...) are refused."""
-    if raw is None:
-        return ()
-    most = min(input_limits().max_tools, rich.MAX_TOOLS)
-    if not isinstance(raw, list):
-        bad.append(FieldViolation("tools", "must be a list of tools"))
-        return ()
-    if len(raw) > most:
-        bad.append(FieldViolation("tools", f"at most {most} tools {limit_text('max_tools')}"))
-        return ()
-    out: list[Tool] = []
-    names: list[str] = []
-    for i, t in enumerate(raw):
-        at = f"tools[{i}]"
-        if not isinstance(t, Mapping) or t.get("type", "custom") not in ("custom", None):
-            bad.append(FieldViolation(f"{at}.type", "only client tools (custom) are supported"))
-            continue
-        name = t.get("name")
-        if not isinstance(name, str) or not rich.name_ok(name):
-            bad.append(FieldViolation(f"{at}.name", rich.NAME_RULE))
-            continue
-        names.append(name)
-        description = text_of(t.get("description"), f"{at}.description", bad)
-        params = None
-        if t.get("input_schema") is None:
-            bad.append(FieldViolation(f"{at}.input_schema", "is required: a JSON Schema object"))
-        else:
-            params = schema_of(t.get("input_schema"), f"{at}.input_schema", bad)
-        strict = strict_of(t.get("strict"), f"{at}.strict", bad)
-        if params is not None:
-            out.append(Tool(name=name, description=description, parameters=params, strict=strict))
-    rich.unique_names(names, bad)
-    return tuple(out)
-
-
-def _tool_choice(raw: Any, bad: list[FieldViolation]) -> tuple[ToolChoice | None, bool | None]:
-    """The tool choice and ``parallel_tool_calls`` (None: the provider's default)."""
-    if raw is None:
-        return None, None
-    kind = raw.get("type") if isinstance(raw, Mapping) else None
-    mode = _CHOICES.get(kind) if isinstance(kind, str) else None
-    if mode is None:
-        bad.append(FieldViolation("tool_choice.type", 'must be "auto", "any", "tool" or "none"'))
-        return None, None
-    assert isinstance(raw, Mapping)
-    name = raw.get("name", "")
-    if mode is ToolChoiceMode.TOOL and (not isinstance(name, str) or not name):
-        bad.append(FieldViolation("tool_choice.name", 'is required with type "tool"'))
-        return None, None
-    disable = raw.get("disable_parallel_tool_use")
-    if disable is not None and not isinstance(disable, bool):
-        bad.append(FieldViolation("tool_choice.disable_parallel_tool_use", "must be true or false"))
-        disable = None
-    parallel = None if disable is None else not disable
-    return ToolChoice(mode=mode, name=name if mode is ToolChoiceMode.TOOL else ""), parallel
-
-
-def _thinking(
-    raw: Any, max_tokens: int | None, bad: list[FieldViolation]
-) -> ReasoningEffort | None:
-    if raw is None:
-        return None
-    kind = raw.get("type") if isinstance(raw, Mapping) else None
-    if kind == "disabled":
-        return None
-    if kind == "adaptive":  # the model decides how much: Aurea's middle effort
-        display = raw.get("display") if isinstance(raw, Mapping) else None
-        if display not in (None, "summarized", "omitted"):
-            bad.append(FieldViolation("thinking.display", 'must be "summarized" or "omitted"'))
-        return ReasoningEffort.MEDIUM
-    if kind != "enabled":
-        bad.append(FieldViolation("thinking.type", 'must be "enabled", "disabled" or "adaptive"'))
-        return None
-    assert isinstance(raw, Mapping)
-    budget: Any = raw.get("budget_tokens")
-    if not is_int(budget) or budget < MIN_THINKING_BUDGET:
-        bad.append(
-            FieldViolation(
-                "thinking.budget_tokens",
-                f"must be a whole number of at least {MIN_THINKING_BUDGET}",
-            )
-        )
-        return None
-    if max_tokens is not None and budget >= max_tokens:
-        bad.append(FieldViolation("thinking.budget_tokens", "must be less than max_tokens"))
-        return None
-    if budget <= LOW_BUDGET:
-        return ReasoningEffort.LOW
-    return ReasoningEffort.MEDIUM if budget <= MEDIUM_BUDGET else ReasoningEffort.HIGH
-
-
-_EFFORTS = {
-    "low": ReasoningEffort.LOW,
-    "medium": ReasoningEffort.MEDIUM,
-    "high": ReasoningEffort.HIGH,
-    "xhigh": ReasoningEffort.HIGH,  # Aurea's highest
-    "max": ReasoningEffort.HIGH,
-}
-
-
-def _output_config(
-    raw: Any, bad: list[FieldViolation]
-) -> tuple[ReasoningEffort | None, ResponseFormat | None]:
-    """``output_config``: ``effort`` to a reasoning effort, ``format`` (``json_schema``) to a
-    strict JSON Schema answer (Anthropic's structured outputs are enforced, not aimed for)."""
-    if raw is None:
-        return None, None
-    if not isinstance(raw, Mapping):
-        bad.append(FieldViolation("output_config", "must be an object"))
-        return None, None
-    for key in raw:
-        if key not in ("effort", "format"):
-            bad.append(FieldViolation(f"output_config.{str(key)[:64]}", "is not supported"))
-    effort = None
-    if raw.get("effort") is not None:
-        effort = _EFFORTS.get(raw["effort"]) if isinstance(raw["effort"], str) else None
-        if effort is None:
-            bad.append(
-                FieldViolation("output_config.effort", f"must be one of {', '.join(_EFFORTS)}")
-            )
-    fmt = raw.get("format")
-    if fmt is None:
-        return effort, None
-    if not isinstance(fmt, Mapping) or fmt.get("type") != "json_schema":
-        bad.append(FieldViolation("output_config.format.type", 'must be "json_schema"'))
-        return effort, None
-    schema = schema_of(fmt.get("schema"), "output_config.format.schema", bad)
-    if schema is None:
-        return effort, None
-    return effort, ResponseFormat(type=ResponseFormatType.JSON_SCHEMA, schema=schema, strict=True)
-
-
 def _stop(raw: Any, bad: list[FieldViolation]) -> tuple[str, ...]:
     if raw is None:
         return ()
@@ -590,10 +439,10 @@ def parse_messages(
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         bad.append(FieldViolation("stream", "must be true or false"))
-    tools = _tools(body.get("tools"), bad)
-    choice, parallel = _tool_choice(body.get("tool_choice"), bad)
-    effort = _thinking(body.get("thinking"), max_tokens, bad)
-    chosen, fmt = _output_config(body.get("output_config"), bad)
+    tools = opts.tools(body.get("tools"), bad)
+    choice, parallel = opts.tool_choice(body.get("tool_choice"), bad)
+    effort = opts.thinking(body.get("thinking"), max_tokens, bad)
+    chosen, fmt = opts.output_config(body.get("output_config"), bad)
     effort = chosen or effort
     if choice is not None:
         rich.check_conversation((), tools, choice, bad)

@@ -26,8 +26,16 @@ from aurea.api.status import ANTHROPIC_TYPES, anthropic_error, openai_error, row
 from aurea.cache import CachedInference, cache_outcome
 from aurea.config import HttpSettings
 from aurea.edge import REVOKED, Edge, current_scope, log_bug, revoked_now
-from aurea.errors import AureaError, InvalidRequest, Overloaded, Unauthenticated, UnknownModel
+from aurea.errors import (
+    AureaError,
+    InvalidRequest,
+    Overloaded,
+    Unauthenticated,
+    UnknownModel,
+    UnsupportedFeature,
+)
 from aurea.http._anthropic import parse_messages
+from aurea.http._anthropic_options import anthropic_fields
 from aurea.http._anthropic_sse import HEADER_ANTHROPIC_REQUEST_ID, AnthropicStream, message
 from aurea.http._chat import parse_chat
 from aurea.http._embed import encode_vector, parse_embed
@@ -321,6 +329,12 @@ class HttpDoor:
         return _json_response(200, embeddings(result, vectors), rid, headers), None
 
     async def _messages(self, request: web.Request, started: float) -> Served:
+        try:
+            return await self._messages_call(request, started)
+        except UnsupportedFeature as exc:  # raised before anything was sent
+            raise anthropic_fields(exc) from None
+
+    async def _messages_call(self, request: web.Request, started: float) -> Served:
         body = await self._body(request)
         rid = request_id_var.get()
         req = parse_messages(body, request.headers, rid, started, _principal())

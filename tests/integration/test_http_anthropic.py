@@ -510,3 +510,4 @@ async def test_output_config_asks_for_a_json_schema_answer(door: RunningServer) 
             extra_body={"output_config": {"effort": "xhigh"}},
         )
     assert "reasoning" in info.value.body["error"]["message"]
+    assert info.value.body["error"]["param"] == "thinking"  # Anthropic's field, not gRPC's
