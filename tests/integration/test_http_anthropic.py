@@ -8,6 +8,8 @@ runs out during an answer; and the raw SSE event order read with aiohttp."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -511,3 +513,36 @@ async def test_output_config_asks_for_a_json_schema_answer(door: RunningServer) 
         )
     assert "reasoning" in info.value.body["error"]["message"]
     assert info.value.body["error"]["param"] == "thinking"  # Anthropic's field, not gRPC's
+
+
+async def test_images_unknown_fields_and_the_door_own_errors(door: RunningServer) -> None:
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 64).decode()
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}
+    asked = [{"type": "text", "text": "what is this?"}, image]
+    reply = await sdk(door).messages.create(
+        model="sim-small", max_tokens=32, messages=[{"role": "user", "content": asked}]
+    )
+    assert reply.content[0].text
+    bad_image = {**image, "source": {**image["source"], "media_type": "image/tiff"}}
+    response = await post(
+        door,
+        {
+            "model": "sim-small",
+            "max_tokens": 8,
+            "container": "c-1",  # code execution: not something Aurea can honour
+            "messages": [{"role": "user", "content": [bad_image]}],
+        },
+    )
+    error = (await response.json())["error"]
+    assert response.status == 400 and error["param"] == "container"
+    assert "messages[0].content[0].source.media_type" in error["message"]
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{door.server.http_port}/v1/messages"
+        async with session.get(url) as got:
+            body = await got.json()
+            assert got.status == 405 and body["type"] == "error"
+            assert body["error"]["type"] == "invalid_request_error"
+        big = b'{"model": "' + b"x" * (door.server.settings.http.max_body_bytes + 1) + b'"}'
+        async with session.post(url, data=io.BytesIO(big)) as huge:
+            body = await huge.json()
+            assert huge.status == 413 and body["error"]["type"] == "request_too_large"
