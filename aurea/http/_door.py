@@ -22,47 +22,48 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from aurea.api.status import ANTHROPIC_TYPES, anthropic_error, openai_error, row_for
+from aurea.api.status import ANTHROPIC_TYPES
 from aurea.cache import CachedInference, cache_outcome
 from aurea.config import HttpSettings
-from aurea.edge import REVOKED, Edge, current_scope, log_bug, revoked_now
+from aurea.edge import REVOKED, Edge, log_bug, revoked_now
 from aurea.errors import (
-    AureaError,
     InvalidRequest,
     Overloaded,
     Unauthenticated,
     UnknownModel,
-    UnsupportedFeature,
 )
-from aurea.http._anthropic import parse_messages
-from aurea.http._anthropic_options import anthropic_fields
-from aurea.http._anthropic_sse import HEADER_ANTHROPIC_REQUEST_ID, AnthropicStream, message
+from aurea.http._anthropic_routes import AnthropicRoutes
 from aurea.http._chat import parse_chat
 from aurea.http._embed import encode_vector, parse_embed
 from aurea.http._render import (
     HEADER_COST,
     HEADER_MODEL,
     HEADER_PROVIDER,
-    HEADER_REQUEST_ID,
     completion,
     dumps,
     embeddings,
-    error_headers,
     model_entry,
 )
+from aurea.http._responses import (
+    _STREAMING,
+    HEADER_CACHE,
+    Served,
+    _json_response,
+    _principal,
+    _too_large,
+    _TooLarge,
+    anthropic_error_response,
+    error_response,
+    status_name,
+)
 from aurea.http._sse import SseStream, broken_answer
-from aurea.providers._tokens import estimate_messages_tokens, extra_tokens
 from aurea.routing import RouterView
 from aurea.runtime.context import request_id_var
 
 __all__ = ["ROUTES", "HttpDoor"]
 
 log = structlog.get_logger("aurea.http")
-HEADER_CACHE = "x-aurea-cache"  # hit / miss: whether Aurea's response cache answered
 
-# What a route's body returns: the response, and the error it ended with in-band (a stream
-# that had begun), for the log line's status.
-Served = tuple[web.StreamResponse, BaseException | None]
 Serve = Callable[[web.Request, float], Awaitable[Served]]
 # How a route answers an error: OpenAI's shape, or Anthropic's on the Messages routes.
 Errors = Callable[[BaseException, str], web.Response]
@@ -78,66 +79,7 @@ ROUTES = (
 ANTHROPIC_PATHS = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
 
 
-def _json_response(
-    status: int, payload: Any, request_id: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        status=status,
-        body=dumps(payload),
-        content_type="application/json",
-        headers={HEADER_REQUEST_ID: request_id, **(headers or {})},
-    )
-
-
-def error_response(exc: BaseException, request_id: str) -> web.Response:
-    status, body = openai_error(exc, request_id)
-    return _json_response(status, body, request_id, error_headers(exc))
-
-
-def anthropic_error_response(exc: BaseException, request_id: str) -> web.Response:
-    status, body = anthropic_error(exc, request_id)
-    headers = {HEADER_ANTHROPIC_REQUEST_ID: request_id, **error_headers(exc)}
-    return _json_response(status, body, request_id, headers)
-
-
-def status_name(exc: BaseException) -> str:
-    """The status the canonical log line names (the gRPC code's name, as for the gRPC door)."""
-    if not isinstance(exc, AureaError):
-        return "INTERNAL"
-    return str(row_for(exc).grpc.name)
-
-
-def _too_large(limit: int, request_id: str, anthropic: bool = False) -> web.Response:
-    message = f"the request body is larger than this server accepts ({limit} bytes)"
-    if anthropic:
-        error = {"type": "request_too_large", "message": message}
-        body: dict[str, Any] = {"type": "error", "error": error, "request_id": request_id}
-        return _json_response(413, body, request_id, {HEADER_ANTHROPIC_REQUEST_ID: request_id})
-    body = {
-        "error": {
-            "message": message,
-            "type": "invalid_request_error",
-            "param": None,
-            "code": "request_too_large",
-        }
-    }
-    return _json_response(413, body, request_id)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-_STREAMING = web.RequestKey("aurea_streaming", bool)  # set once a stream's response may have begun
-
-
-def _principal() -> str:
-    """The API key's name the edge admitted this call with ("" in open mode)."""
-    scope = current_scope.get()
-    return scope.principal if scope is not None else ""
-
-
-class HttpDoor:
+class HttpDoor(AnthropicRoutes):
     """``start(host, port)`` serves the door; ``stop()`` closes it (after the server drained)."""
 
     def __init__(
@@ -327,58 +269,6 @@ class HttpDoor:
             HEADER_CACHE: "hit" if cache_outcome().hit else "miss",
         }
         return _json_response(200, embeddings(result, vectors), rid, headers), None
-
-    async def _messages(self, request: web.Request, started: float) -> Served:
-        try:
-            return await self._messages_call(request, started)
-        except UnsupportedFeature as exc:  # raised before anything was sent
-            raise anthropic_fields(exc) from None
-
-    async def _messages_call(self, request: web.Request, started: float) -> Served:
-        body = await self._body(request)
-        rid = request_id_var.get()
-        req = parse_messages(body, request.headers, rid, started, _principal())
-        if req.stream:
-            self._edge.begin_stream()  # counted against the key's most open streams
-            request[_STREAMING] = True
-            stream = AnthropicStream(request, rid)
-            failed = await stream.run(self._inference, req.call)
-            assert stream.response is not None
-            return stream.response, failed
-        final = await self._inference.generate(req.call)
-        broken = broken_answer(final)
-        if broken is not None:
-            raise broken
-        headers = {
-            HEADER_ANTHROPIC_REQUEST_ID: rid,
-            HEADER_COST: str(final.cost_nanos),
-            HEADER_MODEL: final.model,
-            HEADER_PROVIDER: final.provider,
-            HEADER_CACHE: "hit" if cache_outcome().hit else "miss",
-        }
-        return _json_response(200, message(final, rid), rid, headers), None
-
-    async def _count_tokens(self, request: web.Request, started: float) -> Served:
-        """Aurea's estimate of the prompt's tokens (its tokenizer for the model, the same count
-        the limiter admits by), for a catalog model the caller may use."""
-        body = await self._body(request)
-        rid = request_id_var.get()
-        if isinstance(body, dict) and "max_tokens" not in body:
-            body = {**body, "max_tokens": 1}  # not part of a count_tokens body
-        req = parse_messages(body, request.headers, rid, started, _principal())
-        name = req.call.model
-        table = self._view.table
-        group = table.groups.get(name)
-        if group:  # a route group counts with its first model's tokenizer
-            name = group[0].model.name
-        spec = table.models.get(name)
-        if spec is None or not table.permitted(name) or not self._key_allows(name):
-            shown = name if len(name) <= 80 else f"{name[:80]}..."
-            raise UnknownModel(f"model {shown!r} is not in this server's catalog", "model")
-        count = estimate_messages_tokens(req.call.messages, spec.upstream)
-        count += extra_tokens(req.call.tools, None, spec.upstream)
-        headers = {HEADER_ANTHROPIC_REQUEST_ID: rid}
-        return _json_response(200, {"input_tokens": count}, rid, headers), None
 
     def _key_allows(self, name: str) -> bool:
         """Whether the calling key's model list (if it has one) lets it use ``name``."""
