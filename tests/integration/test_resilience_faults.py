@@ -2,7 +2,8 @@
 answer or a defined status, with the attempts the retry table implies, counted (and, where a
 wait is promised, its lower bound checked) at the fakes, which timestamp every request.
 
-The rig: ``prim`` (an OpenAI-wire fake, time-to-first-token and stall limits of 0.3 s, context
+The rig: ``prim`` (an OpenAI-wire fake, time-to-first-token and stall limits of 1 s: well below
+the 5 s the slow faults wait, well above what a busy 2-core CI machine takes to answer; context
 window 8000), ``cont`` (an Anthropic-wire fake that continues a prefill, window 16000) and
 ``plain`` (an OpenAI-wire fake that does not take a prefill, window 4000). After every test a
 normal call must still be answered whole by ``prim``. No test asserts how long anything took;
@@ -85,8 +86,8 @@ def _config(prim: FakeServer, cont: FakeServer, plain: FakeServer) -> dict[str, 
             "prim": {
                 "provider": "prim",
                 "upstream": "gpt-4o-mini",
-                "ttft_timeout_s": 0.3,
-                "stall_timeout_s": 0.3,
+                "ttft_timeout_s": 1.0,
+                "stall_timeout_s": 1.0,
                 "context_window": 8000,
             },
             "cont": {
