@@ -159,13 +159,14 @@ class RedisServer:
 
 
 class RedisCluster:
-    """``nodes`` primaries (no replicas) joined into one Redis Cluster on 127.0.0.1, each its
-    own ``redis-server`` in its own directory; the slots are spread evenly by
-    ``redis-cli --cluster create``. A node can be stopped and resumed on its port (it keeps its
-    ``nodes.conf``, so it rejoins)."""
+    """``nodes`` primaries, each with ``replicas`` replicas, joined into one Redis Cluster on
+    127.0.0.1, each node its own ``redis-server`` in its own directory; the slots are spread
+    evenly by ``redis-cli --cluster create``. A node can be stopped and resumed on its port (it
+    keeps its ``nodes.conf``, so it rejoins), and ``failover`` promotes a replica."""
 
-    def __init__(self, nodes: list[RedisServer], workdir: Path) -> None:
+    def __init__(self, nodes: list[RedisServer], workdir: Path, replicas: int = 0) -> None:
         self.nodes = nodes
+        self.replicas = replicas  # per primary
         self._dir = workdir
 
     @staticmethod
@@ -173,18 +174,20 @@ class RedisCluster:
         return RedisServer.available() and shutil.which("redis-cli") is not None
 
     @classmethod
-    def start(cls, nodes: int = 3) -> RedisCluster:
+    def start(cls, nodes: int = 3, *, replicas: int = 0) -> RedisCluster:
         if nodes < 3:
             raise ValueError("a Redis Cluster needs at least 3 primaries")
+        if replicas < 0:
+            raise ValueError("replicas must be >= 0")
         cli = shutil.which("redis-cli")
         if cli is None or not RedisServer.available():
             raise RuntimeError("redis-server and redis-cli are required for a Redis Cluster")
         workdir = Path(tempfile.mkdtemp(prefix="aurea-redis-cluster-"))
         taken: set[int] = set()
         servers: list[RedisServer] = []
-        cluster = cls(servers, workdir)
+        cluster = cls(servers, workdir, replicas)
         try:
-            for i in range(nodes):
+            for i in range(nodes * (1 + replicas)):
                 port = _free_cluster_port(taken)
                 taken |= {port, port + _BUS_OFFSET}
                 node_dir = workdir / f"node{i}"
@@ -199,7 +202,7 @@ class RedisCluster:
                     "create",
                     *(f"127.0.0.1:{s.port}" for s in servers),
                     "--cluster-replicas",
-                    "0",
+                    str(replicas),
                     "--cluster-yes",
                 ],
                 check=True,
@@ -231,13 +234,38 @@ class RedisCluster:
                 raise RuntimeError(f"Redis Cluster on ports {self.ports} did not become ready")
             time.sleep(0.05)
 
+    def role(self, node: RedisServer) -> str:
+        """``master`` or ``slave`` (Redis's words), "" when the node does not answer."""
+        return _info(node.port, "replication").get("role", "")
+
+    def failover(self, replica: RedisServer, timeout_s: float = _CLUSTER_WAIT_S) -> None:
+        """Promote ``replica`` to primary of its slots with ``CLUSTER FAILOVER`` (the graceful
+        manual failover: its primary stops taking writes, the replica catches up, then takes
+        over, so no acknowledged write is lost); returns once it reports itself primary."""
+        if self.role(replica) != "slave":
+            raise ValueError(f"the node on port {replica.port} is not a replica")
+        answer = _command(replica.port, "CLUSTER", "FAILOVER").strip()
+        if answer != "OK":
+            raise RuntimeError(f"CLUSTER FAILOVER on port {replica.port}: {answer!r}")
+        deadline = time.monotonic() + timeout_s
+        while self.role(replica) != "master":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replica on port {replica.port} did not take over")
+            time.sleep(0.05)
+        self.wait_ready(timeout_s)
+
     def _node_ready(self, node: RedisServer) -> bool:
         info = _cluster_info(node.port)
-        return (
+        ready = (
             info.get("cluster_state") == "ok"
             and info.get("cluster_slots_ok") == "16384"
             and info.get("cluster_known_nodes") == str(len(self.nodes))
         )
+        if ready and self.replicas:  # and each replica in sync with its primary
+            replication = _info(node.port, "replication")
+            if replication.get("role") == "slave":
+                return replication.get("master_link_status") == "up"
+        return ready
 
     def close(self) -> None:
         for node in self.nodes:
@@ -254,6 +282,34 @@ class RedisCluster:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _command(port: int, *args: str) -> str:
+    """One command's reply through ``redis-cli`` ("" when the node does not answer)."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        return ""
+    try:
+        done = subprocess.run(
+            [cli, "-p", str(port), *args],
+            capture_output=True,
+            text=True,
+            timeout=_CLUSTER_WAIT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout
+
+
+def _info(port: int, section: str) -> dict[str, str]:
+    """``INFO section`` of one node as a dict (empty when it does not answer)."""
+    out: dict[str, str] = {}
+    for line in _command(port, "INFO", section).splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key] = value.strip()
+    return out
 
 
 def _cluster_info(port: int) -> dict[str, str]:
