@@ -9,44 +9,14 @@ the clients followed the slots to their new primaries and no write was lost or d
 from __future__ import annotations
 
 import asyncio
-import collections
-import random
 
-import grpc
 import pytest
+from money_load import Load, config
 
 from aurea.testing.redis import RedisCluster
-from aurea.v1 import inference_pb2 as ipb
-from aurea.v1 import inference_pb2_grpc, ledger_pb2_grpc
-from aurea.v1 import ledger_pb2 as lpb
 from tests.conftest import SpawnServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-
-JOBS = ("f0", "f1", "f2")
-CALLERS = 16
-CALLS_EACH = 100  # a bound on the load, never a performance claim
-WAIT_S = 60.0
-
-
-def _config(url: str) -> str:
-    return f"""
-[providers.simulated]
-kind = "simulated"
-max_concurrency = 1000
-options = {{ token_delay_ms = 1, min_tokens = 4, max_tokens = 16 }}
-
-[redis]
-url = "{url}"
-key_prefix = "failover"
-cluster = true
-
-[cache]
-enabled = false
-
-[ledger]
-lease_ttl_s = 4.0
-"""
 
 
 async def test_calls_and_money_survive_a_failover_of_every_shard(
@@ -55,37 +25,9 @@ async def test_calls_and_money_survive_a_failover_of_every_shard(
     if not RedisCluster.available():
         pytest.skip("redis-server and redis-cli are not installed (.ci/run installs them)")
     with RedisCluster.start(replicas=1) as cluster:
-        servers = [spawn_server(config=_config(cluster.url)) for _ in range(2)]
-        channels = [grpc.aio.insecure_channel(s.target) for s in servers]
-        stubs = [inference_pb2_grpc.InferenceServiceStub(c) for c in channels]
-        told: collections.Counter[str] = collections.Counter()
-        codes: collections.Counter[str] = collections.Counter()
-        moved = asyncio.Event()
-
-        async def caller(i: int) -> None:
-            rng = random.Random(i)
-            for n in range(CALLS_EACH):
-                stub, job = stubs[(i + n) % 2], rng.choice(JOBS)
-                req = ipb.GenerateRequest(prompt=f"call {i}.{n}", job_id=job)
-                try:
-                    if n % 2:
-                        final = None
-                        request = ipb.GenerateStreamRequest(request=req)
-                        async for ev in stub.GenerateStream(request, timeout=30):
-                            if ev.HasField("final"):
-                                final = ev.final
-                        assert final is not None
-                        told[job] += final.cost_nanos
-                    else:
-                        reply = await stub.Generate(req, timeout=30)
-                        told[job] += reply.cost_nanos  # (not `+= await`: read after the wait)
-                    codes["OK"] += 1
-                except grpc.aio.AioRpcError as exc:
-                    codes[exc.code().name] += 1
-                    assert exc.code() is grpc.StatusCode.UNAVAILABLE, exc.details()
-                    await asyncio.sleep(0.01)
-                if n == CALLS_EACH // 2:  # the second half runs on the new primaries
-                    await moved.wait()
+        conf = config(cluster.url, prefix="failover", cluster=True)
+        servers = [spawn_server(config=conf) for _ in range(2)]
+        load = Load([s.target for s in servers], ("f0", "f1", "f2"), callers=16, calls_each=100)
 
         async def failovers() -> None:
             await asyncio.sleep(0.5)
@@ -93,22 +35,15 @@ async def test_calls_and_money_survive_a_failover_of_every_shard(
             assert len(replicas) == 3
             for replica in replicas:
                 await asyncio.to_thread(cluster.failover, replica)
-            moved.set()
+            assert [cluster.role(n) for n in replicas] == ["master"] * 3
+            load.halfway.set()  # the second half of the calls runs on the new primaries
 
         try:
-            await asyncio.gather(failovers(), *(caller(i) for i in range(CALLERS)))
-            assert codes["OK"] > CALLERS * CALLS_EACH // 2  # the load really ran
-            ledger = ledger_pb2_grpc.LedgerServiceStub(channels[0])
-            for job in JOBS:
-                view = (await ledger.GetJob(lpb.GetJobRequest(job_id=job), timeout=10)).job
-                for _ in range(int(WAIT_S / 0.1)):  # bounded: idle blocks go back to the job
-                    if view.reserved_nanos == 0:
-                        break
-                    await asyncio.sleep(0.1)
-                    view = (await ledger.GetJob(lpb.GetJobRequest(job_id=job), timeout=10)).job
-                assert (job, view.cost_nanos, view.reserved_nanos) == (job, told[job], 0)
+            await asyncio.gather(failovers(), load.run())
+            assert load.codes["OK"] > load.callers * load.calls_each // 2  # the load really ran
+            for job, spent, reserved, told in await load.reconcile():
+                assert (job, spent, reserved) == (job, told, 0)
         finally:
-            for c in channels:
-                await c.close()
+            await load.aclose()
             for s in servers:
                 s.stop()
