@@ -83,16 +83,7 @@ class LedgerCalls:
         # index writes (repeatable) did: load it and send the call again.
         for _ in range(2):
             async with redis.pipeline(transaction=True) as pipe:
-                if new_jobs:
-                    pipe.zadd(self._jobs, dict.fromkeys(new_jobs, 0), nx=True)
-                for kind, what in index:
-                    if kind == "zadd_lt":
-                        job, due, lease_id = what
-                        pipe.zadd(self._due, {job: due}, lt=True)
-                        pipe.hset(self._touch, job, lease_id)
-                    else:
-                        lease_id, job, ttl_s = what
-                        pipe.set(self._lease_key(lease_id), job, ex=self._keep_s(ttl_s))
+                self._index_writes(pipe, new_jobs, index)  # queued in the MULTI
                 for c in calls:
                     keys = self._job_keys(c.job)
                     pipe.evalsha(self._job_script.sha, len(keys), *keys, *self._args(c))
@@ -116,23 +107,30 @@ class LedgerCalls:
         call that fails part-way may have applied some jobs' scripts; its retry is safe: a
         reserve of an existing lease, a release, a sweep and a budget change repeat harmlessly,
         and a numbered consume batch applies once (``consume``)."""
-        redis = self._client.redis
-        writes: list[Awaitable[Any]] = []
-        if new_jobs:
-            writes.append(redis.zadd(self._jobs, dict.fromkeys(new_jobs, 0), nx=True))
-        for kind, what in index:
-            if kind == "zadd_lt":
-                job, due, lease_id = what
-                writes.append(redis.zadd(self._due, {job: due}, lt=True))
-                writes.append(redis.hset(self._touch, job, lease_id))
-            else:
-                lease_id, job, ttl_s = what
-                writes.append(redis.set(self._lease_key(lease_id), job, ex=self._keep_s(ttl_s)))
+        writes: list[Awaitable[Any]] = self._index_writes(self._client.redis, new_jobs, index)
         await asyncio.gather(*writes)
         answers = await asyncio.gather(
             *(self._job_script(keys=self._job_keys(c.job), args=self._args(c)) for c in calls)
         )
         return list(answers)
+
+    def _index_writes(
+        self, target: Any, new_jobs: list[str], index: list[tuple[str, tuple[Any, ...]]]
+    ) -> list[Any]:
+        """The cross-job index writes of a store call, made on ``target``: a pipeline (queued
+        there) or a client (the commands' awaitables, returned)."""
+        out = []
+        if new_jobs:
+            out.append(target.zadd(self._jobs, dict.fromkeys(new_jobs, 0), nx=True))
+        for kind, what in index:
+            if kind == "zadd_lt":
+                job, due, lease_id = what
+                out.append(target.zadd(self._due, {job: due}, lt=True))
+                out.append(target.hset(self._touch, job, lease_id))
+            else:
+                lease_id, job, ttl_s = what
+                out.append(target.set(self._lease_key(lease_id), job, ex=self._keep_s(ttl_s)))
+        return out
 
     def _keep_s(self, ttl_s: float) -> int:
         """How long a lease's job is named: past the lease and its retention, with slack."""
