@@ -21,6 +21,7 @@ from types import TracebackType
 __all__ = ["RedisCluster", "RedisServer"]
 
 _START_WAIT_S = 10.0
+_ANSWER_S = 2.0  # how long one node may take to answer one command
 _CLUSTER_WAIT_S = 30.0
 _BUS_OFFSET = 10000  # a cluster node also listens on its port + 10000 (the cluster bus)
 
@@ -294,7 +295,7 @@ def _command(port: int, *args: str) -> str:
             [cli, "-p", str(port), *args],
             capture_output=True,
             text=True,
-            timeout=_CLUSTER_WAIT_S,
+            timeout=_ANSWER_S,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
@@ -302,40 +303,21 @@ def _command(port: int, *args: str) -> str:
     return done.stdout
 
 
-def _info(port: int, section: str) -> dict[str, str]:
-    """``INFO section`` of one node as a dict (empty when it does not answer)."""
+def _fields(reply: str) -> dict[str, str]:
+    """An ``INFO``-style reply (``key:value`` lines) as a dict."""
     out: dict[str, str] = {}
-    for line in _command(port, "INFO", section).splitlines():
+    for line in reply.splitlines():
         key, sep, value = line.partition(":")
         if sep:
             out[key] = value.strip()
     return out
+
+
+def _info(port: int, section: str) -> dict[str, str]:
+    """``INFO section`` of one node as a dict (empty when it does not answer)."""
+    return _fields(_command(port, "INFO", section))
 
 
 def _cluster_info(port: int) -> dict[str, str]:
     """``CLUSTER INFO`` of one node as a dict (empty when it does not answer)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
-            s.sendall(b"CLUSTER INFO\r\n")
-            data = b""
-            while b"\r\n" not in data or len(data) < _bulk_end(data):
-                chunk = s.recv(4096)
-                if not chunk:
-                    return {}
-                data += chunk
-    except (OSError, ValueError):
-        return {}
-    out: dict[str, str] = {}
-    for line in data.partition(b"\r\n")[2].decode(errors="replace").splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            out[key] = value.strip()
-    return out
-
-
-def _bulk_end(data: bytes) -> int:
-    """Where a RESP bulk string reply ends (``$LEN\\r\\n`` + body + ``\\r\\n``)."""
-    head = data.partition(b"\r\n")[0]
-    if not head.startswith(b"$"):
-        raise ValueError(f"not a bulk string: {head[:40]!r}")
-    return len(head) + 2 + int(head[1:]) + 2
+    return _fields(_command(port, "CLUSTER", "INFO"))
