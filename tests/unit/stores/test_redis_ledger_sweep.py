@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from store_helpers import T0
 
-from aurea.stores import Spend
+from aurea.stores import LeaseEnd, Spend
 from aurea.stores.redis import RedisClient, RedisLedgerStore, open_redis
 from aurea.testing.redis import RedisServer
 
@@ -94,6 +94,6 @@ async def test_a_lease_is_found_by_id_alone_or_with_its_job(client: RedisClient)
     # Leases live with their job: another job's id does not find it.
     assert await store.get_lease("a", job_id="k") is None
     assert (await store.extend("a", 0, TTL, now=T0, job_id="k")).job_id == ""
-    assert await store.settle("a", Spend(cost_nanos=1), now=T0, job_id="j") is not None
+    assert await store.settle("a", Spend(cost_nanos=1), now=T0, job_id="j") is LeaseEnd.CLOSED
     view = await store.get_job("j")
     assert view is not None and (view.spent_nanos, view.reserved_nanos) == (1, 0)
