@@ -9,7 +9,10 @@ Why this shape:
   to its commit; it is never half applied. The thread takes its work from a ``SimpleQueue`` and
   hands each result back with one ``call_soon_threadsafe``: about half the cost per round trip of
   ``run_in_executor`` on a ``ThreadPoolExecutor`` (its concurrent future, condition variable and
-  future chaining), which every awaited ledger settle pays.
+  future chaining), which every awaited ledger settle pays. The queue has no bound of its own
+  (STYLE wants every buffer bounded): each submitter awaits its operation, so it holds at most
+  one per waiting caller, and those are bounded where they come from (the ledger journal's
+  ``max_backlog`` and group commit, the actors' mailboxes, ``server.max_concurrent_rpcs``).
 * **One transaction per operation.** ``run`` wraps each store operation in ``BEGIN IMMEDIATE`` …
   ``COMMIT``, so each is atomic and isolated even against another process on the same file. A
   store may put many operations in one ``run`` (the ledger's ``apply``: group commit, one WAL
